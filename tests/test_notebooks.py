@@ -1,0 +1,66 @@
+"""The numbered notebooks executed headless through papermill with small parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import papermill as pm
+import pytest
+
+from alhelpers.nb import read_records
+
+NB = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def run(name: str, out: Path, **params) -> dict:
+    pm.execute_notebook(str(NB / name), str(out), parameters=params, kernel_name="python3",
+                        progress_bar=False, cwd=str(NB))
+    return read_records(out)
+
+
+def test_fetch_and_featurize_ti_o(tmp_path):
+    data = tmp_path / "data"
+    rec = run("01_fetch.ipynb", tmp_path / "01.ipynb", SYSTEM="Ti-O", DATA_DIR=str(data))
+    assert rec["n_rows"] == 148 and rec["removed"]["de-duplicate (< 1 meV/atom)"] == 5
+    assert rec["table1"]["n_pool"] == 118 and rec["table1"]["n_test"] == 30
+    table = pd.read_parquet(rec["out_path"])
+    assert len(table) == 148 and (table["system"] == "Ti-O").all()
+    cfg = json.loads(Path(rec["out_path"]).with_suffix(".config.json").read_text())
+    assert cfg["config"]["system"] == "Ti-O" and "torch" in cfg["versions"]
+
+    rec2 = run("02_featurize.ipynb", tmp_path / "02.ipynb", SYSTEM="Ti-O", DESCRIPTOR="paper17",
+               DATA_DIR=str(data))
+    assert rec2["n_features"] == 15 and rec2["missing_columns"] == ["energy_per_atom", "band_gap"]
+    assert rec2["n_rows"] + rec2["dropped_rows"] == 148
+    assert len(pd.read_parquet(rec2["out_path"])) == rec2["n_rows"]
+
+
+def test_fetch_own_table_through_the_notebook(tmp_path):
+    csv = tmp_path / "mine.csv"
+    pd.DataFrame({"formula": ["Fe2O3", "FeO", "Fe3O4", "NiO"],
+                  "Ef": [-1.7, float("nan"), -1.6, -1.2]}).to_csv(csv, index=False)
+    rec = run("01_fetch.ipynb", tmp_path / "01.ipynb", SYSTEM="Fe", SOURCE="file",
+              TABLE_PATH=str(csv), TARGET_COLUMN="Ef", DATA_DIR=str(tmp_path / "d"))
+    assert rec["n_rows"] == 2 and rec["removed"]["finite target"] == 1
+
+
+def test_bad_parameter_fails_in_the_config_cell(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError, match="unknown system 'Xx'"):
+        run("01_fetch.ipynb", tmp_path / "bad.ipynb", SYSTEM="Xx", DATA_DIR=str(tmp_path))
+
+
+def test_study_runner_fetch_and_featurize_stages(tmp_path):
+    from alhelpers.run import main
+
+    out = tmp_path / "res"
+    assert main(["study", "--systems", "Ti-O", "--out", str(out), "--jobs", "1"]) == 0
+    t1 = pd.read_csv(out / "table1.csv")
+    assert t1.loc[0, "system"] == "Ti-O" and t1.loc[0, "n_total"] == 148
+    done = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
+    assert done == ["01_fetch_Ti-O.ipynb", "02_featurize_Ti-O_magpie.ipynb"]
+    mtime = (out / "notebooks" / "01_fetch_Ti-O.ipynb").stat().st_mtime
+    assert main(["study", "--systems", "Ti-O", "--out", str(out)]) == 0  # finished work skipped
+    assert (out / "notebooks" / "01_fetch_Ti-O.ipynb").stat().st_mtime == mtime
+    assert main(["study", "--systems", "Xx", "--out", str(out)]) == 2
