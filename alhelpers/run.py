@@ -1,6 +1,11 @@
 """Headless study runner: executes the numbered notebooks through papermill, per system (and seed).
 
-    python -m alhelpers.run study [--systems C Si Fe Ti-O] [--descriptors magpie] [--out results]
+    python -m alhelpers.run study [--systems C Si Fe Ti-O] [--seeds 0 1 2 3 4]
+                                  [--strategies random uncertainty diversity hybrid]
+                                  [--descriptors magpie] [--out results]
+
+Stages: 01_fetch per system → 02_featurize per (system, descriptor) → 03_active_learning per
+(system, descriptor, seed); all rows end up in ``DIR/runs.parquet``.
 
 Each notebook run is one task; a task whose executed notebook already finished (it recorded its
 results) is skipped, so an interrupted study continues where it stopped. Executed notebooks go
@@ -22,6 +27,7 @@ import pandas as pd
 
 from alhelpers.data.paths import REPO_ROOT
 from alhelpers.keys import SYSTEMS
+from alhelpers.loop import DEFAULT_STRATEGIES
 from alhelpers.nb import read_records
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -100,6 +106,29 @@ def featurize_tasks(
     return fetch, feat
 
 
+def al_tasks(out: Path, args: argparse.Namespace) -> list[Task]:
+    """Notebook 03 per (system, descriptor, seed)."""
+    tasks = []
+    for s in args.systems:
+        for d in args.descriptors:
+            for seed in args.seeds:
+                params = {"SYSTEM": s, "SEED": seed, "DESCRIPTOR": d, "SOURCE": args.source,
+                          "STRATEGIES": list(args.strategies), "N_INIT": args.n_init,
+                          "BATCH": args.batch, "ROUNDS": args.rounds, "MEMBERS": args.members,
+                          "SMOKE": args.smoke, "DATA_DIR": str(out / "data"), "OUT_DIR": str(out)}
+                tasks.append(Task("03_active_learning.ipynb",
+                                  out / "notebooks" / f"03_active_learning_{s}_{d}_seed{seed}.ipynb",
+                                  params))
+    return tasks
+
+
+def collect_runs(records: Sequence[dict]) -> pd.DataFrame:
+    """Concatenate the per-notebook runs tables into one tidy table."""
+    frames = [pd.read_parquet(r["runs_path"]) for r in records]
+    return pd.concat(frames, ignore_index=True).sort_values(
+        ["system", "descriptor", "strategy", "seed", "round"], kind="mergesort", ignore_index=True)
+
+
 def study(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -113,6 +142,14 @@ def study(args: argparse.Namespace) -> int:
     run_tasks(feat, jobs=args.jobs, force=args.force)
     print("\nTable 1 (offline snapshot after filters):")
     print(table1.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    al_recs = run_tasks(al_tasks(out, args), jobs=args.jobs, force=args.force)
+    runs = collect_runs(al_recs)
+    runs.to_parquet(out / "runs.parquet", index=False)
+    final = runs[runs["round"] == runs.groupby(["system", "strategy", "seed"])["round"].transform("max")]
+    summary = (final.groupby(["system", "strategy"])["mae"].agg(["mean", "std", "count"])
+               .rename(columns={"count": "seeds"}))
+    print(f"\nFinal-round test MAE (eV/atom), mean ± std over seeds ({len(runs)} rows → runs.parquet):")
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"\n[run] study stages done in {time.perf_counter() - t0:.1f} s → {out}")
     return 0
 
@@ -123,7 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("study", help="Track A study over systems and seeds (headless, resumable)")
     s.add_argument("--systems", nargs="+", default=list(SYSTEMS), metavar="SYSTEM")
+    s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="SEED")
+    s.add_argument("--strategies", nargs="+", default=list(DEFAULT_STRATEGIES), metavar="NAME")
     s.add_argument("--descriptors", nargs="+", default=["magpie"], choices=["magpie", "paper17"])
+    s.add_argument("--n-init", type=int, default=30)
+    s.add_argument("--batch", type=int, default=15)
+    s.add_argument("--rounds", type=int, default=6)
+    s.add_argument("--members", type=int, default=5)
+    s.add_argument("--smoke", action="store_true", help="tiny runs to check the pipeline")
     s.add_argument("--source", default="snapshot", choices=["snapshot", "mp", "oqmd"])
     s.add_argument("--out", default="results", help="output folder (default: results)")
     s.add_argument("--jobs", type=int, default=2, help="notebooks run side by side (default 2)")
@@ -136,12 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from alhelpers.data.systems import system_elements
 
-    for system in getattr(args, "systems", []):
-        try:
+    from alhelpers.select import get_strategy
+
+    try:
+        for system in getattr(args, "systems", []):
             system_elements(system)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        for name in getattr(args, "strategies", []):
+            get_strategy(name)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return args.func(args)
 
 

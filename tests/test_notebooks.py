@@ -51,16 +51,27 @@ def test_bad_parameter_fails_in_the_config_cell(tmp_path):
         run("01_fetch.ipynb", tmp_path / "bad.ipynb", SYSTEM="Xx", DATA_DIR=str(tmp_path))
 
 
-def test_study_runner_fetch_and_featurize_stages(tmp_path):
+def test_study_runner_smoke_all_stages_and_resume(tmp_path):
     from alhelpers.run import main
 
     out = tmp_path / "res"
-    assert main(["study", "--systems", "Ti-O", "--out", str(out), "--jobs", "1"]) == 0
+    args = ["study", "--systems", "Ti-O", "--seeds", "0", "1", "--smoke", "--out", str(out)]
+    assert main(args) == 0
     t1 = pd.read_csv(out / "table1.csv")
     assert t1.loc[0, "system"] == "Ti-O" and t1.loc[0, "n_total"] == 148
     done = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
-    assert done == ["01_fetch_Ti-O.ipynb", "02_featurize_Ti-O_magpie.ipynb"]
+    assert done == ["01_fetch_Ti-O.ipynb", "02_featurize_Ti-O_magpie.ipynb",
+                    "03_active_learning_Ti-O_magpie_seed0.ipynb",
+                    "03_active_learning_Ti-O_magpie_seed1.ipynb"]
+    runs = pd.read_parquet(out / "runs.parquet")
+    # smoke: 4 strategies x 2 rounds x 2 seeds, labels 10 -> 15
+    assert len(runs) == 16 and set(runs["strategy"]) == {"random", "uncertainty", "diversity", "hybrid"}
+    assert sorted(runs["n_labeled"].unique()) == [10, 15] and runs["mae"].between(0, 2).all()
+    rec = read_records(out / "notebooks" / "03_active_learning_Ti-O_magpie_seed1.ipynb")
+    assert set(rec["final_mae"]) == set(runs["strategy"]) and rec["n_rows"] == 8
     mtime = (out / "notebooks" / "01_fetch_Ti-O.ipynb").stat().st_mtime
-    assert main(["study", "--systems", "Ti-O", "--out", str(out)]) == 0  # finished work skipped
+    assert main(args) == 0  # finished work is skipped
     assert (out / "notebooks" / "01_fetch_Ti-O.ipynb").stat().st_mtime == mtime
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs)
     assert main(["study", "--systems", "Xx", "--out", str(out)]) == 2
+    assert main(["study", "--strategies", "entropy", "--out", str(out)]) == 2

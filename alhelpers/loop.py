@@ -1,0 +1,275 @@
+"""The active-learning loop of Track A (STUDY §4), checkpointed per (system, seed, strategy, round).
+
+Protocol: a seeded 80/20 pool/test split and a seeded initial labelled set (the same for every
+strategy of a seed, so strategies compare paired by seed), then ``rounds`` rounds of
+train → evaluate on the test set → query ``batch_size`` pool points → add them (the last round
+trains and evaluates only). Each round leaves one tidy row and one checkpoint file; a rerun
+continues after the last checkpoint and ends with the same table as an uninterrupted run, because
+every random stream is derived from (seed, strategy, round), never carried across rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.preprocessing import StandardScaler
+
+from alhelpers.config import _Saveable
+from alhelpers.models import EnsembleConfig, EnsembleRegressor
+from alhelpers.select import QueryContext, get_strategy, needs_variance
+
+DEFAULT_STRATEGIES = ("random", "uncertainty", "diversity", "hybrid")
+
+#: Columns of the tidy runs table, in order (one row per system, descriptor, strategy, seed, round).
+RUN_COLUMNS = (
+    "system", "descriptor", "strategy", "seed", "round", "n_labeled", "n_pool", "n_test",
+    "mae", "rmse", "max_error", "r2", "mean_sigma", "pearson_sigma_abs_err",
+    "spearman_sigma_abs_err", "fit_s", "query_s", "note",
+)
+#: Columns that measure time, so they differ between otherwise identical runs.
+TIMING_COLUMNS = ("fit_s", "query_s")
+
+
+@dataclass(frozen=True)
+class ALConfig(_Saveable):
+    """Everything one active-learning run of one (system, seed) depends on."""
+
+    system: str = "C"
+    source: str = "snapshot"
+    descriptor: str = "magpie"
+    seed: int = 0
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    n_init: int = 30
+    batch_size: int = 15
+    rounds: int = 6
+    test_fraction: float = 0.2
+    hybrid_alpha: float = 0.6
+    model: EnsembleConfig = field(default_factory=EnsembleConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategies", tuple(self.strategies))
+        for name in self.strategies:
+            get_strategy(name)  # unknown name → ValueError listing the valid ones
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"strategies has duplicates: {self.strategies}")
+        for name in ("n_init", "batch_size", "rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
+    @property
+    def budget(self) -> int:
+        """Labelled points the last round trains on when the pool is large enough."""
+        return self.n_init + (self.rounds - 1) * self.batch_size
+
+
+# --------------------------------------------------------------------------- randomness
+
+
+def _stream(*keys: int | str) -> np.random.Generator:
+    """An independent generator for a tuple of keys (strings hashed with CRC32, stable across runs)."""
+    ints = [k if isinstance(k, int) else zlib.crc32(k.encode()) for k in keys]
+    return np.random.default_rng(ints)
+
+
+def split_and_init(n: int, cfg: ALConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Pool and test positions and the initial labelled set (depend on the seed only)."""
+    from alhelpers.data.systems import split_pool_test
+
+    rng = _stream(cfg.seed, "split")
+    pool, test = split_pool_test(n, test_fraction=cfg.test_fraction, rng=rng)
+    note = ""
+    n_init = cfg.n_init
+    if n_init > len(pool):
+        note = f"pool has {len(pool)} points < n_init={cfg.n_init}: all are labelled at the start"
+        n_init = len(pool)
+    init = np.sort(rng.choice(pool, size=n_init, replace=False))
+    return pool, test, init, note
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def regression_metrics(y: np.ndarray, mean: np.ndarray, var: np.ndarray) -> dict[str, float]:
+    """Test-set metrics of one round, including how well σ ranks the absolute error."""
+    err = mean - y
+    abs_err = np.abs(err)
+    sigma = np.sqrt(np.maximum(var, 0.0))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    out = {
+        "mae": float(abs_err.mean()),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "max_error": float(abs_err.max()),
+        "r2": float(1.0 - np.sum(err**2) / ss_tot) if ss_tot > 0 else float("nan"),
+        "mean_sigma": float(sigma.mean()),
+        "pearson_sigma_abs_err": float("nan"),
+        "spearman_sigma_abs_err": float("nan"),
+    }
+    if len(y) > 2 and np.ptp(sigma) > 0 and np.ptp(abs_err) > 0:
+        out["pearson_sigma_abs_err"] = float(stats.pearsonr(sigma, abs_err)[0])
+        out["spearman_sigma_abs_err"] = float(stats.spearmanr(sigma, abs_err)[0])
+    return out
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_path(root: Path, cfg: ALConfig, strategy: str, rnd: int) -> Path:
+    return Path(root) / cfg.system / cfg.descriptor / f"seed{cfg.seed}" / strategy / f"round{rnd:02d}.json"
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
+
+
+def _load_checkpoints(root: Path, cfg: ALConfig, strategy: str) -> list[dict]:
+    out = []
+    for rnd in range(cfg.rounds):
+        path = checkpoint_path(root, cfg, strategy, rnd)
+        if not path.exists():
+            break
+        out.append(json.loads(path.read_text()))
+    return out
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class RunResult:
+    rows: pd.DataFrame
+    resumed_rounds: int  # rounds read back from checkpoints instead of computed
+
+
+class BudgetExceeded(RuntimeError):
+    """Raised between rounds when a wall-time budget would be exceeded; checkpoints are kept."""
+
+
+def run_strategy(
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg: ALConfig,
+    strategy: str,
+    *,
+    checkpoint_dir: Path | None = None,
+    stop_after_round: int | None = None,
+    on_round: Callable[[dict], None] | None = None,
+) -> RunResult:
+    """Run one strategy for one (system, seed); resume from checkpoints when they exist.
+
+    ``stop_after_round`` ends the run early after that round has been checkpointed (used to test
+    resuming, and by budgets).
+    """
+    pool, test, init, note = split_and_init(len(y), cfg)
+    done = _load_checkpoints(checkpoint_dir, cfg, strategy) if checkpoint_dir else []
+    rows = [d["row"] for d in done]
+    if done:
+        last = done[-1]
+        labeled = np.array(sorted(last["labeled"] + last["queried"]), dtype=np.int64)
+    else:
+        labeled = init
+    query = get_strategy(strategy)
+    # nothing left to query after a non-final round: the run ends at the pool size
+    exhausted = bool(done) and not done[-1]["queried"] and done[-1]["row"]["round"] < cfg.rounds - 1
+    for rnd in range(len(done), cfg.rounds):
+        if exhausted:
+            break
+        t0 = time.perf_counter()
+        model = EnsembleRegressor(cfg.model, seed=int(_stream(cfg.seed, "model", rnd).integers(2**31)))
+        model.fit(X[labeled], y[labeled])
+        fit_s = time.perf_counter() - t0
+        mean, var = model.predict(X[test])
+        row = {
+            "system": cfg.system, "descriptor": cfg.descriptor, "strategy": strategy,
+            "seed": cfg.seed, "round": rnd, "n_labeled": int(len(labeled)),
+            "n_pool": int(len(pool)), "n_test": int(len(test)),
+            **regression_metrics(y[test], mean, var), "fit_s": fit_s, "query_s": 0.0,
+            "note": note if rnd == 0 else "",
+        }
+        queried = np.empty(0, dtype=np.int64)
+        if rnd < cfg.rounds - 1:
+            candidates = np.setdiff1d(pool, labeled, assume_unique=True)
+            if len(candidates) == 0:
+                exhausted = True
+                row["note"] = (f"pool exhausted: all {len(pool)} pool points are labelled; "
+                               f"stopped before the requested {cfg.budget} labels")
+            else:
+                t1 = time.perf_counter()
+                queried = _query(query, strategy, model, X, labeled, candidates, cfg, rnd)
+                row["query_s"] = time.perf_counter() - t1
+                if len(candidates) <= cfg.batch_size:
+                    row["note"] = (f"pool exhausted: only {len(candidates)} unlabelled pool points "
+                                   f"left for a batch of {cfg.batch_size}; all taken")
+        rows.append(row)
+        if checkpoint_dir:
+            _write_json_atomic(checkpoint_path(checkpoint_dir, cfg, strategy, rnd),
+                               {"row": row, "labeled": labeled.tolist(), "queried": queried.tolist()})
+        if on_round:
+            on_round(row)
+        labeled = np.sort(np.concatenate([labeled, queried]))
+        if stop_after_round is not None and rnd >= stop_after_round:
+            break
+    if exhausted:
+        warnings.warn(f"{cfg.system} seed {cfg.seed} {strategy}: {rows[-1]['note']}", stacklevel=2)
+    return RunResult(pd.DataFrame(rows, columns=list(RUN_COLUMNS)), resumed_rounds=len(done))
+
+
+def _query(query, strategy: str, model: EnsembleRegressor, X: np.ndarray, labeled: np.ndarray,
+           candidates: np.ndarray, cfg: ALConfig, rnd: int) -> np.ndarray:
+    scaler = StandardScaler().fit(X[labeled])  # labelled rows only, refit each round
+    variance = model.predict(X[candidates])[1] if needs_variance(strategy) else None
+    ctx = QueryContext(
+        X_candidates=scaler.transform(X[candidates]),
+        X_labeled=scaler.transform(X[labeled]),
+        variance=variance,
+        batch_size=cfg.batch_size,
+        rng=_stream(cfg.seed, strategy, rnd),
+        model=model,
+    )
+    pos = query(ctx) if strategy != "hybrid" else _hybrid(ctx, cfg.hybrid_alpha)
+    return np.sort(candidates[np.asarray(pos, dtype=np.int64)])
+
+
+def _hybrid(ctx: QueryContext, alpha: float) -> np.ndarray:
+    from alhelpers.select import select_hybrid
+
+    return select_hybrid(ctx.X_candidates, ctx.X_labeled, ctx.variance, ctx.batch_size,
+                         rng=ctx.rng, alpha=alpha)
+
+
+def run_al(
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg: ALConfig,
+    *,
+    checkpoint_dir: Path | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """All strategies of one (system, seed): the tidy runs table (one row per strategy and round)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
+    frames = []
+    strategies: Sequence[str] = cfg.strategies
+    if progress:
+        from tqdm.auto import tqdm
+
+        strategies = tqdm(strategies, desc=f"{cfg.system} seed {cfg.seed}")
+    for strategy in strategies:
+        frames.append(run_strategy(X, y, cfg, strategy, checkpoint_dir=checkpoint_dir).rows)
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,478 @@
+"""Deep-ensemble regressor for Track A (STUDY.md §3).
+
+An ensemble of ``M`` feed-forward regressors ``d -> 128 -> 128 -> 1`` (ReLU),
+trained with Adam on the mean squared error of the *standardised* target.  The
+members are trained together as one batched computation: every linear layer is
+stored as a stacked weight tensor of shape ``(M, d_in, d_out)`` plus a stacked
+bias of shape ``(M, 1, d_out)`` and evaluated with :func:`torch.baddbmm`, so the
+forward and backward passes contain no Python loop over members.  Because Adam
+and the (L2-style) weight decay act element-wise, and the loss is the *sum* of
+the members' own mean squared errors, optimising the stacked tensors is exactly
+equivalent to optimising ``M`` independent networks.
+
+* Inputs: standardised with a :class:`~sklearn.preprocessing.StandardScaler`
+  fitted on the training rows only (refitted at every :meth:`EnsembleRegressor.fit`),
+  features constant on those rows set to 0, and the z-scores clipped to
+  ``±EnsembleConfig.input_clip`` (guards against descriptors that barely vary
+  on a small labelled set).  The target is standardised with the training
+  rows' mean and population standard deviation; outputs are mapped back.
+* Prediction (eq. 1): the mean over members.
+* Epistemic uncertainty (eq. 2): the **population** variance over members
+  (``ddof=0``), i.e. ``np.var(members, axis=0)``.
+
+Determinism: every random number is drawn from an explicit
+:class:`torch.Generator` / :class:`numpy.random.Generator` derived from the
+``seed`` given to :class:`EnsembleRegressor` (via :class:`numpy.random.SeedSequence`
+with a per-purpose, per-member spawn key).  The global torch RNG is never used
+or seeded, and torch's global thread settings are left alone.  On CPU the same
+seed and data give bit-identical predictions; on CUDA results are reproducible
+only up to the non-determinism of the GPU kernels.
+
+The initialisation reproduces :class:`torch.nn.Linear`'s default
+(Kaiming-uniform with ``a = sqrt(5)``), i.e. weights and biases are drawn from
+``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; member ``k`` draws its weights from its
+own generator, in the same order ``nn.Linear`` would (weight then bias, layer
+by layer).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.preprocessing import StandardScaler
+
+__all__ = ["EnsembleConfig", "EnsembleRegressor"]
+
+# Spawn keys of the independent random streams derived from the run seed.
+_STREAM_INIT = 0
+_STREAM_BOOTSTRAP = 1
+_STREAM_SHUFFLE = 2
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Hyper-parameters of :class:`EnsembleRegressor`.
+
+    Attributes:
+        n_members: Number of ensemble members ``M``.
+        hidden: Widths of the hidden layers (ReLU after each).
+        lr: Adam learning rate.
+        epochs: Passes over the (labelled) training rows.  With full-batch
+            training (``batch_size=None``) one epoch is one Adam step.  The
+            default was chosen by ``benchmarks/ensemble_defaults.py`` (real OQMD
+            Fe compounds, Magpie features, 30 and 105 training rows).
+        batch_size: Mini-batch size; ``None`` means full batch (the labelled
+            sets of the study have 30-105 rows).
+        weight_decay: L2 penalty added to the gradient by Adam
+            (``torch.optim.Adam(weight_decay=...)``), on all weights and biases.
+        bootstrap: If ``True`` every member is trained on its own bootstrap
+            resample (``n`` rows drawn with replacement, seeded) of the
+            training rows; if ``False`` all members see all rows and differ only
+            through their initialisation (and mini-batch order).
+        device: ``"auto"`` (CUDA if available, else CPU), or any
+            :class:`torch.device` string such as ``"cpu"`` or ``"cuda:0"``.
+        input_clip: Standardised inputs are clipped to ``±input_clip`` (``None``:
+            no clipping). The scaler is fitted on the few labelled rows only, so a
+            descriptor that barely varies there (e.g. a magnetic moment that is
+            ~1e-5 on 15 Ti–O rows) would otherwise reach z-scores of 10⁴ on
+            other rows and wreck the predictions. Features that are exactly
+            constant on the training rows carry no information and are ignored.
+    """
+
+    n_members: int = 5
+    hidden: tuple[int, ...] = (128, 128)
+    lr: float = 1e-3
+    epochs: int = 300
+    batch_size: int | None = None
+    weight_decay: float = 0.0
+    bootstrap: bool = False
+    device: str = "auto"
+    input_clip: float | None = 10.0
+
+    def __post_init__(self) -> None:
+        def _is_int(v: Any) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        if not _is_int(self.n_members) or self.n_members < 1:
+            raise ValueError(f"n_members must be an integer >= 1, got {self.n_members!r}")
+        if not isinstance(self.hidden, tuple) or len(self.hidden) == 0:
+            raise ValueError(f"hidden must be a non-empty tuple of layer widths, got {self.hidden!r}")
+        if not all(_is_int(h) and h >= 1 for h in self.hidden):
+            raise ValueError(f"hidden widths must be integers >= 1, got {self.hidden!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not _is_int(self.epochs) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if self.batch_size is not None and (not _is_int(self.batch_size) or self.batch_size < 1):
+            raise ValueError(f"batch_size must be None or an integer >= 1, got {self.batch_size!r}")
+        if not (
+            isinstance(self.weight_decay, (int, float))
+            and math.isfinite(self.weight_decay)
+            and self.weight_decay >= 0
+        ):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if not isinstance(self.bootstrap, bool):
+            raise ValueError(f"bootstrap must be a bool, got {self.bootstrap!r}")
+        if self.input_clip is not None and not (
+            isinstance(self.input_clip, (int, float))
+            and not isinstance(self.input_clip, bool)
+            and self.input_clip > 0
+        ):
+            raise ValueError(f"input_clip must be a positive number or None, got {self.input_clip!r}")
+        if not isinstance(self.device, str):
+            raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+
+def _resolve_device(device: str) -> torch.device:
+    """Map ``"auto"`` to CUDA when available, else CPU; pass other strings on."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _stream_seed(seed: int, stream: int, member: int = 0) -> int:
+    """A 63-bit integer seed for one (purpose, member) stream of the run ``seed``."""
+    words = np.random.SeedSequence(seed, spawn_key=(stream, member)).generate_state(2, dtype=np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+def _as_2d_finite(X: Any, name: str = "X") -> np.ndarray:
+    """Validate ``X`` as a finite 2-D numeric array and return it as float64."""
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array: {exc}") from exc
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+    return arr
+
+
+class EnsembleRegressor:
+    """Batched deep ensemble of MLP regressors (STUDY.md §3).
+
+    Args:
+        config: Hyper-parameters, see :class:`EnsembleConfig`.
+        seed: Run seed (non-negative integer).  Member ``k``'s initialisation,
+            its bootstrap resample and its mini-batch order come from
+            independent streams derived from ``(seed, k)``.
+
+    After :meth:`fit` the following attributes are available:
+
+    Attributes:
+        scaler_: The :class:`sklearn.preprocessing.StandardScaler` fitted on the
+            training rows' features.
+        active_: Boolean mask of the features that vary on the training rows;
+            the others are constant there, carry no information and are fed
+            to the network as 0 (see :meth:`transform_inputs`).
+        y_mean_, y_std_: Mean and (population) standard deviation of the
+            training targets used to standardise ``y`` (``y_std_`` is 1.0 when
+            the targets are constant).
+        n_features_in_: Number of input features seen in :meth:`fit`.
+        weights_: Stacked weights, one tensor per layer, shape
+            ``(M, d_in, d_out)`` (layer ``l`` of member ``k`` computes
+            ``h @ weights_[l][k] + biases_[l][k]``).
+        biases_: Stacked biases, one tensor per layer, shape ``(M, 1, d_out)``.
+        bootstrap_indices_: ``(M, n)`` integer array of the training rows each
+            member was trained on (``None`` when ``bootstrap=False``).
+        train_loss_: Final mean (over members) MSE on the standardised target,
+            evaluated after the last step on each member's own training rows.
+    """
+
+    def __init__(self, config: EnsembleConfig = EnsembleConfig(), *, seed: int) -> None:
+        if not isinstance(config, EnsembleConfig):
+            raise TypeError(f"config must be an EnsembleConfig, got {type(config).__name__}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.config: EnsembleConfig = config
+        self.seed: int = int(seed)
+        self.device: torch.device = _resolve_device(config.device)
+        self.dtype: torch.dtype = torch.float32
+        self.scaler_: StandardScaler | None = None
+        self.active_: np.ndarray | None = None
+        self.y_mean_: float | None = None
+        self.y_std_: float | None = None
+        self.n_features_in_: int | None = None
+        self.weights_: list[torch.Tensor] | None = None
+        self.biases_: list[torch.Tensor] | None = None
+        self.bootstrap_indices_: np.ndarray | None = None
+        self.train_loss_: float | None = None
+
+    # ------------------------------------------------------------------ setup
+    def __repr__(self) -> str:
+        return f"EnsembleRegressor(config={self.config!r}, seed={self.seed})"
+
+    @property
+    def n_members(self) -> int:
+        """Number of ensemble members ``M``."""
+        return self.config.n_members
+
+    def _init_parameters(self, d_in: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Stacked parameters with ``nn.Linear``'s default init, one generator per member."""
+        sizes = [d_in, *self.config.hidden, 1]
+        M = self.config.n_members
+        per_member_w: list[list[torch.Tensor]] = [[] for _ in sizes[:-1]]
+        per_member_b: list[list[torch.Tensor]] = [[] for _ in sizes[:-1]]
+        for k in range(M):  # initialisation only; training is batched
+            g = torch.Generator(device="cpu")
+            g.manual_seed(_stream_seed(self.seed, _STREAM_INIT, k))
+            for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+                # nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) on the
+                # (out, in) weight => U(-1/sqrt(fan_in), 1/sqrt(fan_in)); bias the same.
+                bound = 1.0 / math.sqrt(fan_in)
+                w = torch.empty(fan_out, fan_in, dtype=self.dtype).uniform_(-bound, bound, generator=g)
+                b = torch.empty(fan_out, dtype=self.dtype).uniform_(-bound, bound, generator=g)
+                per_member_w[layer].append(w.t())
+                per_member_b[layer].append(b.unsqueeze(0))
+        weights = [torch.stack(ws).contiguous().to(self.device) for ws in per_member_w]
+        biases = [torch.stack(bs).contiguous().to(self.device) for bs in per_member_b]
+        return weights, biases
+
+    # --------------------------------------------------------------- forward
+    @staticmethod
+    def _forward(
+        x: torch.Tensor,
+        weights: list[torch.Tensor],
+        biases: list[torch.Tensor],
+        *,
+        return_hidden: bool = False,
+    ) -> torch.Tensor:
+        """Batched forward pass.
+
+        Args:
+            x: ``(M, n, d)`` (per-member rows) or ``(n, d)`` (shared rows).
+            weights, biases: Stacked parameters.
+            return_hidden: Return the last hidden activations ``(M, n, H)``
+                instead of the output.
+
+        Returns:
+            ``(M, n)`` standardised outputs, or the last hidden activations.
+        """
+        M = weights[0].shape[0]
+        h = x if x.dim() == 3 else x.unsqueeze(0).expand(M, -1, -1)
+        last = len(weights) - 1
+        for layer, (w, b) in enumerate(zip(weights, biases)):
+            if layer == last:
+                if return_hidden:
+                    return h
+                return torch.baddbmm(b, h, w).squeeze(-1)
+            h = torch.relu(torch.baddbmm(b, h, w))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "EnsembleRegressor":
+        """Train all members from scratch on ``(X, y)``.
+
+        A :class:`~sklearn.preprocessing.StandardScaler` is fitted on these
+        rows' features and ``y`` is standardised with these rows' mean and
+        standard deviation.  Every call re-initialises the parameters from the
+        seed, so fitting twice on the same data gives the same model.
+
+        Args:
+            X: ``(n, d)`` finite features, ``n >= 2``.
+            y: ``(n,)`` finite targets.
+
+        Returns:
+            ``self``.
+        """
+        X = _as_2d_finite(X, "X")
+        try:
+            y_arr = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"y must be a numeric array: {exc}") from exc
+        if y_arr.ndim != 1:
+            raise ValueError(f"y must be 1-D (n_samples,), got shape {y_arr.shape}")
+        if y_arr.shape[0] != X.shape[0]:
+            raise ValueError(f"X and y have different numbers of rows: {X.shape[0]} vs {y_arr.shape[0]}")
+        if not np.all(np.isfinite(y_arr)):
+            raise ValueError(f"y contains {int(np.sum(~np.isfinite(y_arr)))} non-finite value(s) (NaN or inf)")
+        n, d = X.shape
+        if n < 2:
+            raise ValueError(f"at least 2 training rows are needed, got {n}")
+        if d < 1:
+            raise ValueError("X must have at least one feature column")
+
+        cfg = self.config
+        M = cfg.n_members
+        scaler = StandardScaler().fit(X)
+        y_mean = float(y_arr.mean())
+        y_std = float(y_arr.std())
+        if not y_std > 0:
+            y_std = 1.0
+        active = np.asarray(X.std(axis=0) > 0)
+        xs = torch.as_tensor(self._standardise(X, scaler, active), dtype=self.dtype, device=self.device)
+        ys = torch.as_tensor((y_arr - y_mean) / y_std, dtype=self.dtype, device=self.device)
+
+        if cfg.bootstrap:
+            rows = np.stack(
+                [
+                    np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(_STREAM_BOOTSTRAP, k)))
+                    .integers(0, n, size=n)
+                    for k in range(M)
+                ]
+            )
+            rows_t: torch.Tensor | None = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        else:
+            rows = None
+            rows_t = None
+
+        weights, biases = self._init_parameters(d)
+        params = [*weights, *biases]
+        for p in params:
+            p.requires_grad_(True)
+        # The fused (single-kernel) Adam is several times cheaper per step than
+        # the default per-tensor loop for these small tensors, with identical maths.
+        fused = True if self.device.type in ("cpu", "cuda") else None
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+        def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
+            opt.zero_grad(set_to_none=True)
+            pred = self._forward(xb, weights, biases)
+            # Sum over members of each member's own MSE: gradients per member
+            # equal those of training it alone.
+            loss = (pred - yb).pow(2).mean(dim=1).sum()
+            loss.backward()
+            opt.step()
+
+        bs = cfg.batch_size
+        if bs is None or bs >= n:
+            # Full batch: one Adam step per epoch.
+            if rows_t is None:
+                xb_full, yb_full = xs, ys.unsqueeze(0)
+            else:
+                xb_full, yb_full = xs[rows_t], ys[rows_t]
+            for _ in range(cfg.epochs):
+                step(xb_full, yb_full)
+        else:
+            # Mini-batches: each member has its own seeded order of its rows.
+            base = rows_t if rows_t is not None else torch.arange(n, device=self.device).expand(M, n)
+            gens = []
+            for k in range(M):
+                g = torch.Generator(device="cpu")
+                g.manual_seed(_stream_seed(self.seed, _STREAM_SHUFFLE, k))
+                gens.append(g)
+            for _ in range(cfg.epochs):
+                perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(self.device)
+                order = torch.gather(base, 1, perm)
+                for start in range(0, n, bs):
+                    idx = order[:, start : start + bs]
+                    step(xs[idx], ys[idx])
+
+        with torch.no_grad():
+            for p in params:
+                p.requires_grad_(False)
+            if rows_t is None:
+                final = self._forward(xs, weights, biases) - ys.unsqueeze(0)
+            else:
+                final = self._forward(xs[rows_t], weights, biases) - ys[rows_t]
+            self.train_loss_ = float(final.pow(2).mean())
+
+        self.scaler_ = scaler
+        self.active_ = active
+        self.y_mean_ = y_mean
+        self.y_std_ = y_std
+        self.n_features_in_ = d
+        self.weights_ = [w.detach() for w in weights]
+        self.biases_ = [b.detach() for b in biases]
+        self.bootstrap_indices_ = rows
+        return self
+
+    # --------------------------------------------------------------- predict
+    def _check_fitted(self) -> None:
+        if self.weights_ is None or self.scaler_ is None:
+            raise RuntimeError("this EnsembleRegressor is not fitted yet: call fit(X, y) first")
+
+    def _prepare(self, X: np.ndarray) -> torch.Tensor:
+        """Validate ``X``, apply the training scaler and move it to the device."""
+        return torch.as_tensor(self.transform_inputs(X), dtype=self.dtype, device=self.device)
+
+    def _standardise(
+        self,
+        X: np.ndarray,
+        scaler: StandardScaler | None = None,
+        active: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Training-row scaler, features constant on the training rows zeroed, clipped.
+
+        ``scaler``/``active`` default to the fitted ``scaler_``/``active_``.
+        """
+        scaler = self.scaler_ if scaler is None else scaler
+        active = self.active_ if active is None else active
+        assert scaler is not None and active is not None
+        z = scaler.transform(X)
+        z[:, ~active] = 0.0
+        clip = self.config.input_clip
+        return np.clip(z, -clip, clip) if clip is not None else z
+
+    def transform_inputs(self, X: np.ndarray) -> np.ndarray:
+        """The network's input for ``X``: standardised with the training rows' scaler,
+        features that were constant on the training rows set to 0, and clipped to
+        ``±config.input_clip``; shape ``(n, d)``, float64."""
+        self._check_fitted()
+        X = _as_2d_finite(X, "X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the ensemble was fitted with {self.n_features_in_} features"
+            )
+        return self._standardise(X) if X.shape[0] else X.copy()
+
+    def predict_members_standardised(self, X: np.ndarray) -> np.ndarray:
+        """Each member's output on the standardised target scale, shape ``(M, n)``."""
+        xs = self._prepare(X)
+        assert self.weights_ is not None and self.biases_ is not None
+        with torch.no_grad():
+            out = self._forward(xs, self.weights_, self.biases_)
+        return out.cpu().numpy().astype(np.float64)
+
+    def predict_members(self, X: np.ndarray) -> np.ndarray:
+        """Each member's prediction in target units, shape ``(M, n)``."""
+        z = self.predict_members_standardised(X)
+        assert self.y_mean_ is not None and self.y_std_ is not None
+        return z * self.y_std_ + self.y_mean_
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ensemble mean (eq. 1) and epistemic variance (eq. 2) in target units.
+
+        The variance is the population variance over members (``ddof=0``),
+        i.e. ``np.var(self.predict_members(X), axis=0)``; its unit is the
+        target unit squared.
+
+        Returns:
+            ``(mean, variance)``, each of shape ``(n,)``.
+        """
+        members = self.predict_members(X)
+        return members.mean(axis=0), members.var(axis=0, ddof=0)
+
+    def last_hidden(self, X: np.ndarray) -> np.ndarray:
+        """Last hidden-layer activations (after ReLU) of every member, ``(M, n, hidden[-1])``."""
+        xs = self._prepare(X)
+        assert self.weights_ is not None and self.biases_ is not None
+        with torch.no_grad():
+            h = self._forward(xs, self.weights_, self.biases_, return_hidden=True)
+        return h.cpu().numpy().astype(np.float64)
+
+    def last_layer_features(self, X: np.ndarray, member: int = 0) -> np.ndarray:
+        """FEAT(LL) features of one member (STUDY.md §7), shape ``(n, hidden[-1] + 1)``.
+
+        Row ``i`` is ``[h_i, 1]``, the member's last hidden activations with a
+        constant 1 appended: exactly the gradient of that member's
+        *standardised* output at ``x_i`` with respect to its last layer's
+        weights (first ``hidden[-1]`` entries) and bias (last entry).
+        (The gradient of the output in target units is this times ``y_std_``.)
+        """
+        if not isinstance(member, (int, np.integer)) or isinstance(member, bool):
+            raise TypeError(f"member must be an integer, got {member!r}")
+        if not 0 <= member < self.config.n_members:
+            raise ValueError(f"member must be in [0, {self.config.n_members}), got {member}")
+        xs = self._prepare(X)
+        assert self.weights_ is not None and self.biases_ is not None
+        with torch.no_grad():
+            h = self._forward(xs, self.weights_, self.biases_, return_hidden=True)[int(member)]
+        h = h.cpu().numpy().astype(np.float64)
+        return np.concatenate([h, np.ones((h.shape[0], 1))], axis=1)
