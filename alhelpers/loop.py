@@ -15,7 +15,6 @@ import os
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from scipy import stats
 from sklearn.preprocessing import StandardScaler
 
 from alhelpers.config import _Saveable
-from alhelpers.models import EnsembleConfig, EnsembleRegressor
+from alhelpers.models import EnsembleConfig, EnsembleRegressor, fit_ensembles
 from alhelpers.select import QueryContext, get_strategy, needs_variance
 
 DEFAULT_STRATEGIES = ("random", "uncertainty", "diversity", "hybrid")
@@ -150,82 +149,117 @@ def _load_checkpoints(root: Path, cfg: ALConfig, strategy: str) -> list[dict]:
 
 
 @dataclass
-class RunResult:
-    rows: pd.DataFrame
-    resumed_rounds: int  # rounds read back from checkpoints instead of computed
+class _Track:
+    """Where one strategy stands: its labelled set, rows so far, and whether the pool ran out."""
+
+    strategy: str
+    labeled: np.ndarray
+    rows: list[dict]
+    exhausted: bool = False
 
 
-class BudgetExceeded(RuntimeError):
-    """Raised between rounds when a wall-time budget would be exceeded; checkpoints are kept."""
+def _resume(cfg: ALConfig, init: np.ndarray, checkpoint_dir: Path | None) -> tuple[list[_Track], int]:
+    """Tracks rebuilt from checkpoints, cut to the rounds that every running strategy finished.
+
+    All strategies of a round are trained together, so a round counts as done only when all of
+    them checkpointed it; this keeps a resumed run identical to an uninterrupted one.
+    """
+    loaded = {s: _load_checkpoints(checkpoint_dir, cfg, s) if checkpoint_dir else [] for s in cfg.strategies}
+
+    def ended(ck: list[dict]) -> bool:  # ran out of pool before the last round
+        return bool(ck) and not ck[-1]["queried"] and ck[-1]["row"]["round"] < cfg.rounds - 1
+
+    n_done = min((cfg.rounds if ended(ck) else len(ck)) for ck in loaded.values())
+    tracks = []
+    for s, ck in loaded.items():
+        ck = ck[:n_done]
+        labeled = np.array(sorted(ck[-1]["labeled"] + ck[-1]["queried"]), dtype=np.int64) if ck else init
+        tracks.append(_Track(s, labeled, [c["row"] for c in ck], exhausted=ended(ck)))
+    return tracks, n_done
 
 
-def run_strategy(
+def run_al(
     X: np.ndarray,
     y: np.ndarray,
     cfg: ALConfig,
-    strategy: str,
     *,
     checkpoint_dir: Path | None = None,
     stop_after_round: int | None = None,
-    on_round: Callable[[dict], None] | None = None,
-) -> RunResult:
-    """Run one strategy for one (system, seed); resume from checkpoints when they exist.
+    progress: bool = False,
+) -> pd.DataFrame:
+    """All strategies of one (system, seed): the tidy runs table (one row per strategy and round).
 
-    ``stop_after_round`` ends the run early after that round has been checkpointed (used to test
-    resuming, and by budgets).
+    Round by round, the ensembles of all strategies are trained together in one batched
+    computation (:func:`alhelpers.models.fit_ensembles`); ``fit_s`` is each strategy's share.
+    With ``checkpoint_dir`` every (strategy, round) is checkpointed and a rerun resumes;
+    ``stop_after_round`` ends early after that round (for tests and budgets).
+    ``df.attrs["resumed_rounds"]`` says how many rounds were read back instead of computed.
     """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
     pool, test, init, note = split_and_init(len(y), cfg)
-    done = _load_checkpoints(checkpoint_dir, cfg, strategy) if checkpoint_dir else []
-    rows = [d["row"] for d in done]
-    if done:
-        last = done[-1]
-        labeled = np.array(sorted(last["labeled"] + last["queried"]), dtype=np.int64)
-    else:
-        labeled = init
-    query = get_strategy(strategy)
-    # nothing left to query after a non-final round: the run ends at the pool size
-    exhausted = bool(done) and not done[-1]["queried"] and done[-1]["row"]["round"] < cfg.rounds - 1
-    for rnd in range(len(done), cfg.rounds):
-        if exhausted:
+    tracks, n_done = _resume(cfg, init, checkpoint_dir)
+    rounds = range(n_done, cfg.rounds)
+    if progress:
+        from tqdm.auto import tqdm
+
+        rounds = tqdm(rounds, desc=f"{cfg.system} seed {cfg.seed}", unit="round")
+    for rnd in rounds:
+        active = [t for t in tracks if not t.exhausted]
+        if not active:
             break
+        seed = int(_stream(cfg.seed, "model", rnd).integers(2**31))  # same for every strategy
         t0 = time.perf_counter()
-        model = EnsembleRegressor(cfg.model, seed=int(_stream(cfg.seed, "model", rnd).integers(2**31)))
-        model.fit(X[labeled], y[labeled])
-        fit_s = time.perf_counter() - t0
-        mean, var = model.predict(X[test])
-        row = {
-            "system": cfg.system, "descriptor": cfg.descriptor, "strategy": strategy,
-            "seed": cfg.seed, "round": rnd, "n_labeled": int(len(labeled)),
-            "n_pool": int(len(pool)), "n_test": int(len(test)),
-            **regression_metrics(y[test], mean, var), "fit_s": fit_s, "query_s": 0.0,
-            "note": note if rnd == 0 else "",
-        }
-        queried = np.empty(0, dtype=np.int64)
-        if rnd < cfg.rounds - 1:
-            candidates = np.setdiff1d(pool, labeled, assume_unique=True)
-            if len(candidates) == 0:
-                exhausted = True
-                row["note"] = (f"pool exhausted: all {len(pool)} pool points are labelled; "
-                               f"stopped before the requested {cfg.budget} labels")
-            else:
-                t1 = time.perf_counter()
-                queried = _query(query, strategy, model, X, labeled, candidates, cfg, rnd)
-                row["query_s"] = time.perf_counter() - t1
-                if len(candidates) <= cfg.batch_size:
-                    row["note"] = (f"pool exhausted: only {len(candidates)} unlabelled pool points "
-                                   f"left for a batch of {cfg.batch_size}; all taken")
-        rows.append(row)
-        if checkpoint_dir:
-            _write_json_atomic(checkpoint_path(checkpoint_dir, cfg, strategy, rnd),
-                               {"row": row, "labeled": labeled.tolist(), "queried": queried.tolist()})
-        if on_round:
-            on_round(row)
-        labeled = np.sort(np.concatenate([labeled, queried]))
+        models = fit_ensembles([X[t.labeled] for t in active], [y[t.labeled] for t in active],
+                               cfg.model, seeds=[seed] * len(active))
+        fit_s = (time.perf_counter() - t0) / len(active)
+        for track, model in zip(active, models):
+            row, queried = _round(track, model, X, y, pool, test, cfg, rnd, note if rnd == 0 else "")
+            row["fit_s"] = fit_s
+            track.rows.append(row)
+            if checkpoint_dir:
+                _write_json_atomic(checkpoint_path(checkpoint_dir, cfg, track.strategy, rnd),
+                                   {"row": row, "labeled": track.labeled.tolist(),
+                                    "queried": queried.tolist()})
+            track.labeled = np.sort(np.concatenate([track.labeled, queried]))
         if stop_after_round is not None and rnd >= stop_after_round:
             break
-    if exhausted:
-        warnings.warn(f"{cfg.system} seed {cfg.seed} {strategy}: {rows[-1]['note']}", stacklevel=2)
-    return RunResult(pd.DataFrame(rows, columns=list(RUN_COLUMNS)), resumed_rounds=len(done))
+    for t in tracks:
+        if t.exhausted:
+            warnings.warn(f"{cfg.system} seed {cfg.seed} {t.strategy}: {t.rows[-1]['note']}", stacklevel=2)
+    df = pd.DataFrame([r for t in tracks for r in t.rows], columns=list(RUN_COLUMNS))
+    df.attrs["resumed_rounds"] = n_done
+    return df
+
+
+def _round(track: _Track, model: EnsembleRegressor, X: np.ndarray, y: np.ndarray, pool: np.ndarray,
+           test: np.ndarray, cfg: ALConfig, rnd: int, note: str) -> tuple[dict, np.ndarray]:
+    """Evaluate one strategy's model of this round and, unless it is the last round, query."""
+    mean, var = model.predict(X[test])
+    row = {
+        "system": cfg.system, "descriptor": cfg.descriptor, "strategy": track.strategy,
+        "seed": cfg.seed, "round": rnd, "n_labeled": int(len(track.labeled)),
+        "n_pool": int(len(pool)), "n_test": int(len(test)),
+        **regression_metrics(y[test], mean, var), "fit_s": 0.0, "query_s": 0.0, "note": note,
+    }
+    queried = np.empty(0, dtype=np.int64)
+    if rnd < cfg.rounds - 1:
+        candidates = np.setdiff1d(pool, track.labeled, assume_unique=True)
+        if len(candidates) == 0:
+            track.exhausted = True
+            row["note"] = (f"pool exhausted: all {len(pool)} pool points are labelled; "
+                           f"stopped before the requested {cfg.budget} labels")
+        else:
+            t1 = time.perf_counter()
+            queried = _query(get_strategy(track.strategy), track.strategy, model, X, track.labeled,
+                             candidates, cfg, rnd)
+            row["query_s"] = time.perf_counter() - t1
+            if len(candidates) <= cfg.batch_size:
+                row["note"] = (f"pool exhausted: only {len(candidates)} unlabelled pool points "
+                               f"left for a batch of {cfg.batch_size}; all taken")
+    return row, queried
 
 
 def _query(query, strategy: str, model: EnsembleRegressor, X: np.ndarray, labeled: np.ndarray,
@@ -249,27 +283,3 @@ def _hybrid(ctx: QueryContext, alpha: float) -> np.ndarray:
 
     return select_hybrid(ctx.X_candidates, ctx.X_labeled, ctx.variance, ctx.batch_size,
                          rng=ctx.rng, alpha=alpha)
-
-
-def run_al(
-    X: np.ndarray,
-    y: np.ndarray,
-    cfg: ALConfig,
-    *,
-    checkpoint_dir: Path | None = None,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """All strategies of one (system, seed): the tidy runs table (one row per strategy and round)."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if X.ndim != 2 or len(X) != len(y):
-        raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
-    frames = []
-    strategies: Sequence[str] = cfg.strategies
-    if progress:
-        from tqdm.auto import tqdm
-
-        strategies = tqdm(strategies, desc=f"{cfg.system} seed {cfg.seed}")
-    for strategy in strategies:
-        frames.append(run_strategy(X, y, cfg, strategy, checkpoint_dir=checkpoint_dir).rows)
-    return pd.concat(frames, ignore_index=True)

@@ -38,6 +38,7 @@ by layer).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,6 +282,15 @@ class EnsembleRegressor:
         Returns:
             ``self``.
         """
+        fit_ensembles([X], [y], self.config, seeds=[self.seed], into=[self])
+        return self
+
+    def _setup_fit(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Validate the data, fit the scalers, and return the per-member training tensors.
+
+        Returns ``(x, t, rows)``: standardised inputs ``(n, d)``, standardised targets ``(n,)``
+        and each member's training rows ``(M, n)`` (a bootstrap resample or ``0..n-1``).
+        """
         X = _as_2d_finite(X, "X")
         try:
             y_arr = np.asarray(y, dtype=np.float64)
@@ -297,19 +307,16 @@ class EnsembleRegressor:
             raise ValueError(f"at least 2 training rows are needed, got {n}")
         if d < 1:
             raise ValueError("X must have at least one feature column")
-
-        cfg = self.config
-        M = cfg.n_members
+        M = self.config.n_members
         scaler = StandardScaler().fit(X)
         y_mean = float(y_arr.mean())
         y_std = float(y_arr.std())
         if not y_std > 0:
             y_std = 1.0
         active = np.asarray(X.std(axis=0) > 0)
-        xs = torch.as_tensor(self._standardise(X, scaler, active), dtype=self.dtype, device=self.device)
-        ys = torch.as_tensor((y_arr - y_mean) / y_std, dtype=self.dtype, device=self.device)
-
-        if cfg.bootstrap:
+        x = torch.as_tensor(self._standardise(X, scaler, active), dtype=self.dtype, device=self.device)
+        t = torch.as_tensor((y_arr - y_mean) / y_std, dtype=self.dtype, device=self.device)
+        if self.config.bootstrap:
             rows = np.stack(
                 [
                     np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(_STREAM_BOOTSTRAP, k)))
@@ -317,71 +324,13 @@ class EnsembleRegressor:
                     for k in range(M)
                 ]
             )
-            rows_t: torch.Tensor | None = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+            self.bootstrap_indices_ = rows
         else:
-            rows = None
-            rows_t = None
-
-        weights, biases = self._init_parameters(d)
-        params = [*weights, *biases]
-        for p in params:
-            p.requires_grad_(True)
-        # The fused (single-kernel) Adam is several times cheaper per step than
-        # the default per-tensor loop for these small tensors, with identical maths.
-        fused = True if self.device.type in ("cpu", "cuda") else None
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-
-        def step(xb: torch.Tensor, yb: torch.Tensor) -> None:
-            opt.zero_grad(set_to_none=True)
-            pred = self._forward(xb, weights, biases)
-            # Sum over members of each member's own MSE: gradients per member
-            # equal those of training it alone.
-            loss = (pred - yb).pow(2).mean(dim=1).sum()
-            loss.backward()
-            opt.step()
-
-        bs = cfg.batch_size
-        if bs is None or bs >= n:
-            # Full batch: one Adam step per epoch.
-            if rows_t is None:
-                xb_full, yb_full = xs, ys.unsqueeze(0)
-            else:
-                xb_full, yb_full = xs[rows_t], ys[rows_t]
-            for _ in range(cfg.epochs):
-                step(xb_full, yb_full)
-        else:
-            # Mini-batches: each member has its own seeded order of its rows.
-            base = rows_t if rows_t is not None else torch.arange(n, device=self.device).expand(M, n)
-            gens = []
-            for k in range(M):
-                g = torch.Generator(device="cpu")
-                g.manual_seed(_stream_seed(self.seed, _STREAM_SHUFFLE, k))
-                gens.append(g)
-            for _ in range(cfg.epochs):
-                perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(self.device)
-                order = torch.gather(base, 1, perm)
-                for start in range(0, n, bs):
-                    idx = order[:, start : start + bs]
-                    step(xs[idx], ys[idx])
-
-        with torch.no_grad():
-            for p in params:
-                p.requires_grad_(False)
-            if rows_t is None:
-                final = self._forward(xs, weights, biases) - ys.unsqueeze(0)
-            else:
-                final = self._forward(xs[rows_t], weights, biases) - ys[rows_t]
-            self.train_loss_ = float(final.pow(2).mean())
-
-        self.scaler_ = scaler
-        self.active_ = active
-        self.y_mean_ = y_mean
-        self.y_std_ = y_std
-        self.n_features_in_ = d
-        self.weights_ = [w.detach() for w in weights]
-        self.biases_ = [b.detach() for b in biases]
-        self.bootstrap_indices_ = rows
-        return self
+            rows = np.tile(np.arange(n), (M, 1))
+            self.bootstrap_indices_ = None
+        self.scaler_, self.active_ = scaler, active
+        self.y_mean_, self.y_std_, self.n_features_in_ = y_mean, y_std, d
+        return x, t, torch.as_tensor(rows, dtype=torch.long, device=self.device)
 
     # --------------------------------------------------------------- predict
     def _check_fitted(self) -> None:
@@ -476,3 +425,84 @@ class EnsembleRegressor:
             h = self._forward(xs, self.weights_, self.biases_, return_hidden=True)[int(member)]
         h = h.cpu().numpy().astype(np.float64)
         return np.concatenate([h, np.ones((h.shape[0], 1))], axis=1)
+
+
+def fit_ensembles(
+    Xs: Sequence[np.ndarray],
+    ys: Sequence[np.ndarray],
+    config: EnsembleConfig = EnsembleConfig(),
+    *,
+    seeds: Sequence[int],
+    into: Sequence[EnsembleRegressor] | None = None,
+) -> list[EnsembleRegressor]:
+    """Train G independent ensembles (one per dataset) together as one stacked computation.
+
+    Ensemble ``g`` is trained on ``(Xs[g], ys[g])`` from ``seeds[g]``, with its own scalers;
+    its G·M members are independent (each member's loss and Adam update involve only its own
+    parameters), so this is the same model as ``EnsembleRegressor(config, seed=seeds[g]).fit``
+    up to floating-point summation order — one Python training loop instead of G.
+    Datasets of different sizes are trained in separate groups.
+    """
+    if not (len(Xs) == len(ys) == len(seeds)) or (into is not None and len(into) != len(Xs)):
+        raise ValueError(f"need as many seeds as datasets: {len(Xs)} X, {len(ys)} y, {len(seeds)} seeds")
+    regs = list(into) if into is not None else [EnsembleRegressor(config, seed=s) for s in seeds]
+    setups = [r._setup_fit(X, y) for r, X, y in zip(regs, Xs, ys)]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (x, _, _) in enumerate(setups):
+        groups.setdefault(tuple(x.shape), []).append(i)
+    for idx in groups.values():
+        _train_stacked([regs[i] for i in idx], [setups[i] for i in idx])
+    return regs
+
+
+def _train_stacked(regs: list[EnsembleRegressor], setups: list[tuple[torch.Tensor, ...]]) -> None:
+    """Adam on the stacked members of several same-shaped ensembles; results split back."""
+    cfg, device = regs[0].config, regs[0].device
+    M = cfg.n_members
+    n, d = setups[0][0].shape
+    # every member's own copy of its training rows: (G·M, n, d) and (G·M, n)
+    xm = torch.cat([x[rows] for x, _, rows in setups])
+    tm = torch.cat([t[rows] for _, t, rows in setups])
+    inits = [r._init_parameters(d) for r in regs]
+    weights = [torch.cat([w[layer] for w, _ in inits]).requires_grad_(True) for layer in range(len(inits[0][0]))]
+    biases = [torch.cat([b[layer] for _, b in inits]).requires_grad_(True) for layer in range(len(inits[0][1]))]
+    params = [*weights, *biases]
+    # The fused (single-kernel) Adam is several times cheaper per step than
+    # the default per-tensor loop for these small tensors, with identical maths.
+    fused = True if device.type in ("cpu", "cuda") else None
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+    def step(xb: torch.Tensor, tb: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        pred = EnsembleRegressor._forward(xb, weights, biases)
+        # Sum over members of each member's own MSE: gradients per member
+        # equal those of training it alone.
+        loss = (pred - tb).pow(2).mean(dim=1).sum()
+        loss.backward()
+        opt.step()
+
+    bs = cfg.batch_size
+    if bs is None or bs >= n:  # full batch: one Adam step per epoch
+        for _ in range(cfg.epochs):
+            step(xm, tm)
+    else:  # mini-batches: each member has its own seeded order of its rows
+        gens = []
+        for r in regs:
+            for k in range(M):
+                g = torch.Generator(device="cpu")
+                g.manual_seed(_stream_seed(r.seed, _STREAM_SHUFFLE, k))
+                gens.append(g)
+        member = torch.arange(len(gens), device=device).unsqueeze(1)
+        for _ in range(cfg.epochs):
+            order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+            for start in range(0, n, bs):
+                idx = order[:, start : start + bs]
+                step(xm[member, idx], tm[member, idx])
+
+    with torch.no_grad():
+        final = (EnsembleRegressor._forward(xm, weights, biases) - tm).pow(2).mean(dim=1)
+    for g, r in enumerate(regs):
+        sl = slice(g * M, (g + 1) * M)
+        r.weights_ = [w.detach()[sl].clone() for w in weights]
+        r.biases_ = [b.detach()[sl].clone() for b in biases]
+        r.train_loss_ = float(final[sl].mean())

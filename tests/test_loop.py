@@ -12,9 +12,9 @@ from alhelpers.loop import (
     RUN_COLUMNS,
     TIMING_COLUMNS,
     ALConfig,
+    checkpoint_path,
     regression_metrics,
     run_al,
-    run_strategy,
     split_and_init,
 )
 from alhelpers.models import EnsembleConfig
@@ -72,15 +72,19 @@ def test_split_and_initial_set_depend_on_seed_only():
 def test_resume_after_interruption_gives_the_same_table(tio2_xy, tmp_path):
     X, y = tio2_xy
     cfg = _cfg(rounds=4)
-    full = run_strategy(X, y, cfg, "hybrid").rows
-    part = run_strategy(X, y, cfg, "hybrid", checkpoint_dir=tmp_path, stop_after_round=1)
-    assert len(part.rows) == 2 and part.resumed_rounds == 0
-    resumed = run_strategy(X, y, cfg, "hybrid", checkpoint_dir=tmp_path)
-    assert resumed.resumed_rounds == 2
-    pd.testing.assert_frame_equal(_strip(resumed.rows), _strip(full))
-    again = run_strategy(X, y, cfg, "hybrid", checkpoint_dir=tmp_path)  # all done: nothing recomputed
-    assert again.resumed_rounds == 4
-    pd.testing.assert_frame_equal(again.rows, resumed.rows)
+    full = run_al(X, y, cfg)
+    part = run_al(X, y, cfg, checkpoint_dir=tmp_path, stop_after_round=1)
+    assert len(part) == 4 * 2 and part.attrs["resumed_rounds"] == 0
+    # an interruption in the middle of round 2: only one strategy got its checkpoint written
+    run_al(X, y, cfg, checkpoint_dir=tmp_path, stop_after_round=2)
+    for s in ("random", "uncertainty", "diversity"):
+        checkpoint_path(tmp_path, cfg, s, 2).unlink()
+    resumed = run_al(X, y, cfg, checkpoint_dir=tmp_path)
+    assert resumed.attrs["resumed_rounds"] == 2  # round 2 is redone for all strategies together
+    pd.testing.assert_frame_equal(_strip(resumed), _strip(full))
+    again = run_al(X, y, cfg, checkpoint_dir=tmp_path)  # all done: nothing recomputed
+    assert again.attrs["resumed_rounds"] == 4
+    pd.testing.assert_frame_equal(again, resumed)
 
 
 def test_pool_smaller_than_budget_stops_at_the_pool_size(tio2_xy):
@@ -88,11 +92,11 @@ def test_pool_smaller_than_budget_stops_at_the_pool_size(tio2_xy):
     Xs, ys = X[:20], y[:20]  # pool 16, test 4
     cfg = _cfg(n_init=10, batch_size=5, rounds=5, strategies=("random",))
     with pytest.warns(UserWarning, match="pool exhausted"):
-        rows = run_strategy(Xs, ys, cfg, "random").rows
+        rows = run_al(Xs, ys, cfg)
     assert rows["n_labeled"].tolist() == [10, 15, 16]
     assert rows["note"].iloc[1].startswith("pool exhausted: only 1 unlabelled")
     assert rows["note"].iloc[2].startswith("pool exhausted: all 16 pool points are labelled")
-    small = run_strategy(Xs, ys, _cfg(n_init=40, rounds=1, strategies=("random",)), "random").rows
+    small = run_al(Xs, ys, _cfg(n_init=40, rounds=1, strategies=("random",)))
     assert small["n_labeled"].tolist() == [16] and "< n_init=40" in small["note"].iloc[0]
 
 
