@@ -10,6 +10,7 @@ every random stream is derived from (seed, strategy, round), never carried acros
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -124,8 +125,20 @@ def regression_metrics(y: np.ndarray, mean: np.ndarray, var: np.ndarray) -> dict
 # --------------------------------------------------------------------------- checkpoints
 
 
-def checkpoint_path(root: Path, cfg: ALConfig, strategy: str, rnd: int) -> Path:
-    return Path(root) / cfg.system / cfg.descriptor / f"seed{cfg.seed}" / strategy / f"round{rnd:02d}.json"
+def checkpoint_root(root: Path, cfg: ALConfig, X: np.ndarray, y: np.ndarray) -> Path:
+    """The checkpoint folder of one run, keyed by its config and a hash of its data.
+
+    A changed parameter or changed descriptors give a new folder, so stale checkpoints are never
+    resumed by mistake.
+    """
+    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+    return Path(root) / cfg.system / cfg.descriptor / f"seed{cfg.seed}" / h.hexdigest()[:12]
+
+
+def checkpoint_path(run_dir: Path, strategy: str, rnd: int) -> Path:
+    return Path(run_dir) / strategy / f"round{rnd:02d}.json"
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
@@ -135,10 +148,10 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def _load_checkpoints(root: Path, cfg: ALConfig, strategy: str) -> list[dict]:
+def _load_checkpoints(run_dir: Path, cfg: ALConfig, strategy: str) -> list[dict]:
     out = []
     for rnd in range(cfg.rounds):
-        path = checkpoint_path(root, cfg, strategy, rnd)
+        path = checkpoint_path(run_dir, strategy, rnd)
         if not path.exists():
             break
         out.append(json.loads(path.read_text()))
@@ -158,13 +171,13 @@ class _Track:
     exhausted: bool = False
 
 
-def _resume(cfg: ALConfig, init: np.ndarray, checkpoint_dir: Path | None) -> tuple[list[_Track], int]:
+def _resume(cfg: ALConfig, init: np.ndarray, run_dir: Path | None) -> tuple[list[_Track], int]:
     """Tracks rebuilt from checkpoints, cut to the rounds that every running strategy finished.
 
     All strategies of a round are trained together, so a round counts as done only when all of
     them checkpointed it; this keeps a resumed run identical to an uninterrupted one.
     """
-    loaded = {s: _load_checkpoints(checkpoint_dir, cfg, s) if checkpoint_dir else [] for s in cfg.strategies}
+    loaded = {s: _load_checkpoints(run_dir, cfg, s) if run_dir else [] for s in cfg.strategies}
 
     def ended(ck: list[dict]) -> bool:  # ran out of pool before the last round
         return bool(ck) and not ck[-1]["queried"] and ck[-1]["row"]["round"] < cfg.rounds - 1
@@ -200,7 +213,10 @@ def run_al(
     if X.ndim != 2 or len(X) != len(y):
         raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
     pool, test, init, note = split_and_init(len(y), cfg)
-    tracks, n_done = _resume(cfg, init, checkpoint_dir)
+    run_dir = checkpoint_root(checkpoint_dir, cfg, X, y) if checkpoint_dir else None
+    if run_dir:
+        cfg.save(run_dir / "config.json")
+    tracks, n_done = _resume(cfg, init, run_dir)
     rounds = range(n_done, cfg.rounds)
     if progress:
         from tqdm.auto import tqdm
@@ -219,8 +235,8 @@ def run_al(
             row, queried = _round(track, model, X, y, pool, test, cfg, rnd, note if rnd == 0 else "")
             row["fit_s"] = fit_s
             track.rows.append(row)
-            if checkpoint_dir:
-                _write_json_atomic(checkpoint_path(checkpoint_dir, cfg, track.strategy, rnd),
+            if run_dir:
+                _write_json_atomic(checkpoint_path(run_dir, track.strategy, rnd),
                                    {"row": row, "labeled": track.labeled.tolist(),
                                     "queried": queried.tolist()})
             track.labeled = np.sort(np.concatenate([track.labeled, queried]))

@@ -16,7 +16,7 @@ scored on the whole test set.
 Usage::
 
     python benchmarks/ensemble_defaults.py [/path/to/legacy.dat] [--systems Fe Si]
-        [--n-train 30 105] [--epochs 50 100 200 300 400 800] [--weight-decay 0 1e-4]
+        [--n-train 30 105] [--epochs 50 100 150 200 300 400 800] [--weight-decay 0 1e-4]
         [--seeds 5] [--bootstrap] [--input-clip default|none|10]
 
 Prints one table row per (system, n_train, epochs, weight_decay): test MAE
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("path", nargs="?", default=DEFAULT_PATH, help="legacy.dat from the qmpy 1.4.0 wheel")
     ap.add_argument("--systems", nargs="+", default=["Fe", "Si"])
     ap.add_argument("--n-train", nargs="+", type=int, default=[30, 105])
-    ap.add_argument("--epochs", nargs="+", type=int, default=[50, 100, 200, 300, 400, 800])
+    ap.add_argument("--epochs", nargs="+", type=int, default=[50, 100, 150, 200, 300, 400, 800])
     ap.add_argument("--weight-decay", nargs="+", type=float, default=[0.0, 1e-4])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--bootstrap", action="store_true", help="train members on bootstrap resamples")

@@ -13,6 +13,7 @@ from alhelpers.loop import (
     TIMING_COLUMNS,
     ALConfig,
     checkpoint_path,
+    checkpoint_root,
     regression_metrics,
     run_al,
     split_and_init,
@@ -77,14 +78,18 @@ def test_resume_after_interruption_gives_the_same_table(tio2_xy, tmp_path):
     assert len(part) == 4 * 2 and part.attrs["resumed_rounds"] == 0
     # an interruption in the middle of round 2: only one strategy got its checkpoint written
     run_al(X, y, cfg, checkpoint_dir=tmp_path, stop_after_round=2)
+    run_dir = checkpoint_root(tmp_path, cfg, X, y)
     for s in ("random", "uncertainty", "diversity"):
-        checkpoint_path(tmp_path, cfg, s, 2).unlink()
+        checkpoint_path(run_dir, s, 2).unlink()
     resumed = run_al(X, y, cfg, checkpoint_dir=tmp_path)
     assert resumed.attrs["resumed_rounds"] == 2  # round 2 is redone for all strategies together
     pd.testing.assert_frame_equal(_strip(resumed), _strip(full))
     again = run_al(X, y, cfg, checkpoint_dir=tmp_path)  # all done: nothing recomputed
     assert again.attrs["resumed_rounds"] == 4
     pd.testing.assert_frame_equal(again, resumed)
+    # another parameter or other data: a fresh run, never the stale checkpoints
+    assert run_al(X, y, _cfg(rounds=4, batch_size=6), checkpoint_dir=tmp_path).attrs["resumed_rounds"] == 0
+    assert run_al(X[:, :-1], y, cfg, checkpoint_dir=tmp_path).attrs["resumed_rounds"] == 0
 
 
 def test_pool_smaller_than_budget_stops_at_the_pool_size(tio2_xy):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alhelpers.models import EnsembleConfig, EnsembleRegressor, _stream_seed
+from alhelpers.models import EnsembleConfig, EnsembleRegressor, _stream_seed, fit_ensembles
 
 # Small, fast configuration (same architecture family as the default).
 SMALL = EnsembleConfig(n_members=4, hidden=(32, 32), epochs=100, device="cpu")
@@ -75,6 +75,28 @@ def test_training_together_equals_training_alone() -> None:
     together = EnsembleRegressor(cfg3, seed=3).fit(X, y).predict_members_standardised(X)
     alone = EnsembleRegressor(cfg1, seed=3).fit(X, y).predict_members_standardised(X)
     np.testing.assert_allclose(together[0], alone[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_fit_ensembles_equals_separate_fits(bootstrap: bool) -> None:
+    """Several ensembles trained as one stacked computation = each fitted on its own."""
+    cfg = EnsembleConfig(n_members=2, hidden=(16, 16), epochs=60, bootstrap=bootstrap, device="cpu")
+    data = [_data(n=30, seed=0), _data(n=30, seed=1), _data(n=20, seed=2)]  # two sizes -> two groups
+    seeds = [4, 5, 4]
+    together = fit_ensembles([X for X, _ in data], [y for _, y in data], cfg, seeds=seeds)
+    Xq, _ = _data(n=12, seed=9)
+    for model, (X, y), seed in zip(together, data, seeds):
+        alone = EnsembleRegressor(cfg, seed=seed).fit(X, y)
+        assert model.seed == seed and model.n_features_in_ == 3
+        np.testing.assert_allclose(model.predict_members(Xq), alone.predict_members(Xq), rtol=1e-4, atol=1e-4)
+        if bootstrap:
+            np.testing.assert_array_equal(model.bootstrap_indices_, alone.bootstrap_indices_)
+    # `into` fills the given regressors; lengths must agree
+    regs = [EnsembleRegressor(cfg, seed=s) for s in seeds[:2]]
+    out = fit_ensembles([data[0][0], data[1][0]], [data[0][1], data[1][1]], cfg, seeds=seeds[:2], into=regs)
+    assert out[0] is regs[0] and out[1] is regs[1] and regs[1].weights_ is not None
+    with pytest.raises(ValueError, match="seeds"):
+        fit_ensembles([data[0][0]], [data[0][1]], cfg, seeds=[1, 2])
 
 
 # -------------------------------------------------------- seeds / determinism
