@@ -5,7 +5,9 @@
                                   [--descriptors magpie] [--out results]
 
 Stages: 01_fetch per system → 02_featurize per (system, descriptor) → 03_active_learning per
-(system, descriptor, seed); all rows end up in ``DIR/runs.parquet``.
+(system, descriptor, seed), all rows in ``DIR/runs.parquet`` → 06_cross_database per system →
+04_statistics (``final_table.csv``, ``savings.csv``, ``auc.csv``, ``leakage.csv``) →
+05_figures (``figures/*.png``) → ``report.md``.
 
 Each notebook run is one task; a task whose executed notebook already finished (it recorded its
 results) is skipped, so an interrupted study continues where it stopped. Executed notebooks go
@@ -122,6 +124,28 @@ def al_tasks(out: Path, args: argparse.Namespace) -> list[Task]:
     return tasks
 
 
+def cross_tasks(out: Path, args: argparse.Namespace) -> list[Task]:
+    """Notebook 06 per (system, descriptor): all seeds and strategies, both directions."""
+    return [
+        Task("06_cross_database.ipynb", out / "notebooks" / f"06_cross_database_{s}_{d}.ipynb",
+             {"SYSTEM": s, "SEEDS": list(args.seeds), "STRATEGIES": list(args.strategies),
+              "DESCRIPTOR": d, "SOURCE": args.source, "N_INIT": args.n_init, "BATCH": args.batch,
+              "ROUNDS": args.rounds, "MEMBERS": args.members, "SMOKE": args.smoke,
+              "DATA_DIR": str(out / "data"), "OUT_DIR": str(out)})
+        for s in args.systems for d in args.descriptors
+    ]
+
+
+def report_tasks(out: Path, args: argparse.Namespace) -> list[Task]:
+    """Notebooks 04 and 05 over the whole runs table (rerun every time: they are cheap)."""
+    common = {"OUT_DIR": str(out)}
+    return [
+        Task("04_statistics.ipynb", out / "notebooks" / "04_statistics.ipynb",
+             {**common, "N_BOOT": args.n_boot, "SOURCE": args.source, "DATA_DIR": str(out / "data")}),
+        Task("05_figures.ipynb", out / "notebooks" / "05_figures.ipynb", common),
+    ]
+
+
 def collect_runs(records: Sequence[dict]) -> pd.DataFrame:
     """Concatenate the per-notebook runs tables into one tidy table."""
     frames = [pd.read_parquet(r["runs_path"]) for r in records]
@@ -150,6 +174,13 @@ def study(args: argparse.Namespace) -> int:
                .rename(columns={"count": "seeds"}))
     print(f"\nFinal-round test MAE (eV/atom), mean ± std over seeds ({len(runs)} rows → runs.parquet):")
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    if args.cross_db:
+        run_tasks(cross_tasks(out, args), jobs=args.jobs, force=args.force)
+    run_tasks(report_tasks(out, args), jobs=1, force=True)
+    from alhelpers.report import write_report
+
+    report = write_report(out, config={k: v for k, v in vars(args).items() if k != "func"})
+    print(f"[run] report: {report}")
     print(f"\n[run] study stages done in {time.perf_counter() - t0:.1f} s → {out}")
     return 0
 
@@ -168,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, default=6)
     s.add_argument("--members", type=int, default=5)
     s.add_argument("--smoke", action="store_true", help="tiny runs to check the pipeline")
+    s.add_argument("--no-cross-db", dest="cross_db", action="store_false",
+                   help="skip the cross-database stage (notebook 06)")
+    s.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates in the statistics")
     s.add_argument("--source", default="snapshot", choices=["snapshot", "mp", "oqmd"])
     s.add_argument("--out", default="results", help="output folder (default: results)")
     s.add_argument("--jobs", type=int, default=2, help="notebooks run side by side (default 2)")

@@ -51,24 +51,45 @@ def test_bad_parameter_fails_in_the_config_cell(tmp_path):
         run("01_fetch.ipynb", tmp_path / "bad.ipynb", SYSTEM="Xx", DATA_DIR=str(tmp_path))
 
 
-def test_study_runner_smoke_all_stages_and_resume(tmp_path):
+def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
     from alhelpers.run import main
 
     out = tmp_path / "res"
-    args = ["study", "--systems", "Ti-O", "--seeds", "0", "1", "--smoke", "--out", str(out)]
+    args = ["study", "--systems", "Ti-O", "--seeds", "0", "1", "--smoke", "--n-boot", "200",
+            "--out", str(out)]
     assert main(args) == 0
     t1 = pd.read_csv(out / "table1.csv")
     assert t1.loc[0, "system"] == "Ti-O" and t1.loc[0, "n_total"] == 148
     done = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
     assert done == ["01_fetch_Ti-O.ipynb", "02_featurize_Ti-O_magpie.ipynb",
                     "03_active_learning_Ti-O_magpie_seed0.ipynb",
-                    "03_active_learning_Ti-O_magpie_seed1.ipynb"]
+                    "03_active_learning_Ti-O_magpie_seed1.ipynb", "04_statistics.ipynb",
+                    "05_figures.ipynb", "06_cross_database_Ti-O_magpie.ipynb"]
     runs = pd.read_parquet(out / "runs.parquet")
     # smoke: 4 strategies x 2 rounds x 2 seeds, labels 10 -> 15
     assert len(runs) == 16 and set(runs["strategy"]) == {"random", "uncertainty", "diversity", "hybrid"}
     assert sorted(runs["n_labeled"].unique()) == [10, 15] and runs["mae"].between(0, 2).all()
     rec = read_records(out / "notebooks" / "03_active_learning_Ti-O_magpie_seed1.ipynb")
     assert set(rec["final_mae"]) == set(runs["strategy"]) and rec["n_rows"] == 8
+
+    # statistics, figures, cross-database and report
+    final = pd.read_csv(out / "final_table.csv")
+    assert len(final) == 4 and final.set_index("strategy").loc["random", "verdict"] == "baseline"
+    assert final["n_pairs"].eq(2).all() and final["mae_mean"].between(0, 2).all()
+    assert len(pd.read_csv(out / "savings.csv")) == 4 and len(pd.read_csv(out / "auc.csv")) == 4
+    leak = pd.read_csv(out / "leakage.csv")
+    assert set(leak["descriptor"]) == {"magpie", "paper17"} and not leak["leaks"].any()
+    for name in ("learning_curves", "final_mae", "uncertainty", "cross_database"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+    cross = pd.read_parquet(out / "cross" / "Ti-O_magpie.parquet")
+    assert set(cross["direction"]) == {"mp→oqmd", "oqmd→mp"} and cross["mae"].between(0.01, 2).all()
+    floor = json.loads((out / "cross" / "Ti-O_disagreement.json").read_text())
+    assert floor["n_shared"] > 10 and 0 < floor["mae_shared"] < 1
+    report = (out / "report.md").read_text()
+    for section in ("Table 1", "Final round", "Label savings", "Cross-database", "Leakage audit",
+                    "figures/learning_curves.png", "Package versions"):
+        assert section in report, section
+
     mtime = (out / "notebooks" / "01_fetch_Ti-O.ipynb").stat().st_mtime
     assert main(args) == 0  # finished work is skipped
     assert (out / "notebooks" / "01_fetch_Ti-O.ipynb").stat().st_mtime == mtime

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -325,6 +325,8 @@ class QueryContext:
     batch_size: int
     rng: np.random.Generator
     model: object | None = None  # the fitted ensemble (for gradient-feature strategies)
+    #: Filled by strategies that compute features (seconds under ``"feature_s"``); read by the loop.
+    timings: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         _check_batch_size(self.batch_size)

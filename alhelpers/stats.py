@@ -1,0 +1,695 @@
+"""Statistics of the active-learning study (STUDY §5–§6), computed only from tidy tables.
+
+Every function takes the tidy runs table of :mod:`alhelpers.loop` (one row per system, descriptor,
+strategy, seed, round; columns :data:`alhelpers.loop.RUN_COLUMNS`) or a table derived from it, and
+returns a new tidy frame; nothing is modified in place and all randomness comes from a passed
+:class:`numpy.random.Generator`.
+
+Conventions used throughout:
+
+* Strategies are compared with a *baseline* strategy (``"random"`` by default) **paired by seed**:
+  the loop gives every strategy of one seed the same split and initial labelled set, so the seed
+  is the pairing unit. Only seeds present for both strategies are paired; ``n_pairs`` says how many.
+* Lower values of the metric are better (MAE, RMSE, max error), except for the metrics in
+  :data:`HIGHER_IS_BETTER` (R², the σ–error correlations), where the sign of the verdict flips.
+* Bootstrap confidence intervals resample *seeds* with replacement (the seed is the independent
+  unit; rounds of one seed are not independent) and are percentile intervals of the finite
+  replicates.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+from sklearn.linear_model import RidgeCV
+from sklearn.metrics import mean_absolute_error, r2_score
+from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from statsmodels.stats.multitest import multipletests
+
+__all__ = [
+    "GROUP_KEYS",
+    "HIGHER_IS_BETTER",
+    "RUN_KEYS",
+    "VERDICTS",
+    "final_round",
+    "final_table",
+    "label_savings",
+    "labels_to_reach",
+    "leakage_audit",
+    "leakage_table",
+    "learning_curve_auc",
+    "mean_curve",
+    "verdict_summary",
+]
+
+#: One learning curve of one strategy (the unit of every table here).
+GROUP_KEYS: tuple[str, ...] = ("system", "descriptor", "strategy")
+#: One run: a strategy on one seed (the unit that is paired and resampled).
+RUN_KEYS: tuple[str, ...] = (*GROUP_KEYS, "seed")
+#: Metrics for which a larger value is better (the verdict's sign flips for them).
+HIGHER_IS_BETTER: frozenset[str] = frozenset({"r2", "pearson_sigma_abs_err", "spearman_sigma_abs_err"})
+
+#: ``numpy.trapezoid`` (NumPy >= 2.0), falling back to its old name ``numpy.trapz`` on NumPy 1.26.
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz
+
+#: Verdict labels of :func:`final_table`.
+VERDICTS: tuple[str, ...] = ("baseline", "better", "similar", "worse", "n/a")
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], what: str = "runs") -> None:
+    """Raise ``ValueError`` naming every column of ``columns`` that ``df`` lacks."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} is missing column(s) {missing}; it has {list(df.columns)}")
+    if df.empty:
+        raise ValueError(f"{what} is empty")
+
+
+def _check_runs(runs: pd.DataFrame, extra: Sequence[str]) -> None:
+    """Columns present, and at most one row per (system, descriptor, strategy, seed, round)."""
+    _require(runs, [*RUN_KEYS, "round", *extra])
+    dup = runs.duplicated(list((*RUN_KEYS, "round")), keep=False)
+    if dup.any():
+        first = runs.loc[dup, list((*RUN_KEYS, "round"))].iloc[0].to_dict()
+        raise ValueError(
+            f"runs has {int(dup.sum())} rows duplicating a (system, descriptor, strategy, seed, round)"
+            f" key, e.g. {first}; concatenate each run once"
+        )
+
+
+def _check_rng(rng: np.random.Generator, n_boot: int, ci: float) -> None:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+
+
+def _appearance_sort(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Sort by ``by``, string columns in order of first appearance, numbers ascending."""
+
+    def key(s: pd.Series) -> pd.Series:
+        if pd.api.types.is_numeric_dtype(s):
+            return s
+        order = {v: i for i, v in enumerate(pd.unique(s))}
+        return s.map(order)
+
+    return df.sort_values(list(by), key=key, kind="stable").reset_index(drop=True)
+
+
+def _sd(x: np.ndarray) -> float:
+    """Sample standard deviation (ddof=1); NaN for fewer than two values."""
+    x = np.asarray(x, dtype=float)
+    return float(np.std(x, ddof=1)) if len(x) >= 2 else float("nan")
+
+
+def _percentile_ci(reps: np.ndarray, ci: float, *, missing_low: bool = False) -> tuple[float, float]:
+    """Percentile interval of the finite replicates (NaN, NaN when there are none).
+
+    With ``missing_low`` the non-finite replicates are not dropped but ranked below every finite
+    one (as −∞): a quantile that falls among them is −∞, the others are quantiles of the finite
+    replicates at the correspondingly shifted level.
+    """
+    reps = np.asarray(reps, dtype=float)
+    finite = reps[np.isfinite(reps)]
+    if finite.size == 0:
+        return (-np.inf, -np.inf) if (missing_low and reps.size) else (float("nan"), float("nan"))
+    levels = np.array([(1.0 - ci) / 2.0, (1.0 + ci) / 2.0])
+    if not missing_low:
+        lo, hi = np.quantile(finite, levels)
+        return float(lo), float(hi)
+    f = 1.0 - finite.size / reps.size
+    out = [-np.inf if q < f else float(np.quantile(finite, (q - f) / (1.0 - f))) for q in levels]
+    return float(out[0]), float(out[1])
+
+
+# --------------------------------------------------------------------------- final round
+
+
+def final_round(runs: pd.DataFrame) -> pd.DataFrame:
+    """The last round of every run: per (system, descriptor, strategy, seed), the row of max round.
+
+    A run that stopped early (its pool ran out before the last planned round) keeps its own last
+    row, so every run contributes exactly one row. Rows are returned in the order of first
+    appearance of system, descriptor and strategy, then by seed.
+    """
+    _check_runs(runs, [])
+    df = runs.reset_index(drop=True)
+    idx = df.groupby(list(RUN_KEYS), sort=False, observed=True)["round"].idxmax()
+    return _appearance_sort(df.loc[idx.to_numpy()], RUN_KEYS)
+
+
+# --------------------------------------------------------------------------- final table
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm-corrected p-values of the finite entries of ``p`` (NaN entries stay NaN)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
+    return out
+
+
+def _paired_tests(s: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Paired statistics of strategy values ``s`` against baseline values ``b`` (same seed order)."""
+    d = s - b
+    n = len(d)
+    out = {"diff_mean": float(d.mean()) if n else float("nan"), "p_paired": float("nan"),
+           "p_wilcoxon": float("nan"), "effect_size": float("nan")}
+    if n < 2:
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out["p_paired"] = float(sps.ttest_rel(s, b).pvalue)
+        if np.any(d != 0):
+            # zero_method="wilcox" (scipy's default): zero differences are dropped before ranking;
+            # ties among the remaining |d| get average ranks and method="auto" then uses the normal
+            # approximation, exactly as scipy decides.
+            out["p_wilcoxon"] = float(sps.wilcoxon(d, zero_method="wilcox", method="auto").pvalue)
+    sd = float(np.std(d, ddof=1))
+    if sd > 0:
+        out["effect_size"] = float(d.mean()) / sd
+    return out
+
+
+def _verdict(p_holm: float, diff: float, n_pairs: int, alpha: float, higher_is_better: bool) -> str:
+    if n_pairs < 2:
+        return "n/a"
+    if not np.isfinite(p_holm) or p_holm >= alpha or diff == 0:
+        return "similar"  # NaN with >= 2 pairs: scipy's answer for identical values
+    improves = diff > 0 if higher_is_better else diff < 0
+    return "better" if improves else "worse"
+
+
+def final_table(
+    runs: pd.DataFrame,
+    *,
+    baseline: str = "random",
+    alpha: float = 0.05,
+    metric: str = "mae",
+) -> pd.DataFrame:
+    """Final-round comparison of every strategy with the baseline (STUDY §5).
+
+    One row per (system, descriptor, strategy), computed from :func:`final_round`:
+
+    * ``n_seeds`` — runs of this strategy; ``n_pairs`` — seeds present for both this strategy and
+      the baseline (the only seeds used by the paired statistics);
+    * ``n_labeled`` — mean over seeds of the final labelled count (equal for all seeds unless a
+      pool ran out);
+    * ``{metric}_mean``, ``{metric}_std`` (ddof=1) and ``r2_mean``, ``r2_std`` over all seeds;
+    * ``diff_mean`` — mean over paired seeds of (strategy − baseline) ``metric``; ``diff_pct`` —
+      the same as a percentage of the baseline's mean over those seeds;
+    * ``p_paired`` — :func:`scipy.stats.ttest_rel` over the paired seeds;
+    * ``p_welch`` — :func:`scipy.stats.ttest_ind` with ``equal_var=False`` over all seeds of each;
+    * ``p_wilcoxon`` — :func:`scipy.stats.wilcoxon` of the paired differences with
+      ``zero_method="wilcox"`` (scipy's default: zero differences are discarded, ties among the rest
+      get average ranks, ``method="auto"`` picks exact or normal approximation as scipy does);
+      NaN when there are fewer than 2 pairs or every difference is zero;
+    * ``p_holm`` — ``p_paired`` Holm-corrected (:func:`statsmodels.stats.multitest.multipletests`)
+      across the non-baseline strategies of one (system, descriptor); NaN p-values are left out
+      of the family;
+    * ``effect_size`` — Cohen's d_z = mean(diff) / std(diff, ddof=1) over the pairs (negative: the
+      strategy's metric is lower); NaN with fewer than 2 pairs or zero spread;
+    * ``verdict`` — ``"better"`` / ``"worse"`` when ``p_holm < alpha`` and the difference favours /
+      disfavours the strategy (lower is better unless ``metric`` is in :data:`HIGHER_IS_BETTER`),
+      ``"similar"`` otherwise (including a NaN p-value, which scipy returns when every paired
+      difference is the same, e.g. identical runs), ``"n/a"`` with fewer than 2 pairs, and
+      ``"baseline"`` for the baseline's own row (its p-values and effect size are NaN, its
+      ``diff_mean`` 0).
+
+    Every (system, descriptor) must contain the baseline strategy. The returned frame carries
+    ``attrs`` ``{"metric", "baseline", "alpha"}`` for :func:`verdict_summary`.
+    """
+    _check_runs(runs, ["n_labeled", metric, "r2"])
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    fin = final_round(runs)
+    higher = metric in HIGHER_IS_BETTER
+    summary_metrics = list(dict.fromkeys([metric, "r2"]))
+    rows: list[dict] = []
+    for (system, descriptor), block in fin.groupby(["system", "descriptor"], sort=False, observed=True):
+        strategies = list(pd.unique(block["strategy"]))
+        if baseline not in strategies:
+            raise ValueError(
+                f"baseline strategy {baseline!r} has no runs for system={system!r}, "
+                f"descriptor={descriptor!r}; strategies there: {strategies}"
+            )
+        base = block[block["strategy"] == baseline].set_index("seed")[metric]
+        ordered = [baseline] + [s for s in strategies if s != baseline]
+        sys_rows: list[dict] = []
+        for strategy in ordered:
+            part = block[block["strategy"] == strategy]
+            row: dict = {"system": system, "descriptor": descriptor, "strategy": strategy,
+                         "n_seeds": int(len(part))}
+            vals = part.set_index("seed")[metric]
+            common = vals.index.intersection(base.index)
+            row["n_pairs"] = int(len(common))
+            row["n_labeled"] = float(part["n_labeled"].mean())
+            for m in summary_metrics:
+                row[f"{m}_mean"] = float(part[m].mean())
+                row[f"{m}_std"] = _sd(part[m].to_numpy())
+            s = vals.loc[common].to_numpy(dtype=float)
+            b = base.loc[common].to_numpy(dtype=float)
+            if strategy == baseline:
+                row.update(diff_mean=0.0, diff_pct=0.0, p_paired=np.nan, p_welch=np.nan,
+                           p_wilcoxon=np.nan, effect_size=np.nan)
+            else:
+                row.update(_paired_tests(s, b))
+                bmean = float(b.mean()) if len(b) else float("nan")
+                row["diff_pct"] = 100.0 * row["diff_mean"] / bmean if bmean else float("nan")
+                row["p_welch"] = float("nan")
+                if len(vals) >= 2 and len(base) >= 2:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        row["p_welch"] = float(
+                            sps.ttest_ind(vals.to_numpy(float), base.to_numpy(float), equal_var=False).pvalue
+                        )
+            sys_rows.append(row)
+        p_holm = _holm(np.array([r["p_paired"] for r in sys_rows[1:]], dtype=float))
+        sys_rows[0]["p_holm"] = np.nan
+        sys_rows[0]["verdict"] = "baseline"
+        for r, ph in zip(sys_rows[1:], p_holm, strict=True):
+            r["p_holm"] = float(ph)
+            r["verdict"] = _verdict(float(ph), r["diff_mean"], r["n_pairs"], alpha, higher)
+        rows.extend(sys_rows)
+    columns = ["system", "descriptor", "strategy", "n_seeds", "n_pairs", "n_labeled"]
+    for m in summary_metrics:
+        columns += [f"{m}_mean", f"{m}_std"]
+    columns += ["diff_mean", "diff_pct", "p_paired", "p_welch", "p_wilcoxon", "p_holm",
+                "effect_size", "verdict"]
+    out = pd.DataFrame(rows, columns=columns)
+    out.attrs.update(metric=metric, baseline=baseline, alpha=alpha)
+    return out
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+def mean_curve(runs: pd.DataFrame, *, metric: str = "mae") -> pd.DataFrame:
+    """Mean learning curve: per (system, descriptor, strategy, n_labeled) the ``mean``, ``std``
+    (ddof=1, NaN for one seed) and ``n_seeds`` of ``metric`` over seeds.
+
+    Points reached by only some seeds (a pool that ran out) are averaged over those seeds only;
+    ``n_seeds`` shows it.
+    """
+    _check_runs(runs, ["n_labeled", metric])
+    keys = [*GROUP_KEYS, "n_labeled"]
+    g = runs.groupby(keys, sort=False, observed=True)[metric]
+    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n_seeds": g.count()}).reset_index()
+    return _appearance_sort(out, keys)
+
+
+def _first_crossing(n: np.ndarray, curves: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Row-wise :func:`labels_to_reach`: ``curves`` (r, m) over ``n`` (m,), one target per row.
+
+    NaN points of a curve are skipped (interpolation is between the neighbouring finite points).
+    """
+    curves = np.atleast_2d(np.asarray(curves, dtype=float))
+    targets = np.broadcast_to(np.asarray(targets, dtype=float), (curves.shape[0],))
+    r, m = curves.shape
+    finite = np.isfinite(curves)
+    with np.errstate(invalid="ignore"):
+        hit = finite & (curves <= targets[:, None])
+    any_hit = hit.any(axis=1) & np.isfinite(targets)
+    i = hit.argmax(axis=1)
+    cols = np.arange(m)
+    last_finite = np.maximum.accumulate(np.where(finite, cols, -1), axis=1)
+    rows = np.arange(r)
+    prev = np.where(i > 0, last_finite[rows, np.maximum(i - 1, 0)], -1)
+    out = n[i].astype(float)
+    interp = any_hit & (prev >= 0)
+    if interp.any():
+        ri, pi, ii = rows[interp], prev[interp], i[interp]
+        c0, c1 = curves[ri, pi], curves[ri, ii]
+        frac = (c0 - targets[ri]) / (c0 - c1)  # c0 > target >= c1, so 0 < frac <= 1
+        out[interp] = n[pi] + frac * (n[ii] - n[pi])
+    out[~any_hit] = np.nan
+    return out
+
+
+def labels_to_reach(n_labeled: np.ndarray, curve: np.ndarray, target: float) -> float:
+    """Labels at which a learning curve **first** reaches ``curve <= target``.
+
+    Convention (first crossing): walk the points in order of ``n_labeled``; at the first point ``i``
+    with ``curve[i] <= target`` return the linear interpolation between points ``i-1`` and ``i``
+    (where the straight segment meets ``target``), or ``n_labeled[0]`` if the very first point
+    already qualifies. Later rises above the target are ignored, so a noisy curve that dips early
+    is credited with the dip. NaN points are skipped; NaN when the curve never reaches the target
+    (or ``target`` is NaN).
+
+    ``n_labeled`` must be strictly increasing and have the same length as ``curve``.
+    """
+    n = np.asarray(n_labeled, dtype=float)
+    c = np.asarray(curve, dtype=float)
+    if n.ndim != 1 or c.shape != n.shape:
+        raise ValueError(f"n_labeled and curve must be 1-D of equal length, got {n.shape} and {c.shape}")
+    if n.size == 0:
+        raise ValueError("n_labeled is empty")
+    if np.any(np.diff(n) <= 0):
+        raise ValueError("n_labeled must be strictly increasing")
+    return float(_first_crossing(n, c[None, :], np.array([target], dtype=float))[0])
+
+
+def _pivot(runs: pd.DataFrame, metric: str, seeds: Sequence, grid: np.ndarray) -> np.ndarray:
+    """(seed × n_labeled) array of ``metric`` for one strategy, NaN where a seed has no point."""
+    p = runs.pivot_table(index="seed", columns="n_labeled", values=metric, aggfunc="mean")
+    return p.reindex(index=list(seeds), columns=grid).to_numpy(dtype=float)
+
+
+def _boot_weights(k: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, k) multiplicities of ``k`` seeds resampled with replacement."""
+    idx = rng.integers(0, k, size=(n_boot, k))
+    w = np.zeros((n_boot, k))
+    np.add.at(w, (np.repeat(np.arange(n_boot), k), idx.ravel()), 1.0)
+    return w
+
+
+def _weighted_curves(w: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Mean curves over seeds with multiplicities ``w`` (r, k) of a (k, m) array with NaNs."""
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w @ np.where(finite, values, 0.0)) / (w @ finite.astype(float))
+
+
+def _last_finite(curves: np.ndarray) -> np.ndarray:
+    """Index of the last finite entry of each row (-1 when none)."""
+    finite = np.isfinite(curves)
+    m = curves.shape[1]
+    last = m - 1 - finite[:, ::-1].argmax(axis=1)
+    return np.where(finite.any(axis=1), last, -1)
+
+
+def _savings(grid: np.ndarray, base_curves: np.ndarray, strat_curves: np.ndarray) -> dict[str, np.ndarray]:
+    """Row-wise label saving of ``strat_curves`` against the final point of ``base_curves``."""
+    r = base_curves.shape[0]
+    last = _last_finite(base_curves)
+    ok = last >= 0
+    target = np.where(ok, base_curves[np.arange(r), np.maximum(last, 0)], np.nan)
+    n_base = np.where(ok, grid[np.maximum(last, 0)], np.nan)
+    n_reach = _first_crossing(grid, strat_curves, target)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        saving = 100.0 * (n_base - n_reach) / n_base
+    return {"target": target, "n_base": n_base, "n_reach": n_reach, "saving": saving}
+
+
+def label_savings(
+    runs: pd.DataFrame,
+    *,
+    baseline: str = "random",
+    n_boot: int = 2000,
+    rng: np.random.Generator,
+    ci: float = 0.95,
+    metric: str = "mae",
+    unreached: str = "drop",
+) -> pd.DataFrame:
+    """Labels each strategy needs to reach the baseline's final error, and the saving in % (STUDY §5).
+
+    Per (system, descriptor, strategy), over the seeds shared with the baseline (``n_pairs``):
+
+    * ``baseline_final`` — the baseline's mean ``metric`` at its last ``n_labeled``
+      (``n_baseline``);
+    * ``strategy_final`` — the strategy's mean ``metric`` at its own last ``n_labeled``;
+    * ``n_reach`` — :func:`labels_to_reach` of the strategy's mean curve at ``baseline_final``
+      (first crossing, linear interpolation); ``reached`` is False and ``n_reach`` NaN when the
+      curve never gets there;
+    * ``saving_pct`` = 100 · (n_baseline − n_reach) / n_baseline (NaN when not reached);
+    * ``saving_lo``, ``saving_hi`` — percentile bootstrap interval at level ``ci``: ``n_boot``
+      times, resample the paired seeds with replacement (the same resampled seeds for baseline and
+      strategy), recompute both mean curves, the target and the saving; ``reach_frac`` is the
+      fraction of replicates in which the target was reached. Replicates that never reach it have
+      no saving; ``unreached`` says how the interval treats them: ``"drop"`` (default) — percentiles
+      of the finite replicates only, i.e. an interval *conditional on reaching* (read it together
+      with ``reach_frac``: with a low ``reach_frac`` it can sit well above zero although most
+      replicates never reached the target); ``"worst"`` — they count as the worst possible saving
+      (−∞, since the strategy needed more labels than were run), so ``saving_lo`` is −∞ whenever
+      more than (1 − ci)/2 of the replicates miss: the unconditional interval.
+
+    The baseline's own row is kept: its saving is 0 when its mean curve is monotone, and positive
+    when the curve dipped below its final value earlier (a measure of how much the first-crossing
+    convention can credit noise). MAE-like metrics only: "reaching" means ``curve <= target``.
+    """
+    _check_runs(runs, ["n_labeled", metric])
+    _check_rng(rng, n_boot, ci)
+    if unreached not in ("drop", "worst"):
+        raise ValueError(f"unreached must be 'drop' or 'worst', got {unreached!r}")
+    if metric in HIGHER_IS_BETTER:
+        raise ValueError(f"label_savings needs a lower-is-better metric, got {metric!r}")
+    rows: list[dict] = []
+    for (system, descriptor), block in runs.groupby(["system", "descriptor"], sort=False, observed=True):
+        strategies = list(pd.unique(block["strategy"]))
+        if baseline not in strategies:
+            raise ValueError(
+                f"baseline strategy {baseline!r} has no runs for system={system!r}, "
+                f"descriptor={descriptor!r}; strategies there: {strategies}"
+            )
+        base_runs = block[block["strategy"] == baseline]
+        for strategy in [baseline] + [s for s in strategies if s != baseline]:
+            strat_runs = block[block["strategy"] == strategy]
+            seeds = sorted(set(base_runs["seed"]) & set(strat_runs["seed"]))
+            row: dict = {"system": system, "descriptor": descriptor, "strategy": strategy,
+                         "n_pairs": len(seeds)}
+            if not seeds:
+                row.update(baseline_final=np.nan, strategy_final=np.nan, n_baseline=np.nan,
+                           n_reach=np.nan, reached=False, saving_pct=np.nan, saving_lo=np.nan,
+                           saving_hi=np.nan, reach_frac=np.nan)
+                rows.append(row)
+                continue
+            grid = np.union1d(base_runs["n_labeled"].unique(), strat_runs["n_labeled"].unique())
+            B = _pivot(base_runs, metric, seeds, grid)
+            A = _pivot(strat_runs, metric, seeds, grid)
+            point_w = np.ones((1, len(seeds)))
+            a_curve = _weighted_curves(point_w, A)
+            point = _savings(grid, _weighted_curves(point_w, B), a_curve)
+            w = _boot_weights(len(seeds), int(n_boot), rng)
+            boot = _savings(grid, _weighted_curves(w, B), _weighted_curves(w, A))
+            lo, hi = _percentile_ci(boot["saving"], ci, missing_low=unreached == "worst")
+            n_reach = float(point["n_reach"][0])
+            row.update(
+                baseline_final=float(point["target"][0]),
+                strategy_final=float(a_curve[0, _last_finite(a_curve)[0]]),
+                n_baseline=float(point["n_base"][0]),
+                n_reach=n_reach,
+                reached=bool(np.isfinite(n_reach)),
+                saving_pct=float(point["saving"][0]),
+                saving_lo=lo,
+                saving_hi=hi,
+                reach_frac=float(np.mean(np.isfinite(boot["n_reach"]))),
+            )
+            rows.append(row)
+    columns = ["system", "descriptor", "strategy", "n_pairs", "baseline_final", "strategy_final",
+               "n_baseline", "n_reach", "reached", "saving_pct", "saving_lo", "saving_hi", "reach_frac"]
+    out = pd.DataFrame(rows, columns=columns)
+    out.attrs.update(metric=metric, baseline=baseline, ci=ci, n_boot=int(n_boot), unreached=unreached)
+    return out
+
+
+def _normalised_auc(grid: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """Row-wise trapezoid area over ``grid`` divided by the covered ``n_labeled`` range.
+
+    NaN points are skipped; a curve with a single finite point returns that point's value.
+    """
+    curves = np.atleast_2d(curves)
+    finite = np.isfinite(curves)
+    if finite.all():
+        span = grid[-1] - grid[0]
+        if span == 0:
+            return curves[:, 0].astype(float)
+        return _trapezoid(curves, grid, axis=1) / span
+    out = np.full(curves.shape[0], np.nan)
+    for i, (row, ok) in enumerate(zip(curves, finite, strict=True)):
+        x, y = grid[ok], row[ok]
+        if x.size == 1:
+            out[i] = y[0]
+        elif x.size > 1:
+            out[i] = _trapezoid(y, x) / (x[-1] - x[0])
+    return out
+
+
+def learning_curve_auc(
+    runs: pd.DataFrame,
+    *,
+    metric: str = "mae",
+    n_boot: int = 2000,
+    rng: np.random.Generator,
+    ci: float = 0.95,
+) -> pd.DataFrame:
+    """Normalised area under the mean learning curve, per (system, descriptor, strategy).
+
+    ``auc`` = trapezoid area (:func:`numpy.trapezoid`) of the mean curve over ``n_labeled`` divided
+    by the ``n_labeled`` range, i.e. the curve's average ``metric`` over the labelling budget
+    (lower is better for MAE). ``auc_lo``/``auc_hi``: percentile bootstrap interval over seeds
+    (resampled with replacement, mean curve recomputed). ``seed_auc_mean``/``seed_auc_std``
+    (ddof=1): the same area computed per seed on its own curve.
+    """
+    _check_runs(runs, ["n_labeled", metric])
+    _check_rng(rng, n_boot, ci)
+    rows: list[dict] = []
+    for (system, descriptor, strategy), part in runs.groupby(list(GROUP_KEYS), sort=False, observed=True):
+        seeds = sorted(pd.unique(part["seed"]))
+        grid = np.sort(part["n_labeled"].unique()).astype(float)
+        P = _pivot(part, metric, seeds, grid)
+        auc = float(_normalised_auc(grid, _weighted_curves(np.ones((1, len(seeds))), P))[0])
+        boot = _normalised_auc(grid, _weighted_curves(_boot_weights(len(seeds), int(n_boot), rng), P))
+        lo, hi = _percentile_ci(boot, ci)
+        per_seed = _normalised_auc(grid, P)
+        rows.append({"system": system, "descriptor": descriptor, "strategy": strategy,
+                     "n_seeds": len(seeds), "auc": auc, "auc_lo": lo, "auc_hi": hi,
+                     "seed_auc_mean": float(np.nanmean(per_seed)), "seed_auc_std": _sd(per_seed)})
+    out = pd.DataFrame(rows)
+    out.attrs.update(metric=metric, ci=ci, n_boot=int(n_boot))
+    return out
+
+
+# --------------------------------------------------------------------------- leakage audit (§6)
+
+
+def leakage_audit(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    feature_names: Sequence[str],
+    cv: int = 5,
+    rng_seed: int = 0,
+    threshold: float = 0.99,
+) -> dict:
+    """How well a plain linear model alone predicts the target from one descriptor set (STUDY §6).
+
+    Standardised features → :class:`sklearn.linear_model.RidgeCV` (a linear model whose ridge
+    penalty, chosen by internal CV from 1e-6…1e3, only matters when descriptors outnumber rows,
+    e.g. 132 Magpie features on 118 Ti–O rows), out-of-fold predictions
+    from a shuffled :class:`sklearn.model_selection.KFold` (``cv`` folds, ``random_state=rng_seed``);
+    ``r2`` and ``mae`` are computed once over all out-of-fold predictions. ``leaks`` is
+    ``r2 >= threshold``: a near-perfect linear fit suggests the descriptors contain the target (or
+    something computed from it). ``top_feature``/``top_r``: the single feature with the largest
+    |Pearson r| with the target (constant features are skipped; None/NaN if all are constant).
+
+    Returns a dict with ``n_samples, n_features, r2, mae, target_std, leaks, threshold,
+    top_feature, top_r``.
+    """
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got shape {X.shape}")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must be 1-D with {X.shape[0]} entries (rows of X), got shape {y.shape}")
+    names = list(feature_names)
+    if len(names) != X.shape[1]:
+        raise ValueError(f"feature_names has {len(names)} names for {X.shape[1]} columns of X")
+    if not 2 <= int(cv) <= X.shape[0]:
+        raise ValueError(f"cv must be between 2 and the number of samples ({X.shape[0]}), got {cv}")
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        raise ValueError("X and y must be finite")
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-6, 3, 10)))
+    folds = KFold(n_splits=int(cv), shuffle=True, random_state=rng_seed)
+    pred = cross_val_predict(model, X, y, cv=folds)
+    r2 = float(r2_score(y, pred))
+    xc = X - X.mean(axis=0)
+    yc = y - y.mean()
+    denom = np.sqrt((xc**2).sum(axis=0) * (yc**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denom > 0, (xc * yc[:, None]).sum(axis=0) / denom, np.nan)
+    if np.isfinite(r).any():
+        j = int(np.nanargmax(np.abs(r)))
+        top_feature, top_r = names[j], float(sps.pearsonr(X[:, j], y).statistic)
+    else:
+        top_feature, top_r = None, float("nan")
+    return {
+        "n_samples": int(X.shape[0]),
+        "n_features": int(X.shape[1]),
+        "r2": r2,
+        "mae": float(mean_absolute_error(y, pred)),
+        "target_std": float(np.std(y, ddof=1)) if len(y) > 1 else float("nan"),
+        "leaks": bool(r2 >= threshold),
+        "threshold": float(threshold),
+        "top_feature": top_feature,
+        "top_r": top_r,
+    }
+
+
+def leakage_table(
+    feature_sets: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence[str]]],
+    *,
+    cv: int = 5,
+    rng_seed: int = 0,
+    threshold: float = 0.99,
+) -> pd.DataFrame:
+    """:func:`leakage_audit` of every descriptor set: one row per ``descriptor`` (the mapping key),
+    in the mapping's order. Values are ``(X, y, feature_names)``."""
+    if not feature_sets:
+        raise ValueError("feature_sets is empty")
+    rows = []
+    for name, value in feature_sets.items():
+        if len(value) != 3:
+            raise ValueError(f"feature_sets[{name!r}] must be (X, y, feature_names)")
+        X, y, names = value
+        rows.append({"descriptor": name, **leakage_audit(X, y, feature_names=names, cv=cv,
+                                                          rng_seed=rng_seed, threshold=threshold)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- prose
+
+
+def _fmt_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "n/a"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline: str | None = None) -> str:
+    """One paragraph per (system, descriptor) of a :func:`final_table`, for a report.
+
+    ``metric`` and ``baseline`` default to the ones :func:`final_table` stored in ``final.attrs``
+    (else ``"mae"`` and the row whose verdict is ``"baseline"``). Paragraphs are separated by a
+    blank line.
+    """
+    metric = metric or final.attrs.get("metric", "mae")
+    _require(final, ["system", "descriptor", "strategy", "n_pairs", "n_labeled", f"{metric}_mean",
+                     f"{metric}_std", "diff_mean", "diff_pct", "p_paired", "p_holm", "p_wilcoxon",
+                     "effect_size", "verdict"], what="final")
+    alpha = final.attrs.get("alpha", 0.05)
+    label = metric.upper() if metric in {"mae", "rmse"} else metric
+    paragraphs = []
+    for (system, descriptor), block in final.groupby(["system", "descriptor"], sort=False, observed=True):
+        base_name = baseline or final.attrs.get("baseline")
+        base = block[block["strategy"] == base_name] if base_name else block[block["verdict"] == "baseline"]
+        if base.empty:
+            raise ValueError(f"final has no baseline row for system={system!r}, descriptor={descriptor!r}")
+        b = base.iloc[0]
+        text = (f"{system} ({descriptor}): after {b['n_labeled']:g} labels, {b['strategy']} reaches "
+                f"{label} {b[f'{metric}_mean']:.4g} ± {b[f'{metric}_std']:.2g} (mean ± std over "
+                f"{int(b['n_seeds']) if 'n_seeds' in b else int(b['n_pairs'])} seeds).")
+        others = block[block["strategy"] != b["strategy"]]
+        for verdict, phrase in (("better", f"Better than {b['strategy']}"),
+                                ("worse", f"Worse than {b['strategy']}"),
+                                ("similar", f"Not distinguishable from {b['strategy']}"),
+                                ("n/a", "Not testable (fewer than 2 paired seeds)")):
+            sel = others[others["verdict"] == verdict]
+            if sel.empty:
+                continue
+            items = [
+                f"{r['strategy']} ({label} {r[f'{metric}_mean']:.4g}, {r['diff_pct']:+.1f} %, "
+                f"paired p = {_fmt_p(r['p_paired'])}, Holm p = {_fmt_p(r['p_holm'])}, "
+                f"Wilcoxon p = {_fmt_p(r['p_wilcoxon'])}, d_z = {r['effect_size']:.2f}, "
+                f"{int(r['n_pairs'])} pairs)"
+                for _, r in sel.iterrows()
+            ]
+            text += f" {phrase}: " + "; ".join(items) + "."
+        if not (others["verdict"] == "better").any():
+            text += f" No strategy beats {b['strategy']} at α = {alpha:g} after Holm correction."
+        paragraphs.append(text)
+    return "\n\n".join(paragraphs)

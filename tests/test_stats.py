@@ -1,0 +1,339 @@
+"""Statistics of the study (alhelpers.stats) against scipy/statsmodels and hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from sklearn.linear_model import RidgeCV
+from sklearn.metrics import r2_score
+from sklearn.model_selection import KFold
+from sklearn.preprocessing import StandardScaler
+from statsmodels.stats.multitest import multipletests
+
+from alhelpers.loop import RUN_COLUMNS
+from alhelpers.stats import (
+    VERDICTS,
+    final_round,
+    final_table,
+    label_savings,
+    labels_to_reach,
+    leakage_audit,
+    leakage_table,
+    learning_curve_auc,
+    mean_curve,
+    verdict_summary,
+)
+
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def make_runs(curves: dict[str, dict[int, list[float]]], *, n0: int = 10, step: int = 10,
+              system: str = "C", descriptor: str = "magpie", r2: float = 0.5) -> pd.DataFrame:
+    """A tidy runs table from {strategy: {seed: [metric per round]}} (n_labeled = n0 + step·round)."""
+    rows = []
+    for strategy, per_seed in curves.items():
+        for seed, values in per_seed.items():
+            for rnd, v in enumerate(values):
+                row = dict.fromkeys(RUN_COLUMNS, 0.0)
+                row.update(system=system, descriptor=descriptor, strategy=strategy, seed=seed,
+                           round=rnd, n_labeled=n0 + step * rnd, n_pool=100, n_test=25, mae=v,
+                           rmse=v, max_error=v, r2=r2 - v, note="")
+                rows.append(row)
+    return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+
+
+def finals(final_mae: dict[str, list[float]], **kw) -> pd.DataFrame:
+    """Two rounds per run; round 0 is a constant 1.0, the final round carries the given MAE."""
+    return make_runs({s: {seed: [1.0, v] for seed, v in zip(SEEDS, vals, strict=True)}
+                      for s, vals in final_mae.items()}, **kw)
+
+
+RANDOM = np.array([0.30, 0.32, 0.28, 0.31, 0.29])
+BETTER = RANDOM - np.array([0.050, 0.060, 0.055, 0.052, 0.058])
+WORSE = RANDOM + np.array([0.040, 0.050, 0.045, 0.041, 0.048])
+SIMILAR = RANDOM + np.array([0.010, -0.012, 0.005, -0.003, 0.002])
+
+
+@pytest.fixture(scope="module")
+def three() -> pd.DataFrame:
+    runs = finals({"random": list(RANDOM), "better": list(BETTER), "worse": list(WORSE),
+                   "similar": list(SIMILAR)})
+    return final_table(runs)
+
+
+# --------------------------------------------------------------------------- final_round
+
+
+def test_final_round_keeps_last_row_of_a_run_that_stopped_early():
+    runs = make_runs({"random": {0: [0.9, 0.7, 0.5], 1: [0.8, 0.6]},
+                      "uncertainty": {0: [0.9, 0.6, 0.4], 1: [0.8, 0.5, 0.45]}})
+    runs = runs.sample(frac=1.0, random_state=1)  # order must not matter
+    fin = final_round(runs)
+    assert len(fin) == 4
+    got = fin.set_index(["strategy", "seed"])[["round", "n_labeled", "mae"]]
+    assert got.loc[("random", 0)].tolist() == [2, 30, 0.5]
+    assert got.loc[("random", 1)].tolist() == [1, 20, 0.6]  # stopped early: its own last row
+    assert got.loc[("uncertainty", 1)].tolist() == [2, 30, 0.45]
+
+
+def test_final_round_rejects_duplicates_and_names_missing_columns():
+    runs = make_runs({"random": {0: [0.9, 0.7]}})
+    with pytest.raises(ValueError, match="duplicating"):
+        final_round(pd.concat([runs, runs]))
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['seed'\]"):
+        final_round(runs.drop(columns="seed"))
+    with pytest.raises(ValueError, match=r"\['r2'\]"):
+        final_table(runs.drop(columns="r2"))
+
+
+# --------------------------------------------------------------------------- final_table
+
+
+def test_final_table_summary_columns(three):
+    t = three.set_index("strategy")
+    assert list(t.index) == ["random", "better", "worse", "similar"]
+    for name, vals in {"random": RANDOM, "better": BETTER, "worse": WORSE}.items():
+        assert t.loc[name, "n_seeds"] == 5 and t.loc[name, "n_pairs"] == 5
+        assert t.loc[name, "n_labeled"] == 20
+        assert t.loc[name, "mae_mean"] == pytest.approx(vals.mean())
+        assert t.loc[name, "mae_std"] == pytest.approx(np.std(vals, ddof=1))
+        assert t.loc[name, "r2_mean"] == pytest.approx(0.5 - vals.mean())
+        assert t.loc[name, "r2_std"] == pytest.approx(np.std(vals, ddof=1))
+    assert t.loc["better", "diff_mean"] == pytest.approx((BETTER - RANDOM).mean())
+    assert t.loc["worse", "diff_pct"] == pytest.approx(100 * (WORSE - RANDOM).mean() / RANDOM.mean())
+
+
+def test_final_table_p_values_match_scipy_and_statsmodels(three):
+    t = three.set_index("strategy")
+    for name, vals in {"better": BETTER, "worse": WORSE, "similar": SIMILAR}.items():
+        assert t.loc[name, "p_paired"] == pytest.approx(sps.ttest_rel(vals, RANDOM).pvalue, rel=1e-12)
+        assert t.loc[name, "p_welch"] == pytest.approx(
+            sps.ttest_ind(vals, RANDOM, equal_var=False).pvalue, rel=1e-12)
+        assert t.loc[name, "p_wilcoxon"] == pytest.approx(sps.wilcoxon(vals - RANDOM).pvalue, rel=1e-12)
+        d = vals - RANDOM
+        assert t.loc[name, "effect_size"] == pytest.approx(d.mean() / d.std(ddof=1))
+    order = ["better", "worse", "similar"]
+    holm = multipletests(t.loc[order, "p_paired"].to_numpy(), method="holm")[1]
+    np.testing.assert_allclose(t.loc[order, "p_holm"].to_numpy(), holm, rtol=1e-12)
+
+
+def test_final_table_verdicts(three):
+    t = three.set_index("strategy")
+    assert t["verdict"].to_dict() == {"random": "baseline", "better": "better", "worse": "worse",
+                                      "similar": "similar"}
+    assert set(t["verdict"]) <= set(VERDICTS)
+    base = t.loc["random"]
+    assert base[["p_paired", "p_welch", "p_wilcoxon", "p_holm", "effect_size"]].isna().all()
+    assert base["diff_mean"] == 0.0
+    assert t.loc["better", "effect_size"] < 0 < t.loc["worse", "effect_size"]
+    assert three.attrs == {"metric": "mae", "baseline": "random", "alpha": 0.05}
+
+
+def test_final_table_alpha_changes_verdict(three):
+    runs = finals({"random": list(RANDOM), "better": list(BETTER), "worse": list(WORSE),
+                   "similar": list(SIMILAR)})
+    p = three.set_index("strategy").loc["better", "p_holm"]
+    strict = final_table(runs, alpha=p / 2).set_index("strategy")
+    assert strict.loc["better", "verdict"] == "similar"
+
+
+def test_wilcoxon_with_zero_and_tied_differences():
+    # Dyadic numbers, so the differences are exact: two zeros and a tie in |d|.
+    base = np.array([0.5, 0.25, 0.75, 0.5, 1.0])
+    d = np.array([0.0, 0.125, -0.125, 0.25, 0.0])
+    runs = finals({"random": list(base), "tied": list(base + d), "same": list(base)})
+    t = final_table(runs).set_index("strategy")
+    expected = sps.wilcoxon(d, zero_method="wilcox").pvalue
+    assert t.loc["tied", "p_wilcoxon"] == pytest.approx(expected, rel=1e-12)
+    assert t.loc["tied", "p_paired"] == pytest.approx(sps.ttest_rel(base + d, base).pvalue, rel=1e-12)
+    # All differences zero: no Wilcoxon p-value, no effect size; scipy's t-test gives NaN -> similar.
+    assert np.isnan(t.loc["same", "p_wilcoxon"]) and np.isnan(t.loc["same", "effect_size"])
+    assert t.loc["same", "verdict"] == "similar"
+    # Holm over the finite p-values only (a family of one here).
+    assert t.loc["tied", "p_holm"] == pytest.approx(t.loc["tied", "p_paired"])
+
+
+def test_seed_missing_for_one_strategy_pairs_the_shared_seeds():
+    runs = finals({"random": list(RANDOM), "better": list(BETTER), "worse": list(WORSE)})
+    runs = runs[~((runs["strategy"] == "better") & (runs["seed"] == 3))]
+    t = final_table(runs).set_index("strategy")
+    keep = [0, 1, 2, 4]
+    assert t.loc["better", "n_seeds"] == 4 and t.loc["better", "n_pairs"] == 4
+    assert t.loc["worse", "n_pairs"] == 5
+    assert t.loc["better", "p_paired"] == pytest.approx(
+        sps.ttest_rel(BETTER[keep], RANDOM[keep]).pvalue, rel=1e-12)
+    assert t.loc["better", "diff_mean"] == pytest.approx((BETTER[keep] - RANDOM[keep]).mean())
+    # Welch's test is unpaired: all 4 seeds of the strategy against all 5 of random.
+    assert t.loc["better", "p_welch"] == pytest.approx(
+        sps.ttest_ind(BETTER[keep], RANDOM, equal_var=False).pvalue, rel=1e-12)
+
+
+def test_one_pair_is_not_testable_and_missing_baseline_is_an_error():
+    runs = finals({"random": list(RANDOM), "better": list(BETTER)})
+    one = runs[(runs["strategy"] == "random") | (runs["seed"] == 0)]
+    t = final_table(one).set_index("strategy")
+    assert t.loc["better", "n_pairs"] == 1 and t.loc["better", "verdict"] == "n/a"
+    assert np.isnan(t.loc["better", "p_paired"]) and np.isnan(t.loc["better", "p_wilcoxon"])
+    with pytest.raises(ValueError, match="baseline strategy 'random'"):
+        final_table(runs[runs["strategy"] != "random"])
+
+
+def test_higher_is_better_metric_flips_the_verdict():
+    runs = finals({"random": list(RANDOM), "better": list(BETTER)})
+    t = final_table(runs, metric="r2").set_index("strategy")  # r2 = 0.5 - mae: higher for "better"
+    assert t.loc["better", "diff_mean"] > 0 and t.loc["better", "verdict"] == "better"
+
+
+def test_verdict_summary_mentions_each_system_and_strategy():
+    a = finals({"random": list(RANDOM), "better": list(BETTER), "similar": list(SIMILAR)}, system="C")
+    b = finals({"random": list(RANDOM), "worse": list(WORSE)}, system="Si")
+    text = verdict_summary(final_table(pd.concat([a, b], ignore_index=True)))
+    paras = text.split("\n\n")
+    assert len(paras) == 2
+    assert paras[0].startswith("C (magpie)") and paras[1].startswith("Si (magpie)")
+    assert "Better than random: better" in paras[0] and "Not distinguishable from random: similar" in paras[0]
+    assert "Worse than random: worse" in paras[1] and "No strategy beats random" in paras[1]
+    assert "Holm p" in text
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def test_mean_curve_with_a_seed_that_stopped_early():
+    runs = make_runs({"random": {0: [0.9, 0.7, 0.5], 1: [0.7, 0.5], 2: [0.8, 0.6, 0.4]}})
+    mc = mean_curve(runs)
+    assert mc.columns.tolist() == ["system", "descriptor", "strategy", "n_labeled", "mean", "std",
+                                   "n_seeds"]
+    assert mc["n_labeled"].tolist() == [10, 20, 30]
+    np.testing.assert_allclose(mc["mean"], [0.8, 0.6, 0.45])
+    np.testing.assert_allclose(mc["std"], [0.1, 0.1, np.std([0.5, 0.4], ddof=1)])
+    assert mc["n_seeds"].tolist() == [3, 3, 2]
+
+
+def test_labels_to_reach_first_crossing_interpolated():
+    n = np.array([10, 20, 30, 40])
+    assert labels_to_reach(n, np.array([1.0, 0.6, 0.2, 0.1]), 0.4) == pytest.approx(25.0)
+    assert labels_to_reach(n, np.array([1.0, 0.5, 0.4, 0.3]), 0.5) == pytest.approx(20.0)  # equal counts
+    assert labels_to_reach(n, np.array([0.3, 0.6, 0.2, 0.1]), 0.4) == 10.0  # at the first point
+    assert np.isnan(labels_to_reach(n, np.array([1.0, 0.9, 0.8, 0.7]), 0.5))  # never
+    # First crossing: the early dip counts even though the curve rises again.
+    assert labels_to_reach(n, np.array([1.0, 0.3, 0.8, 0.1]), 0.5) == pytest.approx(10 + 10 * 0.5 / 0.7)
+    # NaN points are skipped: interpolate across the gap.
+    assert labels_to_reach(n, np.array([1.0, np.nan, 0.0, 0.0]), 0.5) == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        labels_to_reach(np.array([10, 10, 20]), np.array([1.0, 0.5, 0.2]), 0.4)
+    with pytest.raises(ValueError, match="equal length"):
+        labels_to_reach(n, np.array([1.0, 0.5]), 0.4)
+
+
+BASE_CURVE = [1.0, 0.8, 0.6, 0.5]
+
+
+def _equal_seeds(curves: dict[str, list[float]], offsets=(0.0,) * 5) -> pd.DataFrame:
+    return make_runs({s: {seed: [v + off for v in c] for seed, off in zip(SEEDS, offsets, strict=True)}
+                      for s, c in curves.items()})
+
+
+def test_label_savings_exact_when_all_seeds_are_equal():
+    runs = _equal_seeds({"random": BASE_CURVE, "fast": [1.0, 0.7, 0.5, 0.4],
+                         "interp": [1.0, 0.6, 0.55, 0.45], "slow": [1.0, 0.9, 0.8, 0.7]})
+    out = label_savings(runs, n_boot=200, rng=np.random.default_rng(0)).set_index("strategy")
+    assert out["n_baseline"].tolist() == [40.0] * 4
+    np.testing.assert_allclose(out["baseline_final"], 0.5)
+    assert out.loc["random", "saving_pct"] == 0.0 and out.loc["random", "reached"]
+    assert out.loc["fast", "n_reach"] == pytest.approx(30.0)
+    assert out.loc["fast", "saving_pct"] == pytest.approx(25.0)
+    assert out.loc["interp", "n_reach"] == pytest.approx(35.0)
+    assert out.loc["interp", "saving_pct"] == pytest.approx(12.5)
+    for s in ("random", "fast", "interp"):  # identical seeds: the CI collapses to the point value
+        assert out.loc[s, "saving_lo"] == pytest.approx(out.loc[s, "saving_pct"])
+        assert out.loc[s, "saving_hi"] == pytest.approx(out.loc[s, "saving_pct"])
+        assert out.loc[s, "reach_frac"] == 1.0
+    slow = out.loc["slow"]
+    assert not slow["reached"] and np.isnan(slow["n_reach"]) and np.isnan(slow["saving_pct"])
+    assert np.isnan(slow["saving_lo"]) and slow["reach_frac"] == 0.0
+    worst = label_savings(runs, n_boot=50, rng=np.random.default_rng(0), unreached="worst")
+    assert worst.set_index("strategy").loc["slow", "saving_lo"] == -np.inf
+
+
+def test_label_savings_resamples_seeds_paired():
+    # Each seed shifts baseline and strategy by the same offset: with paired resampling every
+    # replicate still reaches random's final MAE at exactly 30 labels, so the CI is the point value.
+    offsets = (0.0, 0.1, -0.05, 0.2, 0.03)
+    runs = _equal_seeds({"random": BASE_CURVE, "fast": [1.0, 0.7, 0.5, 0.4]}, offsets)
+    out = label_savings(runs, n_boot=300, rng=np.random.default_rng(1)).set_index("strategy")
+    assert out.loc["fast", "baseline_final"] == pytest.approx(0.5 + np.mean(offsets))
+    assert out.loc["fast", "saving_pct"] == pytest.approx(25.0)
+    assert out.loc["fast", "saving_lo"] == pytest.approx(25.0)
+    assert out.loc["fast", "saving_hi"] == pytest.approx(25.0)
+    # Only shared seeds are used, and the same generator seed gives the same table.
+    part = runs[~((runs["strategy"] == "fast") & (runs["seed"] == 4))]
+    a = label_savings(part, n_boot=100, rng=np.random.default_rng(2))
+    b = label_savings(part, n_boot=100, rng=np.random.default_rng(2))
+    pd.testing.assert_frame_equal(a, b)
+    assert a.set_index("strategy").loc["fast", "n_pairs"] == 4
+    with pytest.raises(TypeError, match="Generator"):
+        label_savings(runs, rng=0)
+
+
+def test_auc_of_a_straight_line_is_its_mean():
+    line = [1.0, 0.8, 0.6, 0.4]  # linear in n_labeled = 10..40
+    offsets = np.array([0.0, 0.1, -0.1, 0.05, 0.2])
+    runs = _equal_seeds({"random": line}, tuple(offsets))
+    out = learning_curve_auc(runs, n_boot=200, rng=np.random.default_rng(0)).iloc[0]
+    assert out["auc"] == pytest.approx(np.mean(line) + offsets.mean())
+    assert out["seed_auc_mean"] == pytest.approx(np.mean(line) + offsets.mean())
+    assert out["seed_auc_std"] == pytest.approx(np.std(offsets, ddof=1))
+    assert out["auc_lo"] <= out["auc"] <= out["auc_hi"]
+    flat = learning_curve_auc(_equal_seeds({"random": line}), n_boot=50, rng=np.random.default_rng(0))
+    assert flat.loc[0, "auc_lo"] == pytest.approx(0.7) and flat.loc[0, "auc_hi"] == pytest.approx(0.7)
+
+
+def test_auc_on_an_uneven_grid_matches_trapezoid():
+    runs = make_runs({"random": {0: [1.0, 0.5, 0.45]}})
+    runs["n_labeled"] = runs["round"].map({0: 10, 1: 20, 2: 50})
+    out = learning_curve_auc(runs, n_boot=10, rng=np.random.default_rng(0))
+    expected = ((1.0 + 0.5) / 2 * 10 + (0.5 + 0.45) / 2 * 30) / 40  # trapezoids by hand
+    assert out.loc[0, "auc"] == pytest.approx(expected)
+    assert out.loc[0, "n_seeds"] == 1 and np.isnan(out.loc[0, "seed_auc_std"])
+
+
+# --------------------------------------------------------------------------- leakage audit
+
+
+def _xy(n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 4)), rng.normal(size=n)
+
+
+def test_leakage_audit_flags_a_linear_target_and_not_a_random_one():
+    X, noise = _xy()
+    names = ["a", "b", "c", "d"]
+    leak = leakage_audit(X, 3.0 * X[:, 2] - 1.0, feature_names=names)
+    assert leak["leaks"] and leak["r2"] == pytest.approx(1.0, abs=1e-9) and leak["mae"] < 1e-6
+    assert leak["top_feature"] == "c" and leak["top_r"] == pytest.approx(1.0)
+    clean = leakage_audit(X, noise, feature_names=names)
+    assert not clean["leaks"] and clean["r2"] < 0.5
+    j = int(np.argmax([abs(sps.pearsonr(X[:, k], noise).statistic) for k in range(4)]))
+    assert clean["top_feature"] == names[j]
+    assert clean["top_r"] == pytest.approx(sps.pearsonr(X[:, j], noise).statistic)
+    # Same out-of-fold R² as a KFold loop written with sklearn directly (ridge, CV-chosen penalty).
+    pred = np.empty_like(noise)
+    for tr, te in KFold(5, shuffle=True, random_state=0).split(X):
+        sc = StandardScaler().fit(X[tr])
+        model = RidgeCV(alphas=np.logspace(-6, 3, 10)).fit(sc.transform(X[tr]), noise[tr])
+        pred[te] = model.predict(sc.transform(X[te]))
+    assert clean["r2"] == pytest.approx(r2_score(noise, pred))
+    with pytest.raises(ValueError, match="feature_names"):
+        leakage_audit(X, noise, feature_names=names[:3])
+
+
+def test_leakage_table_one_row_per_descriptor_set():
+    X, noise = _xy()
+    names = ["a", "b", "c", "d"]
+    t = leakage_table({"leaky": (X, X[:, 0] * 2.0, names), "clean": (X, noise, names)})
+    assert t["descriptor"].tolist() == ["leaky", "clean"]
+    assert t["leaks"].tolist() == [True, False]
+    assert {"r2", "mae", "top_feature", "top_r"} <= set(t.columns)
