@@ -16,6 +16,7 @@ import os
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,6 +209,51 @@ def _resume(cfg: ALConfig, init: np.ndarray, run_dir: Path | None) -> tuple[list
     return tracks, n_done
 
 
+class BudgetExceeded(RuntimeError):
+    """A run stopped before a round that would exceed its wall-time or memory budget."""
+
+
+@dataclass
+class Budget:
+    """Wall-time and memory limits for a run, checked before each round.
+
+    ``max_wall_s``: seconds from the budget's creation; a round is not started when the elapsed
+    time plus the previous round's duration would pass it. ``max_ram_mb``: resident memory of this
+    process; no round is started above 90 % of it. ``None`` means no limit.
+    """
+
+    max_wall_s: float | None = None
+    max_ram_mb: float | None = None
+    clock: Callable[[], float] = time.perf_counter  # injectable for tests
+    started: float | None = None  # default: the clock at creation
+
+    def __post_init__(self) -> None:
+        if self.started is None:
+            self.started = self.clock()
+
+    @property
+    def limited(self) -> bool:
+        return self.max_wall_s is not None or self.max_ram_mb is not None
+
+    def check(self, *, next_round_s: float, done: int, total: int) -> None:
+        how = ("Every finished round is checkpointed: run the notebook (or the study command) "
+               "again, with a larger budget if needed, and it continues from round "
+               f"{done} of {total}.")
+        if self.max_wall_s is not None:
+            elapsed = self.clock() - self.started
+            if elapsed + next_round_s > self.max_wall_s:
+                raise BudgetExceeded(
+                    f"wall-time budget of {self.max_wall_s:g} s would be exceeded ({elapsed:.1f} s "
+                    f"used, the last round took {next_round_s:.1f} s). {how}")
+        if self.max_ram_mb is not None:
+            import psutil
+
+            rss = psutil.Process().memory_info().rss / 2**20
+            if rss > 0.9 * self.max_ram_mb:
+                raise BudgetExceeded(
+                    f"memory budget of {self.max_ram_mb:g} MB nearly reached ({rss:.0f} MB in use). {how}")
+
+
 def run_al(
     X: np.ndarray,
     y: np.ndarray,
@@ -217,6 +263,7 @@ def run_al(
     stop_after_round: int | None = None,
     progress: bool = False,
     split: tuple[np.ndarray, np.ndarray] | None = None,
+    budget: Budget | None = None,
 ) -> pd.DataFrame:
     """All strategies of one (system, seed): the tidy runs table (one row per strategy and round).
 
@@ -226,7 +273,11 @@ def run_al(
     ``stop_after_round`` ends early after that round (for tests and budgets).
     ``df.attrs["resumed_rounds"]`` says how many rounds were read back instead of computed.
     ``split`` = (pool positions, test positions) replaces the seeded 80/20 split.
+    ``budget`` (wall time / RAM): before a round that would exceed it, :class:`BudgetExceeded` is
+    raised; every finished round is checkpointed, so running again continues from there.
     """
+    if budget is not None and budget.limited and checkpoint_dir is None:
+        raise ValueError("a budget needs checkpoint_dir, or the rounds done before the stop are lost")
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if X.ndim != 2 or len(X) != len(y):
@@ -241,10 +292,14 @@ def run_al(
         from tqdm.auto import tqdm
 
         rounds = tqdm(rounds, desc=f"{cfg.system} seed {cfg.seed}", unit="round")
+    last_round_s = 0.0
     for rnd in rounds:
         active = [t for t in tracks if not t.exhausted]
         if not active:
             break
+        if budget is not None:
+            budget.check(next_round_s=last_round_s, done=rnd, total=cfg.rounds)
+        t_round = time.perf_counter()
         seed = int(_stream(cfg.seed, "model", rnd).integers(2**31))  # same for every strategy
         t0 = time.perf_counter()
         models = fit_ensembles([X[t.labeled] for t in active], [y[t.labeled] for t in active],
@@ -259,6 +314,7 @@ def run_al(
                                    {"row": row, "labeled": track.labeled.tolist(),
                                     "queried": queried.tolist()})
             track.labeled = np.sort(np.concatenate([track.labeled, queried]))
+        last_round_s = time.perf_counter() - t_round
         if stop_after_round is not None and rnd >= stop_after_round:
             break
     for t in tracks:

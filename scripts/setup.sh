@@ -30,7 +30,7 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
   export PIP_DISABLE_PIP_VERSION_CHECK=1
   if ! "$PY" -c "import torch" 2>/dev/null; then
     echo "[setup] installing torch==2.13.0 (CPU build)"
-    "$PY" -m pip install -q torch==2.13.0
+    "$PY" -m pip install -q torch==2.13.0 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
   fi
   CONSTRAINTS=()
   if "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then

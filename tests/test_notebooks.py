@@ -37,6 +37,23 @@ def test_fetch_and_featurize_ti_o(tmp_path):
     assert len(pd.read_parquet(rec2["out_path"])) == rec2["n_rows"]
 
 
+def test_al_notebook_widgets_headless_and_budget_stop_then_resume(tmp_path):
+    data = tmp_path / "data"
+    run("01_fetch.ipynb", tmp_path / "01.ipynb", SYSTEM="Ti-O", DATA_DIR=str(data))
+    run("02_featurize.ipynb", tmp_path / "02.ipynb", SYSTEM="Ti-O", DATA_DIR=str(data))
+    params = dict(SYSTEM="Ti-O", SEED=2, SMOKE=True, PROGRESS=False, DATA_DIR=str(data),
+                  OUT_DIR=str(tmp_path / "out"))
+    stopped = run("03_active_learning.ipynb", tmp_path / "03a.ipynb", MAX_WALL_S=1e-9, **params)
+    assert "wall-time budget" in stopped["stopped"] and "continues from round 0 of 2" in stopped["stopped"]
+    assert not (tmp_path / "out" / "runs").exists()
+    done = run("03_active_learning.ipynb", tmp_path / "03b.ipynb", **params)
+    assert done["n_rows"] == 8 and set(done["final_n_labeled"].values()) == {15}
+    # the widget controls are part of the executed notebook, and changed nothing headless
+    text = (tmp_path / "03b.ipynb").read_text()
+    assert "application/vnd.jupyter.widget-view+json" in text and "Apply" in text
+    assert json.loads(text)["cells"]
+
+
 def test_fetch_own_table_through_the_notebook(tmp_path):
     csv = tmp_path / "mine.csv"
     pd.DataFrame({"formula": ["Fe2O3", "FeO", "Fe3O4", "NiO"],
