@@ -18,15 +18,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import warnings
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 from monty.json import MontyEncoder
 
+from alhelpers.data._rows import finite_float, optional_int, records_frame, validate_elements
 from alhelpers.keys import ENTRY_COLUMNS, PROPERTY_COLUMNS, Key
 
 __all__ = [
@@ -161,20 +160,6 @@ def _default_rester_factory(api_key: str) -> Any:
     return MPRester(api_key, mute_progress_bars=True)
 
 
-def _validate_elements(elements: Sequence[str]) -> list[str]:
-    """Element symbols as a list; ValueError naming the bad ones."""
-    from pymatgen.core import Element
-
-    if isinstance(elements, str):
-        raise ValueError(f"elements must be a list of symbols such as ['Ti', 'O'], not {elements!r}")
-    symbols = [str(e).strip() for e in elements]
-    if not symbols:
-        raise ValueError("elements is empty; give at least one element symbol, e.g. ['Ti', 'O']")
-    bad = [s for s in symbols if not Element.is_valid_symbol(s)]
-    if bad:
-        raise ValueError(f"not element symbols: {bad}; use symbols such as 'Ti', 'O', 'Fe'")
-    return list(dict.fromkeys(symbols))
-
 
 def build_summary_search_kwargs(elements: Sequence[str], *, limit: int) -> dict[str, Any]:
     """Keyword arguments for ``mpr.materials.summary.search``.
@@ -234,20 +219,6 @@ def _doc_get(doc: Any, name: str) -> Any:
     return getattr(doc, name, None)
 
 
-def _finite_float(value: Any) -> float | None:
-    """``value`` as a finite float, or None when missing, non-numeric or not finite."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _optional_int(value: Any) -> int | None:
-    number = _finite_float(value)
-    return int(number) if number is not None and number == int(number) else None
 
 
 def _optional_bool(value: Any) -> bool | None:
@@ -279,7 +250,7 @@ def _malformed_reason(doc: Any) -> str | None:
     target = _doc_get(doc, "formation_energy_per_atom")
     if target is None:
         return "missing formation_energy_per_atom"
-    if _finite_float(target) is None:
+    if finite_float(target) is None:
         return "non-numeric or non-finite formation_energy_per_atom"
     return None
 
@@ -291,23 +262,16 @@ def _doc_to_row(doc: Any) -> dict[str, Any]:
         Key.dataset: "mp_api",
         Key.entry_id: str(_doc_get(doc, "material_id")).strip(),
         Key.formula: str(_doc_get(doc, "formula_pretty")).strip(),
-        Key.nsites: _optional_int(_doc_get(doc, "nsites")),
-        Key.target: _finite_float(_doc_get(doc, "formation_energy_per_atom")),
+        Key.nsites: optional_int(_doc_get(doc, "nsites")),
+        Key.target: finite_float(_doc_get(doc, "formation_energy_per_atom")),
     }
     for column, field in _FLOAT_FIELDS.items():
-        number = _finite_float(_doc_get(doc, field))
+        number = finite_float(_doc_get(doc, field))
         row[column] = math.nan if number is None else number
     row[Key.is_stable] = _optional_bool(_doc_get(doc, "is_stable"))
     row[Key.structure] = _structure_json(_doc_get(doc, "structure"))
     return row
 
-
-def _id_sort_key(entry_id: str) -> tuple[str, int, str]:
-    """Natural order of ids: ``mp-2 < mp-10 < mp-149``; ids without a number sort by text."""
-    match = re.fullmatch(r"(.*?)(\d+)", entry_id)
-    if match:
-        return (match.group(1), int(match.group(2)), "")
-    return (entry_id, -1, entry_id)
 
 
 def docs_to_frame(docs: Sequence[Any], *, limit: int | None = None) -> pd.DataFrame:
@@ -318,21 +282,8 @@ def docs_to_frame(docs: Sequence[Any], *, limit: int | None = None) -> pd.DataFr
     ``df.attrs["dropped_reasons"]``. Rows are sorted by ``material_id`` (natural order) and then
     truncated to ``limit``.
     """
-    reasons: Counter[str] = Counter()
-    rows: list[dict[str, Any]] = []
-    for doc in docs:
-        reason = _malformed_reason(doc)
-        if reason is None:
-            rows.append(_doc_to_row(doc))
-        else:
-            reasons[reason] += 1
-    rows.sort(key=lambda r: _id_sort_key(r[Key.entry_id]))
-    if limit is not None:
-        rows = rows[:limit]
-    frame = pd.DataFrame(rows, columns=list(_COLUMNS)).astype(_DTYPES)
-    frame.attrs["dropped_malformed"] = int(sum(reasons.values()))
-    frame.attrs["dropped_reasons"] = dict(reasons)
-    return frame
+    return records_frame(docs, malformed_reason=_malformed_reason, to_row=_doc_to_row,
+                         columns=_COLUMNS, dtypes=_DTYPES, id_column=Key.entry_id, limit=limit)
 
 
 def _dropped_message(reasons: Mapping[str, int], total: int) -> str:
@@ -381,7 +332,7 @@ def fetch_mp(
     MPQueryError: the query itself failed (the key is masked in the message).
     ValueError: bad ``elements`` or ``limit``.
     """
-    symbols = _validate_elements(elements)
+    symbols = validate_elements(elements)
     search_kwargs = build_summary_search_kwargs(symbols, limit=limit)
     key = _clean_key(api_key) or resolve_mp_api_key()
     if key is None:

@@ -24,10 +24,8 @@ that tests never sleep nor touch the network.
 from __future__ import annotations
 
 import math
-import re
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +33,7 @@ from typing import Any
 import pandas as pd
 import requests
 
+from alhelpers.data._rows import finite_float, optional_int, records_frame, validate_elements
 from alhelpers.keys import ENTRY_COLUMNS, Key
 
 __all__ = [
@@ -98,20 +97,6 @@ class OQMDUnavailableError(OQMDError):
 # Request building
 # --------------------------------------------------------------------------------------------
 
-
-def _validate_elements(elements: Sequence[str]) -> list[str]:
-    """Element symbols as a list; ValueError naming the bad ones (they end up in a URL)."""
-    from pymatgen.core import Element
-
-    if isinstance(elements, str):
-        raise ValueError(f"elements must be a list of symbols such as ['Ti', 'O'], not {elements!r}")
-    symbols = [str(e).strip() for e in elements]
-    if not symbols:
-        raise ValueError("elements is empty; give at least one element symbol, e.g. ['Ti', 'O']")
-    bad = [s for s in symbols if not Element.is_valid_symbol(s)]
-    if bad:
-        raise ValueError(f"not element symbols: {bad}; use symbols such as 'Ti', 'O', 'Fe'")
-    return list(dict.fromkeys(symbols))
 
 
 def element_set_filter(elements: Sequence[str]) -> str:
@@ -223,20 +208,6 @@ def _get_page(
 # --------------------------------------------------------------------------------------------
 
 
-def _finite_float(value: Any) -> float | None:
-    """``value`` as a finite float, or None when missing, non-numeric or not finite."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _optional_int(value: Any) -> int | None:
-    number = _finite_float(value)
-    return int(number) if number is not None and number == int(number) else None
 
 
 def _malformed_reason(record: Any) -> str | None:
@@ -249,36 +220,29 @@ def _malformed_reason(record: Any) -> str | None:
         return "missing name"
     if record.get("delta_e") is None:
         return "missing delta_e"
-    if _finite_float(record["delta_e"]) is None:
+    if finite_float(record["delta_e"]) is None:
         return "non-numeric or non-finite delta_e"
     return None
 
 
 def _record_to_row(record: Mapping[str, Any]) -> dict[str, Any]:
     """One tidy row from one well-formed OQMD record."""
-    stability = _finite_float(record.get("stability"))
-    band_gap = _finite_float(record.get("band_gap"))
-    volume = _finite_float(record.get("volume"))
+    stability = finite_float(record.get("stability"))
+    band_gap = finite_float(record.get("band_gap"))
+    volume = finite_float(record.get("volume"))
     return {
         Key.source: "oqmd",
         Key.dataset: "oqmd_api",
         Key.entry_id: str(record["entry_id"]).strip(),
         Key.formula: record["name"].strip(),
-        Key.nsites: _optional_int(record.get("natoms")),
-        Key.target: _finite_float(record["delta_e"]),
+        Key.nsites: optional_int(record.get("natoms")),
+        Key.target: finite_float(record["delta_e"]),
         Key.band_gap: math.nan if band_gap is None else band_gap,
         Key.volume: math.nan if volume is None else volume,
         Key.e_above_hull: math.nan if stability is None else stability,
         Key.is_stable: None if stability is None else stability <= 0.0,
     }
 
-
-def _id_sort_key(entry_id: str) -> tuple[str, int, str]:
-    """Natural order of ids (``2 < 10``); ids without a trailing number sort by text."""
-    match = re.fullmatch(r"(.*?)(\d+)", entry_id)
-    if match:
-        return (match.group(1), int(match.group(2)), "")
-    return (entry_id, -1, entry_id)
 
 
 def records_to_frame(records: Sequence[Any]) -> pd.DataFrame:
@@ -289,19 +253,8 @@ def records_to_frame(records: Sequence[Any]) -> pd.DataFrame:
     ``df.attrs["dropped_reasons"]``. ``volume`` is per cell, as OQMD gives it;
     ``is_stable`` is ``stability <= 0`` (NA where OQMD has no stability).
     """
-    reasons: Counter[str] = Counter()
-    rows: list[dict[str, Any]] = []
-    for record in records:
-        reason = _malformed_reason(record)
-        if reason is None:
-            rows.append(_record_to_row(record))
-        else:
-            reasons[reason] += 1
-    rows.sort(key=lambda r: _id_sort_key(r[Key.entry_id]))
-    frame = pd.DataFrame(rows, columns=list(_COLUMNS)).astype(_DTYPES)
-    frame.attrs["dropped_malformed"] = int(sum(reasons.values()))
-    frame.attrs["dropped_reasons"] = dict(reasons)
-    return frame
+    return records_frame(records, malformed_reason=_malformed_reason, to_row=_record_to_row,
+                         columns=_COLUMNS, dtypes=_DTYPES, id_column=Key.entry_id, limit=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,7 +381,7 @@ def fetch_oqmd(
     OQMDError: the first page failed (or any page got HTTP 4xx other than 429).
     ValueError: bad ``elements`` or options.
     """
-    symbols = _validate_elements(elements)
+    symbols = validate_elements(elements)
     _check_options(limit, page_size, timeout, max_retries, backoff)
     own_session = session is None
     http = requests.Session() if session is None else session
