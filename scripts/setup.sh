@@ -39,6 +39,10 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
   echo "[setup] installing alhelpers and its dependencies (first run: a few minutes)"
   "$PY" -m pip install -q "${CONSTRAINTS[@]}" -r requirements.txt -e ".[test]" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
+  # test-only reference implementation for the BMDAL equivalence tests (its own pins are stale,
+  # hence --no-deps; it needs only torch, numpy and dill)
+  "$PY" -m pip install -q --no-deps bmdal-reg==3.0.2 dill 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" || true
   "$PY" -c "import alhelpers, torch, matminer, papermill" \
     || { echo "[setup] install failed: see the pip output above" >&2; exit 1; }
   "$PY" -m ipykernel install --sys-prefix --name python3 >/dev/null

@@ -17,8 +17,28 @@ from alhelpers.select.strategies import (
     select_uncertainty,
     top_k,
 )
+from alhelpers.select.bmdal import BMDAL_METHODS, bmdal_select, candidate_features, parse_method
+from alhelpers.select.features import (
+    GradientSketch,
+    gp_posterior_matrix,
+    ll_features,
+    rp_features,
+)
+from alhelpers.select.rules import lcmd, maxdet, maxdiag, maxdist
 
 __all__ = [
+    "BMDAL_METHODS",
+    "GradientSketch",
+    "bmdal_select",
+    "candidate_features",
+    "gp_posterior_matrix",
+    "lcmd",
+    "ll_features",
+    "maxdet",
+    "maxdiag",
+    "maxdist",
+    "parse_method",
+    "rp_features",
     "STRATEGIES",
     "QueryContext",
     "Strategy",

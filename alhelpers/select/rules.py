@@ -1,0 +1,460 @@
+"""Greedy batch selection rules of BMDAL (STUDY §7): MAXDIAG, MAXDET, MAXDIST, LCMD.
+
+All rules take feature matrices (NumPy or torch, float32 or float64; kept in their dtype, moved
+to ``device`` — CUDA when available by default) and return pool positions as ``np.intp`` in
+selection order. They are exact: they select what bmdal_reg's ``select_batch`` selects on the same
+kernel (TP mode for MAXDIST/LCMD, P mode for MAXDET), up to floating-point rounding.
+
+Speed comes from exact algorithmic shortcuts, not from approximations:
+
+* **Lazy greedy** (MAXDIST, MAXDET). A point's minimum distance to the chosen set and its residual
+  posterior variance only ever decrease as points are added, so a stale value is an upper bound.
+  Each step takes the current leaders by stale bound, brings just those up to date against the
+  points chosen since their last update (a small matrix product), and stops as soon as the best
+  up-to-date value beats every stale bound. The pick is the same as with all values up to date.
+* **Triangle-inequality pruning** (LCMD). When centre ``c`` is added, a point ``x`` whose nearest
+  centre is ``a`` cannot move to ``c`` if ``2·d(x, a) ≤ d(a, c)``; only the others are recomputed.
+* **Bounded low-precision start** (MAXDIST, LCMD in TP mode, large problems; ``bf16_bounds``).
+  The ``N × |T|`` distances to the training rows come from one bfloat16 matrix product (fast on
+  AMX/tensor cores) together with a rigorous bound on its rounding error. MAXDIST only needs upper
+  bounds there (the leaders are recomputed exactly); LCMD recomputes in full precision each point's
+  distance to its nearest training row, and against every training row where the bounds cannot
+  decide which one is nearest. The selections are unchanged (tested against the full-precision path).
+* Everything over the pool is done in row chunks (``chunk_rows``), so no ``N × |T|`` matrix is
+  ever held: a 1,000,000 × 512 float32 pool needs the pool itself plus a few O(N) vectors.
+
+Squared distances are ``k(x,x) + k(y,y) − 2k(x,y)`` as in bmdal_reg.
+
+Ties: every argmax takes the lowest pool position among exactly equal values (as ``torch.argmax``
+and bmdal_reg). To break ties at random, permute the pool with a generator before calling and map
+the positions back (the Track A strategies do this with ``QueryContext.rng``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "default_device",
+    "lcmd",
+    "maxdet",
+    "maxdiag",
+    "maxdist",
+]
+
+#: Rows of the pool processed at once in the passes over the whole pool.
+DEFAULT_CHUNK_ROWS: int = 8192
+_NEG_INF = float("-inf")
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _as_tensor(x: object, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+    if t.ndim != 2:
+        raise ValueError(f"features must be 2-D (n, d), got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.double()
+    return t.to(device=device, dtype=dtype or t.dtype)
+
+
+def _prepare(pool: object, train: object | None, batch_size: int, device: torch.device | str | None
+             ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dev = torch.device(device) if device is not None else default_device()
+    X = _as_tensor(pool, dev)
+    T = _as_tensor(train, dev, X.dtype) if train is not None else X.new_zeros(0, X.shape[1])
+    if T.shape[1] != X.shape[1]:
+        raise ValueError(f"pool and train features differ in width: {X.shape[1]} vs {T.shape[1]}")
+    return X, T, min(int(batch_size), X.shape[0])
+
+
+def _sq_norms(X: torch.Tensor, chunk_rows: int, A: torch.Tensor | None = None) -> torch.Tensor:
+    out = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
+    for s in range(0, X.shape[0], chunk_rows):
+        xb = X[s:s + chunk_rows]
+        if A is not None:
+            xb = xb @ A
+        out[s:s + chunk_rows] = (xb * xb).sum(1)
+    return out
+
+
+def _nearest_train(X: torch.Tensor, sqn: torch.Tensor, T: torch.Tensor, chunk_rows: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared distance to, and index of, the nearest training row (first index on ties)."""
+    N = X.shape[0]
+    min_sq = torch.full((N,), float("inf"), dtype=X.dtype, device=X.device)
+    arg = torch.zeros(N, dtype=torch.long, device=X.device)
+    if T.shape[0] == 0:
+        return min_sq, arg
+    sqt = (T * T).sum(1)
+    rows = max(1, min(chunk_rows, (1 << 23) // max(T.shape[0], 1)))
+    for s in range(0, N, rows):
+        d2 = sqn[s:s + rows, None] + sqt[None, :] - 2.0 * (X[s:s + rows] @ T.T)
+        v, i = d2.min(dim=1)
+        min_sq[s:s + rows], arg[s:s + rows] = v, i
+    return min_sq, arg
+
+
+def _bf16_eta(d: int) -> float:
+    """Rigorous relative error of a bf16 product with fp32 accumulation and bf16 output, per unit
+    of ``Σ|x_i t_i|``: rounding the inputs (2u + u², u = 2⁻⁸), accumulating (γ_d = d·2⁻²⁴/(1 − d·2⁻²⁴))
+    and rounding the output (u); times 1.25 for safety."""
+    u = 2.0 ** -8
+    gamma = d * 2.0 ** -24 / (1 - d * 2.0 ** -24)
+    inner = 2 * u + u * u + gamma * (1 + u) ** 2
+    return 1.25 * (inner + u * (1 + inner))
+
+
+def _use_bf16(bf16_bounds: bool | None, X: torch.Tensor, n_t: int) -> bool:
+    if bf16_bounds is not None:
+        return bf16_bounds
+    return X.shape[0] * n_t * X.shape[1] >= (1 << 27)
+
+
+def _train_bounds_bf16(X: torch.Tensor, sqn: torch.Tensor, T: torch.Tensor, chunk_rows: int, *, exact: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances to the training rows from one bf16 matrix product with rigorous error bounds.
+
+    The product of ``[x, 1]`` and ``[t, −‖t‖²/2]`` is ``x·t − ‖t‖²/2 = (‖x‖² − ‖x − t‖²)/2``; in
+    bf16 its error is at most ``E_x = η·(‖x‖·max‖t‖ + max‖t‖²/2)`` for every ``t``.
+    ``exact=False``: an upper bound on each row's minimum squared distance (indices unset).
+    ``exact=True``: the exact minimum and its first index: rows whose nearest training row the
+    bounds decide are recomputed for that one pair only, the others against every training row.
+    """
+    N, n_t = X.shape[0], T.shape[0]
+    sqt = (T * T).sum(1)
+    eta = _bf16_eta(X.shape[1] + 1)
+    Tb = torch.cat([T, (-0.5 * sqt)[:, None]], dim=1).to(torch.bfloat16)
+    t_max, sqt_max = float(sqt.max().sqrt()), float(sqt.max())
+    out = torch.empty(N, dtype=X.dtype, device=X.device)
+    arg = torch.zeros(N, dtype=torch.long, device=X.device)
+    rows = max(1, min(chunk_rows, (1 << 23) // max(n_t, 1)))
+    xb = torch.ones(rows, X.shape[1] + 1, dtype=torch.bfloat16, device=X.device)
+    for s in range(0, N, rows):
+        e = min(s + rows, N)
+        xb[: e - s, :-1] = X[s:e]
+        m = xb[: e - s] @ Tb.T  # ≈ x·t − ‖t‖²/2, bf16
+        best, first = m.max(dim=1)
+        sq = sqn[s:e]
+        err = eta * (sq.sqrt() * t_max + 0.5 * sqt_max)
+        if not exact:
+            out[s:e] = sq - 2.0 * best.to(X.dtype) + 2.0 * err
+            continue
+        n_cand = (m.to(X.dtype) >= (best.to(X.dtype) - 2.0 * err)[:, None]).sum(1)
+        one = torch.nonzero(n_cand == 1).squeeze(1)
+        t_one = first[one]
+        out[one + s] = sq[one] + sqt[t_one] - 2.0 * (X[one + s] * T[t_one]).sum(1)
+        arg[one + s] = t_one
+        many = torch.nonzero(n_cand != 1).squeeze(1)
+        if many.numel():
+            d2m = sq[many, None] + sqt[None, :] - 2.0 * (X[many + s] @ T.T)
+            v, i = d2m.min(dim=1)
+            out[many + s], arg[many + s] = v, i
+    return out, arg
+
+
+def _first_argmax(values: torch.Tensor) -> int:
+    return int(torch.argmax(values))
+
+
+class _Lazy:
+    """Lazy greedy over values that only decrease.
+
+    ``value`` holds upper bounds, exact where ``upto == n_updates`` (selected rows hold -inf);
+    ``refresh(rows, upto)`` brings the given rows up to date and ``refresh_all()`` every row (one
+    contiguous pass, used once the leaders to check exceed ``full_fraction`` of the pool).
+    """
+
+    def __init__(self, value: torch.Tensor, refresh, refresh_all, *, k0: int = 64,
+                 full_fraction: float = 0.125) -> None:
+        self.value = value
+        self.upto = torch.zeros(value.shape[0], dtype=torch.long, device=value.device)
+        self.n_updates = 0
+        self.refresh = refresh
+        self.refresh_all = refresh_all
+        self.k0 = k0
+        self.full_rows = max(k0, int(full_fraction * value.shape[0]))
+        self.n_refreshed = 0
+        self.n_full = 0
+
+    def argmax(self, n_left: int) -> int:
+        k = min(self.k0, n_left)
+        while True:
+            if k > self.full_rows:
+                self.refresh_all()
+                self.upto.fill_(self.n_updates)
+                self.n_refreshed += self.value.shape[0]
+                self.n_full += 1
+                return int(torch.argmax(self.value))
+            bound, idx = torch.topk(self.value, k, sorted=True)
+            stale = idx[self.upto[idx] < self.n_updates]
+            if stale.numel():
+                stale = torch.sort(stale).values
+                self.refresh(stale, self.upto[stale])
+                self.upto[stale] = self.n_updates
+                self.n_refreshed += int(stale.numel())
+            exact = self.value[idx]
+            best = exact.max()
+            # every point outside idx has a bound <= bound[-1]; a strict win is final
+            if k == n_left or bool(best > bound[-1]):
+                return int(idx[exact == best].min())
+            k = min(2 * k, n_left)
+
+
+# --------------------------------------------------------------------------- MAXDIAG
+
+
+def maxdiag(diag: object, batch_size: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The ``batch_size`` largest ``k(x, x)``, largest first (ties: random with ``rng``, else lowest
+    position)."""
+    d = np.asarray(torch.as_tensor(diag).detach().cpu().numpy(), dtype=np.float64)
+    if d.ndim != 1:
+        raise ValueError(f"diag must be 1-D, got shape {d.shape}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    perm = rng.permutation(d.size) if rng is not None else np.arange(d.size)
+    order = perm[np.argsort(-d[perm], kind="stable")]
+    return order[: min(int(batch_size), d.size)].astype(np.intp)
+
+
+# --------------------------------------------------------------------------- MAXDIST
+
+
+def maxdist(
+    pool: object,
+    train: object | None,
+    batch_size: int,
+    *,
+    device: torch.device | str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    bf16_bounds: bool | None = None,
+    stats: dict | None = None,
+) -> np.ndarray:
+    """MAXDIST in TP mode: repeatedly the pool point farthest from training ∪ selected.
+
+    ``argmax_{x ∈ P∖S} min_{y ∈ T ∪ S} ‖φ(x) − φ(y)‖``; with no training rows the first pick is
+    the largest ``k(x, x)`` (as bmdal_reg). Lazy greedy on the running minimum distances.
+    ``stats`` (optional dict) receives ``n_refreshed``, the number of row updates done.
+    """
+    X, T, B = _prepare(pool, train, batch_size, device)
+    N, n_t = X.shape[0], T.shape[0]
+    sqn = _sq_norms(X, chunk_rows)
+    fast = n_t > 0 and _use_bf16(bf16_bounds, X, n_t)
+    if fast:  # upper bounds only; the leaders are brought up to date against T lazily
+        min_sq, _ = _train_bounds_bf16(X, sqn, T, chunk_rows, exact=False)
+    else:
+        min_sq, _ = _nearest_train(X, sqn, T, chunk_rows)
+    C = X.new_empty(n_t + B, X.shape[1])  # centres: training rows, then picks
+    C[:n_t] = T
+    csq = X.new_empty(n_t + B)
+    csq[:n_t] = (T * T).sum(1)
+    picks: list[int] = []
+
+    def update(xr: torch.Tensor, sq: torch.Tensor, upto: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+        j0, j1 = int(upto.min()), lazy.n_updates
+        if j0 >= j1:
+            return cur
+        d2 = sq[:, None] + csq[None, j0:j1] - 2.0 * (xr @ C[j0:j1].T)
+        cols = torch.arange(j0, j1, device=X.device)
+        d2 = torch.where(cols[None, :] >= upto[:, None], d2, torch.full_like(d2, float("inf")))
+        return torch.minimum(cur, d2.min(1).values)
+
+    def refresh(rows: torch.Tensor, upto: torch.Tensor) -> None:
+        lazy.value[rows] = update(X[rows], sqn[rows], upto, lazy.value[rows])
+
+    def refresh_all() -> None:
+        for s in range(0, N, chunk_rows):
+            sl = slice(s, s + chunk_rows)
+            lazy.value[sl] = update(X[sl], sqn[sl], lazy.upto[sl], lazy.value[sl])
+
+    lazy = _Lazy(min_sq, refresh, refresh_all)
+    lazy.n_updates = n_t
+    if not fast:
+        lazy.upto.fill_(n_t)
+    for step in range(B):
+        if step == 0 and n_t == 0:
+            pick = _first_argmax(sqn)
+        else:
+            pick = lazy.argmax(N - step)
+        picks.append(pick)
+        C[n_t + step], csq[n_t + step] = X[pick], sqn[pick]
+        lazy.n_updates += 1
+        lazy.value[pick] = _NEG_INF
+        lazy.upto[pick] = lazy.n_updates
+    if stats is not None:
+        stats.update(n_refreshed=lazy.n_refreshed, n_full_passes=lazy.n_full)
+    return np.asarray(picks, dtype=np.intp)
+
+
+# --------------------------------------------------------------------------- LCMD
+
+
+def lcmd(
+    pool: object,
+    train: object | None,
+    batch_size: int,
+    *,
+    device: torch.device | str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    bf16_bounds: bool | None = None,
+    stats: dict | None = None,
+) -> np.ndarray:
+    """LCMD in TP mode: from the largest cluster, its member farthest from the centre.
+
+    Every pool point belongs to its nearest centre in ``T ∪ S`` (first centre on exact ties); a
+    cluster's size is the sum of its members' squared distances; the pick is the not yet selected
+    member of the largest cluster (all clusters of maximal size, on exact ties) with the largest
+    squared distance. With no training rows the first pick is the largest ``k(x, x)``.
+    Centres that cannot capture a point are skipped by the triangle inequality.
+    ``stats`` receives ``n_recomputed`` (point–centre distances computed after the start).
+    """
+    X, T, B = _prepare(pool, train, batch_size, device)
+    N, n_t = X.shape[0], T.shape[0]
+    sqn = _sq_norms(X, chunk_rows)
+    if n_t and _use_bf16(bf16_bounds, X, n_t):
+        min_sq, arg = _train_bounds_bf16(X, sqn, T, chunk_rows, exact=True)
+    else:
+        min_sq, arg = _nearest_train(X, sqn, T, chunk_rows)
+    closest = arg + 1 if n_t else torch.zeros(N, dtype=torch.long, device=X.device)  # bmdal's ids
+    centres = X.new_empty(n_t + B, X.shape[1])  # centre id c + 1 <-> row c
+    centres[:n_t] = T
+    csq = X.new_empty(n_t + B)
+    csq[:n_t] = (T * T).sum(1)
+    selected = torch.zeros(N, dtype=torch.bool, device=X.device)
+    neg_inf = torch.tensor(_NEG_INF, dtype=X.dtype, device=X.device)
+    picks: list[int] = []
+    n_recomputed = 0
+    for step in range(B):
+        n_c = n_t + step
+        if n_c == 0:
+            pick = _first_argmax(sqn)
+        else:
+            sizes = torch.bincount(closest, weights=min_sq, minlength=n_c + 1)
+            in_max = sizes[closest] == sizes.max()
+            pick = _first_argmax(torch.where(in_max & ~selected, min_sq, neg_inf))
+        picks.append(pick)
+        selected[pick] = True
+        c, c_sq = X[pick], sqn[pick]
+        centres[n_c], csq[n_c] = c, c_sq
+        cid = n_c + 1
+        if n_c == 0:
+            min_sq = sqn + c_sq - 2.0 * _chunked_matvec(X, c, chunk_rows)
+            closest = torch.full((N,), cid, dtype=torch.long, device=X.device)
+            n_recomputed += N
+            continue
+        # squared distances between the new centre and every old centre
+        dcc = csq[:n_c] + c_sq - 2.0 * (centres[:n_c] @ c)
+        # x can move to c only if d(x, c) < d(x, a) which needs d(a, c) < 2 d(x, a)
+        cand = torch.nonzero(4.0 * min_sq > dcc[closest - 1]).squeeze(1)
+        if cand.numel() > N // 8:
+            d2 = sqn + c_sq - 2.0 * _chunked_matvec(X, c, chunk_rows)
+            better = d2 < min_sq
+            min_sq = torch.where(better, d2, min_sq)
+            closest = torch.where(better, torch.full_like(closest, cid), closest)
+            n_recomputed += N
+        elif cand.numel():
+            d2 = sqn[cand] + c_sq - 2.0 * (X[cand] @ c)
+            better = d2 < min_sq[cand]
+            rows = cand[better]
+            min_sq[rows] = d2[better]
+            closest[rows] = cid
+            n_recomputed += int(cand.numel())
+    if stats is not None:
+        stats["n_recomputed"] = n_recomputed
+    return np.asarray(picks, dtype=np.intp)
+
+
+def _chunked_matvec(X: torch.Tensor, v: torch.Tensor, chunk_rows: int) -> torch.Tensor:
+    if X.shape[0] <= 4 * chunk_rows:
+        return X @ v
+    out = X.new_empty(X.shape[0])
+    for s in range(0, X.shape[0], 4 * chunk_rows):
+        torch.mv(X[s:s + 4 * chunk_rows], v, out=out[s:s + 4 * chunk_rows])
+    return out
+
+
+# --------------------------------------------------------------------------- MAXDET
+
+
+def maxdet(
+    pool: object,
+    batch_size: int,
+    *,
+    transform: object | None = None,
+    device: torch.device | str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    stats: dict | None = None,
+) -> np.ndarray:
+    """MAXDET in P mode: greedily maximise ``det k(S, S)`` — a pivoted, matrix-free Cholesky.
+
+    The kernel is ``ψ(x)·ψ(x')`` with ``ψ = φ @ transform`` (e.g. the GP posterior matrix of
+    :func:`~alhelpers.select.features.gp_posterior_matrix`, applied on the fly so ``ψ`` of the
+    whole pool is never stored) or ``ψ = φ``. Each step picks the largest residual variance
+    ``k(x, x | S)``; no noise term, so a point is never picked twice. The residual basis is kept
+    as orthonormal vectors (Gram–Schmidt, twice), i.e. the Cholesky columns are ``ψ(x)·q_j``;
+    lazy greedy keeps the cost per step to the leaders. If every remaining residual is ≤ 0 (batch
+    larger than the kernel's rank) the rest of the batch is filled by largest ``k(x, x)``.
+    ``stats`` receives ``n_refreshed``.
+    """
+    X, _, B = _prepare(pool, None, batch_size, device)
+    N = X.shape[0]
+    A = None if transform is None else torch.as_tensor(transform).to(device=X.device, dtype=X.dtype)
+    if A is not None and A.shape[0] != X.shape[1]:
+        raise ValueError(f"transform must have {X.shape[1]} rows, got shape {tuple(A.shape)}")
+    d_out = X.shape[1] if A is None else A.shape[1]
+    diag0 = _sq_norms(X, chunk_rows, A)
+    Q = X.new_zeros(B, d_out)  # rows: orthonormal basis of span ψ(S)
+    W = X.new_zeros(B, X.shape[1])  # rows: (A q_j)ᵀ, so the coefficients come straight from φ
+
+    def update(xr: torch.Tensor, upto: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+        j0, j1 = int(upto.min()), lazy.n_updates
+        if j0 >= j1:
+            return cur
+        coef = xr @ W[j0:j1].T
+        cols = torch.arange(j0, j1, device=X.device)
+        coef = torch.where(cols[None, :] >= upto[:, None], coef, torch.zeros_like(coef))
+        return cur - (coef * coef).sum(1)
+
+    def refresh(rows: torch.Tensor, upto: torch.Tensor) -> None:
+        lazy.value[rows] = update(X[rows], upto, lazy.value[rows])
+
+    def refresh_all() -> None:
+        for s in range(0, N, chunk_rows):
+            sl = slice(s, s + chunk_rows)
+            lazy.value[sl] = update(X[sl], lazy.upto[sl], lazy.value[sl])
+
+    lazy = _Lazy(diag0.clone(), refresh, refresh_all)
+    picks: list[int] = []
+    for step in range(B):
+        pick = lazy.argmax(N - step)
+        if not bool(lazy.value[pick] > 0):
+            break
+        psi = X[pick] if A is None else X[pick] @ A
+        v = psi.clone()
+        for _ in range(2):
+            v = v - Q[:step].T @ (Q[:step] @ v)
+        norm = torch.linalg.vector_norm(v)
+        if not bool(norm > 0):
+            break
+        q = v / norm
+        Q[step] = q
+        W[step] = q if A is None else A @ q
+        picks.append(pick)
+        lazy.n_updates += 1
+        lazy.value[pick] = _NEG_INF
+        lazy.upto[pick] = lazy.n_updates
+    if len(picks) < B:  # rank exhausted: fill by prior variance
+        rest = diag0.clone()
+        rest[torch.as_tensor(picks, dtype=torch.long, device=X.device)] = _NEG_INF
+        order = torch.argsort(-rest.double(), stable=True)[: B - len(picks)]
+        picks.extend(int(i) for i in order)
+    if stats is not None:
+        stats.update(n_refreshed=lazy.n_refreshed, n_full_passes=lazy.n_full)
+    return np.asarray(picks, dtype=np.intp)

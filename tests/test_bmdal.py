@@ -1,0 +1,270 @@
+"""BMDAL parts (STUDY §7): hand-checked selections, feature maps, and equivalence with bmdal_reg."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from alhelpers.models import EnsembleConfig, EnsembleRegressor
+from alhelpers.select import (
+    BMDAL_METHODS,
+    STRATEGIES,
+    GradientSketch,
+    QueryContext,
+    get_strategy,
+    gp_posterior_matrix,
+    lcmd,
+    ll_features,
+    maxdet,
+    maxdiag,
+    maxdist,
+    needs_variance,
+    parse_method,
+    rp_features,
+)
+from alhelpers.select.features import default_sigma2, full_gradient_features, mlp_layer_terms
+
+CPU = "cpu"
+
+
+# --------------------------------------------------------------------------- hand-checked rules
+
+
+def test_maxdist_on_a_line() -> None:
+    # labelled 0; pool 1..9. First the farthest (9); then 4 and 5 tie at distance 4 -> lowest
+    # position (4); then 2, 6, 7 tie at distance 2 -> 2.
+    pool = np.arange(1.0, 10.0).reshape(-1, 1)
+    picks = maxdist(pool, np.array([[0.0]]), 3, device=CPU)
+    np.testing.assert_array_equal(pool[picks, 0], [9.0, 4.0, 2.0])
+
+
+def test_maxdist_without_training_starts_with_largest_norm() -> None:
+    pool = np.array([[1.0], [-3.0], [2.0]])
+    np.testing.assert_array_equal(maxdist(pool, None, 2, device=CPU), [1, 2])
+
+
+def test_lcmd_on_a_line() -> None:
+    # labelled 0; pool 1, 2, 3, 10, 11, 12. One cluster -> its farthest member 12. Then cluster 0
+    # holds 1, 2, 3 (size 1+4+9 = 14) > cluster 12 (10, 11: 4+1 = 5) -> 3. Then cluster 0 = {1}
+    # (1), cluster 3 = {2} (1), cluster 12 = 5 -> 10.
+    pool = np.array([[1.0], [2.0], [3.0], [10.0], [11.0], [12.0]])
+    picks = lcmd(pool, np.array([[0.0]]), 3, device=CPU)
+    np.testing.assert_array_equal(pool[picks, 0], [12.0, 3.0, 10.0])
+
+
+def test_maxdet_on_a_grid() -> None:
+    # diag 4, 1, 2, 0.25 -> [2,0,0]; residuals then 1, 1, 0.25 -> tie, lowest position [0,1,0];
+    # then [1,1,0] has residual 0 and [0,0,.5] 0.25 -> [0,0,.5].
+    pool = np.array([[2.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0], [0, 0, 0.5]])
+    np.testing.assert_array_equal(maxdet(pool, 3, device=CPU), [0, 1, 3])
+    # batch larger than the rank: the rest is filled by the largest k(x, x)
+    np.testing.assert_array_equal(maxdet(pool, 4, device=CPU), [0, 1, 3, 2])
+
+
+def test_maxdiag_ties_random_or_lowest() -> None:
+    diag = np.array([1.0, 3.0, 3.0, 0.5])
+    np.testing.assert_array_equal(maxdiag(diag, 2), [1, 2])
+    seen = {tuple(maxdiag(diag, 1, rng=np.random.default_rng(s))) for s in range(20)}
+    assert seen == {(1,), (2,)}
+
+
+def test_rules_validate() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        maxdist(np.ones((3, 2)), None, 0)
+    with pytest.raises(ValueError, match="width"):
+        lcmd(np.ones((3, 2)), np.ones((2, 3)), 1)
+    with pytest.raises(ValueError, match="rows"):
+        maxdet(np.ones((3, 2)), 1, transform=np.eye(3))
+
+
+def test_batch_larger_than_pool() -> None:
+    pool = np.random.default_rng(0).standard_normal((5, 3))
+    for picks in (maxdist(pool, pool[:2], 9, device=CPU), lcmd(pool, pool[:2], 9, device=CPU),
+                  maxdet(pool, 9, device=CPU)):
+        assert sorted(picks.tolist()) == list(range(5))
+
+
+# --------------------------------------------------------------------------- GP transform
+
+
+def test_gp_posterior_is_the_gp_posterior_covariance() -> None:
+    g = np.random.default_rng(1)
+    phi_t, phi = g.standard_normal((7, 4)), g.standard_normal((5, 4))
+    s2 = default_sigma2(phi_t)
+    assert s2 == pytest.approx(np.trace(phi_t.T @ phi_t) / (7 * 4))
+    psi = phi @ gp_posterior_matrix(phi_t).numpy()
+    # kernel-space formula: k(x,x') - k(x,T) (K_TT + s2 I)^-1 k(T,x')
+    K, k_xt, K_tt = phi @ phi.T, phi @ phi_t.T, phi_t @ phi_t.T
+    post = K - k_xt @ np.linalg.solve(K_tt + s2 * np.eye(7), k_xt.T)
+    np.testing.assert_allclose(psi @ psi.T, post, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- feature maps
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> tuple[EnsembleRegressor, np.ndarray]:
+    g = np.random.default_rng(0)
+    X = g.standard_normal((40, 3))
+    y = X[:, 0] - X[:, 1] ** 2
+    model = EnsembleRegressor(EnsembleConfig(n_members=2, hidden=(5, 4), epochs=30, device="cpu"), seed=0)
+    return model.fit(X, y), X
+
+
+def _autograd_gradient(model: EnsembleRegressor, x_row: np.ndarray, member: int) -> list[torch.Tensor]:
+    x = torch.as_tensor(model.transform_inputs(x_row[None]), dtype=torch.float64)
+    ws = [w[member].double().clone().requires_grad_(True) for w in model.weights_]
+    bs = [b[member].double().clone().requires_grad_(True) for b in model.biases_]
+    out = EnsembleRegressor._forward(x, [w[None] for w in ws], [b[None] for b in bs])
+    grads = torch.autograd.grad(out.sum(), [*ws, *bs])
+    return list(grads)
+
+
+def test_ll_features_equal_autograd_last_layer_gradient(tiny_model) -> None:
+    model, X = tiny_model
+    feats = ll_features(model, X[:6], member=1)
+    np.testing.assert_allclose(feats, model.last_layer_features(X[:6], member=1), rtol=1e-6)
+    for i in range(6):
+        grads = _autograd_gradient(model, X[i], member=1)
+        n_layers = len(model.weights_)
+        gw, gb = grads[n_layers - 1], grads[2 * n_layers - 1]
+        np.testing.assert_allclose(feats[i], np.concatenate([gw[:, 0].numpy(), gb[0].numpy()]), rtol=1e-6)
+    # ensemble mean: members side by side / M
+    both = ll_features(model, X[:6])
+    np.testing.assert_allclose(both[:, feats.shape[1]:], feats / 2, rtol=1e-12)
+
+
+def test_full_gradient_features_equal_autograd(tiny_model) -> None:
+    model, X = tiny_model
+    full = full_gradient_features(model, X[:4], member=0)
+    for i in range(4):
+        grads = _autograd_gradient(model, X[i], member=0)
+        n = len(model.weights_)
+        expect = np.concatenate([t.numpy().ravel() for pair in zip(grads[:n], grads[n:]) for t in pair])
+        np.testing.assert_allclose(full[i], expect, rtol=1e-6, atol=1e-12)
+
+
+def test_rp_kernel_is_unbiased(tiny_model) -> None:
+    model, X = tiny_model
+    exact = full_gradient_features(model, X[:5], member=0)
+    K = exact @ exact.T
+    kernels = np.stack([(f := rp_features(model, X[:5], p=8, seed=s, member=0)) @ f.T for s in range(600)])
+    mean, se = kernels.mean(0), kernels.std(0, ddof=1) / np.sqrt(len(kernels))
+    assert np.all(np.abs(mean - K) <= 4.5 * se + 1e-9), np.max(np.abs(mean - K) / (se + 1e-12))
+    # seeded: same seed, same features; different seed, different features
+    a, b = rp_features(model, X[:5], seed=3), rp_features(model, X[:5], seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, rp_features(model, X[:5], seed=4))
+
+
+def test_sketch_sums_over_atoms_with_shared_matrices() -> None:
+    g = torch.Generator().manual_seed(0)
+    w = [torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(4, 1, generator=g, dtype=torch.float64)]
+    b = [torch.randn(4, generator=g, dtype=torch.float64), torch.randn(1, generator=g, dtype=torch.float64)]
+    atoms = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    segments = torch.tensor([0, 0, 1, 1, 1])
+    inputs, sens = mlp_layer_terms(atoms, w, b)
+    sk = GradientSketch([3, 4, 1], p=16, seed=7)
+    per_atom = sk.sketch(inputs, sens)
+    summed = sk.sketch(inputs, sens, segments=segments, n_segments=2)
+    torch.testing.assert_close(summed, torch.stack([per_atom[:2].sum(0), per_atom[2:].sum(0)]))
+
+
+# --------------------------------------------------------------------------- Track A strategies
+
+
+def test_all_methods_registered_and_named() -> None:
+    for name in BMDAL_METHODS:
+        assert name in STRATEGIES
+        parse_method(name)
+    assert STRATEGIES["maxdiag-qbc"] is STRATEGIES["uncertainty"] and needs_variance("maxdiag-qbc")
+    for bad in ("lcmd-qbc", "maxdist-foo", "nope-feat-ll"):
+        with pytest.raises(ValueError):
+            parse_method(bad)
+
+
+@pytest.mark.parametrize("name", [n for n in BMDAL_METHODS if n != "maxdiag-qbc"])
+def test_strategies_valid_and_seeded(name: str, tiny_model) -> None:
+    model, X = tiny_model
+    scaler = model.scaler_
+
+    def ctx(seed: int) -> QueryContext:
+        return QueryContext(X_candidates=scaler.transform(X[10:]), X_labeled=scaler.transform(X[:10]),
+                            variance=None, batch_size=6, rng=np.random.default_rng(seed), model=model)
+
+    c = ctx(0)
+    picks = get_strategy(name)(c)
+    assert len(set(picks.tolist())) == 6 and picks.min() >= 0 and picks.max() < 30
+    np.testing.assert_array_equal(picks, get_strategy(name)(ctx(0)))
+    if "feat" in name or "gp" in name:
+        assert c.timings["feature_s"] > 0
+
+
+# --------------------------------------------------------------------------- equivalence with bmdal_reg
+
+
+def _bmdal(method: str, pool: np.ndarray, train: np.ndarray, batch: int, tfms: list) -> np.ndarray:
+    pytest.importorskip("bmdal_reg")
+    if not hasattr(np, "Inf"):
+        np.Inf = np.inf  # bmdal_reg 3.0.2 uses np.Inf, removed in NumPy 2
+    from bmdal_reg.bmdal.algorithms import select_batch
+    from bmdal_reg.bmdal.feature_data import TensorFeatureData
+
+    data = {"train": TensorFeatureData(torch.as_tensor(train)), "pool": TensorFeatureData(torch.as_tensor(pool))}
+    idx, _ = select_batch(batch, [None], data, None, "linear", tfms, method, verbosity=0)
+    return idx.numpy()
+
+
+def _assert_same_as_bmdal(pool: np.ndarray, train: np.ndarray, batch: int, chunk_rows: int = 8192,
+                          bf16_bounds: bool | None = None) -> None:
+    kw = dict(device=CPU, chunk_rows=chunk_rows)
+    b16 = dict(kw, bf16_bounds=bf16_bounds)
+    for method, ours in (("maxdist", maxdist(pool, train, batch, **b16)), ("lcmd", lcmd(pool, train, batch, **b16))):
+        ref = _bmdal(method, pool, train, batch, [])
+        assert set(ours.tolist()) == set(ref.tolist()), method
+        np.testing.assert_array_equal(ours, ref)  # the same order, too
+    sigma = default_sigma2(train) ** 0.5
+    ours = maxdet(pool, batch, transform=gp_posterior_matrix(train), **kw)
+    ref = _bmdal("maxdet", pool, train, batch, [("train", [sigma])])
+    assert set(ours.tolist()) == set(ref.tolist()), "maxdet"
+
+
+@pytest.mark.parametrize(("chunk_rows", "bf16_bounds"), [(8192, False), (37, False), (8192, True), (37, True)])
+def test_same_as_bmdal_on_gaussian_features(chunk_rows: int, bf16_bounds: bool) -> None:
+    g = np.random.default_rng(42)
+    _assert_same_as_bmdal(g.standard_normal((600, 48)), g.standard_normal((60, 48)), 40, chunk_rows, bf16_bounds)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bf16_bounds_change_nothing(dtype) -> None:
+    # the bf16 product only gives rigorous bounds: the picks equal the full-precision ones
+    g = np.random.default_rng(7)
+    pool, train = g.standard_normal((2000, 64)).astype(dtype), g.standard_normal((150, 64)).astype(dtype)
+    for rule in (maxdist, lcmd):
+        np.testing.assert_array_equal(rule(pool, train, 30, device=CPU, bf16_bounds=True),
+                                      rule(pool, train, 30, device=CPU, bf16_bounds=False))
+
+
+def test_same_as_bmdal_on_clustered_features() -> None:
+    # well-separated blobs: LCMD's triangle-inequality pruning is exercised
+    g = np.random.default_rng(3)
+    centres = 10 * g.standard_normal((12, 40))
+    pts = centres[g.integers(0, 12, 800)] + g.standard_normal((800, 40))
+    stats: dict = {}
+    lcmd(pts[100:], pts[:100], 30, device=CPU, stats=stats)
+    assert stats["n_recomputed"] < 700 * 30 / 2
+    _assert_same_as_bmdal(pts[100:], pts[:100], 30)
+
+
+def test_same_as_bmdal_on_real_descriptors() -> None:
+    from alhelpers.data import fetch_system
+    from alhelpers.features import featurize
+
+    fs = featurize(fetch_system("snapshot", "C")[0], "magpie")
+    X = np.asarray(fs.X, dtype=np.float64)
+    X = X[:, X.std(0) > 0]
+    X = (X - X.mean(0)) / X.std(0)
+    perm = np.random.default_rng(0).permutation(len(X))
+    _assert_same_as_bmdal(X[perm[80:]], X[perm[:80]], 30)
+    _assert_same_as_bmdal(X[perm[80:]], X[perm[:80]], 30, bf16_bounds=True)
