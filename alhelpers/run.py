@@ -3,6 +3,8 @@
     python -m alhelpers.run study [--systems C Si Fe Ti-O] [--seeds 0 1 2 3 4]
                                   [--strategies random uncertainty diversity hybrid]
                                   [--descriptors magpie] [--out results]
+                                  [--executor local|dask] [--jobs N] [--workers N]
+                                  [--scheduler ADDRESS]
 
 Stages: 01_fetch per system → 02_featurize per (system, descriptor) → 03_active_learning per
 (system, descriptor, seed), all rows in ``DIR/runs.parquet`` → 06_cross_database per system →
@@ -12,16 +14,26 @@ Stages: 01_fetch per system → 02_featurize per (system, descriptor) → 03_act
 Each notebook run is one task; a task whose executed notebook already finished (it recorded its
 results) is skipped, so an interrupted study continues where it stopped. Executed notebooks go
 under ``DIR/notebooks/``, stage outputs under ``DIR/data/``, study tables in ``DIR/``.
+
+Executors: ``--executor local`` (default) runs ``--jobs`` notebooks side by side in this process;
+``--executor dask`` submits every task of a stage to ``dask.distributed`` (a LocalCluster of
+``--workers`` single-threaded worker processes, or the existing cluster at ``--scheduler
+ADDRESS``, whose workers must import ``alhelpers`` and see the same paths). The results are the
+same either way. A failing task does not stop the others: its error is reported, the stages that
+need it are skipped, everything that finished is kept, and the runner exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,8 +61,12 @@ class Task:
 
 
 def task_done(task: Task) -> bool:
-    """A task is done when its executed notebook exists and recorded its results."""
-    return task.output.exists() and bool(read_records(task.output))
+    """A task is done when its executed notebook exists and recorded its results (and was not
+    stopped early by its budget)."""
+    if not task.output.exists():
+        return False
+    rec = read_records(task.output)
+    return bool(rec) and not rec.get("stopped")
 
 
 def execute(task: Task, *, log_output: bool = False) -> dict:
@@ -67,26 +83,142 @@ def execute(task: Task, *, log_output: bool = False) -> dict:
     return read_records(task.output)
 
 
-def run_tasks(tasks: Sequence[Task], *, jobs: int = 1, force: bool = False) -> list[dict]:
-    """Execute tasks (skipping finished ones unless ``force``), ``jobs`` at a time."""
+class TaskError(RuntimeError):
+    """A notebook run failed; the message names the error (picklable, unlike papermill's)."""
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description of why a task failed."""
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename is not None:  # papermill.PapermillExecutionError: the notebook's own exception
+        return f"{ename}: {evalue} (at In [{getattr(exc, 'exec_count', '?')}])"
+    if isinstance(exc, TaskError):
+        return str(exc)
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+
+
+def execute_task(task: Task) -> tuple[dict, float]:
+    """Run one task (in this process or on a Dask worker); return its records and its seconds.
+
+    Any failure is raised as :class:`TaskError` with a short message, so that it crosses process
+    boundaries intact. The partly executed notebook stays at ``*.running.ipynb``.
+    """
+    t0 = time.perf_counter()
+    try:
+        rec = execute(task)
+    except Exception as exc:  # noqa: BLE001 -- reported per task, the others go on
+        raise TaskError(_describe(exc)) from None
+    if rec.get("stopped"):  # a budget stop: checkpoints kept, the same command continues
+        raise TaskError(f"stopped by its budget: {rec['stopped']}")
+    return rec, time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A task that did not finish, and why."""
+
+    label: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.error}"
+
+
+@dataclass
+class TaskResults:
+    """What :func:`run_tasks` got: the finished tasks' records (in task order) and the failures."""
+
+    records: list[dict]
+    failures: list[TaskFailure]
+    done: list[Task]  # finished tasks (now or before), in task order
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def run_tasks(
+    tasks: Sequence[Task], *, jobs: int = 1, force: bool = False, client=None
+) -> TaskResults:
+    """Execute tasks (skipping finished ones unless ``force``).
+
+    Locally ``jobs`` at a time, or on a ``dask.distributed.Client`` when ``client`` is given (each
+    task one Dask task). A failing task is recorded in ``failures`` (label and error) and printed;
+    the others go on.
+    """
     todo = [t for t in tasks if force or not task_done(t)]
     skipped = len(tasks) - len(todo)
     if skipped:
         print(f"[run] {skipped} finished task(s) skipped", flush=True)
+    failed: dict[Path, TaskFailure] = {}  # by output (a Task with dict parameters is unhashable)
 
-    def one(t: Task) -> dict:
-        t0 = time.perf_counter()
-        rec = execute(t)
-        print(f"[run] {t.label}: {time.perf_counter() - t0:.1f} s", flush=True)
-        return rec
+    def report(t: Task, secs: float | None, exc: BaseException | None) -> None:
+        if exc is None:
+            print(f"[run] {t.label}: {secs:.1f} s", flush=True)
+        else:
+            failed[t.output] = TaskFailure(t.label, _describe(exc))
+            print(f"[run] {t.label}: FAILED ({failed[t.output].error})", flush=True)
 
-    if jobs > 1 and len(todo) > 1:
+    if client is not None and todo:
+        futures = {
+            client.submit(execute_task, t, pure=False, key=f"{t.label}-{uuid.uuid4().hex[:8]}"): t
+            for t in todo
+        }
+        from distributed import as_completed as dask_as_completed
+
+        for fut in dask_as_completed(list(futures)):
+            try:  # TaskError from the notebook; KilledWorker, cancellation from the cluster
+                secs = fut.result()[1]
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001
+                report(futures[fut], None, exc)
+            else:
+                report(futures[fut], secs, None)
+            fut.release()
+    elif jobs > 1 and len(todo) > 1:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(one, todo))
+            pending = {pool.submit(execute_task, t): t for t in todo}
+            for fut in as_completed(pending):
+                exc = fut.exception()
+                report(pending[fut], None if exc else fut.result()[1], exc)
     else:
         for t in todo:
-            one(t)
-    return [read_records(t.output) for t in tasks]
+            try:
+                report(t, execute_task(t)[1], None)
+            except Exception as exc:  # noqa: BLE001
+                report(t, None, exc)
+    done = [t for t in tasks if t.output not in failed]
+    return TaskResults([read_records(t.output) for t in done],
+                       [failed[t.output] for t in tasks if t.output in failed], done)
+
+
+@contextlib.contextmanager
+def dask_client(workers: int = 2, scheduler: str | None = None) -> Iterator:
+    """A ``dask.distributed`` client: on the cluster at ``scheduler``, or on a new LocalCluster.
+
+    The LocalCluster has ``workers`` worker processes with one thread each and
+    ``OMP_NUM_THREADS=1`` (one notebook kernel per worker, no oversubscription). Client and
+    cluster are closed on exit.
+    """
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    client = None
+    try:
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+            )
+            client = Client(cluster)
+        yield client
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def featurize_tasks(
@@ -117,7 +249,9 @@ def al_tasks(out: Path, args: argparse.Namespace) -> list[Task]:
                 params = {"SYSTEM": s, "SEED": seed, "DESCRIPTOR": d, "SOURCE": args.source,
                           "STRATEGIES": list(args.strategies), "N_INIT": args.n_init,
                           "BATCH": args.batch, "ROUNDS": args.rounds, "MEMBERS": args.members,
-                          "SMOKE": args.smoke, "DATA_DIR": str(out / "data"), "OUT_DIR": str(out)}
+                          "SMOKE": args.smoke, "PROGRESS": False,
+                          "MAX_WALL_S": args.max_wall_s, "MAX_RAM_MB": args.max_ram_mb,
+                          "DATA_DIR": str(out / "data"), "OUT_DIR": str(out)}
                 tasks.append(Task("03_active_learning.ipynb",
                                   out / "notebooks" / f"03_active_learning_{s}_{d}_seed{seed}.ipynb",
                                   params))
@@ -153,33 +287,93 @@ def collect_runs(records: Sequence[dict]) -> pd.DataFrame:
         ["system", "descriptor", "strategy", "seed", "round"], kind="mergesort", ignore_index=True)
 
 
+def _task_key(task: Task, *names: str) -> tuple:
+    return tuple(task.parameters.get(n) for n in names)
+
+
+def _without(tasks: Sequence[Task], failed: set[tuple], *names: str) -> list[Task]:
+    """``tasks`` minus those whose inputs came from a failed task; print which are skipped."""
+    keep = [t for t in tasks if _task_key(t, *names) not in failed]
+    for t in tasks:
+        if t not in keep:
+            print(f"[run] {t.label}: skipped (its input stage failed)", flush=True)
+    return keep
+
+
 def study(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    if args.jobs > 1:  # one BLAS/torch thread per notebook kernel when kernels run side by side
+    if args.executor == "dask" or args.jobs > 1:
+        # one BLAS/torch thread per notebook kernel when kernels run side by side
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.executor == "dask":
+            client = stack.enter_context(dask_client(args.workers, args.scheduler))
+            where = args.scheduler or f"LocalCluster with {args.workers} worker(s)"
+            print(f"[run] executor: dask ({where})", flush=True)
+        return _study(out, args, client)
+
+
+def _study(out: Path, args: argparse.Namespace, client) -> int:
     t0 = time.perf_counter()
+    kw = {"jobs": args.jobs, "force": args.force, "client": client}
+    failures: list[TaskFailure] = []
+
     fetch, feat = featurize_tasks(out, args.systems, args.descriptors, source=args.source)
-    recs = run_tasks(fetch, jobs=args.jobs, force=args.force)
-    table1 = pd.DataFrame([r["table1"] for r in recs])
-    table1.to_csv(out / "table1.csv", index=False)
-    run_tasks(feat, jobs=args.jobs, force=args.force)
-    print("\nTable 1 (offline snapshot after filters):")
-    print(table1.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    al_recs = run_tasks(al_tasks(out, args), jobs=args.jobs, force=args.force)
-    runs = collect_runs(al_recs)
-    runs.to_parquet(out / "runs.parquet", index=False)
-    final = runs[runs["round"] == runs.groupby(["system", "strategy", "seed"])["round"].transform("max")]
-    summary = (final.groupby(["system", "strategy"])["mae"].agg(["mean", "std", "count"])
-               .rename(columns={"count": "seeds"}))
-    print(f"\nFinal-round test MAE (eV/atom), mean ± std over seeds ({len(runs)} rows → runs.parquet):")
-    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    res = run_tasks(fetch, **kw)
+    failures += res.failures
+    bad_systems = {_task_key(t, "SYSTEM") for t in fetch if t not in res.done}
+    table1 = pd.DataFrame([r["table1"] for r in res.records])
+    if len(table1):
+        table1.to_csv(out / "table1.csv", index=False)
+    res = run_tasks(_without(feat, bad_systems, "SYSTEM"), **kw)
+    failures += res.failures
+    bad_feat = {_task_key(t, "SYSTEM", "DESCRIPTOR") for t in feat if t not in res.done}
+    if len(table1):
+        print("\nTable 1 (offline snapshot after filters):")
+        print(table1.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+    al = al_tasks(out, args)
+    res = run_tasks(_without(al, bad_feat, "SYSTEM", "DESCRIPTOR"), **kw)
+    failures += res.failures
+    missing = [t.label for t in al if t not in res.done]
+    if res.records:
+        runs = collect_runs(res.records)
+        runs.to_parquet(out / "runs.parquet", index=False)
+        final = runs[runs["round"] == runs.groupby(["system", "strategy", "seed"])["round"]
+                     .transform("max")]
+        summary = (final.groupby(["system", "strategy"])["mae"].agg(["mean", "std", "count"])
+                   .rename(columns={"count": "seeds"}))
+        print(f"\nFinal-round test MAE (eV/atom), mean ± std over seeds ({len(runs)} rows → "
+              "runs.parquet):")
+        print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    if missing:
+        print(f"\n[run] runs.parquet lacks {len(missing)} of {len(al)} run(s) that did not "
+              f"finish: {', '.join(missing)}", flush=True)
+
     if args.cross_db:
-        run_tasks(cross_tasks(out, args), jobs=args.jobs, force=args.force)
-    run_tasks(report_tasks(out, args), jobs=1, force=True)
+        res = run_tasks(_without(cross_tasks(out, args), bad_feat, "SYSTEM", "DESCRIPTOR"), **kw)
+        failures += res.failures
+
+    if failures or missing:
+        print(f"\n[run] statistics, figures and report skipped: {len(failures)} task(s) failed "
+              "(rerun the same command to retry them; finished tasks are skipped):", flush=True)
+        for f in failures:
+            print(f"  - {f}", flush=True)
+        print(f"[run] finished work kept in {out}; the failed notebooks, executed up to their "
+              f"error, are {out / 'notebooks'}/*.running.ipynb", flush=True)
+        return 1
+    res = run_tasks(report_tasks(out, args), jobs=1, force=True)  # cheap: always rerun, locally
+    if not res.ok:
+        print("\n[run] report stage failed:", flush=True)
+        for f in res.failures:
+            print(f"  - {f}", flush=True)
+        return 1
     from alhelpers.report import write_report
 
-    report = write_report(out, config={k: v for k, v in vars(args).items() if k != "func"})
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    report = write_report(out, config=config)
     print(f"[run] report: {report}")
     print(f"\n[run] study stages done in {time.perf_counter() - t0:.1f} s → {out}")
     return 0
@@ -202,9 +396,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cross-db", dest="cross_db", action="store_false",
                    help="skip the cross-database stage (notebook 06)")
     s.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates in the statistics")
+    s.add_argument("--max-wall-s", type=float, default=0,
+                   help="wall-time budget per active-learning notebook (0: none); a notebook that "
+                        "would exceed it stops after a checkpointed round and the same command resumes")
+    s.add_argument("--max-ram-mb", type=float, default=0,
+                   help="memory budget per active-learning notebook in MB (0: none)")
     s.add_argument("--source", default="snapshot", choices=["snapshot", "mp", "oqmd"])
     s.add_argument("--out", default="results", help="output folder (default: results)")
-    s.add_argument("--jobs", type=int, default=2, help="notebooks run side by side (default 2)")
+    s.add_argument("--executor", default="local", choices=["local", "dask"],
+                   help="local: --jobs notebooks side by side here (default); dask: each notebook "
+                        "a task on a dask.distributed cluster")
+    s.add_argument("--jobs", type=int, default=2,
+                   help="local executor: notebooks run side by side (default 2)")
+    s.add_argument("--workers", type=int, default=2,
+                   help="dask executor: worker processes of the LocalCluster (default 2)")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="dask executor: use the existing cluster at ADDRESS (e.g. "
+                        "tcp://host:8786) instead of a LocalCluster")
     s.add_argument("--force", action="store_true", help="rerun finished tasks too")
     s.set_defaults(func=study)
     return p
@@ -216,6 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from alhelpers.select import get_strategy
 
+    if getattr(args, "scheduler", None) and args.executor != "dask":
+        print("error: --scheduler needs --executor dask", file=sys.stderr)
+        return 2
+    if getattr(args, "workers", 1) < 1 or getattr(args, "jobs", 1) < 1:
+        print("error: --workers and --jobs must be at least 1", file=sys.stderr)
+        return 2
     try:
         for system in getattr(args, "systems", []):
             system_elements(system)

@@ -58,3 +58,18 @@ def test_parameter_controls_set_the_notebook_variables():
     assert seen == [ns]
     with pytest.raises(KeyError, match="parameters cell"):
         parameter_controls(ns, ["ROUNDS"])
+
+
+def test_study_runner_stops_on_budget_and_the_same_command_resumes(tmp_path, capsys):
+    from alhelpers.run import main
+
+    out = tmp_path / "res"
+    base = ["study", "--systems", "Ti-O", "--seeds", "0", "--smoke", "--no-cross-db", "--n-boot", "50",
+            "--jobs", "1", "--out", str(out)]
+    assert main([*base, "--max-wall-s", "1e-9"]) == 1
+    text = capsys.readouterr().out
+    assert "stopped by its budget" in text and "continues from round 0" in text
+    assert not (out / "report.md").exists()
+    assert main(base) == 0  # the same command without the budget finishes the work
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 8 and (out / "report.md").exists()

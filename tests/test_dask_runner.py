@@ -1,0 +1,77 @@
+"""The study runner on Dask (a 2-worker LocalCluster) gives the sequential runner's runs table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+
+from alhelpers.loop import TIMING_COLUMNS  # noqa: E402
+from alhelpers.run import Task, dask_client, main, run_tasks, task_done  # noqa: E402
+
+SMOKE = ["study", "--systems", "Ti-O", "--seeds", "0", "1", "--smoke", "--n-boot", "50",
+         "--no-cross-db"]
+
+
+def test_dask_runner_gives_the_sequential_runs_table(tmp_path, monkeypatch, capsys):
+    import alhelpers.report
+    import alhelpers.run as run
+
+    # statistics, figures and report run locally after the grid whatever the executor (covered
+    # by test_notebooks); left out here to keep the test short
+    monkeypatch.setattr(run, "report_tasks", lambda out, args: [])
+    monkeypatch.setattr(alhelpers.report, "write_report", lambda out, config: out / "report.md")
+
+    seq, dsk = tmp_path / "seq", tmp_path / "dask"
+    assert main([*SMOKE, "--jobs", "1", "--out", str(seq)]) == 0
+    assert main([*SMOKE, "--executor", "dask", "--workers", "2", "--out", str(dsk)]) == 0
+    assert "executor: dask (LocalCluster with 2 worker(s))" in capsys.readouterr().out
+    a = pd.read_parquet(seq / "runs.parquet").drop(columns=list(TIMING_COLUMNS))
+    b = pd.read_parquet(dsk / "runs.parquet").drop(columns=list(TIMING_COLUMNS))
+    assert len(a) == 16  # 4 strategies x 2 rounds x 2 seeds
+    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(pd.read_csv(seq / "table1.csv"), pd.read_csv(dsk / "table1.csv"))
+
+
+def test_a_failing_task_is_reported_and_the_others_finish(tmp_path, capsys):
+    data = str(tmp_path / "data")
+    nb = tmp_path / "notebooks"
+    tasks = [
+        Task("01_fetch.ipynb", nb / f"01_fetch_{s}.ipynb", {"SYSTEM": s, "DATA_DIR": data})
+        for s in ("Xx", "Ti-O")
+    ]
+    with dask_client(workers=2) as client:
+        res = run_tasks(tasks, client=client)
+    assert [f.label for f in res.failures] == ["01_fetch_Xx"]
+    assert "unknown system 'Xx'" in res.failures[0].error
+    assert [t.label for t in res.done] == ["01_fetch_Ti-O"]
+    assert [r["table1"]["system"] for r in res.records] == ["Ti-O"]
+    assert task_done(tasks[1]) and not task_done(tasks[0])
+    assert tasks[0].output.with_suffix(".running.ipynb").exists()  # kept for a look at the error
+    assert "01_fetch_Xx: FAILED (ValueError: unknown system 'Xx'" in capsys.readouterr().out
+
+    # the local executor reports the same way; the finished task is skipped
+    res = run_tasks(tasks, jobs=2)
+    assert [f.label for f in res.failures] == ["01_fetch_Xx"] and len(res.records) == 1
+    assert "1 finished task(s) skipped" in capsys.readouterr().out
+
+
+def test_study_exits_1_and_keeps_finished_runs_when_a_task_fails(tmp_path, monkeypatch, capsys):
+    import alhelpers.run as run
+
+    real = run.al_tasks
+
+    def with_a_bad_seed(out, args):  # seed 1's notebook gets an invalid parameter
+        return [Task(t.notebook, t.output, {**t.parameters, "BATCH": 0})
+                if t.parameters["SEED"] == 1 else t for t in real(out, args)]
+
+    monkeypatch.setattr(run, "al_tasks", with_a_bad_seed)
+    out = tmp_path / "res"
+    assert main([*SMOKE, "--jobs", "2", "--out", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "03_active_learning_Ti-O_magpie_seed1: FAILED" in text
+    assert "runs.parquet lacks 1 of 2 run(s)" in text and "report skipped" in text
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert set(runs["seed"]) == {0} and len(runs) == 8
+    assert not (out / "report.md").exists()
