@@ -51,7 +51,7 @@ def parameter_controls(
     if missing:
         raise KeyError(f"parameters {missing} are not defined: run the parameters cell first")
     controls = {n: _widget_for(n, namespace[n], choices.get(n)) for n in names}
-    button = w.Button(description="Apply", button_style="primary", icon="check")
+    button = w.Button(description="Apply", button_style="primary")
     out = w.Output()
 
     def apply(_=None) -> dict[str, Any]:
