@@ -268,3 +268,19 @@ def test_same_as_bmdal_on_real_descriptors() -> None:
     perm = np.random.default_rng(0).permutation(len(X))
     _assert_same_as_bmdal(X[perm[80:]], X[perm[:80]], 30)
     _assert_same_as_bmdal(X[perm[80:]], X[perm[:80]], 30, bf16_bounds=True)
+
+
+def test_lcmd_and_maxdist_never_repeat_when_pool_points_duplicate_training_points():
+    """Found on real Ti–O data: polymorphs share a composition, so their descriptors (and
+    gradient features) coincide; once every unselected point sits on a centre, all clusters have
+    size ~0 (rounding) and the pick must still be a new point, never a repeat."""
+    from alhelpers.select.rules import lcmd, maxdist
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(3, 4))
+    uniq = rng.normal(size=(2, 4))
+    pool = np.vstack([train[rng.integers(0, 3, size=4)], uniq, uniq])  # 8 points, 6 duplicates
+    for rule in (lcmd, maxdist):
+        picks = rule(pool, train, len(pool))
+        assert sorted(picks.tolist()) == list(range(len(pool))), rule.__name__
+        assert set(picks[:2].tolist()) <= {4, 5, 6, 7}  # the points off the training set come first

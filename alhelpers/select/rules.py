@@ -337,8 +337,12 @@ def lcmd(
             pick = _first_argmax(sqn)
         else:
             sizes = torch.bincount(closest, weights=min_sq, minlength=n_c + 1)
-            in_max = sizes[closest] == sizes.max()
-            pick = _first_argmax(torch.where(in_max & ~selected, min_sq, neg_inf))
+            in_max = (sizes[closest] == sizes.max()) & ~selected
+            if not bool(in_max.any()):
+                # every unselected point sits exactly on a centre (duplicate features): all
+                # clusters have size 0, so take the first unselected point, never a repeat
+                in_max = ~selected
+            pick = _first_argmax(torch.where(in_max, min_sq, neg_inf))
         picks.append(pick)
         selected[pick] = True
         c, c_sq = X[pick], sqn[pick]
@@ -348,6 +352,7 @@ def lcmd(
             min_sq = sqn + c_sq - 2.0 * _chunked_matvec(X, c, chunk_rows)
             closest = torch.full((N,), cid, dtype=torch.long, device=X.device)
             n_recomputed += N
+            min_sq[pick] = 0.0  # a centre is at distance 0 from itself, exactly
             continue
         # squared distances between the new centre and every old centre
         dcc = csq[:n_c] + c_sq - 2.0 * (centres[:n_c] @ c)
@@ -366,6 +371,7 @@ def lcmd(
             min_sq[rows] = d2[better]
             closest[rows] = cid
             n_recomputed += int(cand.numel())
+        min_sq[pick], closest[pick] = 0.0, cid  # a centre is at distance 0 from itself, exactly
     if stats is not None:
         stats["n_recomputed"] = n_recomputed
     return np.asarray(picks, dtype=np.intp)
