@@ -70,6 +70,7 @@ def cross_database_runs(
     seeds: Sequence[int],
     directions: Sequence[tuple[str, str]] = DIRECTIONS,
     checkpoint_dir: Path | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """AL learning curves with the pool from one database and the test set from the other.
 
@@ -77,13 +78,15 @@ def cross_database_runs(
     the whole training database is the pool and the whole other database is the test set.
     Rows get ``train_source``, ``test_source`` and ``direction`` (``"mp→oqmd"``) columns.
     """
+    from tqdm.auto import tqdm
+
     src = np.asarray(sources)
     frames = []
     for train, test in directions:
         pool_pos, test_pos = np.flatnonzero(src == train), np.flatnonzero(src == test)
         if len(pool_pos) == 0 or len(test_pos) == 0:
             raise ValueError(f"no rows from {train!r} or {test!r}: cannot run {train}→{test}")
-        for seed in seeds:
+        for seed in tqdm(seeds, desc=f"{cfg.system} {train}→{test}", unit="seed", disable=not progress):
             runs = run_al(X, y, replace(cfg, seed=int(seed)), split=(pool_pos, test_pos),
                           checkpoint_dir=checkpoint_dir)
             frames.append(runs.assign(train_source=train, test_source=test, direction=f"{train}→{test}"))

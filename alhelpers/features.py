@@ -77,10 +77,13 @@ def _magpie_row(formula: str) -> tuple[float, ...]:
         return tuple(float(v) for v in _magpie().featurize(Composition(formula)))
 
 
-def magpie_features(formulas: Sequence[str]) -> pd.DataFrame:
+def magpie_features(formulas: Sequence[str], *, progress: bool = False) -> pd.DataFrame:
     """Magpie composition statistics (matminer ``ElementProperty.from_preset("magpie")``, 132)."""
+    from tqdm.auto import tqdm
+
     labels = [lab.replace("MagpieData ", "magpie_").replace(" ", "_") for lab in _magpie().feature_labels()]
-    return pd.DataFrame([_magpie_row(f) for f in formulas], columns=labels)
+    rows = [_magpie_row(f) for f in tqdm(formulas, desc="magpie", unit="entry", disable=not progress)]
+    return pd.DataFrame(rows, columns=labels)
 
 
 @lru_cache(maxsize=None)
@@ -142,7 +145,7 @@ def paper17_features(entries: pd.DataFrame) -> pd.DataFrame:
     return out[[*PAPER17_COMPOSITION, *PAPER17_PROPERTIES]]
 
 
-def featurize(entries: pd.DataFrame, descriptor: str = "magpie") -> FeatureSet:
+def featurize(entries: pd.DataFrame, descriptor: str = "magpie", *, progress: bool = False) -> FeatureSet:
     """Descriptor table for cleaned entries (see module docstring for the missing-value policy)."""
     if descriptor not in DESCRIPTORS:
         raise ValueError(f"unknown descriptor set {descriptor!r}; use one of {DESCRIPTORS}")
@@ -150,7 +153,7 @@ def featurize(entries: pd.DataFrame, descriptor: str = "magpie") -> FeatureSet:
     if missing_ids:
         raise ValueError(f"entries table lacks column(s) {missing_ids}; build it with alhelpers.data")
     if descriptor == "magpie":
-        feats = magpie_features(entries[Key.formula].tolist())
+        feats = magpie_features(entries[Key.formula].tolist(), progress=progress)
     else:
         feats = paper17_features(entries)
     feats = feats.astype(np.float64)

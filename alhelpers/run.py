@@ -152,13 +152,19 @@ def run_tasks(
     if skipped:
         print(f"[run] {skipped} finished task(s) skipped", flush=True)
     failed: dict[Path, TaskFailure] = {}  # by output (a Task with dict parameters is unhashable)
+    from tqdm.auto import tqdm
+
+    # a progress bar over the grid on a terminal; plain lines in logs and CI
+    bar = tqdm(total=len(todo), desc="notebooks", unit="nb", disable=not sys.stderr.isatty())
 
     def report(t: Task, secs: float | None, exc: BaseException | None) -> None:
         if exc is None:
-            print(f"[run] {t.label}: {secs:.1f} s", flush=True)
+            line = f"[run] {t.label}: {secs:.1f} s"
         else:
             failed[t.output] = TaskFailure(t.label, _describe(exc))
-            print(f"[run] {t.label}: FAILED ({failed[t.output].error})", flush=True)
+            line = f"[run] {t.label}: FAILED ({failed[t.output].error})"
+        bar.write(line) if not bar.disable else print(line, flush=True)
+        bar.update(1)
 
     if client is not None and todo:
         futures = {
@@ -187,6 +193,7 @@ def run_tasks(
                 report(t, execute_task(t)[1], None)
             except Exception as exc:  # noqa: BLE001
                 report(t, None, exc)
+    bar.close()
     done = [t for t in tasks if t.output not in failed]
     return TaskResults([read_records(t.output) for t in done],
                        [failed[t.output] for t in tasks if t.output in failed], done)
@@ -234,7 +241,7 @@ def featurize_tasks(
     ]
     feat = [
         Task("02_featurize.ipynb", nbdir / f"02_featurize_{s}_{d}.ipynb",
-             {"SYSTEM": s, "SOURCE": source, "DESCRIPTOR": d, "DATA_DIR": data})
+             {"SYSTEM": s, "SOURCE": source, "DESCRIPTOR": d, "DATA_DIR": data, "PROGRESS": False})
         for s in systems for d in descriptors
     ]
     return fetch, feat
@@ -264,7 +271,7 @@ def cross_tasks(out: Path, args: argparse.Namespace) -> list[Task]:
         Task("06_cross_database.ipynb", out / "notebooks" / f"06_cross_database_{s}_{d}.ipynb",
              {"SYSTEM": s, "SEEDS": list(args.seeds), "STRATEGIES": list(args.strategies),
               "DESCRIPTOR": d, "SOURCE": args.source, "N_INIT": args.n_init, "BATCH": args.batch,
-              "ROUNDS": args.rounds, "MEMBERS": args.members, "SMOKE": args.smoke,
+              "ROUNDS": args.rounds, "MEMBERS": args.members, "SMOKE": args.smoke, "PROGRESS": False,
               "DATA_DIR": str(out / "data"), "OUT_DIR": str(out)})
         for s in args.systems for d in args.descriptors
     ]

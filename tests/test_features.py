@@ -74,3 +74,10 @@ def test_save_and_load_round_trip(tmp_path, tio2_entries):
     np.testing.assert_array_equal(back.X, fs.X)
     with pytest.raises(FileNotFoundError, match="02_featurize"):
         load_features(tmp_path / "nope.parquet")
+
+
+def test_featurisation_progress_bar_only_when_asked(tio2_entries, capsys):
+    featurize(tio2_entries.head(3), "magpie")
+    assert "magpie" not in capsys.readouterr().err
+    featurize(tio2_entries.head(3), "magpie", progress=True)
+    assert "magpie: 100%" in capsys.readouterr().err

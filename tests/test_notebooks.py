@@ -88,6 +88,8 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
     assert sorted(runs["n_labeled"].unique()) == [10, 15] and runs["mae"].between(0, 2).all()
     rec = read_records(out / "notebooks" / "03_active_learning_Ti-O_magpie_seed1.ipynb")
     assert set(rec["final_mae"]) == set(runs["strategy"]) and rec["n_rows"] == 8
+    for nb in (out / "notebooks").glob("*.ipynb"):  # the runner keeps progress bars out
+        assert "%|" not in nb.read_text(), nb.name
 
     # statistics, figures, cross-database and report
     final = pd.read_csv(out / "final_table.csv")
