@@ -3,13 +3,15 @@
     python benchmarks/study_speed.py [--out DIR] [--jobs 2] [extra `alhelpers.run study` args]
 
 Runs ``python -m alhelpers.run study`` (4 systems × 4 strategies × 5 seeds, 30 → 105 labels, on
-the offline snapshot) in a fresh output folder, sampling the summed resident memory of the runner
+the offline snapshot; by default the whole main job, i.e. also cross-database runs, statistics,
+figures and report — pass ``--no-cross-db`` to time the AL study alone) in a fresh output folder, sampling the summed resident memory of the runner
 and all its notebook kernels every 0.2 s. Time is split from the tidy runs table:
 
 - ``train_s``: sum over all rounds of ensemble training time (``fit_s``),
 - ``query_s``: sum over all rounds of query-strategy time (``query_s``),
 - ``overhead_s``: the rest of the wall time, per worker: wall − (train + query) / jobs — kernel
-  start-up, imports, fetch/featurize notebooks, evaluation, I/O.
+  start-up, imports, fetch/featurize notebooks, evaluation, I/O (and, unless ``--no-cross-db``,
+  the cross-database notebooks, whose training is not in the runs table).
 
 The last line is machine-readable:
 ``study_speed: wall_s=… peak_mb=… train_s=… query_s=… overhead_s=…``.
