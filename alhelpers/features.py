@@ -8,10 +8,12 @@ non-finite value in a kept column are dropped and counted.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -176,11 +178,8 @@ def feature_names(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in ID_COLUMNS and c != Key.system]
 
 
-def save_features(fs: FeatureSet, path) -> None:
+def save_features(fs: FeatureSet, path: str | Path) -> None:
     """Write a feature table (parquet) and its bookkeeping (``.json`` beside it)."""
-    import json
-    from pathlib import Path
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fs.table.to_parquet(path, index=False)
@@ -189,11 +188,8 @@ def save_features(fs: FeatureSet, path) -> None:
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
 
 
-def load_features(path) -> FeatureSet:
+def load_features(path: str | Path) -> FeatureSet:
     """Read a feature table written by :func:`save_features` (notebook 02)."""
-    import json
-    from pathlib import Path
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(

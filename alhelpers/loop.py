@@ -368,13 +368,6 @@ def _query(query, strategy: str, model: EnsembleRegressor, X: np.ndarray, labele
         rng=_stream(cfg.seed, strategy, rnd),
         model=model,
         timings={} if timings is None else timings,
+        hybrid_alpha=cfg.hybrid_alpha,
     )
-    pos = query(ctx) if strategy != "hybrid" else _hybrid(ctx, cfg.hybrid_alpha)
-    return np.sort(candidates[np.asarray(pos, dtype=np.int64)])
-
-
-def _hybrid(ctx: QueryContext, alpha: float) -> np.ndarray:
-    from alhelpers.select import select_hybrid
-
-    return select_hybrid(ctx.X_candidates, ctx.X_labeled, ctx.variance, ctx.batch_size,
-                         rng=ctx.rng, alpha=alpha)
+    return np.sort(candidates[np.asarray(query(ctx), dtype=np.int64)])

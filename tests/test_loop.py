@@ -130,3 +130,14 @@ def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="duplicates"):
         ALConfig(strategies=("random", "random"))
     assert ALConfig().budget == 105
+
+
+def test_hybrid_alpha_from_the_config_reaches_the_strategy(tio2_xy):
+    X, y = tio2_xy
+    # alpha = 1: hybrid ranks by min-max-normalised variance only, i.e. exactly like uncertainty
+    runs = run_al(X, y, _cfg(strategies=("uncertainty", "hybrid"), hybrid_alpha=1.0))
+    u = _strip(runs[runs["strategy"] == "uncertainty"]).drop(columns="strategy").reset_index(drop=True)
+    h = _strip(runs[runs["strategy"] == "hybrid"]).drop(columns="strategy").reset_index(drop=True)
+    pd.testing.assert_frame_equal(u, h)
+    default = run_al(X, y, _cfg(strategies=("hybrid",)))
+    assert not np.allclose(default["mae"].iloc[1:], h["mae"].iloc[1:])

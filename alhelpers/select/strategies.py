@@ -327,6 +327,7 @@ class QueryContext:
     model: object | None = None  # the fitted ensemble (for gradient-feature strategies)
     #: Filled by strategies that compute features (seconds under ``"feature_s"``); read by the loop.
     timings: dict = field(default_factory=dict, compare=False)
+    hybrid_alpha: float = 0.6  # weight of the uncertainty term of the hybrid strategy
 
     def __post_init__(self) -> None:
         _check_batch_size(self.batch_size)
@@ -437,7 +438,8 @@ def _diversity(ctx: QueryContext) -> IntArray:
 def _hybrid(ctx: QueryContext) -> IntArray:
     assert ctx.variance is not None  # guaranteed by the registry wrapper
     return select_hybrid(
-        ctx.X_candidates, ctx.X_labeled, ctx.variance, ctx.batch_size, rng=ctx.rng
+        ctx.X_candidates, ctx.X_labeled, ctx.variance, ctx.batch_size, rng=ctx.rng,
+        alpha=ctx.hybrid_alpha,
     )
 
 
