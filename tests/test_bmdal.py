@@ -284,3 +284,28 @@ def test_lcmd_and_maxdist_never_repeat_when_pool_points_duplicate_training_point
         picks = rule(pool, train, len(pool))
         assert sorted(picks.tolist()) == list(range(len(pool))), rule.__name__
         assert set(picks[:2].tolist()) <= {4, 5, 6, 7}  # the points off the training set come first
+
+
+@pytest.mark.parametrize("front_rows", [64, 4096])
+def test_lazy_front_and_lcmd_cache_change_no_pick(monkeypatch, front_rows: int) -> None:
+    """The lazy-greedy front (rebuilt when rows outside it compete) and LCMD's speculative
+    distance columns are exact shortcuts: the picks equal those without them and bmdal_reg's."""
+    import alhelpers.select.rules as R
+
+    monkeypatch.setattr(R, "FRONT_ROWS", front_rows)
+    g = np.random.default_rng(11)
+    centres = g.standard_normal((40, 64))  # overlapping blobs: full passes, and guesses that hit
+    pts = centres[g.integers(0, 40, 2600)] + g.standard_normal((2600, 64))
+    pool, train = pts[100:], pts[:100]
+    stats: dict = {}
+    picks = R.lcmd(pool, train, 60, device=CPU, stats=stats)
+    np.testing.assert_array_equal(picks, R.lcmd(pool, train, 60, device=CPU, speculate=1))
+    np.testing.assert_array_equal(picks, _bmdal("lcmd", pool, train, 60, []))
+    assert stats["n_cache_hits"] > 0
+    for rule in (R.maxdist, R.lcmd):
+        np.testing.assert_array_equal(rule(pool, train, 60, device=CPU), _bmdal(rule.__name__, pool, train, 60, []))
+    sigma = default_sigma2(train) ** 0.5
+    st: dict = {}
+    ours = R.maxdet(pool, 60, transform=gp_posterior_matrix(train), device=CPU, stats=st)
+    assert (st["n_fronts"] > 1) == (front_rows < len(pool))
+    np.testing.assert_array_equal(np.sort(ours), np.sort(_bmdal("maxdet", pool, train, 60, [("train", [sigma])])))

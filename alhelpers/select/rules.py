@@ -46,6 +46,8 @@ __all__ = [
 
 #: Rows of the pool processed at once in the passes over the whole pool.
 DEFAULT_CHUNK_ROWS: int = 8192
+#: Rows in the lazy-greedy front (see :class:`_Lazy`).
+FRONT_ROWS: int = 4096
 _NEG_INF = float("-inf")
 
 
@@ -170,10 +172,16 @@ class _Lazy:
     ``value`` holds upper bounds, exact where ``upto == n_updates`` (selected rows hold -inf);
     ``refresh(rows, upto)`` brings the given rows up to date and ``refresh_all()`` every row (one
     contiguous pass, used once the leaders to check exceed ``full_fraction`` of the pool).
+
+    The leaders are looked for in a *front*: the rows whose bound was among the largest
+    ``front_rows`` when the front was last built, with ``tau`` the smallest of those bounds. A row
+    outside the front has a bound ≤ ``tau`` for good (bounds only decrease), so a step needs a
+    ``topk`` over the front only; the front is rebuilt (twice as large) when its best exact value
+    can no longer be shown to beat ``tau`` (from the current bounds, large enough for the leaders).
     """
 
     def __init__(self, value: torch.Tensor, refresh, refresh_all, *, k0: int = 64,
-                 full_fraction: float = 0.125) -> None:
+                 full_fraction: float = 0.125, front_rows: int | None = None) -> None:
         self.value = value
         self.upto = torch.zeros(value.shape[0], dtype=torch.long, device=value.device)
         self.n_updates = 0
@@ -181,10 +189,27 @@ class _Lazy:
         self.refresh_all = refresh_all
         self.k0 = k0
         self.full_rows = max(k0, int(full_fraction * value.shape[0]))
+        self.front_rows = max(k0, FRONT_ROWS if front_rows is None else front_rows)
+        self.front: torch.Tensor | None = None
+        self.tau = _NEG_INF
         self.n_refreshed = 0
         self.n_full = 0
+        self.n_fronts = 0
+
+    def _build_front(self, rows: int) -> None:
+        n = self.value.shape[0]
+        if rows >= n:
+            self.front = torch.arange(n, device=self.value.device)
+            self.tau = _NEG_INF
+        else:
+            vals, idx = torch.topk(self.value, rows, sorted=False)
+            self.front = idx
+            self.tau = float(vals.min())
+        self.n_fronts += 1
 
     def argmax(self, n_left: int) -> int:
+        if self.front is None:
+            self._build_front(self.front_rows)
         k = min(self.k0, n_left)
         while True:
             if k > self.full_rows:
@@ -192,8 +217,12 @@ class _Lazy:
                 self.upto.fill_(self.n_updates)
                 self.n_refreshed += self.value.shape[0]
                 self.n_full += 1
+                self._build_front(self.front_rows)
                 return int(torch.argmax(self.value))
-            bound, idx = torch.topk(self.value, k, sorted=True)
+            front = self.front
+            kk = min(k, front.numel())
+            bound, pos = torch.topk(self.value[front], kk, sorted=True)
+            idx = front[pos]
             stale = idx[self.upto[idx] < self.n_updates]
             if stale.numel():
                 stale = torch.sort(stale).values
@@ -202,10 +231,15 @@ class _Lazy:
                 self.n_refreshed += int(stale.numel())
             exact = self.value[idx]
             best = exact.max()
-            # every point outside idx has a bound <= bound[-1]; a strict win is final
-            if k == n_left or bool(best > bound[-1]):
+            # rows of the front outside idx have bounds <= bound[-1], rows outside it <= tau;
+            # a strict win over both is final
+            rest = float(bound[-1]) if kk < front.numel() else _NEG_INF
+            if k >= n_left or bool(best > max(rest, self.tau)):
                 return int(idx[exact == best].min())
-            k = min(2 * k, n_left)
+            if kk < front.numel() and rest > self.tau:
+                k = min(2 * k, n_left)
+            else:  # rows outside the front compete: rebuild it from the current bounds
+                self._build_front(max(self.front_rows, 2 * k))
 
 
 # --------------------------------------------------------------------------- MAXDIAG
@@ -289,7 +323,7 @@ def maxdist(
         lazy.value[pick] = _NEG_INF
         lazy.upto[pick] = lazy.n_updates
     if stats is not None:
-        stats.update(n_refreshed=lazy.n_refreshed, n_full_passes=lazy.n_full)
+        stats.update(n_refreshed=lazy.n_refreshed, n_full_passes=lazy.n_full, n_fronts=lazy.n_fronts)
     return np.asarray(picks, dtype=np.intp)
 
 
@@ -304,6 +338,7 @@ def lcmd(
     device: torch.device | str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     bf16_bounds: bool | None = None,
+    speculate: int = 64,
     stats: dict | None = None,
 ) -> np.ndarray:
     """LCMD in TP mode: from the largest cluster, its member farthest from the centre.
@@ -329,6 +364,7 @@ def lcmd(
     csq[:n_t] = (T * T).sum(1)
     selected = torch.zeros(N, dtype=torch.bool, device=X.device)
     neg_inf = torch.tensor(_NEG_INF, dtype=X.dtype, device=X.device)
+    cache = _DistanceCache(X, sqn, chunk_rows, speculate)
     picks: list[int] = []
     n_recomputed = 0
     for step in range(B):
@@ -359,11 +395,11 @@ def lcmd(
         # x can move to c only if d(x, c) < d(x, a) which needs d(a, c) < 2 d(x, a)
         cand = torch.nonzero(4.0 * min_sq > dcc[closest - 1]).squeeze(1)
         if cand.numel() > N // 8:
-            d2 = sqn + c_sq - 2.0 * _chunked_matvec(X, c, chunk_rows)
+            d2 = cache.column(pick, lambda k: _speculative_centres(pick, closest, min_sq, selected, n_c, k))
+            n_recomputed += N if cache.last_computed else 0
             better = d2 < min_sq
             min_sq = torch.where(better, d2, min_sq)
             closest = torch.where(better, torch.full_like(closest, cid), closest)
-            n_recomputed += N
         elif cand.numel():
             d2 = sqn[cand] + c_sq - 2.0 * (X[cand] @ c)
             better = d2 < min_sq[cand]
@@ -373,8 +409,85 @@ def lcmd(
             n_recomputed += int(cand.numel())
         min_sq[pick], closest[pick] = 0.0, cid  # a centre is at distance 0 from itself, exactly
     if stats is not None:
-        stats["n_recomputed"] = n_recomputed
+        stats.update(n_recomputed=n_recomputed, n_full_passes=cache.n_passes, n_cache_hits=cache.n_hits)
     return np.asarray(picks, dtype=np.intp)
+
+
+def _speculative_centres(pick: int, closest: torch.Tensor, min_sq: torch.Tensor, selected: torch.Tensor,
+                         n_c: int, k: int) -> torch.Tensor:
+    """``pick`` and up to ``k − 1`` likely next LCMD picks: the farthest unselected members of the
+    largest clusters (cluster sizes as they are before ``pick`` is added), two per cluster."""
+    sizes = torch.bincount(closest, weights=min_sq, minlength=n_c + 1)
+    n_top = max(1, min((k - 1) // 2, n_c))
+    top = torch.topk(sizes, n_top).indices
+    in_top = torch.zeros(n_c + 1, dtype=torch.bool, device=min_sq.device)
+    in_top[top] = True
+    out = [torch.tensor([pick], device=min_sq.device)]
+    avail = in_top[closest] & ~selected
+    for _ in range(2):
+        v = torch.where(avail, min_sq, torch.full_like(min_sq, _NEG_INF))
+        far = torch.full((n_c + 1,), _NEG_INF, dtype=min_sq.dtype, device=min_sq.device)
+        far = far.scatter_reduce(0, closest, v, reduce="amax")
+        rows = torch.nonzero(avail & (v == far[closest]) & (v > _NEG_INF)).squeeze(1)
+        out.append(rows)
+        avail[rows] = False
+    ids = torch.unique(torch.cat(out))
+    ids = ids[ids != pick]
+    return torch.cat([torch.tensor([pick], device=min_sq.device), ids[: k - 1]])
+
+
+class _DistanceCache:
+    """Columns ``‖x − c‖²`` over the whole pool for a few candidate centres at once.
+
+    A pass over the pool costs the same memory traffic for one centre (a matrix–vector product)
+    as for a few dozen (a thin matrix product), so when LCMD needs a full column for its new
+    centre it also computes the columns of the centres it is likely to pick next; a later pick
+    found in the cache costs no pass. The number of columns adapts to how often the guesses hit
+    (on isotropic random features they rarely do and it falls back to one column per pass; on
+    gradient features of a trained network they often do). The columns are exact distances, so nothing changes in the
+    selection, only which product computed a value.
+    """
+
+    def __init__(self, X: torch.Tensor, sqn: torch.Tensor, chunk_rows: int, width: int) -> None:
+        self.X, self.sqn, self.chunk_rows = X, sqn, chunk_rows
+        self.max_width = max(1, int(width))
+        self.width = min(16, self.max_width)
+        self._hits_since = 0
+        self.cols: dict[int, int] = {}
+        self.D: torch.Tensor | None = None
+        self.n_passes = 0
+        self.n_hits = 0
+        self.last_computed = False
+
+    def column(self, pick: int, candidates) -> torch.Tensor:
+        j = self.cols.get(pick)
+        if j is not None:
+            self.n_hits += 1
+            self._hits_since += 1
+            self.last_computed = False
+            return self.D[:, j]
+        if self.n_passes:  # adapt the width: a k-column pass costs about 1 + k/6 single ones (CPU)
+            if self._hits_since + 1 < 1 + self.width / 6:
+                self.width = max(1, self.width // 2)
+            elif self._hits_since >= self.width // 4:
+                self.width = min(self.max_width, 2 * self.width)
+        self._hits_since = 0
+        ids = candidates(self.width) if self.width > 1 else torch.tensor([pick], device=self.X.device)
+        C = self.X[ids]
+        G = _chunked_matmul(self.X, C.T, self.chunk_rows)
+        G.mul_(-2.0).add_(self.sqn[:, None]).add_(self.sqn[ids][None, :])
+        self.D = G
+        self.cols = {int(i): j for j, i in enumerate(ids.tolist())}
+        self.n_passes += 1
+        self.last_computed = True
+        return self.D[:, 0]
+
+
+def _chunked_matmul(X: torch.Tensor, M: torch.Tensor, chunk_rows: int) -> torch.Tensor:
+    out = X.new_empty(X.shape[0], M.shape[1])
+    for s in range(0, X.shape[0], 4 * chunk_rows):
+        torch.mm(X[s:s + 4 * chunk_rows], M, out=out[s:s + 4 * chunk_rows])
+    return out
 
 
 def _chunked_matvec(X: torch.Tensor, v: torch.Tensor, chunk_rows: int) -> torch.Tensor:
@@ -462,5 +575,5 @@ def maxdet(
         order = torch.argsort(-rest.double(), stable=True)[: B - len(picks)]
         picks.extend(int(i) for i in order)
     if stats is not None:
-        stats.update(n_refreshed=lazy.n_refreshed, n_full_passes=lazy.n_full)
+        stats.update(n_refreshed=lazy.n_refreshed, n_full_passes=lazy.n_full, n_fronts=lazy.n_fronts)
     return np.asarray(picks, dtype=np.intp)
