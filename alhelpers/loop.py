@@ -80,7 +80,7 @@ class ALConfig(_Saveable):
 # --------------------------------------------------------------------------- randomness
 
 
-def _stream(*keys: int | str) -> np.random.Generator:
+def stream(*keys: int | str) -> np.random.Generator:
     """An independent generator for a tuple of keys (strings hashed with CRC32, stable across runs)."""
     ints = [k if isinstance(k, int) else zlib.crc32(k.encode()) for k in keys]
     return np.random.default_rng(ints)
@@ -96,7 +96,7 @@ def split_and_init(
     """
     from alhelpers.data.systems import split_pool_test
 
-    rng = _stream(cfg.seed, "split")
+    rng = stream(cfg.seed, "split")
     if split is None:
         pool, test = split_pool_test(n, test_fraction=cfg.test_fraction, rng=rng)
     else:
@@ -159,7 +159,7 @@ def checkpoint_path(run_dir: Path, strategy: str, rnd: int) -> Path:
     return Path(run_dir) / strategy / f"round{rnd:02d}.json"
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
+def write_json_atomic(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload))
@@ -300,7 +300,7 @@ def run_al(
         if budget is not None:
             budget.check(next_round_s=last_round_s, done=rnd, total=cfg.rounds)
         t_round = time.perf_counter()
-        seed = int(_stream(cfg.seed, "model", rnd).integers(2**31))  # same for every strategy
+        seed = int(stream(cfg.seed, "model", rnd).integers(2**31))  # same for every strategy
         t0 = time.perf_counter()
         models = fit_ensembles([X[t.labeled] for t in active], [y[t.labeled] for t in active],
                                cfg.model, seeds=[seed] * len(active))
@@ -310,7 +310,7 @@ def run_al(
             row["fit_s"] = fit_s
             track.rows.append(row)
             if run_dir:
-                _write_json_atomic(checkpoint_path(run_dir, track.strategy, rnd),
+                write_json_atomic(checkpoint_path(run_dir, track.strategy, rnd),
                                    {"row": row, "labeled": track.labeled.tolist(),
                                     "queried": queried.tolist()})
             track.labeled = np.sort(np.concatenate([track.labeled, queried]))
@@ -365,7 +365,7 @@ def _query(query, strategy: str, model: EnsembleRegressor, X: np.ndarray, labele
         X_labeled=scaler.transform(X[labeled]),
         variance=variance,
         batch_size=cfg.batch_size,
-        rng=_stream(cfg.seed, strategy, rnd),
+        rng=stream(cfg.seed, strategy, rnd),
         model=model,
         timings={} if timings is None else timings,
         hybrid_alpha=cfg.hybrid_alpha,

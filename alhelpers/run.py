@@ -1,5 +1,13 @@
 """Headless study runner: executes the numbered notebooks through papermill, per system (and seed).
 
+Track B (batch active learning for potentials, notebook 07 per data set, batch size and seed):
+
+    python -m alhelpers.run potentials [--dataset offline|tio2|lmnto|qm9] [--methods …]
+                                       [--batch 10] [--seeds 0 1 2 3 4] [--smoke] [--out DIR]
+
+writes ``DIR/potentials_runs.parquet``, ``DIR/potentials_final.csv`` and
+``DIR/figures/potentials_*.png``.
+
     python -m alhelpers.run study [--systems C Si Fe Ti-O] [--seeds 0 1 2 3 4]
                                   [--strategies random uncertainty diversity hybrid]
                                   [--descriptors magpie] [--out results]
@@ -386,6 +394,70 @@ def _study(out: Path, args: argparse.Namespace, client) -> int:
     return 0
 
 
+def potential_tasks(out: Path, args: argparse.Namespace) -> list[Task]:
+    """Notebook 07 per (data set, batch size, seed), all methods in one notebook."""
+    return [
+        Task("07_bmdal_potentials.ipynb",
+             out / "notebooks" / f"07_bmdal_potentials_{args.dataset}_batch{b}_seed{seed}.ipynb",
+             {"DATASET": args.dataset, "METHODS": list(args.methods), "BATCH": b, "N_INIT": args.n_init,
+              "MAX_SIZE": args.max_size, "SEED": seed, "ORACLE": args.oracle, "EPOCHS": args.epochs,
+              "SMOKE": args.smoke, "PROGRESS": False, "OUT_DIR": str(out)})
+        for b in args.batch for seed in args.seeds
+    ]
+
+
+def potential_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Final-round errors and mean times per (data set, batch, method): mean ± std over seeds."""
+    last = runs["round"] == runs.groupby(["dataset", "batch", "method", "seed"])["round"].transform("max")
+    final = runs[last]
+    agg = final.groupby(["dataset", "batch", "method"]).agg(
+        n_train=("n_train", "max"), seeds=("seed", "nunique"),
+        force_mae=("force_mae", "mean"), force_mae_std=("force_mae", "std"),
+        force_rmse=("force_rmse", "mean"), energy_mae=("energy_mae", "mean"),
+        energy_mae_std=("energy_mae", "std"), energy_rmse=("energy_rmse", "mean"),
+        unc_pearson=("unc_pearson", "mean"))
+    times = runs.groupby(["dataset", "batch", "method"])[["train_s", "feature_s", "selection_s"]].mean()
+    return agg.join(times.add_prefix("mean_")).reset_index()
+
+
+def potentials(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.jobs > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+    t0 = time.perf_counter()
+    tasks = potential_tasks(out, args)
+    res = run_tasks(tasks, jobs=args.jobs, force=args.force)
+    if res.records:
+        runs = pd.concat([pd.read_parquet(r["runs_path"]) for r in res.records], ignore_index=True)
+        runs = runs.sort_values(["dataset", "batch", "method", "seed", "round"], kind="mergesort",
+                                ignore_index=True)
+        runs.to_parquet(out / "potentials_runs.parquet", index=False)
+        summary = potential_summary(runs)
+        summary.to_csv(out / "potentials_final.csv", index=False)
+        print(f"\nFinal-round test errors, mean ± std over seeds ({len(runs)} rows → potentials_runs.parquet):")
+        show = summary.assign(
+            force=[f"{m:.4f} ± {s:.4f}" for m, s in zip(summary.force_mae, summary.force_mae_std.fillna(0))],
+            energy=[f"{1000 * m:.2f} ± {1000 * s:.2f}" for m, s in zip(summary.energy_mae, summary.energy_mae_std.fillna(0))])
+        print(show[["dataset", "batch", "method", "n_train", "seeds", "force", "energy", "unc_pearson",
+                    "mean_train_s", "mean_feature_s", "mean_selection_s"]]
+              .rename(columns={"force": "force MAE (eV/Å)", "energy": "energy MAE (meV/atom)"})
+              .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        from alhelpers import plots
+
+        figs = out / "figures"
+        plots.save(plots.potential_curves(runs), figs / f"potentials_curves_{args.dataset}.png")
+        if runs["batch"].nunique() > 1:
+            plots.save(plots.error_vs_batch(runs), figs / f"potentials_error_vs_batch_{args.dataset}.png")
+    if res.failures:
+        print(f"\n[run] {len(res.failures)} task(s) failed (rerun the same command; finished ones are skipped):")
+        for f in res.failures:
+            print(f"  - {f}", flush=True)
+        return 1
+    print(f"\n[run] potentials done in {time.perf_counter() - t0:.1f} s → {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m alhelpers.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -422,6 +494,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "tcp://host:8786) instead of a LocalCluster")
     s.add_argument("--force", action="store_true", help="rerun finished tasks too")
     s.set_defaults(func=study)
+
+    from alhelpers.atomistic.al import DEFAULT_METHODS
+
+    t = sub.add_parser("potentials", help="Track B: batch AL for interatomic potentials (headless, resumable)")
+    t.add_argument("--dataset", default="offline", choices=["offline", "tio2", "lmnto", "qm9"])
+    t.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD")
+    t.add_argument("--batch", nargs="+", type=int, default=[10], metavar="B",
+                   help="batch size(s); several give the error-vs-batch-size figure")
+    t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="SEED")
+    t.add_argument("--n-init", type=int, default=10)
+    t.add_argument("--max-size", type=int, default=100)
+    t.add_argument("--epochs", type=int, default=0, help="maximum training epochs per round (0: default)")
+    t.add_argument("--oracle", default="pool", choices=["pool", "tblite"],
+                   help="pool: the set's stored labels; tblite: GFN2-xTB labels computed on the fly")
+    t.add_argument("--smoke", action="store_true", help="tiny runs to check the pipeline")
+    t.add_argument("--out", default="results", help="output folder (default: results)")
+    t.add_argument("--jobs", type=int, default=2, help="notebooks run side by side (default 2)")
+    t.add_argument("--force", action="store_true", help="rerun finished tasks too")
+    t.set_defaults(func=potentials)
     return p
 
 
@@ -442,6 +533,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             system_elements(system)
         for name in getattr(args, "strategies", []):
             get_strategy(name)
+        if args.cmd == "potentials":
+            from alhelpers.atomistic.al import PotentialsConfig, parse_potential_method
+
+            for name in args.methods:
+                parse_potential_method(name)
+            for b in args.batch:
+                PotentialsConfig(batch=b, n_init=args.n_init, max_size=args.max_size)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

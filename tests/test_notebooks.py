@@ -115,3 +115,32 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "runs.parquet"), runs)
     assert main(["study", "--systems", "Xx", "--out", str(out)]) == 2
     assert main(["study", "--strategies", "entropy", "--out", str(out)]) == 2
+
+
+def test_potentials_notebook_and_runner_smoke(tmp_path):
+    """Track B: notebook 07 through papermill (offline aspirin set) and the runner's grid."""
+    from alhelpers.run import main
+
+    rec = run("07_bmdal_potentials.ipynb", tmp_path / "07.ipynb", DATASET="offline", SMOKE=True,
+              METHODS=["random", "lcmd-feat-ll"], SEED=1, BATCH=4, PROGRESS=False, OUT_DIR=str(tmp_path / "nb"))
+    runs = pd.read_parquet(rec["runs_path"])
+    assert rec["n_rows"] == len(runs) == 2 * 3  # smoke: 4 → 8 → 12 structures
+    assert runs.groupby("method")["n_train"].apply(list).to_dict() == {"random": [4, 8, 12], "lcmd-feat-ll": [4, 8, 12]}
+    assert set(rec["final_force_mae"]) == {"random", "lcmd-feat-ll"}
+    assert all(0 < v < 5 for v in rec["final_force_mae"].values())
+    assert "image/png" in (tmp_path / "07.ipynb").read_text()  # the learning curves were drawn
+
+    out = tmp_path / "res"
+    args = ["potentials", "--dataset", "offline", "--methods", "random", "maxdiag-qbc-f", "--seeds", "0", "1",
+            "--batch", "4", "6", "--smoke", "--out", str(out)]
+    assert main(args) == 0
+    runs = pd.read_parquet(out / "potentials_runs.parquet")
+    assert set(runs["seed"]) == {0, 1} and set(runs["method"]) == {"random", "maxdiag-qbc-f"}
+    for col in ("energy_mae", "energy_rmse", "energy_maxe", "force_mae", "force_rmse", "force_maxe",
+                "unc_pearson", "feature_s", "selection_s"):
+        assert col in runs.columns
+    final = pd.read_csv(out / "potentials_final.csv")
+    assert len(final) == 2 * 2 and final["seeds"].eq(2).all()
+    for name in ("potentials_curves_offline", "potentials_error_vs_batch_offline"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+    assert main(["potentials", "--methods", "lcmd-qbc-f", "--out", str(out)]) == 2

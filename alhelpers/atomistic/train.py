@@ -1,0 +1,409 @@
+"""Training and prediction of :class:`~alhelpers.atomistic.model.AtomisticModel` (STUDY §8).
+
+Loss per structure ``s`` with ``N_s`` atoms, averaged over the structures of a mini-batch:
+
+    ``λ_E·(ΔE_s/N_s)² + λ_F/(3N_s)·Σ_i |ΔF_i|²``      (default, ``energy_per_atom=True``)
+
+i.e. STUDY §8's ``λ_E·|ΔE|² + λ_F/(3N)·Σ|ΔF|²`` with the energy error taken **per atom**, so
+that the 6- and 95-atom cells of a set count alike; ``energy_per_atom=False`` gives the literal
+total-energy form. Defaults ``λ_E = 100`` (eV/atom)⁻², ``λ_F = 10`` (eV/Å)⁻²: on 100 real TiO2
+structures (f32, 512-wide, 100 epochs, one seed) they gave 18.7 meV/atom and 0.141 eV/Å test MAE,
+against 23.7 meV/atom and 0.180 eV/Å for the total-energy form with ``λ_E = 1, λ_F = 10`` and
+0.45 eV/Å forces with ``λ_F = 1``. Energies-only sets (``has_forces=False``, or
+``lambda_forces=0``) train on the energy term alone, which is much cheaper (no second
+derivatives); structures whose forces contain NaN drop out of the force term.
+
+Adam; the learning rate is halved after ``lr_patience`` epochs without a better validation loss;
+early stopping on the validation loss (same formula, all validation structures) after
+``patience`` such epochs, with the best weights restored at the end. Without a validation set
+the model is trained for ``max_epochs`` (plateaus judged on the training loss) and the last
+weights are kept.
+
+Speed: a pool's positions never change, so every structure is *frozen* once per fit
+(:func:`~alhelpers.atomistic.descriptor.freeze`: moments, descriptor and neighbour tables); an
+epoch then needs no neighbour search and no descriptor evaluation, and forces use the exact
+linear map from descriptor gradients to positions (with a hand-written adjoint) instead of
+differentiating the descriptor twice. Neighbour graphs can be shared across fits through a
+:class:`~alhelpers.atomistic.neighbours.GraphCache`, and ``init_from`` warm-starts from a
+previous model (same descriptor; its scaler and composition shifts are kept).
+
+Determinism: the initial weights come from ``seed`` (``torch.Generator``) and the mini-batch
+order from ``numpy.random.default_rng(seed)``; the global RNGs and torch's thread settings are
+never touched. On the CPU the same inputs give bit-identical models.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from ase import Atoms
+
+from alhelpers.atomistic.descriptor import DescriptorConfig, FrozenBatch, structure_atom_index
+from alhelpers.atomistic.model import AtomisticModel, chunk_structures
+from alhelpers.atomistic.neighbours import Batch, Graph, GraphCache, build_graphs, collate
+from alhelpers.atomistic.structures import StructureSet
+
+__all__ = ["TrainConfig", "fit_potential", "freeze_structures", "predict", "resolve_device"]
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of :func:`fit_potential`.
+
+    Attributes:
+        lr: Adam learning rate.
+        lambda_energy: Weight ``λ_E`` of the squared energy error.
+        lambda_forces: Weight ``λ_F`` of the mean squared force component error (0: energies only).
+        energy_per_atom: Use the per-atom energy error ``ΔE_s/N_s`` in the loss (default) instead
+            of the total-energy error.
+        batch_size: Structures per Adam step.
+        max_epochs: Upper limit of passes over the training structures.
+        patience: Stop after this many epochs without a better validation loss.
+        lr_patience: Multiply the learning rate by ``lr_factor`` after this many epochs without a
+            better validation loss (training loss without a validation set); 0 disables it.
+        lr_factor: The decay factor of the learning rate on a plateau.
+        min_lr: The learning rate is never decayed below this.
+        seed: Seed of the initial weights and the mini-batch order.
+        dtype: ``"float64"`` (default) or ``"float32"`` (1.5–2× faster on a CPU; on TiO2 the
+            fitted errors agreed to three digits).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+        chunk_atoms: Atoms per chunk when freezing structures and predicting (memory bound).
+    """
+
+    lr: float = 1e-3
+    lambda_energy: float = 100.0
+    lambda_forces: float = 10.0
+    energy_per_atom: bool = True
+    batch_size: int = 8
+    max_epochs: int = 100
+    patience: int = 25
+    lr_patience: int = 10
+    lr_factor: float = 0.5
+    min_lr: float = 1e-5
+    seed: int = 0
+    dtype: str = "float64"
+    device: str = "cpu"
+    chunk_atoms: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        if self.batch_size < 1 or self.max_epochs < 0 or self.patience < 1:
+            raise ValueError("batch_size and patience must be >= 1 and max_epochs >= 0")
+        if not self.lr > 0 or self.lambda_energy < 0 or self.lambda_forces < 0:
+            raise ValueError("lr must be > 0 and the loss weights >= 0")
+        if self.lr_patience < 0 or not 0 < self.lr_factor <= 1 or self.min_lr < 0:
+            raise ValueError("need lr_patience >= 0, 0 < lr_factor <= 1 and min_lr >= 0")
+        resolve_device(self.device)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; ``"cuda"`` without a GPU raises."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but torch sees no CUDA device; use 'cpu' or 'auto'")
+    return dev
+
+
+def freeze_structures(
+    graphs: Sequence[Graph],
+    cfg: DescriptorConfig,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+    chunk_atoms: int = 8192,
+) -> FrozenBatch:
+    """Freeze ``graphs`` in chunks and join them into one :class:`FrozenBatch` (via ``select``)."""
+    from alhelpers.atomistic.descriptor import freeze
+
+    if len(graphs) == 0:
+        raise ValueError("no structures to freeze")
+    parts = [freeze(cfg, collate(graphs, idx), dtype=dtype) for idx in chunk_structures(graphs, chunk_atoms)]
+    fb = parts[0] if len(parts) == 1 else _concat_frozen(parts)
+    return fb.to(device=device)
+
+
+def _concat_frozen(parts: Sequence[FrozenBatch]) -> FrozenBatch:
+    L = max(p.dradial.shape[1] for p in parts)
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        if t.shape[1] == L:
+            return t
+        extra = torch.zeros(t.shape[0], L - t.shape[1], *t.shape[2:], dtype=t.dtype, device=t.device)
+        return torch.cat([t, extra], dim=1)
+
+    atom_offsets = np.cumsum([0] + [p.n_total_atoms for p in parts[:-1]])
+    n_sp = parts[0].cfg.n_species
+    neighbours = []
+    for p, off in zip(parts, atom_offsets):
+        centre = (torch.arange(p.n_total_atoms, device=p.neighbour.device).repeat_interleave(n_sp) + int(off)).unsqueeze(1)
+        nb = pad(p.neighbour + int(off))
+        if nb.shape[1] > p.neighbour.shape[1]:
+            nb[:, p.neighbour.shape[1]:] = centre
+        neighbours.append(nb)
+    struct_offsets = np.cumsum([0] + [p.n_structures for p in parts[:-1]])
+    return FrozenBatch(
+        cfg=parts[0].cfg,
+        species=torch.cat([p.species for p in parts]),
+        structure=torch.cat([p.structure + int(o) for p, o in zip(parts, struct_offsets)]),
+        n_structures=sum(p.n_structures for p in parts),
+        n_atoms=torch.cat([p.n_atoms for p in parts]),
+        moments=torch.cat([p.moments for p in parts]),
+        descriptor=torch.cat([p.descriptor for p in parts]),
+        dradial=torch.cat([pad(p.dradial) for p in parts]),
+        radial_over_r=torch.cat([pad(p.radial_over_r) for p in parts]),
+        angular=torch.cat([pad(p.angular) for p in parts]),
+        neighbour=torch.cat(neighbours),
+        slot_len=torch.cat([p.slot_len for p in parts]),
+    )
+
+
+@dataclass
+class _Targets:
+    energy: torch.Tensor  # (S,)
+    forces: torch.Tensor  # (N, 3), NaN rows replaced by 0
+    force_ok: torch.Tensor  # (S,) 1.0 where the structure's forces are usable
+    n_atoms: torch.Tensor  # (S,)
+
+    def select(self, idx: torch.Tensor) -> "_Targets":
+        rows, _ = structure_atom_index(self.n_atoms, idx)
+        return _Targets(self.energy[idx], self.forces[rows], self.force_ok[idx], self.n_atoms[idx])
+
+
+def _targets(data: StructureSet, dtype: torch.dtype, device: torch.device, use_forces: bool) -> _Targets:
+    n = torch.as_tensor(data.n_atoms, dtype=torch.long, device=device)
+    energy = torch.as_tensor(data.energy, dtype=dtype, device=device)
+    if use_forces:
+        ok = np.array([np.isfinite(f).all() for f in data.forces], dtype=np.float64)
+        F = np.concatenate([np.nan_to_num(np.asarray(f, dtype=np.float64)) for f in data.forces], axis=0)
+    else:
+        ok = np.zeros(len(data))
+        F = np.zeros((int(data.n_atoms.sum()), 3))
+    return _Targets(energy, torch.as_tensor(F, dtype=dtype, device=device), torch.as_tensor(ok, dtype=dtype, device=device), n)
+
+
+def _loss_terms(
+    model: AtomisticModel, fb: FrozenBatch, tg: _Targets, cfg: TrainConfig, use_forces: bool, create_graph: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Mean loss over the batch, energies, forces (None when not used)."""
+    n = tg.n_atoms.to(tg.energy.dtype)
+    if use_forces:
+        E, F = model.energy_and_forces(fb, create_graph=create_graph)
+    else:
+        E, F = model(fb), None
+    dE = E - tg.energy
+    if cfg.energy_per_atom:
+        dE = dE / n
+    per_structure = cfg.lambda_energy * dE**2
+    if F is not None:
+        sq = torch.zeros_like(n).index_add(0, fb.structure, ((F - tg.forces) ** 2).sum(1))
+        per_structure = per_structure + cfg.lambda_forces * tg.force_ok * sq / (3.0 * n)
+    return per_structure.mean(), E, F
+
+
+def _graphs_for(data: StructureSet, cutoff: float, cache: GraphCache | None) -> list[Graph]:
+    return build_graphs(data.structures, cutoff, cache=cache)
+
+
+def _check_set(data: StructureSet, what: str) -> None:
+    if len(data) == 0:
+        raise ValueError(f"the {what} set {data.name!r} is empty; give at least one labelled structure")
+    if not np.isfinite(data.energy).all():
+        bad = np.flatnonzero(~np.isfinite(data.energy))[:5].tolist()
+        raise ValueError(f"the {what} set {data.name!r} has unlabelled energies (NaN) at {bad}...; label them first")
+
+
+def fit_potential(
+    train: StructureSet,
+    val: StructureSet | None = None,
+    cfg: TrainConfig | None = None,
+    *,
+    species: Sequence[int] | None = None,
+    descriptor: DescriptorConfig | None = None,
+    hidden: Sequence[int] = (512, 512),
+    seed: int | None = None,
+    cache: GraphCache | None = None,
+    init_from: AtomisticModel | None = None,
+    verbose: bool = False,
+) -> tuple[AtomisticModel, pd.DataFrame]:
+    """Train an :class:`AtomisticModel` on ``train`` with early stopping on ``val``.
+
+    Args:
+        train: Labelled training structures (energies; forces unless ``has_forces`` is False).
+        val: Labelled validation structures for early stopping (None: no early stopping).
+        cfg: Training hyper-parameters (default :class:`TrainConfig`).
+        species: Elements the model must know (default: those of ``train`` and ``val``); pass the
+            pool's species so the model can predict every pool structure.
+        descriptor: Full descriptor configuration (overrides ``species``; default cutoff 6 Å).
+        hidden: Hidden layer widths.
+        seed: Seed of the weights and the batch order (default ``cfg.seed``).
+        cache: Shared neighbour-graph cache (speeds up repeated fits on one pool).
+        init_from: Warm start: copy this model (descriptor, scaler, shifts and weights) instead of
+            a fresh initialisation; ``hidden``/``species``/``descriptor`` are then ignored.
+        verbose: Print one line per epoch.
+
+    Returns:
+        The trained model (best validation weights) and a per-epoch history with the columns
+        ``epoch, train_loss, val_loss, val_energy_mae, val_energy_mae_per_atom, val_force_mae, lr,
+        seconds`` (``lr`` after the epoch, ``seconds`` since the start of the fit); ``val_*`` are
+        NaN without a validation set. ``history.attrs["best_epoch"]`` is the restored epoch.
+    """
+    cfg = cfg or TrainConfig()
+    seed = cfg.seed if seed is None else int(seed)
+    _check_set(train, "training")
+    if val is not None:
+        if len(val) == 0:
+            val = None
+        else:
+            _check_set(val, "validation")
+    device = resolve_device(cfg.device)
+    dtype = cfg.torch_dtype
+    use_forces = cfg.lambda_forces > 0 and train.has_forces
+    t0 = time.perf_counter()
+
+    if init_from is not None:
+        model = copy.deepcopy(init_from).to(device=device, dtype=dtype)
+        desc = model.descriptor_cfg
+    else:
+        if descriptor is None:
+            sp = species if species is not None else sorted(set(train.species) | set(val.species if val is not None else ()))
+            descriptor = DescriptorConfig(species=tuple(int(z) for z in sp))
+        desc = descriptor
+        model = AtomisticModel(desc, hidden, seed=seed, dtype=dtype).to(device)
+
+    train_graphs = _graphs_for(train, desc.cutoff, cache)
+    fb_train = freeze_structures(train_graphs, desc, dtype=dtype, device=device, chunk_atoms=cfg.chunk_atoms)
+    if init_from is None:
+        model.fit_scaler(fb_train)
+        model.init_shifts(train_graphs, train.energy)
+    tg_train = _targets(train, dtype, device, use_forces)
+    fb_val = tg_val = None
+    val_forces = False
+    if val is not None:
+        fb_val = freeze_structures(_graphs_for(val, desc.cutoff, cache), desc, dtype=dtype, device=device, chunk_atoms=cfg.chunk_atoms)
+        val_forces = use_forces and val.has_forces
+        tg_val = _targets(val, dtype, device, val_forces)
+
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    rng = np.random.default_rng(seed)
+    S = len(train)
+    best_loss, best_state, best_epoch = float("inf"), None, -1
+    plateau_best, plateau_epoch = float("inf"), 0
+    rows = []
+    for epoch in range(1, cfg.max_epochs + 1):
+        model.train()
+        order = rng.permutation(S)
+        total, count = 0.0, 0
+        for start in range(0, S, cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            if idx.size == S:
+                fb, tg = fb_train, tg_train
+            else:
+                it = torch.as_tensor(idx, device=device)
+                fb, tg = fb_train.select(it), tg_train.select(it)
+            loss, _, _ = _loss_terms(model, fb, tg, cfg, use_forces, create_graph=True)
+            # grad w.r.t. the parameters only (loss.backward() would also differentiate the moments)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            for p_, g_ in zip(params, grads):
+                p_.grad = g_
+            opt.step()
+            total += float(loss.detach()) * idx.size
+            count += idx.size
+        row = {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": np.nan,
+               "val_energy_mae": np.nan, "val_energy_mae_per_atom": np.nan, "val_force_mae": np.nan}
+        if fb_val is not None and tg_val is not None:
+            model.eval()
+            vloss, E, F = _loss_terms(model, fb_val, tg_val, cfg, val_forces, create_graph=False)
+            vloss = vloss.detach()
+            dE = (E.detach() - tg_val.energy).abs()
+            row["val_loss"] = float(vloss)
+            row["val_energy_mae"] = float(dE.mean())
+            row["val_energy_mae_per_atom"] = float((dE / tg_val.n_atoms).mean())
+            if F is not None:
+                atom_ok = tg_val.force_ok[fb_val.structure] > 0
+                if bool(atom_ok.any()):
+                    row["val_force_mae"] = float((F.detach() - tg_val.forces)[atom_ok].abs().mean())
+            if row["val_loss"] < best_loss:
+                best_loss, best_epoch = row["val_loss"], epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        monitor = row["val_loss"] if fb_val is not None else row["train_loss"]
+        if monitor < plateau_best:
+            plateau_best, plateau_epoch = monitor, epoch
+        elif cfg.lr_patience and epoch - plateau_epoch >= cfg.lr_patience:
+            for group in opt.param_groups:
+                group["lr"] = max(group["lr"] * cfg.lr_factor, cfg.min_lr)
+            plateau_epoch = epoch
+        row["lr"] = opt.param_groups[0]["lr"]
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        if verbose:
+            print(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        if fb_val is not None and epoch - best_epoch >= cfg.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", "val_energy_mae",
+                                          "val_energy_mae_per_atom", "val_force_mae", "lr", "seconds"])
+    history.attrs["best_epoch"] = best_epoch if best_state is not None else len(rows)
+    return model, history
+
+
+def _as_graphs(model: AtomisticModel, data: StructureSet | Sequence[Atoms] | Sequence[Graph], cache: GraphCache | None) -> list[Graph]:
+    items = data.structures if isinstance(data, StructureSet) else list(data)
+    if not items:
+        raise ValueError("nothing to predict: the set of structures is empty")
+    if all(isinstance(x, Graph) for x in items):
+        graphs = list(items)
+        if any(g.cutoff + 1e-9 < model.cutoff for g in graphs):
+            raise ValueError(f"graphs were built with a cutoff below the model's {model.cutoff} Å; rebuild them")
+        return graphs
+    return build_graphs(items, model.cutoff, cache=cache)
+
+
+def predict(
+    model: AtomisticModel,
+    data: StructureSet | Sequence[Atoms] | Sequence[Graph] | Batch | FrozenBatch,
+    *,
+    forces: bool = True,
+    chunk_atoms: int = 4096,
+    cache: GraphCache | None = None,
+) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """Energies ``(S,)`` (eV) and, if ``forces``, one ``(n_s, 3)`` force array per structure (eV/Å).
+
+    Structures are processed in chunks of at most ``chunk_atoms`` atoms. Unknown elements raise a
+    :class:`ValueError` that names them.
+    """
+    model.eval()
+    if isinstance(data, (Batch, FrozenBatch)):
+        batches: list[Batch | FrozenBatch] = [data]
+    else:
+        graphs = _as_graphs(model, data, cache)
+        batches = [model.collate(graphs, idx) for idx in chunk_structures(graphs, chunk_atoms)]
+    energies, force_list = [], []
+    for b in batches:
+        fb = b if isinstance(b, FrozenBatch) else model.freeze(b)
+        if forces:
+            E, F = model.energy_and_forces(fb)
+            counts = fb.n_atoms.cpu().numpy()
+            force_list.extend(np.split(F.double().cpu().numpy(), np.cumsum(counts)[:-1]))
+        else:
+            with torch.no_grad():
+                E = model(fb)
+        energies.append(E.detach().double().cpu().numpy())
+    return np.concatenate(energies), (force_list if forces else None)
