@@ -443,6 +443,18 @@ def potentials(args: argparse.Namespace) -> int:
                     "mean_train_s", "mean_feature_s", "mean_selection_s"]]
               .rename(columns={"force": "force MAE (eV/Å)", "energy": "energy MAE (meV/atom)"})
               .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if "random" in set(runs["method"]) and runs["method"].nunique() > 1:
+            from alhelpers.atomistic.al import compare_with_random
+
+            tests = pd.concat([compare_with_random(runs, metric=m).assign(metric=m)
+                               .rename(columns={f"{m}_mean": "mean", f"{m}_std": "std"})
+                               for m in ("force_mae", "energy_mae")], ignore_index=True)
+            tests.to_csv(out / "potentials_vs_random.csv", index=False)
+            print("\nAgainst random (final round, paired over seeds, Holm-corrected; "
+                  "→ potentials_vs_random.csv):")
+            print(tests[tests["method"] != "random"][["metric", "batch", "method", "mean", "diff_pct", "p_paired",
+                                                      "p_holm", "verdict"]]
+                  .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         from alhelpers import plots
 
         figs = out / "figures"

@@ -141,6 +141,10 @@ def test_potentials_notebook_and_runner_smoke(tmp_path):
         assert col in runs.columns
     final = pd.read_csv(out / "potentials_final.csv")
     assert len(final) == 2 * 2 and final["seeds"].eq(2).all()
+    vs = pd.read_csv(out / "potentials_vs_random.csv")
+    assert set(vs["metric"]) == {"force_mae", "energy_mae"} and len(vs) == 2 * 2 * 2
+    assert set(vs.loc[vs["method"] == "maxdiag-qbc-f", "verdict"]) <= {"better", "worse", "similar"}
+    assert (vs.loc[vs["method"] == "maxdiag-qbc-f", "n_pairs"] == 2).all()
     for name in ("potentials_curves_offline", "potentials_error_vs_batch_offline"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
     assert main(["potentials", "--methods", "lcmd-qbc-f", "--out", str(out)]) == 2

@@ -62,6 +62,7 @@ __all__ = [
     "POTENTIAL_COLUMNS",
     "PotentialsConfig",
     "parse_potential_method",
+    "compare_with_random",
     "potential_metrics",
     "run_potentials",
     "select_batch",
@@ -488,3 +489,17 @@ def _run_method(data, cfg, method, seed, oracle, pool, val, test, species, cache
         if finished:
             break
     return rows
+
+
+def compare_with_random(runs: pd.DataFrame, *, metric: str = "force_mae", alpha: float = 0.05) -> pd.DataFrame:
+    """Final-round comparison of every method with ``random`` (paired over seeds), per data set and
+    batch size: :func:`alhelpers.stats.final_table` (paired t, Welch, Wilcoxon, Holm, d_z, verdict)
+    applied to a Track B metric (lower is better)."""
+    from alhelpers import stats
+
+    df = runs.rename(columns={"dataset": "system", "method": "strategy", "n_train": "n_labeled"}).assign(
+        descriptor=lambda d: "batch" + d["batch"].astype(str), r2=np.nan)
+    table = stats.final_table(df, baseline="random", alpha=alpha, metric=metric)
+    table = table.rename(columns={"system": "dataset", "strategy": "method", "n_labeled": "n_train"})
+    table["batch"] = table.pop("descriptor").str.removeprefix("batch").astype(int)
+    return table.drop(columns=[c for c in table.columns if c.startswith("r2_")])
