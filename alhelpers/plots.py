@@ -194,6 +194,7 @@ def error_vs_batch(runs: pd.DataFrame, *, metric: str = "force_mae", ylabel: str
         sizes = sorted(sub["n_train"].unique())
         ax.set(title=f"{dataset}: after {', '.join(map(str, sizes))} structures", xlabel="batch size",
                ylabel=ylabel, xscale="log")
+        ax.minorticks_off()
         ax.set_xticks(sorted(sub["batch"].unique()), labels=[str(b) for b in sorted(sub["batch"].unique())])
         ax.grid(alpha=0.3)
         ax.legend(title="method", fontsize=7)
