@@ -14,7 +14,8 @@ Needs bmdal_reg (test-only): ``pip install --no-deps bmdal-reg==3.0.2 dill``. ``
 skips it (ratios print as ``nan``), e.g. ``--pool 1000000 --ours-only`` for the memory check.
 
 Last line: ``select_vs_bmdal: pool=<N> maxdist_ratio=<bmdal_s/ours_s> lcmd_ratio=<…>
-maxdet_ratio=<…> agree=<yes|no> peak_mb=<MB>`` (peak resident memory of this process).
+maxdet_ratio=<…> agree=<yes|no|n/a> peak_mb=<MB>`` (peak resident memory of this process;
+``n/a`` with ``--ours-only``).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def main() -> None:
     sets = ("gaussian", "gradient") if args.features == "both" else (args.features,)
     results = [run_set(s, args.pool, args.ours_only) for s in sets]
     line = {m: min(float(r[f"{m}_ratio"]) for r in results) for m in ("maxdist", "lcmd", "maxdet")}
-    agree = all(bool(r["agree"]) for r in results) and not args.ours_only
+    agree = "n/a" if args.ours_only else ("yes" if all(bool(r["agree"]) for r in results) else "no")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if len(results) > 1:
         for s, r in zip(sets, results):
@@ -126,7 +127,7 @@ def main() -> None:
                   f"lcmd_ratio={r['lcmd_ratio']:.1f} maxdet_ratio={r['maxdet_ratio']:.1f} "
                   f"agree={'yes' if r['agree'] else 'no'}")
     print(f"select_vs_bmdal: pool={args.pool} maxdist_ratio={line['maxdist']:.1f} lcmd_ratio={line['lcmd']:.1f} "
-          f"maxdet_ratio={line['maxdet']:.1f} agree={'yes' if agree else 'no'} peak_mb={peak_mb:.0f}")
+          f"maxdet_ratio={line['maxdet']:.1f} agree={agree} peak_mb={peak_mb:.0f}")
 
 
 if __name__ == "__main__":
