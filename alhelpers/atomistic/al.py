@@ -37,7 +37,6 @@ import hashlib
 import json
 import math
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -51,7 +50,7 @@ from alhelpers.atomistic.neighbours import GraphCache
 from alhelpers.atomistic.oracle import Oracle, PoolOracle
 from alhelpers.atomistic.structures import StructureSet
 from alhelpers.atomistic.train import TrainConfig, fit_potential, predict
-from alhelpers.loop import write_json_atomic
+from alhelpers.loop import stream, write_json_atomic
 from alhelpers.select import features as SF
 from alhelpers.select import rules as R
 from alhelpers.select.bmdal import bmdal_select
@@ -295,11 +294,6 @@ def _uncertainty(kernel: str, models: Sequence, test: StructureSet, labelled: St
 # --------------------------------------------------------------------------- the loop
 
 
-def _stream(seed: int, *keys: int | str) -> np.random.Generator:
-    ints = [k if isinstance(k, int) else zlib.crc32(k.encode()) for k in keys]
-    return np.random.default_rng([int(seed), *ints])
-
-
 def _model_seed(seed: int, member: int, rnd: int) -> int:
     return int(np.random.SeedSequence([int(seed), member, rnd]).generate_state(1)[0])
 
@@ -469,7 +463,7 @@ def _run_method(data, cfg, method, seed, oracle, pool, val, test, species, cache
             k = min(cfg.batch, cfg.max_size - len(labels.index), len(unlabelled))
             timings["feature_s"] = extra_s
             pos = select_batch(method, models=models, candidates=data.subset(unlabelled), labelled=train,
-                               batch=k, rng=_stream(seed, method, rnd), rp_dim=cfg.rp_dim, cache=cache,
+                               batch=k, rng=stream(int(seed), method, rnd), rp_dim=cfg.rp_dim, cache=cache,
                                timings=timings)
             label_s += _label(oracle, data, unlabelled[pos], labels)
             if len(unlabelled) == k and len(labels.index) < cfg.max_size:
