@@ -45,7 +45,15 @@ import numpy as np
 import pandas as pd
 
 from alhelpers.atomistic.data import split_indices
-from alhelpers.atomistic.features import ae_energy, ae_forces, ll_features, qbc_energy, qbc_forces, rp_features
+from alhelpers.atomistic.features import (
+    ae_energy,
+    ae_forces,
+    force_rmse_per_structure,
+    ll_features,
+    qbc_energy,
+    qbc_forces,
+    rp_features,
+)
 from alhelpers.atomistic.neighbours import GraphCache
 from alhelpers.atomistic.oracle import Oracle, PoolOracle
 from alhelpers.atomistic.structures import StructureSet
@@ -203,10 +211,6 @@ def potential_metrics(data: StructureSet, energies: np.ndarray, forces: Sequence
     else:
         out.update(force_mae=float("nan"), force_rmse=float("nan"), force_maxe=float("nan"))
     return out
-
-
-def _structure_force_rmse(data: StructureSet, forces: Sequence[np.ndarray]) -> np.ndarray:
-    return np.array([np.sqrt(((np.asarray(f) - t) ** 2).mean()) for f, t in zip(forces, data.forces)])
 
 
 # --------------------------------------------------------------------------- selection
@@ -452,7 +456,7 @@ def _run_method(data, cfg, method, seed, oracle, pool, val, test, species, cache
         unc_kernel = kernel if kernel.startswith(("qbc", "feat", "gp")) else "gp-ll"
         unc = _uncertainty(unc_kernel, models, test, train, rp_dim=cfg.rp_dim,
                            seed=_model_seed(seed, 99, rnd), cache=cache)
-        err = (_structure_force_rmse(test, Fs) if test.has_forces and unc_kernel != "qbc-e"
+        err = (force_rmse_per_structure(Fs, test) if test.has_forces and unc_kernel != "qbc-e"
                else np.abs(E - test.energy) / test.n_atoms)
         row["unc_pearson"] = _pearson(unc, err)
         unlabelled = np.setdiff1d(pool, np.asarray(labels.index, dtype=np.int64), assume_unique=True)

@@ -46,6 +46,7 @@ __all__ = [
     "ae_energy",
     "ae_forces",
     "ensemble_predictions",
+    "force_rmse_per_structure",
     "full_gradient_features",
     "ll_features",
     "qbc_energy",
@@ -248,8 +249,17 @@ def ae_forces(
         raise TypeError("ae_forces needs a labelled StructureSet")
     if not data.has_forces:
         raise ValueError(f"the set {data.name!r} has no force labels (has_forces=False); use ae_energy")
-    _, F, n = ensemble_predictions([model], data, forces=True, chunk_atoms=chunk_atoms, cache=cache)
+    _, F, _ = ensemble_predictions([model], data, forces=True, chunk_atoms=chunk_atoms, cache=cache)
     assert F is not None
-    sq = ((F[0] - np.concatenate(data.forces, axis=0)) ** 2).sum(axis=1)
+    return force_rmse_per_structure(F[0], data)
+
+
+def force_rmse_per_structure(forces: np.ndarray | Sequence[np.ndarray], data: StructureSet) -> np.ndarray:
+    """Root-mean-square force error over each structure's atoms and components (eV/Å), ``(S,)``,
+    of predicted ``forces`` (all atoms stacked ``(N, 3)``, or one array per structure) against
+    ``data``'s labels."""
+    pred = forces if isinstance(forces, np.ndarray) else np.concatenate(list(forces), axis=0)
+    n = data.n_atoms
+    sq = ((pred - np.concatenate(data.forces, axis=0)) ** 2).sum(axis=1)
     per_structure = np.add.reduceat(sq, np.concatenate([[0], np.cumsum(n)[:-1]]))
     return np.sqrt(per_structure / (3.0 * n))

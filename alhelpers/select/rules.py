@@ -353,8 +353,11 @@ def lcmd(
     cluster's size is the sum of its members' squared distances; the pick is the not yet selected
     member of the largest cluster (all clusters of maximal size, on exact ties) with the largest
     squared distance. With no training rows the first pick is the largest ``k(x, x)``.
-    Centres that cannot capture a point are skipped by the triangle inequality.
-    ``stats`` receives ``n_recomputed`` (point–centre distances computed after the start).
+    Centres that cannot capture a point are skipped by the triangle inequality; when a full pass
+    over the pool is needed, up to ``speculate`` distance columns of likely next centres are
+    computed with it (:class:`_DistanceCache`; ``speculate=1``: one column per pass).
+    ``stats`` receives ``n_recomputed`` (point–centre distances computed after the start),
+    ``n_full_passes`` and ``n_cache_hits``.
     """
     X, T, B = _prepare(pool, train, batch_size, device)
     N, n_t = X.shape[0], T.shape[0]
