@@ -106,65 +106,137 @@ def _nearest_train(X: torch.Tensor, sqn: torch.Tensor, T: torch.Tensor, chunk_ro
     return min_sq, arg
 
 
-def _bf16_eta(d: int) -> float:
-    """Rigorous relative error of a bf16 product with fp32 accumulation and bf16 output, per unit
-    of ``Σ|x_i t_i|``: rounding the inputs (2u + u², u = 2⁻⁸), accumulating (γ_d = d·2⁻²⁴/(1 − d·2⁻²⁴))
-    and rounding the output (u); times 1.25 for safety."""
-    u = 2.0 ** -8
-    gamma = d * 2.0 ** -24 / (1 - d * 2.0 ** -24)
-    inner = 2 * u + u * u + gamma * (1 + u) ** 2
-    return 1.25 * (inner + u * (1 + inner))
+#: Unit roundoff of bfloat16 (8 significant bits, round to nearest).
+_U_BF16 = 2.0 ** -8
+#: Factor on every rigorous error bound below, for the rounding in computing the bounds themselves.
+_SAFETY = 1.25
+_TB_ELEMS = 1 << 20
 
 
-def _use_bf16(bf16_bounds: bool | None, X: torch.Tensor, n_t: int) -> bool:
+def _gamma(d: int) -> float:
+    """γ_d of fp32 summation: the sum of ``d`` products is off by at most ``γ_d · Σ|products|``."""
+    return d * 2.0 ** -24 / (1 - d * 2.0 ** -24)
+
+
+def _use_bf16(bf16_bounds: bool | None, X: torch.Tensor) -> bool:
+    """bf16 shadow products: on request, else for float32 pools of ≥ 2²² entries on a CPU whose
+    oneDNN has fast bf16 (AMX / AVX512-BF16). Not on CUDA by default: cuBLAS may reduce bf16
+    products in reduced precision, which the error bounds do not cover."""
     if bf16_bounds is not None:
-        return bf16_bounds
-    return X.shape[0] * n_t * X.shape[1] >= (1 << 27)
+        return bool(bf16_bounds)
+    if X.dtype != torch.float32 or X.device.type != "cpu" or X.shape[0] * X.shape[1] < (1 << 22):
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - builds without oneDNN
+        return False
 
 
-def _train_bounds_bf16(X: torch.Tensor, sqn: torch.Tensor, T: torch.Tensor, chunk_rows: int, *, exact: bool
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distances to the training rows from one bf16 matrix product with rigorous error bounds.
+class _Bf16Shadow:
+    """A bfloat16 copy of the pool, with what bounds the error of products taken from it.
 
-    The product of ``[x, 1]`` and ``[t, −‖t‖²/2]`` is ``x·t − ‖t‖²/2 = (‖x‖² − ‖x − t‖²)/2``; in
-    bf16 its error is at most ``E_x = η·(‖x‖·max‖t‖ + max‖t‖²/2)`` for every ``t``.
-    ``exact=False``: an upper bound on each row's minimum squared distance (indices unset).
-    ``exact=True``: the exact minimum and its first index: rows whose nearest training row the
-    bounds decide are recomputed for that one pair only, the others against every training row.
+    For a row ``x`` with bf16 copy ``x̃`` and a vector ``c`` with bf16 copy ``c̃``, the product
+    computed in bf16 with fp32 accumulation and bf16 output, ``m̃``, satisfies
+
+        |x·c − m̃| ≤ 1.25 · (‖x̃‖·β_c + ‖x − x̃‖·‖c‖ + u(1 + 2u)·|m̃|),   β_c = ‖c − c̃‖ + γ_d‖c̃‖,
+
+    because ``x·c − x̃·c̃ = (x − x̃)·c + x̃·(c − c̃)``, products of bf16 numbers are exact in fp32
+    and their fp32 sum is off by at most ``γ_d Σ|x̃_i c̃_i| ≤ γ_d ‖x̃‖‖c̃‖``, and rounding the output
+    adds at most ``u|s| ≤ u(1 + 2u)|m̃|`` (u = 2⁻⁸). ``‖x̃‖`` and ``‖x − x̃‖`` are measured per row,
+    so the bound is tight (≈ 1–2 in ``x·c`` on 512-d N(0, 1) rows, against ``|x·c|`` ≈ 100 at
+    the decisions that matter). The rules use these bounds to decide most comparisons from the
+    half-size copy and recompute in full precision only the undecided ones.
     """
-    N, n_t = X.shape[0], T.shape[0]
+
+    def __init__(self, X: torch.Tensor, chunk_rows: int) -> None:
+        N, d = X.shape
+        self.Xb = torch.empty((N, d), dtype=torch.bfloat16, device=X.device)
+        self.norm = X.new_empty(N)  # ‖x̃‖
+        self.err = X.new_empty(N)  # ‖x − x̃‖
+        rows = max(1, min(chunk_rows, 2048))
+        for s in range(0, N, rows):
+            xb = X[s:s + rows].to(torch.bfloat16)
+            self.Xb[s:s + rows] = xb
+            xr = xb.to(X.dtype)
+            self.norm[s:s + rows] = torch.linalg.vector_norm(xr, dim=1)
+            self.err[s:s + rows] = torch.linalg.vector_norm(X[s:s + rows] - xr, dim=1)
+        self.gamma = _gamma(d)
+
+    def columns(self, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """bf16 copy of the rows of ``C`` as a contiguous ``(d, k)`` matrix, their norms ``‖c‖``
+        and ``β_c``."""
+        Cb = C.to(torch.bfloat16)
+        Cr = Cb.to(C.dtype)
+        beta = torch.linalg.vector_norm(C - Cr, dim=1) + self.gamma * torch.linalg.vector_norm(Cr, dim=1)
+        return Cb.T.contiguous(), torch.linalg.vector_norm(C, dim=1), beta
+
+    def error(self, rows: slice | torch.Tensor, cnorm: torch.Tensor | float, beta: torch.Tensor | float,
+              m: torch.Tensor) -> torch.Tensor:
+        """The bound on ``|x·c − m̃|`` for the given rows (``m`` the bf16 products, any float dtype)."""
+        return _SAFETY * (self.norm[rows] * beta + self.err[rows] * cnorm + _U_BF16 * (1 + 2 * _U_BF16) * m.abs())
+
+
+def _round_down_bf16(v: torch.Tensor) -> torch.Tensor:
+    """A bf16 value ≤ ``v`` (lowered by 2u relative before rounding to nearest)."""
+    return (v - v.abs() * (2 * _U_BF16) - 1e-30).to(torch.bfloat16)
+
+
+def _train_bounds_bf16(sh: _Bf16Shadow, X: torch.Tensor, sqn: torch.Tensor, T: torch.Tensor, chunk_rows: int,
+                       *, exact: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances to the training rows from the bf16 shadow, with rigorous error bounds.
+
+    The bf16 product of ``[x̃, 1, 1]`` and ``[t̃, h, l]`` (``h + l = −‖t‖²/2`` split into two bf16
+    numbers, so the constant costs no precision) is ``g̃ ≈ x·t − ‖t‖²/2 = (‖x‖² − ‖x − t‖²)/2``.
+    ``exact=False``: an upper bound on each row's minimum squared distance (indices unset).
+    ``exact=True``: the exact minimum and its first index: a training row can be the nearest only
+    if its upper bound on ``g`` reaches the best lower bound, and only such pairs are recomputed.
+    """
+    N, n_t, d = X.shape[0], T.shape[0], X.shape[1]
     sqt = (T * T).sum(1)
-    eta = _bf16_eta(X.shape[1] + 1)
-    Tb = torch.cat([T, (-0.5 * sqt)[:, None]], dim=1).to(torch.bfloat16)
-    t_max, sqt_max = float(sqt.max().sqrt()), float(sqt.max())
+    Tb, tn, beta = sh.columns(T)
+    h = -0.5 * sqt
+    hi = h.to(torch.bfloat16)
+    lo = (h - hi.to(h.dtype)).to(torch.bfloat16)
+    split_err = float((h - hi.to(h.dtype) - lo.to(h.dtype)).abs().max())
+    Ta = torch.cat([Tb, hi[None], lo[None]], dim=0)  # (d + 2, n_t)
+    g_d2 = _gamma(d + 2)
+    const = split_err + g_d2 * float((hi.to(h.dtype).abs() + lo.to(h.dtype).abs()).max())
+    beta_max, tn_max = float(beta.max()), float(tn.max())
+    u_out = _SAFETY * _U_BF16 * (1 + 2 * _U_BF16)
     out = torch.empty(N, dtype=X.dtype, device=X.device)
     arg = torch.zeros(N, dtype=torch.long, device=X.device)
-    rows = max(1, min(chunk_rows, (1 << 23) // max(n_t, 1)))
-    xb = torch.ones(rows, X.shape[1] + 1, dtype=torch.bfloat16, device=X.device)
+    rows = max(1, min(chunk_rows, _TB_ELEMS // max(n_t, 1)))
+    # buffers reused across chunks: fresh multi-MB temporaries cost page faults every time
+    xa = torch.ones(rows, d + 2, dtype=torch.bfloat16, device=X.device)
+    gbuf = torch.empty(rows, n_t, dtype=torch.bfloat16, device=X.device)
+    mbuf = torch.empty(rows, n_t, dtype=torch.bool, device=X.device)
+    px = X.new_empty(2 * rows, d)
+    pt = X.new_empty(2 * rows, d)
     for s in range(0, N, rows):
         e = min(s + rows, N)
-        xb[: e - s, :-1] = X[s:e]
-        m = xb[: e - s] @ Tb.T  # ≈ x·t − ‖t‖²/2, bf16
-        best, first = m.max(dim=1)
-        sq = sqn[s:e]
-        err = eta * (sq.sqrt() * t_max + 0.5 * sqt_max)
+        xa[: e - s, :d] = sh.Xb[s:e]
+        g = torch.mm(xa[: e - s], Ta, out=gbuf[: e - s])  # ≈ x·t − ‖t‖²/2, bf16
+        best = g.amax(dim=1).to(X.dtype)
+        # |g − g̃| ≤ E + u_out·|g̃| for every training row of this x
+        E = _SAFETY * (sh.norm[s:e] * beta_max + sh.err[s:e] * tn_max + const)
+        lb_best = best - E - u_out * best.abs()  # ≤ max_t g
         if not exact:
-            out[s:e] = sq - 2.0 * best.to(X.dtype) + 2.0 * err
+            out[s:e] = sqn[s:e] - 2.0 * lb_best
             continue
-        # candidates: m ≥ best − 2·err. Compared in bf16 against a threshold rounded *down*
-        # (lowered by 2u relative before rounding to nearest), so the set can only grow
-        thr = best.to(X.dtype) - 2.0 * err
-        thr_b = (thr - thr.abs() * 2.0 ** -7).to(torch.bfloat16)
-        n_cand = (m >= thr_b[:, None]).sum(1, dtype=torch.int32)
-        one = torch.nonzero(n_cand == 1).squeeze(1)
-        t_one = first[one]
-        out[one + s] = sq[one] + sqt[t_one] - 2.0 * (X[one + s] * T[t_one]).sum(1)
-        arg[one + s] = t_one
-        many = torch.nonzero(n_cand != 1).squeeze(1)
-        if many.numel():
-            d2m = sq[many, None] + sqt[None, :] - 2.0 * (X[many + s] @ T.T)
-            v, i = d2m.min(dim=1)
-            out[many + s], arg[many + s] = v, i
+        # t can be the nearest only if g̃_t + E + u_out|g̃_t| ≥ lb_best; every such pair is
+        # recomputed in full precision (about 1.5 per row on 512-d N(0, 1) features)
+        need = lb_best - E
+        thr = torch.minimum(need / (1 - u_out), need / (1 + u_out))
+        r, t = torch.nonzero(torch.ge(g, _round_down_bf16(thr)[:, None], out=mbuf[: e - s]), as_tuple=True)
+        if r.numel() > px.shape[0]:
+            px, pt = X.new_empty(r.numel(), d), X.new_empty(r.numel(), d)
+        xr = torch.index_select(X, 0, r + s, out=px[: r.numel()])
+        xr.mul_(torch.index_select(T, 0, t, out=pt[: r.numel()]))
+        d2 = sqn[s:e][r] + sqt[t] - 2.0 * xr.sum(1)
+        v = torch.full((e - s,), float("inf"), dtype=X.dtype, device=X.device).scatter_reduce(0, r, d2, reduce="amin")
+        ti = torch.where(d2 == v[r], t, torch.full_like(t, n_t))
+        i = torch.full((e - s,), n_t, dtype=torch.long, device=X.device).scatter_reduce(0, r, ti, reduce="amin")
+        out[s:e], arg[s:e] = v, i
     return out, arg
 
 
@@ -286,9 +358,9 @@ def maxdist(
     X, T, B = _prepare(pool, train, batch_size, device)
     N, n_t = X.shape[0], T.shape[0]
     sqn = _sq_norms(X, chunk_rows)
-    fast = n_t > 0 and _use_bf16(bf16_bounds, X, n_t)
+    fast = n_t >= 32 and _use_bf16(bf16_bounds, X)
     if fast:  # upper bounds only; the leaders are brought up to date against T lazily
-        min_sq, _ = _train_bounds_bf16(X, sqn, T, chunk_rows, exact=False)
+        min_sq, _ = _train_bounds_bf16(_Bf16Shadow(X, chunk_rows), X, sqn, T, chunk_rows, exact=False)
     else:
         min_sq, _ = _nearest_train(X, sqn, T, chunk_rows)
     C = X.new_empty(n_t + B, X.shape[1])  # centres: training rows, then picks
@@ -353,19 +425,25 @@ def lcmd(
     cluster's size is the sum of its members' squared distances; the pick is the not yet selected
     member of the largest cluster (all clusters of maximal size, on exact ties) with the largest
     squared distance. With no training rows the first pick is the largest ``k(x, x)``.
-    Centres that cannot capture a point are skipped by the triangle inequality; when a full pass
-    over the pool is needed, up to ``speculate`` distance columns of likely next centres are
-    computed with it (:class:`_DistanceCache`; ``speculate=1``: one column per pass).
-    ``stats`` receives ``n_recomputed`` (point–centre distances computed after the start),
-    ``n_full_passes`` and ``n_cache_hits``.
+
+    When a centre is added, only the points it captures change. Centres that cannot capture a
+    point are skipped by the triangle inequality; otherwise the candidates come from a distance
+    column of the new centre over the whole pool. Such a pass costs about the same for a few
+    dozen centres as for one, so up to ``speculate`` columns of the centres LCMD is likely to pick
+    next are computed with it (:class:`_DistanceCache`; ``speculate=1``: one column per pass).
+    With ``bf16_bounds`` (default: float32 pools of ≥ 2²² entries on a CPU with fast bf16) the
+    nearest training rows and the columns come from a bfloat16 copy of the pool with rigorous
+    error bounds (:class:`_Bf16Shadow`) and only the points the bounds cannot rule out are
+    recomputed in full precision; the picks are the same.
+    ``stats`` receives ``n_recomputed`` (point–centre distances computed in full precision after
+    the start), ``n_full_passes`` and ``n_cache_hits``.
     """
     X, T, B = _prepare(pool, train, batch_size, device)
     N, n_t = X.shape[0], T.shape[0]
     sqn = _sq_norms(X, chunk_rows)
-    # bf16 bounds only on request: on 512-d features the bounds rarely decide the nearest
-    # training row (measured: 96–98 % of rows ambiguous), so the exact recompute costs more
-    if n_t and bf16_bounds:
-        min_sq, arg = _train_bounds_bf16(X, sqn, T, chunk_rows, exact=True)
+    shadow = _Bf16Shadow(X, chunk_rows) if _use_bf16(bf16_bounds, X) else None
+    if n_t and shadow is not None:
+        min_sq, arg = _train_bounds_bf16(shadow, X, sqn, T, chunk_rows, exact=True)
     else:
         min_sq, arg = _nearest_train(X, sqn, T, chunk_rows)
     closest = arg + 1 if n_t else torch.zeros(N, dtype=torch.long, device=X.device)  # bmdal's ids
@@ -375,7 +453,7 @@ def lcmd(
     csq[:n_t] = (T * T).sum(1)
     selected = torch.zeros(N, dtype=torch.bool, device=X.device)
     neg_inf = torch.tensor(_NEG_INF, dtype=X.dtype, device=X.device)
-    cache = _DistanceCache(X, sqn, chunk_rows, speculate)
+    cache = _DistanceCache(X, sqn, chunk_rows, speculate, shadow)
     picks: list[int] = []
     n_recomputed = 0
     for step in range(B):
@@ -401,23 +479,23 @@ def lcmd(
             n_recomputed += N
             min_sq[pick] = 0.0  # a centre is at distance 0 from itself, exactly
             continue
-        # squared distances between the new centre and every old centre
-        dcc = csq[:n_c] + c_sq - 2.0 * (centres[:n_c] @ c)
-        # x can move to c only if d(x, c) < d(x, a) which needs d(a, c) < 2 d(x, a)
-        cand = torch.nonzero(4.0 * min_sq > dcc[closest - 1]).squeeze(1)
-        if cand.numel() > N // 8:
-            d2 = cache.column(pick, lambda k: _speculative_centres(pick, closest, min_sq, selected, n_c, k))
-            n_recomputed += N if cache.last_computed else 0
-            better = d2 < min_sq
-            min_sq = torch.where(better, d2, min_sq)
-            closest = torch.where(better, torch.full_like(closest, cid), closest)
-        elif cand.numel():
-            d2 = sqn[cand] + c_sq - 2.0 * (X[cand] @ c)
-            better = d2 < min_sq[cand]
-            rows = cand[better]
-            min_sq[rows] = d2[better]
-            closest[rows] = cid
-            n_recomputed += int(cand.numel())
+        if pick in cache:
+            rows, d2 = cache.movers(pick, min_sq, None)
+        else:
+            # squared distances between the new centre and every old centre; x can move to c
+            # only if d(x, c) < d(x, a), which needs d(a, c) < 2 d(x, a)
+            dcc = csq[:n_c] + c_sq - 2.0 * (centres[:n_c] @ c)
+            rows = torch.nonzero(4.0 * min_sq > dcc[closest - 1]).squeeze(1)
+            if rows.numel() > N // 32:
+                rows, d2 = cache.movers(
+                    pick, min_sq, lambda k: _speculative_centres(pick, closest, min_sq, selected, n_c, k))
+            else:
+                d2 = sqn[rows] + c_sq - 2.0 * (X[rows] @ c)
+        n_recomputed += int(rows.numel())
+        better = d2 < min_sq[rows]
+        rows = rows[better]
+        min_sq[rows] = d2[better]
+        closest[rows] = cid
         min_sq[pick], closest[pick] = 0.0, cid  # a centre is at distance 0 from itself, exactly
     if stats is not None:
         stats.update(n_recomputed=n_recomputed, n_full_passes=cache.n_passes, n_cache_hits=cache.n_hits)
@@ -426,79 +504,140 @@ def lcmd(
 
 def _speculative_centres(pick: int, closest: torch.Tensor, min_sq: torch.Tensor, selected: torch.Tensor,
                          n_c: int, k: int) -> torch.Tensor:
-    """``pick`` and up to ``k − 1`` likely next LCMD picks: the farthest unselected members of the
-    largest clusters (cluster sizes as they are before ``pick`` is added), two per cluster."""
+    """``pick`` and up to ``k − 1`` likely next LCMD picks.
+
+    First the picks LCMD would make if no point changed cluster (each pick only leaves its cluster,
+    which shrinks by the pick's squared distance) — on isotropic features new centres capture
+    almost nothing and this is the actual sequence — then further far members of the largest
+    clusters, round robin. Cluster sizes are as they are before ``pick`` is added.
+    """
+    dev = min_sq.device
+    if k <= 1:
+        return torch.tensor([pick], device=dev)
     sizes = torch.bincount(closest, weights=min_sq, minlength=n_c + 1)
-    n_top = max(1, min((k - 1) // 2, n_c))
-    top = torch.topk(sizes, n_top).indices
-    in_top = torch.zeros(n_c + 1, dtype=torch.bool, device=min_sq.device)
+    m = min(n_c + 1, k)
+    top_sizes, top = torch.topk(sizes, min(m + 1, n_c + 1))
+    floor = float(top_sizes[m]) if top_sizes.numel() > m else _NEG_INF  # largest size outside the top
+    top_sizes, top = top_sizes[:m], top[:m]
+    in_top = torch.zeros(n_c + 1, dtype=torch.bool, device=dev)
     in_top[top] = True
-    out = [torch.tensor([pick], device=min_sq.device)]
     avail = in_top[closest] & ~selected
-    for _ in range(2):
-        v = torch.where(avail, min_sq, torch.full_like(min_sq, _NEG_INF))
-        far = torch.full((n_c + 1,), _NEG_INF, dtype=min_sq.dtype, device=min_sq.device)
-        far = far.scatter_reduce(0, closest, v, reduce="amax")
-        rows = torch.nonzero(avail & (v == far[closest]) & (v > _NEG_INF)).squeeze(1)
-        out.append(rows)
-        avail[rows] = False
-    ids = torch.unique(torch.cat(out))
-    ids = ids[ids != pick]
-    return torch.cat([torch.tensor([pick], device=min_sq.device), ids[: k - 1]])
+    avail[pick] = False
+    rows = torch.nonzero(avail).squeeze(1)
+    rows = rows[torch.argsort(min_sq[rows], descending=True, stable=True)]
+    rows = rows[torch.argsort(closest[rows], stable=True)]  # by cluster, farthest first
+    members: dict[int, list[tuple[int, float]]] = {}
+    for cl, r, v in zip(closest[rows].tolist(), rows.tolist(), min_sq[rows].tolist()):
+        members.setdefault(cl, []).append((r, v))
+    size = dict(zip(top.tolist(), top_sizes.tolist()))
+    ptr = dict.fromkeys(size, 0)
+    a0 = int(closest[pick])
+    if a0 in size:
+        size[a0] -= float(min_sq[pick])
+    out = [pick]
+    while len(out) < k and size:
+        a = max(size, key=size.__getitem__)
+        if size[a] < floor:
+            break
+        lst = members.get(a, [])
+        if ptr[a] >= len(lst):
+            del size[a]
+            continue
+        r, v = lst[ptr[a]]
+        ptr[a] += 1
+        out.append(r)
+        size[a] -= v
+    order = top.tolist()
+    while len(out) < k:
+        added = False
+        for a in order:
+            lst = members.get(a, [])
+            if ptr[a] < len(lst) and len(out) < k:
+                out.append(lst[ptr[a]][0])
+                ptr[a] += 1
+                added = True
+        if not added:
+            break
+    return torch.tensor(out, device=dev)
 
 
 class _DistanceCache:
-    """Columns ``‖x − c‖²`` over the whole pool for a few candidate centres at once.
+    """Distance columns ``‖x − c‖²`` over the whole pool for a few candidate centres at once.
 
-    A pass over the pool costs the same memory traffic for one centre (a matrix–vector product)
-    as for a few dozen (a thin matrix product), so when LCMD needs a full column for its new
-    centre it also computes the columns of the centres it is likely to pick next; a later pick
-    found in the cache costs no pass. The number of columns adapts to how often the guesses hit
-    (on isotropic random features they rarely do and it falls back to one column per pass; on
-    gradient features of a trained network they often do). The columns are exact distances, so nothing changes in the
+    A pass over the pool costs about the same memory traffic for one centre as for a few dozen
+    (a thin matrix product), so when LCMD needs a full column for its new centre it also computes
+    the columns of the centres it is likely to pick next (:func:`_speculative_centres`); a later
+    pick found here costs no pass. In full precision the number of columns adapts to how often
+    the guesses hit (a k-column f32 pass costs about 1 + k/6 single ones on a CPU). With a bf16
+    shadow the columns are bf16 products with error bounds (their pass costs about one f32
+    matrix–vector product for up to 64 columns, so the width stays at ``width``) and
+    :meth:`movers` returns the rows the bounds cannot rule out. Nothing changes in the
     selection, only which product computed a value.
     """
 
-    def __init__(self, X: torch.Tensor, sqn: torch.Tensor, chunk_rows: int, width: int) -> None:
-        self.X, self.sqn, self.chunk_rows = X, sqn, chunk_rows
+    def __init__(self, X: torch.Tensor, sqn: torch.Tensor, chunk_rows: int, width: int,
+                 shadow: _Bf16Shadow | None = None) -> None:
+        self.X, self.sqn, self.chunk_rows, self.shadow = X, sqn, chunk_rows, shadow
         self.max_width = max(1, int(width))
-        self.width = min(16, self.max_width)
+        self.width = self.max_width if shadow is not None else min(16, self.max_width)
         self._hits_since = 0
         self.cols: dict[int, int] = {}
-        self.D: torch.Tensor | None = None
+        self.D: torch.Tensor | None = None  # (k, N): squared distances, or bf16 products
+        self.cnorm = self.beta = None
         self.n_passes = 0
         self.n_hits = 0
-        self.last_computed = False
 
-    def column(self, pick: int, candidates) -> torch.Tensor:
-        j = self.cols.get(pick)
-        if j is not None:
-            self.n_hits += 1
-            self._hits_since += 1
-            self.last_computed = False
-            return self.D[:, j]
-        if self.n_passes:  # adapt the width: a k-column pass costs about 1 + k/6 single ones (CPU)
+    def __contains__(self, pick: int) -> bool:
+        return pick in self.cols
+
+    def _pass(self, pick: int, candidates) -> None:
+        if self.shadow is None and self.n_passes:  # adapt the width to the hits
             if self._hits_since + 1 < 1 + self.width / 6:
                 self.width = max(1, self.width // 2)
             elif self._hits_since >= self.width // 4:
                 self.width = min(self.max_width, 2 * self.width)
         self._hits_since = 0
-        ids = candidates(self.width) if self.width > 1 else torch.tensor([pick], device=self.X.device)
+        dev = self.X.device
+        ids = candidates(self.width) if self.width > 1 else torch.tensor([pick], device=dev)
         C = self.X[ids]
-        G = _chunked_matmul(self.X, C.T, self.chunk_rows)
-        G.mul_(-2.0).add_(self.sqn[:, None]).add_(self.sqn[ids][None, :])
-        self.D = G
+        N = self.X.shape[0]
+        D = self.X.new_empty(len(ids), N)
+        rows = 4 * self.chunk_rows
+        if self.shadow is None:
+            Ct = C.T.contiguous()
+            for s in range(0, N, rows):
+                D[:, s:s + rows] = (self.X[s:s + rows] @ Ct).T
+            D.mul_(-2.0).add_(self.sqn[None, :]).add_(self.sqn[ids][:, None])
+        else:
+            Cb, self.cnorm, self.beta = self.shadow.columns(C)
+            for s in range(0, N, self.chunk_rows):
+                D[:, s:s + self.chunk_rows] = (self.shadow.Xb[s:s + self.chunk_rows] @ Cb).T
+        self.D = D
         self.cols = {int(i): j for j, i in enumerate(ids.tolist())}
         self.n_passes += 1
-        self.last_computed = True
-        return self.D[:, 0]
 
-
-def _chunked_matmul(X: torch.Tensor, M: torch.Tensor, chunk_rows: int) -> torch.Tensor:
-    out = X.new_empty(X.shape[0], M.shape[1])
-    for s in range(0, X.shape[0], 4 * chunk_rows):
-        torch.mm(X[s:s + 4 * chunk_rows], M, out=out[s:s + 4 * chunk_rows])
-    return out
+    def movers(self, pick: int, min_sq: torch.Tensor, candidates) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows that may be closer to ``pick`` than ``min_sq`` says, and their exact squared
+        distances to it (every other row is farther). ``candidates(k)`` proposes the centres of
+        a new pass when ``pick`` is not cached."""
+        j = self.cols.get(pick)
+        if j is None:
+            self._pass(pick, candidates)
+            j = 0
+        else:
+            self.n_hits += 1
+            self._hits_since += 1
+        col = self.D[j]
+        if self.shadow is None:
+            rows = torch.nonzero(col < min_sq).squeeze(1)
+            return rows, col[rows]
+        c_sq = self.sqn[pick]
+        eps = self.shadow.error(slice(None), self.cnorm[j], self.beta[j], col)
+        # slack for the rounding of the full-precision distances themselves
+        slack = 8 * self.shadow.gamma * (self.sqn + c_sq)
+        rows = torch.nonzero(self.sqn + c_sq - 2.0 * (col + eps) - slack < min_sq).squeeze(1)
+        d2 = self.sqn[rows] + c_sq - 2.0 * (self.X[rows] @ self.X[pick])
+        return rows, d2
 
 
 def _chunked_matvec(X: torch.Tensor, v: torch.Tensor, chunk_rows: int) -> torch.Tensor:
