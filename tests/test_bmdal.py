@@ -302,10 +302,37 @@ def test_lazy_front_and_lcmd_cache_change_no_pick(monkeypatch, front_rows: int) 
     np.testing.assert_array_equal(picks, R.lcmd(pool, train, 60, device=CPU, speculate=1))
     np.testing.assert_array_equal(picks, _bmdal("lcmd", pool, train, 60, []))
     assert stats["n_cache_hits"] > 0
+    # the same from the bf16 shadow (bounded columns, exact recheck of the undecided rows)
+    st16: dict = {}
+    for f32 in (np.float64, np.float32):
+        np.testing.assert_array_equal(
+            R.lcmd(pool.astype(f32), train.astype(f32), 60, device=CPU, bf16_bounds=True, stats=st16), picks)
+        assert st16["n_cache_hits"] > 0 and st16["n_full_passes"] > 0
     for rule in (R.maxdist, R.lcmd):
         np.testing.assert_array_equal(rule(pool, train, 60, device=CPU), _bmdal(rule.__name__, pool, train, 60, []))
     sigma = default_sigma2(train) ** 0.5
+    ref = np.sort(_bmdal("maxdet", pool, train, 60, [("train", [sigma])]))
+    A = gp_posterior_matrix(train)
     st: dict = {}
-    ours = R.maxdet(pool, 60, transform=gp_posterior_matrix(train), device=CPU, stats=st)
+    ours = R.maxdet(pool, 60, transform=A, device=CPU, stats=st, refresh_every=10**9)  # no passes
     assert (st["n_fronts"] > 1) == (front_rows < len(pool))
-    np.testing.assert_array_equal(np.sort(ours), np.sort(_bmdal("maxdet", pool, train, 60, [("train", [sigma])])))
+    assert st["n_full_passes"] == 0
+    np.testing.assert_array_equal(np.sort(ours), ref)
+    # a full pass every 7 picks (default 32) brings every row up to date: the same picks
+    st = {}
+    np.testing.assert_array_equal(R.maxdet(pool, 60, transform=A, device=CPU, stats=st, refresh_every=7), ours)
+    assert st["n_full_passes"] == 60 // 7
+
+
+def test_triangular_transform_norms_equal_the_full_product() -> None:
+    """``‖x A‖²`` with an upper-triangular ``A`` (as the GP posterior matrix is) skips its zero
+    blocks; the values equal the full product's."""
+    import alhelpers.select.rules as R
+
+    g = np.random.default_rng(5)
+    X = torch.as_tensor(g.standard_normal((700, 300)))
+    A = torch.as_tensor(np.triu(g.standard_normal((300, 300))))
+    full = ((X @ A) ** 2).sum(1)
+    np.testing.assert_allclose(R._sq_norms(X, 128, A).numpy(), full.numpy(), rtol=1e-12)
+    A[5, 2] = 1.0  # not triangular: the plain product
+    np.testing.assert_allclose(R._sq_norms(X, 128, A).numpy(), ((X @ A) ** 2).sum(1).numpy(), rtol=1e-12)

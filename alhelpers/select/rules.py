@@ -80,9 +80,24 @@ def _prepare(pool: object, train: object | None, batch_size: int, device: torch.
 
 
 def _sq_norms(X: torch.Tensor, chunk_rows: int, A: torch.Tensor | None = None) -> torch.Tensor:
+    """``‖x‖²`` or ``‖x A‖²`` per row. An upper-triangular ``A`` (the GP posterior matrix is one)
+    is applied by column blocks that skip its zero part: about 60 % of the full product's work."""
     out = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
+    blocks = None
+    if A is not None and A.shape[0] == A.shape[1] and A.shape[0] >= 256 and torch.equal(A, A.triu()):
+        bs = 128
+        blocks = [(min(b + bs, A.shape[1]), A[: min(b + bs, A.shape[1]), b:b + bs].contiguous())
+                  for b in range(0, A.shape[1], bs)]
+    buf = X.new_empty(min(chunk_rows, X.shape[0]), 128) if blocks is not None else None
     for s in range(0, X.shape[0], chunk_rows):
         xb = X[s:s + chunk_rows]
+        if blocks is not None:
+            acc = xb.new_zeros(xb.shape[0])
+            for e, Ab in blocks:
+                y = torch.mm(xb[:, :e], Ab, out=buf[: xb.shape[0], : Ab.shape[1]])
+                acc += y.square_().sum(1)
+            out[s:s + chunk_rows] = acc
+            continue
         if A is not None:
             xb = xb @ A
         out[s:s + chunk_rows] = (xb * xb).sum(1)
@@ -249,7 +264,8 @@ class _Lazy:
 
     ``value`` holds upper bounds, exact where ``upto == n_updates`` (selected rows hold -inf);
     ``refresh(rows, upto)`` brings the given rows up to date and ``refresh_all()`` every row (one
-    contiguous pass, used once the leaders to check exceed ``full_fraction`` of the pool).
+    contiguous pass, used once the leaders to check exceed ``full_fraction`` of the pool, and
+    every ``refresh_every`` updates if given, which caps how many updates a refresh must apply).
 
     The leaders are looked for in a *front*: the rows whose bound was among the largest
     ``front_rows`` when the front was last built, with ``tau`` the smallest of those bounds. A row
@@ -259,7 +275,8 @@ class _Lazy:
     """
 
     def __init__(self, value: torch.Tensor, refresh, refresh_all, *, k0: int = 64,
-                 full_fraction: float = 0.125, front_rows: int | None = None) -> None:
+                 full_fraction: float = 0.125, front_rows: int | None = None,
+                 refresh_every: int | None = None) -> None:
         self.value = value
         self.upto = torch.zeros(value.shape[0], dtype=torch.long, device=value.device)
         self.n_updates = 0
@@ -268,6 +285,8 @@ class _Lazy:
         self.k0 = k0
         self.full_rows = max(k0, int(full_fraction * value.shape[0]))
         self.front_rows = max(k0, FRONT_ROWS if front_rows is None else front_rows)
+        self.refresh_every = refresh_every
+        self.last_full = 0
         self.front: torch.Tensor | None = None
         self.tau = _NEG_INF
         self.n_refreshed = 0
@@ -285,17 +304,23 @@ class _Lazy:
             self.tau = float(vals.min())
         self.n_fronts += 1
 
+    def _refresh_all(self) -> None:
+        self.refresh_all()
+        self.upto.fill_(self.n_updates)
+        self.n_refreshed += self.value.shape[0]
+        self.n_full += 1
+        self.last_full = self.n_updates
+        self._build_front(self.front_rows)
+
     def argmax(self, n_left: int) -> int:
+        if self.refresh_every and self.n_updates - self.last_full >= self.refresh_every:
+            self._refresh_all()
         if self.front is None:
             self._build_front(self.front_rows)
         k = min(self.k0, n_left)
         while True:
             if k > self.full_rows:
-                self.refresh_all()
-                self.upto.fill_(self.n_updates)
-                self.n_refreshed += self.value.shape[0]
-                self.n_full += 1
-                self._build_front(self.front_rows)
+                self._refresh_all()
                 return int(torch.argmax(self.value))
             front = self.front
             kk = min(k, front.numel())
@@ -659,6 +684,7 @@ def maxdet(
     transform: object | None = None,
     device: torch.device | str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    refresh_every: int = 32,
     stats: dict | None = None,
 ) -> np.ndarray:
     """MAXDET in P mode: greedily maximise ``det k(S, S)`` — a pivoted, matrix-free Cholesky.
@@ -670,7 +696,9 @@ def maxdet(
     as orthonormal vectors (Gram–Schmidt, twice), i.e. the Cholesky columns are ``ψ(x)·q_j``;
     lazy greedy keeps the cost per step to the leaders. If every remaining residual is ≤ 0 (batch
     larger than the kernel's rank) the rest of the batch is filled by largest ``k(x, x)``.
-    ``stats`` receives ``n_refreshed``.
+    Every ``refresh_every`` picks one pass over the pool (a thin matrix product) brings every
+    row up to date, so no lazy refresh has to apply more than that many updates.
+    ``stats`` receives ``n_refreshed``, ``n_full_passes`` and ``n_fronts``.
     """
     X, _, B = _prepare(pool, None, batch_size, device)
     N = X.shape[0]
@@ -694,12 +722,22 @@ def maxdet(
     def refresh(rows: torch.Tensor, upto: torch.Tensor) -> None:
         lazy.value[rows] = update(X[rows], upto, lazy.value[rows])
 
-    def refresh_all() -> None:
-        for s in range(0, N, chunk_rows):
-            sl = slice(s, s + chunk_rows)
-            lazy.value[sl] = update(X[sl], lazy.upto[sl], lazy.value[sl])
+    base = diag0.clone()  # every row's exact value as of the last full pass (update lazy.last_full)
 
-    lazy = _Lazy(diag0.clone(), refresh, refresh_all)
+    def refresh_all() -> None:
+        j0, j1 = lazy.last_full, lazy.n_updates
+        if j0 < j1:
+            Wt = W[j0:j1].T.contiguous()
+            rows = 2 * chunk_rows
+            buf = X.new_empty(min(rows, N), j1 - j0)  # reused: fresh big temporaries cost page faults
+            for s in range(0, N, rows):
+                coef = torch.mm(X[s:s + rows], Wt, out=buf[: min(rows, N - s)])
+                base[s:s + rows] -= coef.square_().sum(1)
+        lazy.value.copy_(base)
+        if picks:
+            lazy.value[torch.as_tensor(picks, device=X.device)] = _NEG_INF
+
+    lazy = _Lazy(diag0.clone(), refresh, refresh_all, refresh_every=refresh_every)
     picks: list[int] = []
     for step in range(B):
         pick = lazy.argmax(N - step)
