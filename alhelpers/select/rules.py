@@ -176,6 +176,8 @@ class _Bf16Shadow:
             self.norm[s:s + rows] = torch.linalg.vector_norm(xr, dim=1)
             self.err[s:s + rows] = torch.linalg.vector_norm(X[s:s + rows] - xr, dim=1)
         self.gamma = _gamma(d)
+        self.norm_max = float(self.norm.max()) if N else 0.0
+        self.err_max = float(self.err.max()) if N else 0.0
 
     def columns(self, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """bf16 copy of the rows of ``C`` as a contiguous ``(d, k)`` matrix, their norms ``‖c‖``
@@ -184,11 +186,6 @@ class _Bf16Shadow:
         Cr = Cb.to(C.dtype)
         beta = torch.linalg.vector_norm(C - Cr, dim=1) + self.gamma * torch.linalg.vector_norm(Cr, dim=1)
         return Cb.T.contiguous(), torch.linalg.vector_norm(C, dim=1), beta
-
-    def error(self, rows: slice | torch.Tensor, cnorm: torch.Tensor | float, beta: torch.Tensor | float,
-              m: torch.Tensor) -> torch.Tensor:
-        """The bound on ``|x·c − m̃|`` for the given rows (``m`` the bf16 products, any float dtype)."""
-        return _SAFETY * (self.norm[rows] * beta + self.err[rows] * cnorm + _U_BF16 * (1 + 2 * _U_BF16) * m.abs())
 
 
 def _round_down_bf16(v: torch.Tensor) -> torch.Tensor:
@@ -480,6 +477,7 @@ def lcmd(
     neg_inf = torch.tensor(_NEG_INF, dtype=X.dtype, device=X.device)
     cache = _DistanceCache(X, sqn, chunk_rows, speculate, shadow)
     picks: list[int] = []
+    pick_rows = torch.zeros(B, dtype=torch.long, device=X.device)
     n_recomputed = 0
     for step in range(B):
         n_c = n_t + step
@@ -487,13 +485,21 @@ def lcmd(
             pick = _first_argmax(sqn)
         else:
             sizes = torch.bincount(closest, weights=min_sq, minlength=n_c + 1)
-            in_max = (sizes[closest] == sizes.max()) & ~selected
-            if not bool(in_max.any()):
+            largest = torch.nonzero(sizes == sizes.max()).squeeze(1)
+            if largest.numel() == 1:
+                key = torch.where(closest == int(largest[0]), min_sq, neg_inf)
+            else:  # clusters of exactly equal size: members of any of them
+                is_max = torch.zeros(n_c + 1, dtype=torch.bool, device=X.device)
+                is_max[largest] = True
+                key = torch.where(is_max[closest], min_sq, neg_inf)
+            key[pick_rows[:step]] = _NEG_INF
+            pick = _first_argmax(key)
+            if not bool(key[pick] > _NEG_INF):
                 # every unselected point sits exactly on a centre (duplicate features): all
                 # clusters have size 0, so take the first unselected point, never a repeat
-                in_max = ~selected
-            pick = _first_argmax(torch.where(in_max, min_sq, neg_inf))
+                pick = _first_argmax(torch.where(selected, neg_inf, min_sq))
         picks.append(pick)
+        pick_rows[step] = pick
         selected[pick] = True
         c, c_sq = X[pick], sqn[pick]
         centres[n_c], csq[n_c] = c, c_sq
@@ -551,6 +557,10 @@ def _speculative_centres(pick: int, closest: torch.Tensor, min_sq: torch.Tensor,
     rows = torch.nonzero(avail).squeeze(1)
     rows = rows[torch.argsort(min_sq[rows], descending=True, stable=True)]
     rows = rows[torch.argsort(closest[rows], stable=True)]  # by cluster, farthest first
+    _, counts = torch.unique_consecutive(closest[rows], return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(rows.numel(), device=dev) - torch.repeat_interleave(starts, counts)
+    rows = rows[rank < k]  # no cluster gives more than k guesses
     members: dict[int, list[tuple[int, float]]] = {}
     for cl, r, v in zip(closest[rows].tolist(), rows.tolist(), min_sq[rows].tolist()):
         members.setdefault(cl, []).append((r, v))
@@ -608,7 +618,8 @@ class _DistanceCache:
         self._hits_since = 0
         self.cols: dict[int, int] = {}
         self.D: torch.Tensor | None = None  # (k, N): squared distances, or bf16 products
-        self.cnorm = self.beta = None
+        self.kappa: list[float] = []
+        self.sqn_max = float(sqn.max()) if sqn.numel() else 0.0
         self.n_passes = 0
         self.n_hits = 0
 
@@ -634,9 +645,20 @@ class _DistanceCache:
                 D[:, s:s + rows] = (self.X[s:s + rows] @ Ct).T
             D.mul_(-2.0).add_(self.sqn[None, :]).add_(self.sqn[ids][:, None])
         else:
-            Cb, self.cnorm, self.beta = self.shadow.columns(C)
+            sh = self.shadow
+            Cb, cnorm, beta = sh.columns(C)
+            m_max = torch.zeros(len(ids), dtype=self.X.dtype, device=dev)
             for s in range(0, N, self.chunk_rows):
-                D[:, s:s + self.chunk_rows] = (self.shadow.Xb[s:s + self.chunk_rows] @ Cb).T
+                G = sh.Xb[s:s + self.chunk_rows] @ Cb
+                m_max = torch.maximum(m_max, G.abs().amax(0).to(m_max.dtype))
+                D[:, s:s + self.chunk_rows] = G.T
+            # one bound per column: |x·c − m̃| ≤ E_c for every row, from the largest row norms
+            # and |m̃| of the column; and the rounding of the full-precision distances, ≤ s_c
+            E = _SAFETY * (sh.norm_max * beta + sh.err_max * cnorm + _U_BF16 * (1 + 2 * _U_BF16) * m_max)
+            csq = self.sqn[ids]
+            slack = 8 * sh.gamma * (self.sqn_max + csq)
+            # x may be captured by c only if m̃ > (‖x‖² − min_sq)/2 + κ_c
+            self.kappa = ((csq - slack) / 2 - E).tolist()
         self.D = D
         self.cols = {int(i): j for j, i in enumerate(ids.tolist())}
         self.n_passes += 1
@@ -656,12 +678,9 @@ class _DistanceCache:
         if self.shadow is None:
             rows = torch.nonzero(col < min_sq).squeeze(1)
             return rows, col[rows]
-        c_sq = self.sqn[pick]
-        eps = self.shadow.error(slice(None), self.cnorm[j], self.beta[j], col)
-        # slack for the rounding of the full-precision distances themselves
-        slack = 8 * self.shadow.gamma * (self.sqn + c_sq)
-        rows = torch.nonzero(self.sqn + c_sq - 2.0 * (col + eps) - slack < min_sq).squeeze(1)
-        d2 = self.sqn[rows] + c_sq - 2.0 * (self.X[rows] @ self.X[pick])
+        h = torch.sub(self.sqn, min_sq).mul_(0.5).add_(self.kappa[j])
+        rows = torch.nonzero(col > h).squeeze(1)
+        d2 = self.sqn[rows] + self.sqn[pick] - 2.0 * (self.X[rows] @ self.X[pick])
         return rows, d2
 
 
