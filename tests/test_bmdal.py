@@ -336,3 +336,42 @@ def test_triangular_transform_norms_equal_the_full_product() -> None:
     np.testing.assert_allclose(R._sq_norms(X, 128, A).numpy(), full.numpy(), rtol=1e-12)
     A[5, 2] = 1.0  # not triangular: the plain product
     np.testing.assert_allclose(R._sq_norms(X, 128, A).numpy(), ((X @ A) ** 2).sum(1).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bf16_shadow_bounds_hold_and_decide_the_nearest_training_row(dtype) -> None:
+    """The bf16 shadow's error bound covers every product (rows of very different scales
+    included), and the nearest training rows from it equal the full-precision ones."""
+    import alhelpers.select.rules as R
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(3000, 96, generator=g, dtype=dtype) * torch.logspace(-3, 3, 3000, dtype=dtype)[:, None]
+    T = torch.randn(150, 96, generator=g, dtype=dtype)
+    sh = R._Bf16Shadow(X, 512)
+    Cb, cnorm, beta = sh.columns(T)
+    m = (sh.Xb @ Cb).to(dtype)  # (N, n_t) bf16 products
+    exact = X.double() @ T.double().T
+    bound = R._SAFETY * (sh.norm[:, None] * beta[None] + sh.err[:, None] * cnorm[None]
+                         + R._U_BF16 * (1 + 2 * R._U_BF16) * m.abs())
+    assert bool(((exact - m.double()).abs() <= bound.double()).all())
+    Xn = torch.randn(3000, 96, generator=g, dtype=dtype)
+    sqn = (Xn * Xn).sum(1)
+    ref_sq, ref_arg = R._nearest_train(Xn, sqn, T, 700)
+    sq, arg = R._train_bounds_bf16(R._Bf16Shadow(Xn, 700), Xn, sqn, T, 700, exact=True)
+    np.testing.assert_array_equal(arg.numpy(), ref_arg.numpy())
+    np.testing.assert_allclose(sq.numpy(), ref_sq.numpy(), rtol=1e-5 if dtype == torch.float32 else 1e-12)
+    ub, _ = R._train_bounds_bf16(R._Bf16Shadow(Xn, 700), Xn, sqn, T, 700, exact=False)
+    assert bool((ub >= ref_sq).all())
+
+
+def test_lcmd_guesses_the_whole_batch_on_isotropic_features() -> None:
+    """On N(0, 1) features new centres capture almost nothing, so the no-capture simulation in
+    ``_speculative_centres`` predicts every later pick: one pass over the pool serves the batch."""
+    import alhelpers.select.rules as R
+
+    g = np.random.default_rng(1)
+    pool, train = g.standard_normal((20000, 64)).astype(np.float32), g.standard_normal((200, 64)).astype(np.float32)
+    st: dict = {}
+    picks = R.lcmd(pool, train, 60, device=CPU, bf16_bounds=True, stats=st)
+    assert st["n_full_passes"] == 1 and st["n_cache_hits"] == 59
+    np.testing.assert_array_equal(picks, R.lcmd(pool, train, 60, device=CPU, bf16_bounds=False))

@@ -12,18 +12,26 @@ Speed comes from exact algorithmic shortcuts, not from approximations:
   Each step takes the current leaders by stale bound, brings just those up to date against the
   points chosen since their last update (a small matrix product), and stops as soon as the best
   up-to-date value beats every stale bound. The pick is the same as with all values up to date.
+  MAXDET also brings every row up to date every ``refresh_every`` picks in one thin matrix
+  product (on flat landscapes such as isotropic features thousands of rows tie near the top, and
+  stale bounds would send all of them through the lazy refresh).
 * **Triangle-inequality pruning** (LCMD). When centre ``c`` is added, a point ``x`` whose nearest
   centre is ``a`` cannot move to ``c`` if ``2·d(x, a) ≤ d(a, c)``; only the others are recomputed.
-* **Bounded low-precision start** (MAXDIST, LCMD in TP mode, large problems; ``bf16_bounds``).
-  The ``N × |T|`` distances to the training rows come from one bfloat16 matrix product (fast on
-  AMX/tensor cores) together with a rigorous bound on its rounding error. MAXDIST only needs upper
-  bounds there (the leaders are recomputed exactly). LCMD (on request, ``bf16_bounds=True``)
-  recomputes in full precision each point's distance to its nearest training row, and against
-  every training row where the bounds cannot decide which one is nearest. The selections are
-  unchanged (tested against the full-precision path).
-* **Speculative distance columns** (LCMD). See :class:`_DistanceCache`.
+* **bf16 shadow with rigorous bounds** (MAXDIST, LCMD; float32 pools of ≥ 2²² entries on a CPU
+  with fast bf16, or ``bf16_bounds=True``). A bfloat16 copy of the pool (half the bytes; AMX
+  matrix products) with each row's rounding error measured gives every product a tight, rigorous
+  error bound (:class:`_Bf16Shadow`). The distances to the training rows come from it: MAXDIST
+  keeps upper bounds (its leaders are recomputed exactly); LCMD recomputes in full precision only
+  the (point, training row) pairs the bounds cannot rule out as nearest (about 1.5 per point on
+  512-d N(0, 1) features). LCMD's distance columns come from it too (below). The selections are
+  unchanged (tested against the full-precision path and bmdal_reg).
+* **Speculative distance columns** (LCMD). A pass over the pool costs about the same for a few
+  dozen centres as for one, so each pass also computes the columns of the centres LCMD would pick
+  next if no point changed cluster; on isotropic features that is the actual sequence and one
+  pass serves ~60 picks. See :class:`_DistanceCache`.
 * Everything over the pool is done in row chunks (``chunk_rows``), so no ``N × |T|`` matrix is
-  ever held: a 1,000,000 × 512 float32 pool needs the pool itself plus a few O(N) vectors.
+  ever held: a 1,000,000 × 512 float32 pool needs the pool, its bf16 shadow and a few O(N)
+  vectors (measured peak 4.0 GB, features included).
 
 Squared distances are ``k(x,x) + k(y,y) − 2k(x,y)`` as in bmdal_reg.
 
