@@ -333,7 +333,8 @@ class _Lazy:
             idx = front[pos]
             stale = idx[self.upto[idx] < self.n_updates]
             if stale.numel():
-                stale = torch.sort(stale).values
+                if stale.numel() > 1024:  # gather in memory order
+                    stale = torch.sort(stale).values
                 self.refresh(stale, self.upto[stale])
                 self.upto[stale] = self.n_updates
                 self.n_refreshed += int(stale.numel())
@@ -738,13 +739,15 @@ def maxdet(
     W = X.new_zeros(B, X.shape[1])  # rows: (A q_j)ᵀ, so the coefficients come straight from φ
 
     def update(xr: torch.Tensor, upto: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
-        j0, j1 = int(upto.min()), lazy.n_updates
+        lo, hi = torch.aminmax(upto)
+        j0, j1 = int(lo), lazy.n_updates
         if j0 >= j1:
             return cur
         coef = xr @ W[j0:j1].T
-        cols = torch.arange(j0, j1, device=X.device)
-        coef = torch.where(cols[None, :] >= upto[:, None], coef, torch.zeros_like(coef))
-        return cur - (coef * coef).sum(1)
+        if int(hi) > j0:  # rows brought up to date at different times: only their new columns
+            cols = torch.arange(j0, j1, device=X.device)
+            coef = torch.where(cols[None, :] >= upto[:, None], coef, torch.zeros_like(coef))
+        return cur - coef.square_().sum(1)
 
     def refresh(rows: torch.Tensor, upto: torch.Tensor) -> None:
         lazy.value[rows] = update(X[rows], upto, lazy.value[rows])
