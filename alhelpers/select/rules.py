@@ -91,12 +91,11 @@ def _sq_norms(X: torch.Tensor, chunk_rows: int, A: torch.Tensor | None = None) -
     """``‖x‖²`` or ``‖x A‖²`` per row. An upper-triangular ``A`` (the GP posterior matrix is one)
     is applied by column blocks that skip its zero part: about 60 % of the full product's work."""
     out = torch.empty(X.shape[0], dtype=X.dtype, device=X.device)
-    blocks = None
-    if A is not None and A.shape[0] == A.shape[1] and A.shape[0] >= 256 and torch.equal(A, A.triu()):
-        bs = 128
+    blocks, bs = None, 128
+    if A is not None and A.shape[0] == A.shape[1] and A.shape[0] >= 2 * bs and torch.equal(A, A.triu()):
         blocks = [(min(b + bs, A.shape[1]), A[: min(b + bs, A.shape[1]), b:b + bs].contiguous())
                   for b in range(0, A.shape[1], bs)]
-    buf = X.new_empty(min(chunk_rows, X.shape[0]), 128) if blocks is not None else None
+    buf = X.new_empty(min(chunk_rows, X.shape[0]), bs) if blocks is not None else None
     for s in range(0, X.shape[0], chunk_rows):
         xb = X[s:s + chunk_rows]
         if blocks is not None:
@@ -133,6 +132,10 @@ def _nearest_train(X: torch.Tensor, sqn: torch.Tensor, T: torch.Tensor, chunk_ro
 _U_BF16 = 2.0 ** -8
 #: Factor on every rigorous error bound below, for the rounding in computing the bounds themselves.
 _SAFETY = 1.25
+#: Bound on ``|fl_bf16(s) − s|`` per unit of the bf16 output, safety factor included.
+_U_OUT = _SAFETY * _U_BF16 * (1 + 2 * _U_BF16)
+#: Entries of one (rows × training rows) block in the bf16 nearest-training-row search; larger
+#: blocks fall out of cache and measured slower.
 _TB_ELEMS = 1 << 20
 
 
@@ -222,7 +225,7 @@ def _train_bounds_bf16(sh: _Bf16Shadow, X: torch.Tensor, sqn: torch.Tensor, T: t
     g_d2 = _gamma(d + 2)
     const = split_err + g_d2 * float((hi.to(h.dtype).abs() + lo.to(h.dtype).abs()).max())
     beta_max, tn_max = float(beta.max()), float(tn.max())
-    u_out = _SAFETY * _U_BF16 * (1 + 2 * _U_BF16)
+    u_out = _U_OUT
     out = torch.empty(N, dtype=X.dtype, device=X.device)
     arg = torch.zeros(N, dtype=torch.long, device=X.device)
     rows = max(1, min(chunk_rows, _TB_ELEMS // max(n_t, 1)))
@@ -528,7 +531,7 @@ def lcmd(
             rows = torch.nonzero(4.0 * min_sq > dcc[closest - 1]).squeeze(1)
             if rows.numel() > N // 32:
                 rows, d2 = cache.movers(
-                    pick, min_sq, lambda k: _speculative_centres(pick, closest, min_sq, selected, n_c, k))
+                    pick, min_sq, lambda k: _speculative_centres(pick, closest, min_sq, selected, sizes, k))
             else:
                 d2 = sqn[rows] + c_sq - 2.0 * (X[rows] @ c)
         n_recomputed += int(rows.numel())
@@ -543,18 +546,18 @@ def lcmd(
 
 
 def _speculative_centres(pick: int, closest: torch.Tensor, min_sq: torch.Tensor, selected: torch.Tensor,
-                         n_c: int, k: int) -> torch.Tensor:
+                         sizes: torch.Tensor, k: int) -> torch.Tensor:
     """``pick`` and up to ``k − 1`` likely next LCMD picks.
 
     First the picks LCMD would make if no point changed cluster (each pick only leaves its cluster,
     which shrinks by the pick's squared distance) — on isotropic features new centres capture
     almost nothing and this is the actual sequence — then further far members of the largest
-    clusters, round robin. Cluster sizes are as they are before ``pick`` is added.
+    clusters, round robin. ``sizes`` are the cluster sizes before ``pick`` is added.
     """
     dev = min_sq.device
     if k <= 1:
         return torch.tensor([pick], device=dev)
-    sizes = torch.bincount(closest, weights=min_sq, minlength=n_c + 1)
+    n_c = sizes.numel() - 1
     m = min(n_c + 1, k)
     top_sizes, top = torch.topk(sizes, min(m + 1, n_c + 1))
     floor = float(top_sizes[m]) if top_sizes.numel() > m else _NEG_INF  # largest size outside the top
@@ -663,7 +666,7 @@ class _DistanceCache:
                 D[:, s:s + self.chunk_rows] = G.T
             # one bound per column: |x·c − m̃| ≤ E_c for every row, from the largest row norms
             # and |m̃| of the column; and the rounding of the full-precision distances, ≤ s_c
-            E = _SAFETY * (sh.norm_max * beta + sh.err_max * cnorm + _U_BF16 * (1 + 2 * _U_BF16) * m_max)
+            E = _SAFETY * (sh.norm_max * beta + sh.err_max * cnorm) + _U_OUT * m_max
             csq = self.sqn[ids]
             slack = 8 * sh.gamma * (self.sqn_max + csq)
             # x may be captured by c only if m̃ > (‖x‖² − min_sq)/2 + κ_c
