@@ -286,6 +286,27 @@ def test_lcmd_and_maxdist_never_repeat_when_pool_points_duplicate_training_point
         assert set(picks[:2].tolist()) <= {4, 5, 6, 7}  # the points off the training set come first
 
 
+def test_lazy_front_breaks_exact_ties_by_lowest_position(monkeypatch) -> None:
+    """Integer points (distances exact in float64) with every point present three times: the
+    lazy greedy with a small front must take, among exactly tied leaders, the lowest position, as
+    a dense running-minimum argmax does."""
+    import alhelpers.select.rules as R
+
+    monkeypatch.setattr(R, "FRONT_ROWS", 64)
+    g = np.random.default_rng(5)
+    base = g.integers(-6, 7, size=(400, 3)).astype(np.float64)
+    pool = base[g.permutation(np.repeat(np.arange(400), 3))]
+    train = g.integers(-6, 7, size=(5, 3)).astype(np.float64)
+    min_sq = ((pool[:, None, :] - train[None]) ** 2).sum(-1).min(1)
+    ref = []
+    for _ in range(40):
+        i = int(np.argmax(min_sq))
+        ref.append(i)
+        min_sq = np.minimum(min_sq, ((pool - pool[i]) ** 2).sum(1))
+        min_sq[i] = -np.inf
+    np.testing.assert_array_equal(R.maxdist(pool, train, 40, device=CPU), ref)
+
+
 @pytest.mark.parametrize("front_rows", [64, 4096])
 def test_lazy_front_and_lcmd_cache_change_no_pick(monkeypatch, front_rows: int) -> None:
     """The lazy-greedy front (rebuilt when rows outside it compete) and LCMD's speculative

@@ -270,49 +270,65 @@ def _first_argmax(values: torch.Tensor) -> int:
 class _Lazy:
     """Lazy greedy over values that only decrease.
 
-    ``value`` holds upper bounds, exact where ``upto == n_updates`` (selected rows hold -inf);
-    ``refresh(rows, upto)`` brings the given rows up to date and ``refresh_all()`` every row (one
-    contiguous pass, used once the leaders to check exceed ``full_fraction`` of the pool, and
-    every ``refresh_every`` updates if given, which caps how many updates a refresh must apply).
+    ``value`` holds upper bounds, exact where ``upto == n_updates`` (taken rows hold -inf).
+    ``update(rows, upto, lo, cur)`` returns the given rows' values brought up to date (``cur``
+    their bounds, ``upto`` how many updates each has had, ``lo`` the smallest of those);
+    ``refresh_all()`` brings every row of ``value`` up to date in one contiguous pass, used once
+    the leaders to check exceed ``full_fraction`` of the pool, and every ``refresh_every``
+    updates if given (which caps how many updates a lazy refresh must apply).
 
     The leaders are looked for in a *front*: the rows whose bound was among the largest
     ``front_rows`` when the front was last built, with ``tau`` the smallest of those bounds. A row
     outside the front has a bound ≤ ``tau`` for good (bounds only decrease), so a step needs a
     ``topk`` over the front only; the front is rebuilt (twice as large) when its best exact value
-    can no longer be shown to beat ``tau`` (from the current bounds, large enough for the leaders).
+    can no longer be shown to beat ``tau``. The front keeps its own copy of its rows' values and
+    update counts (written back when it is rebuilt), so a step costs a couple of dozen small
+    tensor operations whatever the pool size.
     """
 
-    def __init__(self, value: torch.Tensor, refresh, refresh_all, *, k0: int = 64,
+    def __init__(self, value: torch.Tensor, update, refresh_all, *, k0: int = 64,
                  full_fraction: float = 0.125, front_rows: int | None = None,
-                 refresh_every: int | None = None) -> None:
+                 refresh_every: int | None = None, n_updates: int = 0, upto: int = 0) -> None:
         self.value = value
-        self.upto = torch.zeros(value.shape[0], dtype=torch.long, device=value.device)
-        self.n_updates = 0
-        self.refresh = refresh
+        self.upto = torch.full((value.shape[0],), upto, dtype=torch.long, device=value.device)
+        self.n_updates = n_updates
+        self.update = update
         self.refresh_all = refresh_all
         self.k0 = k0
         self.full_rows = max(k0, int(full_fraction * value.shape[0]))
         self.front_rows = max(k0, FRONT_ROWS if front_rows is None else front_rows)
         self.refresh_every = refresh_every
-        self.last_full = 0
+        self.last_full = n_updates
         self.front: torch.Tensor | None = None
+        self.front_value = self.front_upto = value[:0]
         self.tau = _NEG_INF
+        self.best = _NEG_INF  # exact value of the row the last argmax returned
+        self._pos: int | None = None  # its position in the front
         self.n_refreshed = 0
         self.n_full = 0
         self.n_fronts = 0
 
+    def _write_back(self) -> None:
+        if self.front is not None:
+            self.value[self.front] = self.front_value
+            self.upto[self.front] = self.front_upto
+            self.front = None
+
     def _build_front(self, rows: int) -> None:
+        self._write_back()
         n = self.value.shape[0]
         if rows >= n:
             self.front = torch.arange(n, device=self.value.device)
             self.tau = _NEG_INF
         else:
-            vals, idx = torch.topk(self.value, rows, sorted=False)
-            self.front = idx
+            vals, self.front = torch.topk(self.value, rows, sorted=False)
             self.tau = float(vals.min())
+        self.front_value = self.value[self.front]
+        self.front_upto = self.upto[self.front]
         self.n_fronts += 1
 
     def _refresh_all(self) -> None:
+        self._write_back()
         self.refresh_all()
         self.upto.fill_(self.n_updates)
         self.n_refreshed += self.value.shape[0]
@@ -320,35 +336,61 @@ class _Lazy:
         self.last_full = self.n_updates
         self._build_front(self.front_rows)
 
+    def take(self, pick: int) -> None:
+        """Record that ``pick`` is taken (the row argmax just returned, or any row before the
+        first argmax): one more update."""
+        self.n_updates += 1
+        if self._pos is not None:
+            self.front_value[self._pos] = _NEG_INF
+            self.front_upto[self._pos] = self.n_updates
+            self._pos = None
+        else:
+            if self.front is not None:
+                raise RuntimeError("take() a row argmax did not return")
+            self.value[pick] = _NEG_INF
+            self.upto[pick] = self.n_updates
+
     def argmax(self, n_left: int) -> int:
         if self.refresh_every and self.n_updates - self.last_full >= self.refresh_every:
             self._refresh_all()
         if self.front is None:
             self._build_front(self.front_rows)
+        n = self.n_updates
         k = min(self.k0, n_left)
         while True:
             if k > self.full_rows:
                 self._refresh_all()
-                return int(torch.argmax(self.value))
-            front = self.front
-            kk = min(k, front.numel())
-            bound, pos = torch.topk(self.value[front], kk, sorted=True)
-            idx = front[pos]
-            stale = idx[self.upto[idx] < self.n_updates]
-            if stale.numel():
-                if stale.numel() > 1024:  # gather in memory order
-                    stale = torch.sort(stale).values
-                self.refresh(stale, self.upto[stale])
-                self.upto[stale] = self.n_updates
-                self.n_refreshed += int(stale.numel())
-            exact = self.value[idx]
-            best = exact.max()
-            # rows of the front outside idx have bounds <= bound[-1], rows outside it <= tau;
-            # a strict win over both is final
-            rest = float(bound[-1]) if kk < front.numel() else _NEG_INF
-            if k >= n_left or bool(best > max(rest, self.tau)):
-                return int(idx[exact == best].min())
-            if kk < front.numel() and rest > self.tau:
+                pick = int(torch.argmax(self.value))
+                self.best = float(self.value[pick])
+                self._pos = int(torch.nonzero(self.front == pick)[0, 0])
+                return pick
+            f = self.front_value.shape[0]
+            kk = min(k, f)
+            bound, pos = torch.topk(self.front_value, kk, sorted=True)
+            u = self.front_upto[pos]
+            lo = int(u.min())
+            if lo < n:
+                exact = self.update(self.front[pos], u, lo, bound)
+                self.front_value[pos] = exact
+                self.front_upto[pos] = n
+                self.n_refreshed += kk
+            else:
+                exact = bound
+            top, at = torch.topk(exact, min(2, kk))
+            top, at = top.tolist(), at.tolist()
+            # rows of the front outside pos have bounds <= bound[-1], rows outside it <= tau;
+            # a strict win over both is final, and so is the best of all rows not yet taken
+            # (tau = -inf: every row outside the front is taken)
+            rest = float(bound[-1]) if kk < f else _NEG_INF
+            if top[0] > max(rest, self.tau) or (k >= n_left and self.tau == _NEG_INF):
+                i = at[0]
+                if len(top) > 1 and top[1] == top[0]:  # exact tie: lowest pool position
+                    rows = self.front[pos]
+                    i = int(torch.nonzero(exact == top[0])[rows[exact == top[0]].argmin(), 0])
+                self._pos = int(pos[i])
+                self.best = top[0]
+                return int(self.front[self._pos])
+            if kk < f and rest > self.tau and k < n_left:
                 k = min(2 * k, n_left)
             else:  # rows outside the front compete: rebuild it from the current bounds
                 self._build_front(max(self.front_rows, 2 * k))
@@ -403,27 +445,25 @@ def maxdist(
     csq[:n_t] = (T * T).sum(1)
     picks: list[int] = []
 
-    def update(xr: torch.Tensor, sq: torch.Tensor, upto: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
-        j0, j1 = int(upto.min()), lazy.n_updates
-        if j0 >= j1:
-            return cur
-        d2 = sq[:, None] + csq[None, j0:j1] - 2.0 * (xr @ C[j0:j1].T)
-        cols = torch.arange(j0, j1, device=X.device)
-        d2 = torch.where(cols[None, :] >= upto[:, None], d2, torch.full_like(d2, float("inf")))
-        return torch.minimum(cur, d2.min(1).values)
+    def new_sq(xr: torch.Tensor, sq: torch.Tensor, upto: torch.Tensor, lo: int) -> torch.Tensor:
+        """Smallest squared distance to the centres ``lo …`` each row has not yet seen."""
+        j1 = lazy.n_updates
+        d2 = (sq[:, None] + csq[None, lo:j1]).sub_(2.0 * (xr @ C[lo:j1].T))
+        d2.masked_fill_(cols[None, lo:j1] < upto[:, None], float("inf"))
+        return d2.amin(1)
 
-    def refresh(rows: torch.Tensor, upto: torch.Tensor) -> None:
-        lazy.value[rows] = update(X[rows], sqn[rows], upto, lazy.value[rows])
+    def update(rows: torch.Tensor, upto: torch.Tensor, lo: int, cur: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(cur, new_sq(X.index_select(0, rows), sqn[rows], upto, lo))
 
     def refresh_all() -> None:
         for s in range(0, N, chunk_rows):
             sl = slice(s, s + chunk_rows)
-            lazy.value[sl] = update(X[sl], sqn[sl], lazy.upto[sl], lazy.value[sl])
+            lo = int(lazy.upto[sl].min())
+            if lo < lazy.n_updates:
+                torch.minimum(lazy.value[sl], new_sq(X[sl], sqn[sl], lazy.upto[sl], lo), out=lazy.value[sl])
 
-    lazy = _Lazy(min_sq, refresh, refresh_all)
-    lazy.n_updates = n_t
-    if not fast:
-        lazy.upto.fill_(n_t)
+    cols = torch.arange(n_t + B, device=X.device)
+    lazy = _Lazy(min_sq, update, refresh_all, n_updates=n_t, upto=0 if fast else n_t)
     for step in range(B):
         if step == 0 and n_t == 0:
             pick = _first_argmax(sqn)
@@ -431,9 +471,7 @@ def maxdist(
             pick = lazy.argmax(N - step)
         picks.append(pick)
         C[n_t + step], csq[n_t + step] = X[pick], sqn[pick]
-        lazy.n_updates += 1
-        lazy.value[pick] = _NEG_INF
-        lazy.upto[pick] = lazy.n_updates
+        lazy.take(pick)
     if stats is not None:
         stats.update(n_refreshed=lazy.n_refreshed, n_full_passes=lazy.n_full, n_fronts=lazy.n_fronts)
     return np.asarray(picks, dtype=np.intp)
@@ -741,19 +779,13 @@ def maxdet(
     Q = X.new_zeros(B, d_out)  # rows: orthonormal basis of span ψ(S)
     W = X.new_zeros(B, X.shape[1])  # rows: (A q_j)ᵀ, so the coefficients come straight from φ
 
-    def update(xr: torch.Tensor, upto: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
-        lo, hi = torch.aminmax(upto)
-        j0, j1 = int(lo), lazy.n_updates
-        if j0 >= j1:
-            return cur
-        coef = xr @ W[j0:j1].T
-        if int(hi) > j0:  # rows brought up to date at different times: only their new columns
-            cols = torch.arange(j0, j1, device=X.device)
-            coef = torch.where(cols[None, :] >= upto[:, None], coef, torch.zeros_like(coef))
-        return cur - coef.square_().sum(1)
+    cols = torch.arange(B, device=X.device)
 
-    def refresh(rows: torch.Tensor, upto: torch.Tensor) -> None:
-        lazy.value[rows] = update(X[rows], upto, lazy.value[rows])
+    def update(rows: torch.Tensor, upto: torch.Tensor, lo: int, cur: torch.Tensor) -> torch.Tensor:
+        coef = X.index_select(0, rows) @ W[lo:lazy.n_updates].T
+        # rows brought up to date at different times: only their new columns
+        coef.masked_fill_(cols[None, lo:lazy.n_updates] < upto[:, None], 0.0)
+        return cur - coef.square_().sum(1)
 
     base = diag0.clone()  # every row's exact value as of the last full pass (update lazy.last_full)
 
@@ -770,26 +802,26 @@ def maxdet(
         if picks:
             lazy.value[torch.as_tensor(picks, device=X.device)] = _NEG_INF
 
-    lazy = _Lazy(diag0.clone(), refresh, refresh_all, refresh_every=refresh_every)
+    lazy = _Lazy(diag0.clone(), update, refresh_all, refresh_every=refresh_every)
     picks: list[int] = []
     for step in range(B):
         pick = lazy.argmax(N - step)
-        if not bool(lazy.value[pick] > 0):
+        if not lazy.best > 0:
             break
         psi = X[pick] if A is None else X[pick] @ A
         v = psi.clone()
         for _ in range(2):
             v = v - Q[:step].T @ (Q[:step] @ v)
-        norm = torch.linalg.vector_norm(v)
-        if not bool(norm > 0):
+        norm = float(torch.linalg.vector_norm(v))
+        if not norm > 0:
             break
-        q = v / norm
-        Q[step] = q
-        W[step] = q if A is None else A @ q
+        torch.div(v, norm, out=Q[step])
+        if A is None:
+            W[step] = Q[step]
+        else:
+            torch.mv(A, Q[step], out=W[step])
         picks.append(pick)
-        lazy.n_updates += 1
-        lazy.value[pick] = _NEG_INF
-        lazy.upto[pick] = lazy.n_updates
+        lazy.take(pick)
     if len(picks) < B:  # rank exhausted: fill by prior variance
         rest = diag0.clone()
         rest[torch.as_tensor(picks, dtype=torch.long, device=X.device)] = _NEG_INF
