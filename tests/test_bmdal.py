@@ -335,14 +335,20 @@ def test_lazy_front_and_lcmd_cache_change_no_pick(monkeypatch, front_rows: int) 
     ref = np.sort(_bmdal("maxdet", pool, train, 60, [("train", [sigma])]))
     A = gp_posterior_matrix(train)
     st: dict = {}
-    ours = R.maxdet(pool, 60, transform=A, device=CPU, stats=st, refresh_every=10**9)  # no passes
+    ours = R.maxdet(pool, 60, transform=A, device=CPU, stats=st, refresh_every=None, pass_on_rebuild=None)
     assert (st["n_fronts"] > 1) == (front_rows < len(pool))
-    assert st["n_full_passes"] == 0
+    assert st["n_full_passes"] == 0  # no passes
     np.testing.assert_array_equal(np.sort(ours), ref)
-    # a full pass every 7 picks (default 32) brings every row up to date: the same picks
+    # a full pass every 7 picks brings every row up to date: the same picks
     st = {}
-    np.testing.assert_array_equal(R.maxdet(pool, 60, transform=A, device=CPU, stats=st, refresh_every=7), ours)
+    np.testing.assert_array_equal(
+        R.maxdet(pool, 60, transform=A, device=CPU, stats=st, refresh_every=7, pass_on_rebuild=None), ours)
     assert st["n_full_passes"] == 60 // 7
+    # a pass in place of each front rebuild (the default, after >= 16 picks): the same picks
+    st = {}
+    np.testing.assert_array_equal(
+        R.maxdet(pool, 60, transform=A, device=CPU, stats=st, refresh_every=None, pass_on_rebuild=4), ours)
+    assert (st["n_full_passes"] > 0) == (front_rows < len(pool))
 
 
 def test_triangular_transform_norms_equal_the_full_product() -> None:

@@ -12,9 +12,10 @@ Speed comes from exact algorithmic shortcuts, not from approximations:
   Each step takes the current leaders by stale bound, brings just those up to date against the
   points chosen since their last update (a small matrix product), and stops as soon as the best
   up-to-date value beats every stale bound. The pick is the same as with all values up to date.
-  MAXDET also brings every row up to date every ``refresh_every`` picks in one thin matrix
-  product (on flat landscapes such as isotropic features thousands of rows tie near the top, and
-  stale bounds would send all of them through the lazy refresh).
+  MAXDET also brings every row up to date in one thin matrix product when rows outside the
+  leaders' front start to compete, and every ``refresh_every`` picks at the latest (on flat
+  landscapes such as isotropic features thousands of rows tie near the top, and stale bounds
+  would send all of them through the lazy refresh).
 * **Triangle-inequality pruning** (LCMD). When centre ``c`` is added, a point ``x`` whose nearest
   centre is ``a`` cannot move to ``c`` if ``2·d(x, a) ≤ d(a, c)``; only the others are recomputed.
 * **bf16 shadow with rigorous bounds** (MAXDIST, LCMD; float32 pools of ≥ 2²² entries on a CPU
@@ -274,8 +275,10 @@ class _Lazy:
     ``update(rows, upto, lo, cur)`` returns the given rows' values brought up to date (``cur``
     their bounds, ``upto`` how many updates each has had, ``lo`` the smallest of those);
     ``refresh_all()`` brings every row of ``value`` up to date in one contiguous pass, used once
-    the leaders to check exceed ``full_fraction`` of the pool, and every ``refresh_every``
-    updates if given (which caps how many updates a lazy refresh must apply).
+    the leaders to check exceed ``full_fraction`` of the pool, every ``refresh_every`` updates
+    if given (which caps how many updates a lazy refresh must apply), and, if
+    ``pass_on_rebuild`` is given, in place of a front rebuild (below) once that many updates
+    have passed since the last pass (stale bounds then compete: on flat landscapes, every row).
 
     The leaders are looked for in a *front*: the rows whose bound was among the largest
     ``front_rows`` when the front was last built, with ``tau`` the smallest of those bounds. A row
@@ -288,7 +291,8 @@ class _Lazy:
 
     def __init__(self, value: torch.Tensor, update, refresh_all, *, k0: int = 64,
                  full_fraction: float = 0.125, front_rows: int | None = None,
-                 refresh_every: int | None = None, n_updates: int = 0, upto: int = 0) -> None:
+                 refresh_every: int | None = None, pass_on_rebuild: int | None = None,
+                 n_updates: int = 0, upto: int = 0) -> None:
         self.value = value
         self.upto = torch.full((value.shape[0],), upto, dtype=torch.long, device=value.device)
         self.n_updates = n_updates
@@ -298,6 +302,7 @@ class _Lazy:
         self.full_rows = max(k0, int(full_fraction * value.shape[0]))
         self.front_rows = max(k0, FRONT_ROWS if front_rows is None else front_rows)
         self.refresh_every = refresh_every
+        self.pass_on_rebuild = pass_on_rebuild
         self.last_full = n_updates
         self.front: torch.Tensor | None = None
         self.front_value = self.front_upto = value[:0]
@@ -392,6 +397,9 @@ class _Lazy:
                 return int(self.front[self._pos])
             if kk < f and rest > self.tau and k < n_left:
                 k = min(2 * k, n_left)
+            elif self.pass_on_rebuild and n - self.last_full >= self.pass_on_rebuild:
+                self._refresh_all()  # rows outside the front compete: all up to date, new front
+                k = min(self.k0, n_left)
             else:  # rows outside the front compete: rebuild it from the current bounds
                 self._build_front(max(self.front_rows, 2 * k))
 
@@ -753,7 +761,8 @@ def maxdet(
     transform: object | None = None,
     device: torch.device | str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    refresh_every: int = 32,
+    refresh_every: int | None = 64,
+    pass_on_rebuild: int | None = 16,
     stats: dict | None = None,
 ) -> np.ndarray:
     """MAXDET in P mode: greedily maximise ``det k(S, S)`` — a pivoted, matrix-free Cholesky.
@@ -765,8 +774,12 @@ def maxdet(
     as orthonormal vectors (Gram–Schmidt, twice), i.e. the Cholesky columns are ``ψ(x)·q_j``;
     lazy greedy keeps the cost per step to the leaders. If every remaining residual is ≤ 0 (batch
     larger than the kernel's rank) the rest of the batch is filled by largest ``k(x, x)``.
-    Every ``refresh_every`` picks one pass over the pool (a thin matrix product) brings every
-    row up to date, so no lazy refresh has to apply more than that many updates.
+    A pass over the pool (a thin matrix product) brings every row up to date when the rows
+    outside the lazy-greedy front start to compete (after at least ``pass_on_rebuild`` picks
+    since the last pass; on isotropic features that is every ~32 picks, as stale bounds then tie
+    near the top in thousands), and after ``refresh_every`` picks at the latest (on gradient
+    features, where the front lasts, this caps what a lazy refresh applies). Both are speed
+    knobs only: the picks are the same (None turns a pass trigger off).
     ``stats`` receives ``n_refreshed``, ``n_full_passes`` and ``n_fronts``.
     """
     X, _, B = _prepare(pool, None, batch_size, device)
@@ -802,7 +815,8 @@ def maxdet(
         if picks:
             lazy.value[torch.as_tensor(picks, device=X.device)] = _NEG_INF
 
-    lazy = _Lazy(diag0.clone(), update, refresh_all, refresh_every=refresh_every)
+    lazy = _Lazy(diag0.clone(), update, refresh_all, refresh_every=refresh_every,
+                 pass_on_rebuild=pass_on_rebuild)
     picks: list[int] = []
     for step in range(B):
         pick = lazy.argmax(N - step)
