@@ -181,12 +181,13 @@ class _Bf16Shadow:
         self.norm = X.new_empty(N)  # ‖x̃‖
         self.err = X.new_empty(N)  # ‖x − x̃‖
         rows = max(1, min(chunk_rows, 2048))
+        buf = X.new_empty(min(rows, N), d)  # reused, converted in place: no fresh temporaries
         for s in range(0, N, rows):
-            xb = X[s:s + rows].to(torch.bfloat16)
-            self.Xb[s:s + rows] = xb
-            xr = xb.to(X.dtype)
-            self.norm[s:s + rows] = torch.linalg.vector_norm(xr, dim=1)
-            self.err[s:s + rows] = torch.linalg.vector_norm(X[s:s + rows] - xr, dim=1)
+            e = min(s + rows, N)
+            self.Xb[s:e].copy_(X[s:e])
+            xr = buf[: e - s].copy_(self.Xb[s:e])
+            torch.linalg.vector_norm(xr, dim=1, out=self.norm[s:e])
+            torch.linalg.vector_norm(xr.sub_(X[s:e]), dim=1, out=self.err[s:e])
         self.gamma = _gamma(d)
         self.norm_max = float(self.norm.max()) if N else 0.0
         self.err_max = float(self.err.max()) if N else 0.0
