@@ -308,6 +308,22 @@ def test_lazy_front_breaks_exact_ties_by_lowest_position(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("front_rows", [64, 4096])
+def test_lazy_greedy_ends_on_ties_wider_than_its_front(monkeypatch, front_rows: int) -> None:
+    """±unit vectors: every point ties with every other at each step (distance 1 to the training
+    point at the origin; residual variance 1 until its opposite is taken, then 0). With a front
+    smaller than the tie the lazy greedy must still end, taking the lowest positions in order
+    (this used to loop for ever)."""
+    import alhelpers.select.rules as R
+
+    monkeypatch.setattr(R, "FRONT_ROWS", front_rows)
+    d = 100
+    pool = np.vstack([np.eye(d), -np.eye(d)])
+    np.testing.assert_array_equal(R.maxdist(pool, np.zeros((1, d)), 150, device=CPU), np.arange(150))
+    # MAXDET: e_0 … e_99 (each leaves its opposite at 0), then the rest by prior variance
+    np.testing.assert_array_equal(R.maxdet(pool, 150, device=CPU), np.arange(150))
+
+
+@pytest.mark.parametrize("front_rows", [64, 4096])
 def test_lazy_front_and_lcmd_cache_change_no_pick(monkeypatch, front_rows: int) -> None:
     """The lazy-greedy front (rebuilt when rows outside it compete) and LCMD's speculative
     distance columns are exact shortcuts: the picks equal those without them and bmdal_reg's."""

@@ -350,9 +350,7 @@ class _Lazy:
             self.front_value[self._pos] = _NEG_INF
             self.front_upto[self._pos] = self.n_updates
             self._pos = None
-        else:
-            if self.front is not None:
-                raise RuntimeError("take() a row argmax did not return")
+        else:  # a row outside the front (none is built yet, or a tie wider than the front)
             self.value[pick] = _NEG_INF
             self.upto[pick] = self.n_updates
 
@@ -368,7 +366,8 @@ class _Lazy:
                 self._refresh_all()
                 pick = int(torch.argmax(self.value))
                 self.best = float(self.value[pick])
-                self._pos = int(torch.nonzero(self.front == pick)[0, 0])
+                at = torch.nonzero(self.front == pick)
+                self._pos = int(at[0, 0]) if at.numel() else None
                 return pick
             f = self.front_value.shape[0]
             kk = min(k, f)
@@ -402,6 +401,8 @@ class _Lazy:
                 self._refresh_all()  # rows outside the front compete: all up to date, new front
                 k = min(self.k0, n_left)
             else:  # rows outside the front compete: rebuild it from the current bounds
+                if lo >= n:  # the leaders were all exact already: ties, so look at more of them
+                    k = min(2 * k, n_left)
                 self._build_front(max(self.front_rows, 2 * k))
 
 
