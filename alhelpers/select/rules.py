@@ -342,6 +342,10 @@ class _Lazy:
         self.last_full = self.n_updates
         self._build_front(self.front_rows)
 
+    def stats(self) -> dict[str, int]:
+        """Row refreshes done, full passes, fronts built."""
+        return {"n_refreshed": self.n_refreshed, "n_full_passes": self.n_full, "n_fronts": self.n_fronts}
+
     def take(self, pick: int) -> None:
         """Record that ``pick`` is taken (the row argmax just returned, or any row before the
         first argmax): one more update."""
@@ -483,7 +487,7 @@ def maxdist(
         C[n_t + step], csq[n_t + step] = X[pick], sqn[pick]
         lazy.take(pick)
     if stats is not None:
-        stats.update(n_refreshed=lazy.n_refreshed, n_full_passes=lazy.n_full, n_fronts=lazy.n_fronts)
+        stats.update(lazy.stats())
     return np.asarray(picks, dtype=np.intp)
 
 
@@ -864,5 +868,5 @@ def maxdet(
         order = torch.argsort(-rest.double(), stable=True)[: B - len(picks)]
         picks.extend(int(i) for i in order)
     if stats is not None:
-        stats.update(n_refreshed=lazy.n_refreshed, n_full_passes=lazy.n_full, n_fronts=lazy.n_fronts)
+        stats.update(lazy.stats())
     return np.asarray(picks, dtype=np.intp)
