@@ -882,9 +882,11 @@ def maxdet(
         if not lazy.best > 0:
             break
         v = X[pick] if A is None else X[pick] @ A  # ψ(pick), then its residual
-        for _ in range(2):
-            v = torch.addmv(v, Q[:step].T, Q[:step] @ v, alpha=-1.0)
+        v = torch.addmv(v, Q[:step].T, Q[:step] @ v, alpha=-1.0)
         norm = float(torch.linalg.vector_norm(v))
+        if step and not norm * norm > 0.5 * float(diag0[pick]):  # lost over half: once more (DGKS)
+            v = torch.addmv(v, Q[:step].T, Q[:step] @ v, alpha=-1.0)
+            norm = float(torch.linalg.vector_norm(v))
         if not norm > 0:
             break
         torch.div(v, norm, out=Q[step])
