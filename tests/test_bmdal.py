@@ -365,6 +365,32 @@ def test_lazy_front_and_lcmd_cache_change_no_pick(monkeypatch, front_rows: int) 
     np.testing.assert_array_equal(
         R.maxdet(pool, 60, transform=A, device=CPU, stats=st, refresh_every=None, pass_on_rebuild=4), ours)
     assert (st["n_full_passes"] > 0) == (front_rows < len(pool))
+    # passes that apply only a multiple of 16 picks (23 since the last: 16, 7 left to the lazy
+    # refresh): the same picks
+    st = {}
+    np.testing.assert_array_equal(
+        R.maxdet(pool, 60, transform=A, device=CPU, stats=st, refresh_every=23, pass_on_rebuild=None,
+                 pass_multiple=16), ours)
+    assert st["n_full_passes"] == 3  # after 23, 39 and 55 picks, through 16, 32 and 48
+    # float32 (on a CPU the passes run through oneDNN's fp32 kernel): the same set
+    f32 = R.maxdet(pool.astype(np.float32), 60, transform=A, device=CPU, refresh_every=7)
+    np.testing.assert_array_equal(np.sort(f32), ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_thin_products_equal_the_plain_product(dtype) -> None:
+    """The pass products (oneDNN's fp32 kernel, or a stride-0 batch of small MKL products) equal
+    ``X @ W.T`` to the dtype's accuracy, for widths on and off the fast sizes."""
+    import alhelpers.select.rules as R
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(5003, 96, generator=g, dtype=dtype)
+    for k in (1, 32, 33, 64):
+        W = torch.randn(k, 96, generator=g, dtype=dtype)
+        ref = X.double() @ W.double().T
+        got = R._thin_mm(X, W, X.new_empty(5003, k)).double()
+        scale = float((X.double().abs() @ W.double().abs().T).max())
+        assert float((got - ref).abs().max()) <= 96 * torch.finfo(dtype).eps * scale
 
 
 def test_triangular_transform_norms_equal_the_full_product() -> None:
