@@ -319,6 +319,9 @@ class _Lazy:
         self.tau = _NEG_INF
         self.best = _NEG_INF  # exact value of the row the last argmax returned
         self._pos: int | None = None  # its position in the front
+        # the leaders the last argmax brought up to date (positions, rows, bound on all others):
+        # while the front stands, the next argmax starts from them (see argmax)
+        self._blk: tuple[torch.Tensor, torch.Tensor, float, int] | None = None
         self.n_refreshed = 0
         self.n_full = 0
         self.n_fronts = 0
@@ -331,6 +334,7 @@ class _Lazy:
 
     def _build_front(self, rows: int) -> None:
         self._write_back()
+        self._blk = None
         n = self.value.shape[0]
         if rows >= n:
             self.front = torch.arange(n, device=self.value.device)
@@ -372,6 +376,22 @@ class _Lazy:
             self.value[pick] = _NEG_INF
             self.upto[pick] = self.n_updates
 
+    def _win(self, exact: torch.Tensor, top: list, at: list, pos: torch.Tensor, rows: torch.Tensor,
+             rest: float) -> int:
+        """Return the best of the up-to-date leaders ``pos`` (rows ``rows``, values ``exact``;
+        every other row's bound ≤ ``rest`` or ``tau``) and keep them for the next argmax."""
+        i = at[0]
+        if len(top) > 1 and top[1] == top[0]:  # exact tie: lowest pool position
+            i = int(torch.nonzero(exact == top[0])[rows[exact == top[0]].argmin(), 0])
+        self._pos = int(pos[i])
+        self.best = top[0]
+        pick = int(rows[i])
+        if pos.numel() > 2 * self.k0:  # keep the best k0 (the others' exact values ≤ the k0-th)
+            vals, keep = torch.topk(exact, self.k0, sorted=True)
+            pos, rows, rest = pos[keep], rows[keep], max(rest, float(vals[-1]))
+        self._blk = (pos, rows, rest, self.n_updates)
+        return pick
+
     def argmax(self, n_left: int) -> int:
         if self.refresh_every and self.n_updates - self.last_full >= self.refresh_every:
             self._refresh_all()
@@ -379,6 +399,19 @@ class _Lazy:
             self._build_front(self.front_rows)
         n = self.n_updates
         k = min(self.k0, n_left)
+        if self._blk is not None and self._blk[3] == n - 1:
+            # the last step's leaders: one update each, no topk (``rows`` is the same tensor,
+            # so ``update`` may reuse what it gathered for it)
+            pos, rows, rest, _ = self._blk
+            self._blk = None
+            exact = self.update(rows, None, n - 1, self.front_value[pos])  # taken rows stay -inf
+            self.front_value[pos] = exact
+            self.front_upto[pos] = n
+            self.n_refreshed += pos.numel()
+            top, at = torch.topk(exact, min(2, pos.numel()))
+            top, at = top.tolist(), at.tolist()
+            if top[0] > max(rest, self.tau):
+                return self._win(exact, top, at, pos, rows, rest)
         while True:
             if k > self.full_rows:
                 self._refresh_all(complete=True)
@@ -393,8 +426,9 @@ class _Lazy:
             u = self.front_upto[pos]
             lo_hi = torch.aminmax(u)
             lo, hi = int(lo_hi.min), int(lo_hi.max)
+            rows = self.front[pos]
             if lo < n:
-                exact = self.update(self.front[pos], None if lo == hi else u, lo, bound)
+                exact = self.update(rows, None if lo == hi else u, lo, bound)
                 self.front_value[pos] = exact
                 self.front_upto[pos] = n
                 self.n_refreshed += kk
@@ -407,13 +441,7 @@ class _Lazy:
             # (tau = -inf: every row outside the front is taken)
             rest = float(bound[-1]) if kk < f else _NEG_INF
             if top[0] > max(rest, self.tau) or (k >= n_left and self.tau == _NEG_INF):
-                i = at[0]
-                if len(top) > 1 and top[1] == top[0]:  # exact tie: lowest pool position
-                    rows = self.front[pos]
-                    i = int(torch.nonzero(exact == top[0])[rows[exact == top[0]].argmin(), 0])
-                self._pos = int(pos[i])
-                self.best = top[0]
-                return int(self.front[self._pos])
+                return self._win(exact, top, at, pos, rows, rest)
             if kk < f and rest > self.tau and k < n_left:
                 k = min(2 * k, n_left)
             elif self.pass_on_rebuild and n - self.last_full >= self.pass_on_rebuild:
@@ -482,8 +510,12 @@ def maxdist(
             d2.masked_fill_(cols[None, lo:j1] < upto[:, None], float("inf"))
         return d2.amin(1)
 
+    gathered: list = [None, None, None]  # the last rows given, their features and norms
+
     def update(rows: torch.Tensor, upto: torch.Tensor | None, lo: int, cur: torch.Tensor) -> torch.Tensor:
-        return torch.minimum(cur, new_sq(X.index_select(0, rows), sqn[rows], upto, lo))
+        if rows is not gathered[0]:
+            gathered[:] = rows, X.index_select(0, rows), sqn[rows]
+        return torch.minimum(cur, new_sq(gathered[1], gathered[2], upto, lo))
 
     def refresh_all(upto: int) -> None:
         for s in range(0, N, chunk_rows):
@@ -859,8 +891,12 @@ def maxdet(
 
     cols = torch.arange(B, device=X.device)
 
+    gathered: list = [None, None]  # the last rows given and their features (see _Lazy.argmax)
+
     def update(rows: torch.Tensor, upto: torch.Tensor | None, lo: int, cur: torch.Tensor) -> torch.Tensor:
-        coef = X.index_select(0, rows) @ W[lo:lazy.n_updates].T
+        if rows is not gathered[0]:
+            gathered[:] = rows, X.index_select(0, rows)
+        coef = gathered[1] @ W[lo:lazy.n_updates].T
         if upto is not None:  # rows brought up to date at different times: only their new columns
             coef.masked_fill_(cols[None, lo:lazy.n_updates] < upto[:, None], 0.0)
         return cur - coef.square_().sum(1)
