@@ -269,6 +269,20 @@ def _train_bounds_bf16(sh: _Bf16Shadow, X: torch.Tensor, sqn: torch.Tensor, T: t
     return out, arg
 
 
+def _row_gatherer(*tensors: torch.Tensor):
+    """``gather(rows)``: the given rows of each tensor, gathered again only when ``rows`` is not
+    the tensor object of the last call (:class:`_Lazy` passes the same one while a step reuses the
+    last step's leaders)."""
+    last: list = [None, ()]
+
+    def gather(rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if rows is not last[0]:
+            last[:] = rows, tuple(t.index_select(0, rows) for t in tensors)
+        return last[1]
+
+    return gather
+
+
 def _first_argmax(values: torch.Tensor) -> int:
     return int(torch.argmax(values))
 
@@ -295,7 +309,9 @@ class _Lazy:
     ``topk`` over the front only; the front is rebuilt (twice as large) when its best exact value
     can no longer be shown to beat ``tau``. The front keeps its own copy of its rows' values and
     update counts (written back when it is rebuilt), so a step costs a couple of dozen small
-    tensor operations whatever the pool size.
+    tensor operations whatever the pool size. While the front stands, a step first tries the
+    last step's leaders alone (one update each, the same ``rows`` tensor, no ``topk``): their best
+    is the pick if it still beats the bound on every other row.
     """
 
     def __init__(self, value: torch.Tensor, update, refresh_all, *, k0: int = 64,
@@ -510,12 +526,11 @@ def maxdist(
             d2.masked_fill_(cols[None, lo:j1] < upto[:, None], float("inf"))
         return d2.amin(1)
 
-    gathered: list = [None, None, None]  # the last rows given, their features and norms
+    rows_of = _row_gatherer(X, sqn)
 
     def update(rows: torch.Tensor, upto: torch.Tensor | None, lo: int, cur: torch.Tensor) -> torch.Tensor:
-        if rows is not gathered[0]:
-            gathered[:] = rows, X.index_select(0, rows), sqn[rows]
-        return torch.minimum(cur, new_sq(gathered[1], gathered[2], upto, lo))
+        xr, sq = rows_of(rows)
+        return torch.minimum(cur, new_sq(xr, sq, upto, lo))
 
     def refresh_all(upto: int) -> None:
         for s in range(0, N, chunk_rows):
@@ -891,12 +906,10 @@ def maxdet(
 
     cols = torch.arange(B, device=X.device)
 
-    gathered: list = [None, None]  # the last rows given and their features (see _Lazy.argmax)
+    rows_of = _row_gatherer(X)
 
     def update(rows: torch.Tensor, upto: torch.Tensor | None, lo: int, cur: torch.Tensor) -> torch.Tensor:
-        if rows is not gathered[0]:
-            gathered[:] = rows, X.index_select(0, rows)
-        coef = gathered[1] @ W[lo:lazy.n_updates].T
+        coef = rows_of(rows)[0] @ W[lo:lazy.n_updates].T
         if upto is not None:  # rows brought up to date at different times: only their new columns
             coef.masked_fill_(cols[None, lo:lazy.n_updates] < upto[:, None], 0.0)
         return cur - coef.square_().sum(1)
