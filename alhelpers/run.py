@@ -146,6 +146,21 @@ class TaskResults:
         return not self.failures
 
 
+def _execute_task_in_thread(task: Task) -> tuple[dict, float]:
+    """:func:`execute_task` on a pool thread, closing the event loop papermill's client made there.
+
+    ``jupyter_core`` gives each thread its own asyncio loop and never closes it; when the pool's
+    threads end, the loops would be garbage-collected open (a ``ResourceWarning``, and two
+    sockets and a selector each until then). Pool threads never run a loop themselves.
+    """
+    try:
+        return execute_task(task)
+    finally:
+        from jupyter_core.utils import ensure_event_loop
+
+        ensure_event_loop().close()
+
+
 def run_tasks(
     tasks: Sequence[Task], *, jobs: int = 1, force: bool = False, client=None
 ) -> TaskResults:
@@ -191,7 +206,7 @@ def run_tasks(
             fut.release()
     elif jobs > 1 and len(todo) > 1:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            pending = {pool.submit(execute_task, t): t for t in todo}
+            pending = {pool.submit(_execute_task_in_thread, t): t for t in todo}
             for fut in as_completed(pending):
                 exc = fut.exception()
                 report(pending[fut], None if exc else fut.result()[1], exc)

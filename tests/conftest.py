@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -29,3 +31,21 @@ def tio2_entries() -> pd.DataFrame:
 
     entries, _ = fetch_system("snapshot", "Ti-O")
     return entries
+
+
+@pytest.fixture
+def warning_text() -> Callable[..., str]:
+    """The text of the one recorded warning of ``category`` whose message matches ``match``.
+
+    ``pytest.warns`` records every warning raised inside its block, unrelated ones included:
+    the garbage collector may emit a ``ResourceWarning`` ("unclosed event loop") there for an
+    object left behind by another test on the same worker. So ``rec[0]`` is not reliable.
+    """
+
+    def pick(rec: pytest.WarningsRecorder, match: str, category: type[Warning] = UserWarning) -> str:
+        texts = [str(w.message) for w in rec
+                 if issubclass(w.category, category) and re.search(match, str(w.message))]
+        assert len(texts) == 1, f"expected one {category.__name__} matching {match!r}, got {texts}"
+        return texts[0]
+
+    return pick

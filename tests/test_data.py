@@ -252,11 +252,11 @@ def test_unknown_source_and_file_without_path():
         fetch_raw("file", "C")
 
 
-def test_mp_without_key_falls_back_to_snapshot_with_a_clear_warning(monkeypatch):
+def test_mp_without_key_falls_back_to_snapshot_with_a_clear_warning(monkeypatch, warning_text):
     monkeypatch.delenv("MP_API_KEY", raising=False)
     with pytest.warns(UserWarning, match="MP_API_KEY") as rec:
         df = fetch_raw("mp", "Ti-O")
-    assert "Colab" in str(rec[0].message)
+    assert "Colab" in warning_text(rec, "MP_API_KEY")
     assert len(df) > 0 and set(df[Key.source]) == {"mp"}
 
 

@@ -148,3 +148,28 @@ def test_potentials_notebook_and_runner_smoke(tmp_path):
     for name in ("potentials_curves_offline", "potentials_error_vs_batch_offline"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
     assert main(["potentials", "--methods", "lcmd-qbc-f", "--out", str(out)]) == 2
+
+
+def test_local_runner_closes_the_event_loop_of_each_pool_thread(tmp_path, monkeypatch):
+    """papermill's client (jupyter_core) makes an asyncio loop per thread and leaves it open; the
+    runner's pool closes it after each task, so no loop is garbage-collected open."""
+    import asyncio
+
+    from jupyter_core.utils import run_sync
+
+    import alhelpers.run as run
+
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def running_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def fake_execute(task: run.Task, **_) -> dict:  # what papermill does to the loop, no kernel
+        loops.append(run_sync(running_loop)())
+        task.output.write_text(json.dumps({"cells": []}))
+        return {}
+
+    monkeypatch.setattr(run, "execute", fake_execute)
+    res = run.run_tasks([run.Task("x.ipynb", tmp_path / f"t{i}.ipynb") for i in range(4)], jobs=2)
+    assert res.ok and len(res.done) == 4
+    assert len(loops) == 4 and all(loop.is_closed() for loop in loops)
