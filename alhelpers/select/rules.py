@@ -897,6 +897,13 @@ def maxdet(
     32 columns runs faster than one of 34). All three are speed knobs only: the picks are the
     same (None turns a trigger or the rounding off).
     ``stats`` receives ``n_refreshed``, ``n_full_passes`` and ``n_fronts``.
+
+    Cost on isotropic features (100,000 × 512 float32, B = 250, 2 cores): the exact prior
+    variances ``‖φ A‖²`` (a triangular product, ≈ 16 GMAC) and the passes (≈ 7 × 32 columns,
+    ≈ 11 GMAC) run at the float32 matrix-product rate of the machine and take about two thirds
+    of the time; the lazy steps the rest. There the lazy greedy cannot skip rows (every row's
+    residual falls at the same pace), and neither bfloat16 bounds nor bfloat16-split products
+    (3 or 6 products on AMX) are cheaper than the float32 products at this accuracy.
     """
     X, _, B = _prepare(pool, None, batch_size, device)
     N = X.shape[0]
