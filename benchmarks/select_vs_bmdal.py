@@ -126,11 +126,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of each side per rule, interleaved; the fastest of each is compared")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
     sets = ("gaussian", "gradient") if args.features == "both" else (args.features,)
-    if args.repeat < 1:
-        ap.error("--repeat must be at least 1")
     results = [run_set(s, args.pool, args.ours_only, args.repeat) for s in sets]
     line = {m: min(float(r[f"{m}_ratio"]) for r in results) for m in ("maxdist", "lcmd", "maxdet")}
     agree = "n/a" if args.ours_only else ("yes" if all(bool(r["agree"]) for r in results) else "no")
