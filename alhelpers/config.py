@@ -1,18 +1,21 @@
 """One config object per notebook run, built from the papermill parameters and saved with the results.
 
 The objects validate themselves on construction, so a wrong parameter fails in the first cell
-with a message that says what to change, not twenty minutes later.
+with a message that names the notebook parameter and shows a valid value, not twenty minutes
+later. Papermill's ``-r SEED 0`` passes the *string* ``"0"``; a string seed, a string where a list
+of names is expected, or a zero batch are refused here rather than silently changing the results.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
-
-from alhelpers.data.paths import cache_root
+from typing import Any
 
 _VERSIONED = ("alhelpers", "numpy", "pandas", "scikit-learn", "torch", "pymatgen", "matminer",
               "pyarrow", "papermill")
@@ -29,67 +32,156 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-class _Saveable:
+def param(default: Any = MISSING, name: str = "", *, minimum: float | None = None,
+          default_factory: Any = MISSING) -> Any:
+    """A config field that is a notebook parameter: ``name`` (e.g. ``"SEED"``) is used in errors,
+    ``minimum`` is the smallest valid value."""
+    meta = {"param": name, "minimum": minimum}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _example(name: str, value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    shown = json.dumps(value) if isinstance(value, (list, str)) else repr(value)
+    return f"{name} = {shown}"
+
+
+def _type_error(annotation: str, value: Any) -> str | None:
+    """Why ``value`` does not fit the field's ``annotation`` (a string, as stored); None if it does."""
+    options = [a.strip() for a in annotation.split("|")]
+    if "None" in options:
+        if value is None:
+            return None
+        options.remove("None")
+    kind = options[0] if len(options) == 1 else ""
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind == "int" and not is_int:
+        return "must be a whole number"
+    if kind == "float" and not (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+        return "must be a number"
+    if kind == "float" and not math.isfinite(float(value)):
+        return "must be a finite number"
+    if kind == "str" and not isinstance(value, str):
+        return "must be a string"
+    if kind == "bool" and type(value).__name__ not in ("bool", "bool_"):
+        return "must be True or False"
+    if kind.startswith("tuple["):
+        item = kind[len("tuple["):].split(",")[0].strip()
+        if isinstance(value, str):
+            return "must be a list, not a single string"
+        if not isinstance(value, (list, tuple)):
+            return "must be a list"
+        for v in value:
+            if _type_error(item, v):
+                return f"must be a list of {'names' if item == 'str' else item + ' values'}"
+    return None
+
+
+def check_fields(obj: Any) -> None:
+    """Check every field of a config dataclass against its annotation and ``minimum``.
+
+    Raises ``ValueError`` naming the notebook parameter (or the field) with an example of a valid
+    value, e.g. ``SEED must be a whole number, e.g. SEED = 0; got '0' (str)``.
+    """
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        name = f.metadata.get("param") or f.name
+        default = f.default if f.default is not MISSING else None
+        why = _type_error(str(f.type), value)
+        minimum = f.metadata.get("minimum")
+        if why is None and minimum is not None and value is not None and value < minimum:
+            why = f"must be >= {minimum:g}"
+        if why:
+            example = _example(name, default) if default is not None else ""
+            raise ValueError(f"{name} {why}{', e.g. ' + example if example else ''}; "
+                             f"got {value!r} ({type(value).__name__})")
+
+
+def check_seed(seed: Any, name: str = "SEED") -> int:
+    """A seed parameter checked like the config fields: a whole number >= 0."""
+    why = _type_error("int", seed) or (None if seed >= 0 else "must be >= 0")
+    if why:
+        raise ValueError(f"{name} {why}, e.g. {name} = 0; got {seed!r} ({type(seed).__name__})")
+    return int(seed)
+
+
+class Saveable:
+    """Base of the run configs: type-checked on construction, saved as JSON next to the results."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if str(f.type).startswith("tuple[") and isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        check_fields(self)
+
     def to_dict(self) -> dict:
         return asdict(self)  # type: ignore[call-overload]
 
     def save(self, path: str | Path) -> Path:
-        """Write the config and the package versions as JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"config": self.to_dict(), "kind": type(self).__name__, "versions": package_versions()}
-        path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-        return path
+        """Write the config and the package versions as JSON (atomically)."""
+        from alhelpers.files import write_json
 
-    @property
-    def data_root(self) -> Path:
-        d = getattr(self, "data_dir", "")
-        return Path(d).expanduser().resolve() if d else cache_root()
+        payload = {"config": self.to_dict(), "kind": type(self).__name__, "versions": package_versions()}
+        return write_json(path, payload, indent=2)
+
 
 
 @dataclass(frozen=True)
-class FetchConfig(_Saveable):
+class FetchConfig(Saveable):
     """Parameters of notebook 01 (fetch and clean one system from one source)."""
 
-    system: str = "C"
-    source: str = "snapshot"
-    mp_limit: int = 500
-    oqmd_limit: int = 100
-    table_path: str = ""
-    target_column: str = "formation_energy_per_atom"
-    data_dir: str = ""  # "" → data_cache/ (or $ALHELPERS_DATA_CACHE)
-    min_sites: int = 2
-    max_sites: int = 50
-    max_abs_target: float = 5.0
-    dedup_tol: float = 1e-3
-    test_fraction: float = 0.2
+    system: str = param("C", "SYSTEM")
+    source: str = param("snapshot", "SOURCE")
+    mp_limit: int = param(500, "MP_LIMIT", minimum=1)
+    oqmd_limit: int = param(100, "OQMD_LIMIT", minimum=1)
+    table_path: str = param("", "TABLE_PATH")
+    target_column: str = param("formation_energy_per_atom", "TARGET_COLUMN")
+    formula_column: str = param("formula", "FORMULA_COLUMN")
+    encoding: str = param("utf-8", "TABLE_ENCODING")
+    min_sites: int = param(2, minimum=1)
+    max_sites: int = param(50, minimum=1)
+    max_abs_target: float = param(5.0, minimum=0)
+    dedup_tol: float = param(1e-3, minimum=0)
+    test_fraction: float = param(0.2, minimum=0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         from alhelpers.data import SOURCES, system_elements
 
         if self.source not in SOURCES:
-            raise ValueError(f"source={self.source!r} is not one of {SOURCES}")
+            raise ValueError(f"SOURCE={self.source!r} is not one of {SOURCES}")
         if self.source == "file" and not self.table_path:
-            raise ValueError("source='file' needs table_path (a CSV or parquet file)")
+            raise ValueError("SOURCE = 'file' needs TABLE_PATH (a CSV or parquet file)")
         if not (self.source == "file" and self.system == "all"):
             system_elements(self.system)
-        if not 1 <= self.min_sites <= self.max_sites:
-            raise ValueError(f"need 1 <= min_sites <= max_sites, got {self.min_sites}, {self.max_sites}")
-        if self.mp_limit < 1 or self.oqmd_limit < 1:
-            raise ValueError("mp_limit and oqmd_limit must be positive")
+        if not self.min_sites <= self.max_sites:
+            raise ValueError(f"need min_sites <= max_sites, got {self.min_sites}, {self.max_sites}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
+    def fetch_kwargs(self) -> dict[str, Any]:
+        """Keywords of :func:`alhelpers.data.fetch_system` for this config."""
+        return dict(mp_limit=self.mp_limit, oqmd_limit=self.oqmd_limit, path=self.table_path or None,
+                    target=self.target_column, formula_column=self.formula_column,
+                    encoding=self.encoding, min_sites=self.min_sites, max_sites=self.max_sites,
+                    max_abs_target=self.max_abs_target, dedup_tol=self.dedup_tol)
 
 
 @dataclass(frozen=True)
-class FeaturizeConfig(_Saveable):
+class FeaturizeConfig(Saveable):
     """Parameters of notebook 02 (descriptors for one system)."""
 
-    system: str = "C"
-    source: str = "snapshot"
-    descriptor: str = "magpie"
-    data_dir: str = ""
+    system: str = param("C", "SYSTEM")
+    source: str = param("snapshot", "SOURCE")
+    descriptor: str = param("magpie", "DESCRIPTOR")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         from alhelpers.features import DESCRIPTORS
 
         if self.descriptor not in DESCRIPTORS:
-            raise ValueError(f"descriptor={self.descriptor!r} is not one of {DESCRIPTORS}")
+            raise ValueError(f"DESCRIPTOR={self.descriptor!r} is not one of {DESCRIPTORS}")

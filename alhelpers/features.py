@@ -179,24 +179,31 @@ def feature_names(table: pd.DataFrame) -> list[str]:
 
 
 def save_features(fs: FeatureSet, path: str | Path) -> None:
-    """Write a feature table (parquet) and its bookkeeping (``.json`` beside it)."""
+    """Write a feature table (parquet) and its bookkeeping (``.json`` beside it), atomically."""
+    from alhelpers.files import write_json, write_parquet
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fs.table.to_parquet(path, index=False)
+    write_parquet(path, fs.table)
     meta = {"descriptor": fs.descriptor, "feature_names": fs.feature_names,
             "missing_columns": fs.missing_columns, "dropped_rows": fs.dropped_rows}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    write_json(path.with_suffix(".json"), meta)
 
 
 def load_features(path: str | Path) -> FeatureSet:
-    """Read a feature table written by :func:`save_features` (notebook 02)."""
+    """Read a feature table written by :func:`save_features` (notebook 02).
+
+    A missing file raises ``FileNotFoundError`` and an unreadable one
+    :class:`alhelpers.files.UnreadableFileError`, both saying how to make it again.
+    """
+    from alhelpers.files import read_json, read_parquet
+
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} does not exist: run notebooks/02_featurize.ipynb for this system first "
-            "(or `python -m alhelpers.run study`)"
-        )
-    meta = json.loads(path.with_suffix(".json").read_text())
-    return FeatureSet(descriptor=meta["descriptor"], table=pd.read_parquet(path),
+    todo = ("Run notebooks/02_featurize.ipynb for this system again (or `python -m alhelpers.run "
+            "study`, which recomputes it), or delete the file.")
+    table = read_parquet(path, todo=todo)
+    meta = read_json(path.with_suffix(".json"), todo=todo) if path.with_suffix(".json").exists() else None
+    if meta is None:
+        raise FileNotFoundError(f"{path.with_suffix('.json')} does not exist. {todo}")
+    return FeatureSet(descriptor=meta["descriptor"], table=table,
                       feature_names=meta["feature_names"], missing_columns=meta["missing_columns"],
                       dropped_rows=meta["dropped_rows"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import warnings
 import zlib
@@ -25,7 +24,8 @@ import pandas as pd
 from scipy import stats
 from sklearn.preprocessing import StandardScaler
 
-from alhelpers.config import _Saveable
+from alhelpers.config import Saveable, param
+from alhelpers.files import UnreadableFileError, read_json, write_json
 from alhelpers.models import EnsembleConfig, EnsembleRegressor, fit_ensembles
 from alhelpers.select import QueryContext, get_strategy, needs_variance
 
@@ -44,37 +44,48 @@ TIMING_COLUMNS = ("fit_s", "feature_s", "query_s")
 
 
 @dataclass(frozen=True)
-class ALConfig(_Saveable):
+class ALConfig(Saveable):
     """Everything one active-learning run of one (system, seed) depends on."""
 
-    system: str = "C"
-    source: str = "snapshot"
-    descriptor: str = "magpie"
-    seed: int = 0
-    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
-    n_init: int = 30
-    batch_size: int = 15
-    rounds: int = 6
-    test_fraction: float = 0.2
-    hybrid_alpha: float = 0.6
+    system: str = param("C", "SYSTEM")
+    source: str = param("snapshot", "SOURCE")
+    descriptor: str = param("magpie", "DESCRIPTOR")
+    seed: int = param(0, "SEED", minimum=0)
+    strategies: tuple[str, ...] = param(DEFAULT_STRATEGIES, "STRATEGIES")
+    n_init: int = param(30, "N_INIT", minimum=1)
+    batch_size: int = param(15, "BATCH", minimum=1)
+    rounds: int = param(6, "ROUNDS", minimum=1)
+    test_fraction: float = param(0.2, "TEST_FRACTION")
+    hybrid_alpha: float = param(0.6, "HYBRID_ALPHA", minimum=0)
     model: EnsembleConfig = field(default_factory=EnsembleConfig)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "strategies", tuple(self.strategies))
+        super().__post_init__()
+        if not self.strategies:
+            raise ValueError('STRATEGIES is empty: name at least one, e.g. STRATEGIES = ["random"]')
         for name in self.strategies:
             get_strategy(name)  # unknown name → ValueError listing the valid ones
         if len(set(self.strategies)) != len(self.strategies):
-            raise ValueError(f"strategies has duplicates: {self.strategies}")
-        for name in ("n_init", "batch_size", "rounds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            raise ValueError(f"STRATEGIES has duplicates: {list(self.strategies)}")
         if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+            raise ValueError(f"TEST_FRACTION must be in (0, 1), got {self.test_fraction}")
 
     @property
     def budget(self) -> int:
         """Labelled points the last round trains on when the pool is large enough."""
         return self.n_init + (self.rounds - 1) * self.batch_size
+
+    def protocol(self) -> dict:
+        """What makes two runs comparable: everything but system, descriptor, seed and strategies."""
+        d = self.to_dict()
+        for k in ("system", "descriptor", "seed", "strategies"):
+            d.pop(k)
+        return d
+
+    @property
+    def protocol_id(self) -> str:
+        """A short hash of :meth:`protocol`; runs with different ids must not be compared."""
+        return hashlib.sha256(json.dumps(self.protocol(), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 # --------------------------------------------------------------------------- randomness
@@ -159,20 +170,27 @@ def checkpoint_path(run_dir: Path, strategy: str, rnd: int) -> Path:
     return Path(run_dir) / strategy / f"round{rnd:02d}.json"
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
-
-
 def _load_checkpoints(run_dir: Path, cfg: ALConfig, strategy: str) -> list[dict]:
+    """The strategy's checkpointed rounds in order, up to the first missing or unreadable one.
+
+    An unreadable checkpoint (truncated by a crash, say) is reported, removed and its round
+    recomputed; the rounds after it are recomputed too, since they build on it.
+    """
     out = []
     for rnd in range(cfg.rounds):
         path = checkpoint_path(run_dir, strategy, rnd)
         if not path.exists():
             break
-        out.append(json.loads(path.read_text()))
+        try:
+            ck = read_json(path, todo="It is removed and that round is recomputed.")
+            if not isinstance(ck, dict) or not {"row", "labeled", "queried"} <= set(ck):
+                raise UnreadableFileError(path, "not a checkpoint of this loop",
+                                          "It is removed and that round is recomputed.")
+        except UnreadableFileError as err:
+            warnings.warn(str(err), stacklevel=3)
+            path.unlink()
+            break
+        out.append(ck)
     return out
 
 
@@ -310,9 +328,9 @@ def run_al(
             row["fit_s"] = fit_s
             track.rows.append(row)
             if run_dir:
-                write_json_atomic(checkpoint_path(run_dir, track.strategy, rnd),
-                                   {"row": row, "labeled": track.labeled.tolist(),
-                                    "queried": queried.tolist()})
+                write_json(checkpoint_path(run_dir, track.strategy, rnd),
+                           {"row": row, "labeled": track.labeled.tolist(), "queried": queried.tolist()},
+                           indent=None)
             track.labeled = np.sort(np.concatenate([track.labeled, queried]))
         last_round_s = time.perf_counter() - t_round
         if stop_after_round is not None and rnd >= stop_after_round:

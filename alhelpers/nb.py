@@ -38,8 +38,17 @@ def record(**values: Any) -> dict[str, Any]:
 
 
 def read_records(notebook: str | Path) -> dict[str, Any]:
-    """All values recorded with :func:`record` in an executed notebook (later ones win)."""
-    nb = json.loads(Path(notebook).read_text())
+    """All values recorded with :func:`record` in an executed notebook (later ones win).
+
+    A truncated or corrupt notebook raises :class:`alhelpers.files.UnreadableFileError` naming it.
+    """
+    from alhelpers.files import read_json
+
+    return records_of(read_json(notebook, todo="Run that notebook again (the study runner reruns it)."))
+
+
+def records_of(nb: Any) -> dict[str, Any]:
+    """The recorded values of a loaded notebook (a dict or ``nbformat`` node)."""
     out: dict[str, Any] = {}
     for cell in nb.get("cells", []):
         for output in cell.get("outputs", []):

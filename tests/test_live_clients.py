@@ -385,6 +385,109 @@ def test_mp_rejects_bad_elements(bad: Any) -> None:
         fetch_mp(bad, api_key=SECRET, rester_factory=FakeFactory([]))
 
 
+def test_mp_excludes_gnome_by_default_and_records_it() -> None:
+    factory = FakeFactory(summary_docs([raw_doc("mp-2657")]))
+    df = fetch_mp(["Ti", "O"], api_key=SECRET, rester_factory=factory)
+    (call,) = factory.summary.calls
+    assert call["include_gnome"] is False  # explicit: mp-api's own default is True
+    assert df.attrs["include_gnome"] is False
+
+    factory = FakeFactory(summary_docs([raw_doc("mp-2657")]))
+    df = fetch_mp(["Ti", "O"], api_key=SECRET, rester_factory=factory, include_gnome=True)
+    (call,) = factory.summary.calls
+    assert call["include_gnome"] is True
+    assert df.attrs["include_gnome"] is True
+
+
+def test_mp_empty_result_records_include_gnome() -> None:
+    df = fetch_mp(["Ti", "O"], api_key=SECRET, rester_factory=FakeFactory([]))
+    assert df.attrs["include_gnome"] is False
+
+
+def _installed_summary_rester() -> Any:
+    summary = pytest.importorskip("mp_api.client.routes.materials.summary")
+    return summary.SummaryRester
+
+
+def test_mp_search_kwargs_are_named_parameters_of_installed_mp_api() -> None:
+    """Every keyword we send is a named parameter of the installed ``summary.search``.
+
+    mp-api swallows unknown names into ``**kwargs`` and then rejects them ("unknown to
+    `search`"), so binding the signature is not enough: each name must be declared.
+    """
+    import inspect
+
+    params = inspect.signature(_installed_summary_rester().search).parameters
+    named = {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    sent = set(mp_mod.build_summary_search_kwargs(["Ti", "O"], limit=10))
+    assert "include_gnome" in sent
+    assert sent <= named, f"not understood by the installed mp-api: {sorted(sent - named)}"
+
+
+def test_mp_include_gnome_false_filters_gnome_in_installed_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real (installed) SummaryRester turns our kwargs into a query without GNoME."""
+    from mp_api.client.core import BaseRester
+
+    rester_cls = _installed_summary_rester()
+    sent: list[dict[str, Any]] = []
+
+    def fake_search(self: Any, **query: Any) -> list[Any]:
+        sent.append(query)
+        return []
+
+    monkeypatch.setattr(BaseRester, "_search", fake_search)
+    rester = object.__new__(rester_cls)  # no network, no key: only the query building runs
+    rester.search(**mp_mod.build_summary_search_kwargs(["Ti", "O"], limit=10))
+    (query,) = sent
+    assert query["batch_id_not_eq"] == "gnome_r2scan_statics"
+    assert query["_sort_fields"] == "material_id" and query["deprecated"] is False
+
+    sent.clear()
+    rester.search(**mp_mod.build_summary_search_kwargs(["Ti", "O"], limit=10, include_gnome=True))
+    assert "batch_id_not_eq" not in sent[0]
+
+
+# Letter-style Materials Project ids (emmet-core ``AlphaID``): the body is a base-26 number
+# written with a-z (a = 0, so leading a's are padding). mp-3347529 is the last numbered id;
+# the next one is mp-hilze (== mp-aahilze == 3347530). mp-lxf == 8039 (the server's letter form
+# of the legacy mp-8039).
+
+
+def test_mp_letter_style_ids_sort_by_value_not_text() -> None:
+    ids = ["mp-hilzf", "mp-aahilze", "mp-3347529", "mp-lxf", "mp-149"]
+    factory = FakeFactory([raw_doc(i) for i in ids])  # dicts: ids exactly as the server sends
+    df = fetch_mp(["Ti", "O"], limit=5, api_key=SECRET, rester_factory=factory)
+    assert df[Key.entry_id].tolist() == ["mp-149", "mp-lxf", "mp-3347529", "mp-aahilze", "mp-hilzf"]
+
+    df = fetch_mp(["Ti", "O"], limit=3, api_key=SECRET, rester_factory=FakeFactory(
+        [raw_doc(i) for i in ids]))
+    assert df[Key.entry_id].tolist() == ["mp-149", "mp-lxf", "mp-3347529"]
+
+
+def test_mp_letter_style_ids_from_mp_api_models_are_plain_strings() -> None:
+    docs = summary_docs([raw_doc("mp-hilze"), raw_doc("mp-2657"), raw_doc("mp-lxf")])
+    df = fetch_mp(["Ti", "O"], api_key=SECRET, rester_factory=FakeFactory(docs))
+    ids = df[Key.entry_id].tolist()
+    assert all(type(x) is str for x in ids)
+    assert len(ids) == 3 and df.attrs["dropped_malformed"] == 0
+    # legacy-range letter ids may come back in either form (emmet-core >= 0.85 gives mp-8039)
+    assert ids[0] == "mp-2657" and ids[1] in ("mp-8039", "mp-lxf")
+    assert ids[2].startswith("mp-") and ids[2].endswith("hilze")  # possibly padded with a's
+
+
+def test_id_sort_key_natural_order_for_numbered_and_letter_ids() -> None:
+    from alhelpers.data._rows import id_sort_key
+
+    ordered = ["mp-2", "mp-10", "mp-149", "mp-lxf", "mp-3347529", "mp-hilze", "mp-aahilzf",
+               "mp-zzzzzz", "mp-baaaaaa"]
+    assert sorted(reversed(ordered), key=id_sort_key) == ordered
+    assert id_sort_key("mp-zz")[:2] < id_sort_key("mp-baa")[:2]  # 675 < 676, unlike the text
+    assert id_sort_key("mp-aahilze")[:2] == id_sort_key("mp-hilze")[:2]  # same id, padded
+    assert sorted(["10", "9", "100"], key=id_sort_key) == ["9", "10", "100"]  # OQMD entry ids
+
+
 # =============================================================================================
 # OQMD: fake requests.Session
 # =============================================================================================
@@ -454,10 +557,22 @@ def http_response(
 Outcome = requests.Response | Exception
 
 
-class FakeSession:
-    """``requests.Session`` stand-in: each GET at offset ``o`` pops the next outcome for ``o``.
+def position(params: Mapping[str, Any]) -> int:
+    """Where in the result list a request starts: ``sort_offset`` when sorting, else ``offset``.
 
-    ``server`` answers offsets with no scripted outcome left (a well-behaved OQMD).
+    qmpy's ``FormationEnergyList`` pages a sorted query with ``sort_offset`` (the ``offset`` of
+    the pagination is applied afterwards, inside the sorted slice).
+    """
+    if params.get("sort_by"):
+        return int(params.get("sort_offset", 0)) + int(params.get("offset", 0))
+    return int(params.get("offset", 0))
+
+
+class FakeSession:
+    """``requests.Session`` stand-in: each GET at position ``p`` (see :func:`position`) pops the
+    next scripted outcome for ``p``.
+
+    ``server`` answers positions with no scripted outcome left (a well-behaved OQMD).
     """
 
     def __init__(
@@ -474,7 +589,7 @@ class FakeSession:
             timeout: float | None = None) -> requests.Response:
         params = dict(params or {})
         self.calls.append({"url": url, "params": params, "timeout": timeout})
-        queue = self.script.get(int(params["offset"]), [])
+        queue = self.script.get(position(params), [])
         outcome = queue.pop(0) if queue else (self.server(params) if self.server else None)
         if outcome is None:
             raise AssertionError(f"unexpected request {params}")
@@ -486,14 +601,36 @@ class FakeSession:
         self.closed = True
 
 
+def _sort_value(record: Any, field: str) -> float:
+    try:
+        return float(record[field])
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+
+
 def oqmd_server(records: list[dict[str, Any]]) -> Callable[[Mapping[str, Any]], Outcome]:
-    """A fake OQMD serving ``records`` with limit/offset pagination."""
+    """A fake OQMD serving ``records`` as qmpy's ``FormationEnergyList`` does.
+
+    Without ``sort_by``: limit/offset pagination in storage order. With ``sort_by`` (only
+    ``delta_e`` and ``stability`` sort; any other value is silently ignored, as in qmpy), the
+    sorted list is first cut to ``[sort_offset : sort_offset + limit]`` and *then* paginated
+    with ``offset``/``limit`` -- so ``links.next`` is null and ``data_available`` is the size of
+    that slice on every page.
+    """
 
     def serve(params: Mapping[str, Any]) -> Outcome:
-        offset, limit = int(params["offset"]), int(params["limit"])
+        offset, limit = int(params.get("offset", 0)), int(params.get("limit", 50))
+        rows = list(records)
+        key = params.get("sort_by")
+        if key:
+            if key in ("delta_e", "stability"):
+                desc = params.get("desc") in ("T", "t", "True", "true")
+                rows.sort(key=lambda r: _sort_value(r, key), reverse=desc)
+            sort_offset = int(params.get("sort_offset", 0))
+            rows = rows[sort_offset: sort_offset + limit]
         return http_response(
-            200, oqmd_page(records[offset: offset + limit], offset=offset, limit=limit,
-                           available=len(records))
+            200, oqmd_page(rows[offset: offset + limit], offset=offset, limit=limit,
+                           available=len(rows))
         )
 
     return serve
@@ -513,8 +650,8 @@ def test_oqmd_paginates_across_three_pages() -> None:
     sleep = SleepRecorder()
     df = fetch_oqmd(["Ti", "O"], limit=100, page_size=3, session=session, sleep=sleep)
 
-    assert len(session.calls) == 3  # the last page's more_data_available=True does not mislead
-    assert [c["params"]["offset"] for c in session.calls] == [0, 3, 6]
+    assert len(session.calls) == 3  # links.next is null on every sorted page: not the end
+    assert [position(c["params"]) for c in session.calls] == [0, 3, 6]
     first = session.calls[0]
     assert first["url"] == "https://oqmd.org/oqmdapi/formationenergy"
     assert first["params"]["fields"] == "name,entry_id,delta_e,band_gap,stability,volume,natoms"
@@ -538,14 +675,14 @@ def test_oqmd_tidy_columns_and_dtypes() -> None:
 
     assert list(df.columns) == [
         Key.source, Key.dataset, Key.entry_id, Key.formula, Key.nsites, Key.target,
-        Key.band_gap, Key.volume, Key.e_above_hull, Key.is_stable,
+        Key.band_gap, Key.volume, Key.e_above_hull, "oqmd_stability", Key.is_stable,
     ]
     assert (df[Key.source] == "oqmd").all() and (df[Key.dataset] == "oqmd_api").all()
     assert all(type(x) is str for x in df[Key.entry_id])
     assert df[Key.formula].tolist() == ["TiO2"] * 3
     assert df[Key.nsites].dtype == "Int64"
     assert df[Key.nsites].iloc[0] == 6 and pd.isna(df[Key.nsites].iloc[2])
-    for col in (Key.target, Key.band_gap, Key.volume, Key.e_above_hull):
+    for col in (Key.target, Key.band_gap, Key.volume, Key.e_above_hull, "oqmd_stability"):
         assert df[col].dtype == "float64", col
     assert df[Key.target].iloc[0] == pytest.approx(-3.398)
     assert df[Key.volume].iloc[0] == pytest.approx(62.4)  # per cell, as OQMD gives it
@@ -560,7 +697,7 @@ def test_oqmd_limit_respected() -> None:
     session = FakeSession(server=oqmd_server(records))
     df = fetch_oqmd(["Ti", "O"], limit=6, page_size=4, session=session, sleep=SleepRecorder())
     assert len(df) == 6
-    assert [(c["params"]["offset"], c["params"]["limit"]) for c in session.calls] == [(0, 4), (4, 2)]
+    assert [(position(c["params"]), c["params"]["limit"]) for c in session.calls] == [(0, 4), (4, 2)]
 
 
 def test_oqmd_http_500_then_success_retries_with_growing_delays() -> None:
@@ -611,7 +748,7 @@ def test_oqmd_timeout_on_page_two_keeps_partial_result(warning_text) -> None:
     assert df.attrs["partial"] is True
     assert df[Key.entry_id].tolist() == ["1", "2", "3"]
     assert sleep.delays == [1.0, 2.0]
-    assert [c["params"]["offset"] for c in session.calls] == [0, 3, 3, 3]
+    assert [position(c["params"]) for c in session.calls] == [0, 3, 3, 3]
     message = warning_text(rec, r"Keeping the 3 entries")
     assert "timed out" in message and "page 2" in message and "partial" in message
 
@@ -679,3 +816,122 @@ def test_oqmd_rejects_bad_arguments(elements: list[str], options: dict[str, Any]
     with pytest.raises(ValueError):
         fetch_oqmd(elements, session=session, sleep=SleepRecorder(), **options)
     assert session.calls == []
+
+
+def test_oqmd_requests_stable_order_without_duplicates() -> None:
+    """Pages are asked for sorted by delta_e (paged with sort_offset) and with noduplicate."""
+    deltas = [-1.0, -3.0, -2.0, -0.5, -2.5, -4.0, -1.5]  # storage order != delta_e order
+    records = [oqmd_record(i, delta_e=d) for i, d in enumerate(deltas, start=1)]
+    session = FakeSession(server=oqmd_server(records))
+    df = fetch_oqmd(["Ti", "O"], limit=100, page_size=3, session=session, sleep=SleepRecorder())
+
+    for call in session.calls:
+        params = call["params"]
+        assert params["sort_by"] == "delta_e"
+        assert params["noduplicate"] == "True"
+        assert params["offset"] == 0  # qmpy applies offset inside the sorted slice
+    assert [c["params"]["sort_offset"] for c in session.calls] == [0, 3, 6]
+    assert df[Key.entry_id].tolist() == [str(i) for i in range(1, 8)]  # rows in entry_id order
+    assert df.attrs["sort_by"] == "delta_e"
+    assert df.attrs["dropped_duplicates"] == 0
+
+    # a limit below the total takes the first entries of the sorted list (lowest delta_e)
+    session = FakeSession(server=oqmd_server(records))
+    df = fetch_oqmd(["Ti", "O"], limit=4, page_size=3, session=session, sleep=SleepRecorder())
+    assert [(c["params"]["sort_offset"], c["params"]["limit"]) for c in session.calls] == [
+        (0, 3), (3, 1)]
+    assert df[Key.entry_id].tolist() == ["2", "3", "5", "6"]
+    assert sorted(df[Key.target]) == pytest.approx([-4.0, -3.0, -2.5, -2.0])
+
+
+def test_oqmd_sorted_paging_stops_on_a_short_or_empty_page() -> None:
+    records = [oqmd_record(i) for i in range(1, 7)]  # 6 entries, pages of 3: 3 + 3 + (0)
+    session = FakeSession(server=oqmd_server(records))
+    df = fetch_oqmd(["Ti", "O"], limit=100, page_size=3, session=session, sleep=SleepRecorder())
+    assert len(df) == 6
+    assert [c["params"]["sort_offset"] for c in session.calls] == [0, 3, 6]
+
+    session = FakeSession(server=oqmd_server(records))
+    fetch_oqmd(["Ti", "O"], limit=100, page_size=4, session=session, sleep=SleepRecorder())
+    assert [c["params"]["sort_offset"] for c in session.calls] == [0, 4]  # 4 + 2: short page
+
+
+def shifting_server(
+    before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> Callable[[Mapping[str, Any]], Outcome]:
+    """A fake OQMD whose data change after the first request (``before``, then ``after``)."""
+    first, then = oqmd_server(before), oqmd_server(after)
+    served: list[int] = []
+
+    def serve(params: Mapping[str, Any]) -> Outcome:
+        served.append(1)
+        return (first if len(served) == 1 else then)(params)
+
+    return serve
+
+
+def test_oqmd_page_overlap_drops_duplicates_and_counts_them(warning_text) -> None:
+    """Entry 0 appears at the top of the list after page 1: everything shifts down by one, and
+    entry 3 comes back on page 2. It is kept once, and the drop is reported."""
+    records = [oqmd_record(i) for i in range(1, 8)]
+    inserted = [oqmd_record(0, delta_e=-9.0), *records]
+    session = FakeSession(server=shifting_server(records, inserted))
+    with pytest.warns(UserWarning, match=r"dropped 1 duplicate entry") as rec:
+        df = fetch_oqmd(["Ti", "O"], limit=100, page_size=3, session=session,
+                        sleep=SleepRecorder())
+
+    assert df[Key.entry_id].tolist() == [str(i) for i in range(1, 8)]
+    assert df[Key.entry_id].is_unique
+    assert df.attrs["dropped_duplicates"] == 1
+    assert [c["params"]["sort_offset"] for c in session.calls] == [0, 3, 6]
+    message = warning_text(rec, r"dropped 1 duplicate entry")
+    assert "entry_id" in message and "df.attrs['dropped_duplicates']" in message
+
+
+def test_oqmd_duplicates_do_not_count_towards_limit() -> None:
+    records = [oqmd_record(i) for i in range(1, 8)]
+    inserted = [oqmd_record(-1, delta_e=-9.0), oqmd_record(0, delta_e=-8.0), *records]
+    session = FakeSession(server=shifting_server(records, inserted))  # 2 and 3 come back
+    with pytest.warns(UserWarning, match=r"dropped 2 duplicate entries"):
+        df = fetch_oqmd(["Ti", "O"], limit=5, page_size=3, session=session,
+                        sleep=SleepRecorder())
+    assert df[Key.entry_id].tolist() == ["1", "2", "3", "4", "5"]
+    assert df.attrs["dropped_duplicates"] == 2
+
+
+def test_oqmd_unsorted_option_pages_with_offset() -> None:
+    records = [oqmd_record(i) for i in range(1, 8)]
+    session = FakeSession(server=oqmd_server(records))
+    df = fetch_oqmd(["Ti", "O"], page_size=3, sort_by=None, session=session,
+                    sleep=SleepRecorder())
+    assert len(df) == 7 and df.attrs["sort_by"] is None
+    assert [c["params"]["offset"] for c in session.calls] == [0, 3, 6]
+    for call in session.calls:
+        assert "sort_by" not in call["params"] and "sort_offset" not in call["params"]
+        assert call["params"]["noduplicate"] == "True"
+
+
+def test_oqmd_rejects_sort_keys_the_api_ignores() -> None:
+    session = FakeSession()
+    with pytest.raises(ValueError, match=r"delta_e.*stability") as info:
+        fetch_oqmd(["Ti", "O"], sort_by="entry_id", session=session, sleep=SleepRecorder())
+    assert "silently ignore" in str(info.value)
+    assert session.calls == []
+
+
+def test_oqmd_stability_kept_apart_from_mp_style_e_above_hull() -> None:
+    """OQMD's stability is negative below the hull; e_above_hull keeps MP's meaning (>= 0)."""
+    records = [oqmd_record(1, stability=-0.05), oqmd_record(2, stability=0.0),
+               oqmd_record(3, stability=0.2), oqmd_record(4, stability=None)]
+    df = fetch_oqmd(["Ti", "O"], session=FakeSession(server=oqmd_server(records)),
+                    sleep=SleepRecorder()).set_index(Key.entry_id)
+
+    assert df.loc["1", "oqmd_stability"] == pytest.approx(-0.05)  # OQMD's value, as given
+    assert df.loc["1", Key.e_above_hull] == 0.0  # on the hull: MP's energy_above_hull is 0
+    assert bool(df.loc["1", Key.is_stable]) and bool(df.loc["2", Key.is_stable])
+    assert df.loc["3", "oqmd_stability"] == pytest.approx(0.2)
+    assert df.loc["3", Key.e_above_hull] == pytest.approx(0.2)
+    assert not bool(df.loc["3", Key.is_stable])
+    assert pd.isna(df.loc["4", "oqmd_stability"]) and pd.isna(df.loc["4", Key.e_above_hull])
+    assert pd.isna(df.loc["4", Key.is_stable])
+    assert (df[Key.e_above_hull].dropna() >= 0).all()

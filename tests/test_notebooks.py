@@ -21,28 +21,28 @@ def run(name: str, out: Path, **params) -> dict:
 
 
 def test_fetch_and_featurize_ti_o(tmp_path):
-    data = tmp_path / "data"
-    rec = run("01_fetch.ipynb", tmp_path / "01.ipynb", SYSTEM="Ti-O", DATA_DIR=str(data))
+    out = tmp_path / "res"
+    rec = run("01_fetch.ipynb", tmp_path / "01.ipynb", SYSTEM="Ti-O", OUT_DIR=str(out))
     assert rec["n_rows"] == 148 and rec["removed"]["de-duplicate (< 1 meV/atom)"] == 5
     assert rec["table1"]["n_pool"] == 118 and rec["table1"]["n_test"] == 30
-    table = pd.read_parquet(rec["out_path"])
+    assert rec["out_path"] == "data/systems/snapshot/Ti-O.parquet"  # relative to the results folder
+    table = pd.read_parquet(out / rec["out_path"])
     assert len(table) == 148 and (table["system"] == "Ti-O").all()
-    cfg = json.loads(Path(rec["out_path"]).with_suffix(".config.json").read_text())
+    cfg = json.loads((out / rec["out_path"]).with_suffix(".config.json").read_text())
     assert cfg["config"]["system"] == "Ti-O" and "torch" in cfg["versions"]
 
     rec2 = run("02_featurize.ipynb", tmp_path / "02.ipynb", SYSTEM="Ti-O", DESCRIPTOR="paper17",
-               DATA_DIR=str(data))
+               OUT_DIR=str(out))
     assert rec2["n_features"] == 15 and rec2["missing_columns"] == ["energy_per_atom", "band_gap"]
     assert rec2["n_rows"] + rec2["dropped_rows"] == 148
-    assert len(pd.read_parquet(rec2["out_path"])) == rec2["n_rows"]
+    assert len(pd.read_parquet(out / rec2["out_path"])) == rec2["n_rows"]
 
 
 def test_al_notebook_widgets_headless_and_budget_stop_then_resume(tmp_path):
-    data = tmp_path / "data"
-    run("01_fetch.ipynb", tmp_path / "01.ipynb", SYSTEM="Ti-O", DATA_DIR=str(data))
-    run("02_featurize.ipynb", tmp_path / "02.ipynb", SYSTEM="Ti-O", DATA_DIR=str(data))
-    params = dict(SYSTEM="Ti-O", SEED=2, SMOKE=True, PROGRESS=False, DATA_DIR=str(data),
-                  OUT_DIR=str(tmp_path / "out"))
+    out = tmp_path / "out"
+    run("01_fetch.ipynb", tmp_path / "01.ipynb", SYSTEM="Ti-O", OUT_DIR=str(out))
+    run("02_featurize.ipynb", tmp_path / "02.ipynb", SYSTEM="Ti-O", OUT_DIR=str(out))
+    params = dict(SYSTEM="Ti-O", SEED=2, SMOKE=True, PROGRESS=False, OUT_DIR=str(out))
     stopped = run("03_active_learning.ipynb", tmp_path / "03a.ipynb", MAX_WALL_S=1e-9, **params)
     assert "wall-time budget" in stopped["stopped"] and "continues from round 0 of 2" in stopped["stopped"]
     assert not (tmp_path / "out" / "runs").exists()
@@ -59,13 +59,13 @@ def test_fetch_own_table_through_the_notebook(tmp_path):
     pd.DataFrame({"formula": ["Fe2O3", "FeO", "Fe3O4", "NiO"],
                   "Ef": [-1.7, float("nan"), -1.6, -1.2]}).to_csv(csv, index=False)
     rec = run("01_fetch.ipynb", tmp_path / "01.ipynb", SYSTEM="Fe", SOURCE="file",
-              TABLE_PATH=str(csv), TARGET_COLUMN="Ef", DATA_DIR=str(tmp_path / "d"))
+              TABLE_PATH=str(csv), TARGET_COLUMN="Ef", OUT_DIR=str(tmp_path / "d"))
     assert rec["n_rows"] == 2 and rec["removed"]["finite target"] == 1
 
 
 def test_bad_parameter_fails_in_the_config_cell(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="unknown system 'Xx'"):
-        run("01_fetch.ipynb", tmp_path / "bad.ipynb", SYSTEM="Xx", DATA_DIR=str(tmp_path))
+        run("01_fetch.ipynb", tmp_path / "bad.ipynb", SYSTEM="Xx", OUT_DIR=str(tmp_path))
 
 
 def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
@@ -123,7 +123,7 @@ def test_potentials_notebook_and_runner_smoke(tmp_path):
 
     rec = run("07_bmdal_potentials.ipynb", tmp_path / "07.ipynb", DATASET="offline", SMOKE=True,
               METHODS=["random", "lcmd-feat-ll"], SEED=1, BATCH=4, PROGRESS=False, OUT_DIR=str(tmp_path / "nb"))
-    runs = pd.read_parquet(rec["runs_path"])
+    runs = pd.read_parquet(tmp_path / "nb" / rec["runs_path"])
     assert rec["n_rows"] == len(runs) == 2 * 3  # smoke: 4 → 8 → 12 structures
     assert runs.groupby("method")["n_train"].apply(list).to_dict() == {"random": [4, 8, 12], "lcmd-feat-ll": [4, 8, 12]}
     assert set(rec["final_force_mae"]) == {"random", "lcmd-feat-ll"}

@@ -36,13 +36,12 @@ def assert_nowhere(key: str, root: Path) -> list[Path]:
 
 
 def test_executed_fetch_notebooks_hold_no_api_key(tmp_path, fake_key, monkeypatch):
-    data = str(tmp_path / "data")
     nbdir = tmp_path / "notebooks"
     # the offline source: a complete run of notebook 01 with the key in the kernel's environment
     ok = Task("01_fetch.ipynb", nbdir / "01_fetch_snapshot.ipynb",
-              {"SYSTEM": "Ti-O", "SOURCE": "snapshot", "DATA_DIR": data})
+              {"SYSTEM": "Ti-O", "SOURCE": "snapshot", "OUT_DIR": str(tmp_path)})
     rec, _ = execute_task(ok)
-    assert rec["n_rows"] == 148 and Path(rec["out_path"]).with_suffix(".config.json").exists()
+    assert rec["n_rows"] == 148 and (tmp_path / rec["out_path"]).with_suffix(".config.json").exists()
 
     # the live source, where a key is used: the query fails at once (proxy on a closed port), and
     # the error shown in the executed notebook must not quote the key either
@@ -51,12 +50,12 @@ def test_executed_fetch_notebooks_hold_no_api_key(tmp_path, fake_key, monkeypatc
     for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     live = Task("01_fetch.ipynb", nbdir / "01_fetch_mp.ipynb",
-                {"SYSTEM": "Ti-O", "SOURCE": "mp", "DATA_DIR": data})
+                {"SYSTEM": "Ti-O", "SOURCE": "mp", "OUT_DIR": str(tmp_path)})
     with pytest.raises(TaskError) as err:
         execute_task(live)
     assert "MPQueryError" in str(err.value)  # the kernel found the key and tried to use it
     assert fake_key not in str(err.value)
-    failed_nb = live.output.with_suffix(".running.ipynb")
+    (failed_nb,) = nbdir.glob("01_fetch_mp.*.running.ipynb")
     assert "MPQueryError" in failed_nb.read_text()
 
     written = assert_nowhere(fake_key, tmp_path)
@@ -84,10 +83,13 @@ def test_no_parameters_cell_or_config_takes_a_key():
 def test_study_tasks_pass_no_key(tmp_path, fake_key):
     from alhelpers.run import al_tasks, cross_tasks, report_tasks
 
+    from alhelpers.layout import Layout
+
     args = build_parser().parse_args(["study", "--source", "mp", "--out", str(tmp_path)])
-    fetch, feat = featurize_tasks(tmp_path, args.systems, args.descriptors, source=args.source)
-    tasks = [*fetch, *feat, *al_tasks(tmp_path, args), *cross_tasks(tmp_path, args),
-             *report_tasks(tmp_path, args)]
+    layout = Layout(tmp_path)
+    fetch, feat = featurize_tasks(layout, args)
+    tasks = [*fetch, *feat, *al_tasks(layout, args), *cross_tasks(layout, args),
+             *report_tasks(layout, args)]
     for t in tasks:
         assert not any("key" in name.lower() for name in t.parameters), t.label
         assert fake_key not in json.dumps(t.parameters, default=str), t.label

@@ -58,7 +58,8 @@ from alhelpers.atomistic.neighbours import GraphCache
 from alhelpers.atomistic.oracle import Oracle, PoolOracle
 from alhelpers.atomistic.structures import StructureSet
 from alhelpers.atomistic.train import TrainConfig, fit_potential, predict
-from alhelpers.loop import stream, write_json_atomic
+from alhelpers.files import UnreadableFileError, read_json, write_json
+from alhelpers.loop import stream
 from alhelpers.select import features as SF
 from alhelpers.select import rules as R
 from alhelpers.select.bmdal import bmdal_select
@@ -410,6 +411,20 @@ def _descriptor(species, cutoff: float):
     return DescriptorConfig(species=tuple(species), cutoff=float(cutoff))
 
 
+def _last_checkpoint(folder: Path) -> dict | None:
+    """The newest readable round checkpoint of one method; unreadable ones are reported, removed
+    and their rounds recomputed."""
+    import warnings
+
+    for path in sorted(folder.glob("round*.json"), reverse=True):
+        try:
+            return read_json(path, todo="It is removed and that round is recomputed.")
+        except UnreadableFileError as err:
+            warnings.warn(str(err), stacklevel=3)
+            path.unlink()
+    return None
+
+
 def _run_method(data, cfg, method, seed, oracle, pool, val, test, species, cache, run_dir, shared, progress) -> list[dict]:
     rule, kernel = parse_potential_method(method)
     n_members = cfg.ensemble if kernel.startswith("qbc") else 1
@@ -418,9 +433,8 @@ def _run_method(data, cfg, method, seed, oracle, pool, val, test, species, cache
     start_round = 0
     label_s = 0.0
     if run_dir is not None:  # resume from the last finished round
-        done = sorted(run_dir.glob(f"{method}/round*.json"))
-        if done:
-            ck = json.loads(done[-1].read_text())
+        ck = _last_checkpoint(run_dir / method)
+        if ck is not None:
             rows = ck["rows"]
             labels = _Labels(ck["index"], ck["energy"], [np.asarray(f) for f in ck["forces"]])
             start_round = ck["round"] + 1
@@ -481,9 +495,9 @@ def _run_method(data, cfg, method, seed, oracle, pool, val, test, species, cache
                      f"E {row['energy_mae'] * 1000:.1f} meV/atom, F {row['force_mae']:.3f} eV/Å "
                      f"(train {train_s:.1f} s, features {row['feature_s']:.2f} s, select {row['selection_s']:.2f} s)")
         if run_dir is not None:
-            write_json_atomic(run_dir / method / f"round{rnd:02d}.json", {
+            write_json(run_dir / method / f"round{rnd:02d}.json", {
                 "round": rnd, "finished": finished, "rows": rows, "index": labels.index,
-                "energy": labels.energy, "forces": [f.tolist() for f in labels.forces]})
+                "energy": labels.energy, "forces": [f.tolist() for f in labels.forces]}, indent=None)
         if finished:
             break
     return rows

@@ -42,11 +42,42 @@ def optional_int(value: Any) -> int | None:
     return int(number) if number is not None and number == int(number) else None
 
 
+#: A numbered id: optional prefix, then digits (``mp-149``, OQMD's ``4061``).
+_NUMBERED_ID = re.compile(r"(.*?)(\d+)")
+
+#: A letter-style Materials Project id (emmet-core ``AlphaID``): a prefix with its separator,
+#: then lowercase letters only (``mp-hilze``, ``mp-aahilze``).
+_LETTER_ID = re.compile(r"([A-Za-z]+[-:_])([a-z]+)")
+
+
+def letter_id_value(letters: str) -> int:
+    """The integer a letter-style id body stands for: base 26 written with ``a``-``z``.
+
+    ``a`` is the digit 0, so leading ``a``'s are padding: ``hilze``, ``aahilze`` -> 3347530
+    (the first id the Materials Project minted after the numbered ``mp-3347529``); ``lxf`` ->
+    8039 (the letter form of ``mp-8039``). Same rule as emmet-core's ``AlphaID``.
+    """
+    value = 0
+    for char in letters:
+        value = value * 26 + (ord(char) - ord("a"))
+    return value
+
+
 def id_sort_key(entry_id: str) -> tuple[str, int, str]:
-    """Natural order of ids: ``mp-2 < mp-10 < mp-149``; ids without a trailing number sort by text."""
-    match = re.fullmatch(r"(.*?)(\d+)", entry_id)
-    if match:
-        return (match.group(1), int(match.group(2)), "")
+    """Natural order of ids: by prefix, then by the number the id stands for, then by text.
+
+    Numbered ids compare by their integer (``mp-2 < mp-10 < mp-149``; OQMD ``9 < 10``).
+    Letter-style Materials Project ids compare by their value (:func:`letter_id_value`), not
+    by their text, so ``mp-zz`` (675) < ``mp-baa`` (676), padded and unpadded forms of one id
+    sit together, and new ids follow the numbered ones they were minted after
+    (``mp-3347529 < mp-hilze``). Ids of neither form sort by text.
+    """
+    numbered = _NUMBERED_ID.fullmatch(entry_id)
+    if numbered:
+        return (numbered.group(1), int(numbered.group(2)), entry_id)
+    lettered = _LETTER_ID.fullmatch(entry_id)
+    if lettered:
+        return (lettered.group(1), letter_id_value(lettered.group(2)), entry_id)
     return (entry_id, -1, entry_id)
 
 
@@ -60,7 +91,7 @@ def records_frame(
     id_column: str,
     limit: int | None = None,
 ) -> pd.DataFrame:
-    """Rows of the well-formed records, sorted by id (natural order), truncated to ``limit``.
+    """Rows of the well-formed records, sorted by id (:func:`id_sort_key`), truncated to ``limit``.
 
     Malformed records are dropped and counted: ``df.attrs["dropped_malformed"]`` and the reasons
     in ``df.attrs["dropped_reasons"]``.

@@ -5,6 +5,17 @@ composition contains *all* the given elements, with an explicit ``fields=`` list
 summary documents into the project's tidy entries table (one row per material, columns named by
 :class:`alhelpers.keys.Key`).
 
+GNoMe materials are excluded unless asked for (``include_gnome=False`` is always passed
+explicitly: the mp-api default is True, which mixes the GNoMe r2SCAN structures into "all
+materials"); the value used is in ``df.attrs["include_gnome"]``. Material ids are kept as the
+client gives them, numbered (``mp-149``) or letter-style (``mp-hilze``, emmet-core's
+``AlphaID``); they are ordered by :func:`alhelpers.data._rows.id_sort_key`, never parsed as
+numbers.
+
+Needs ``mp-api >= 0.46.1``: ``include_gnome`` appeared in 0.45.0, and ``_sort_fields`` is a
+declared parameter of ``summary.search`` only from 0.46.1 (0.45.8-0.46.0 reject it as an unknown
+keyword, older releases raise TypeError).
+
 The API key comes from the environment variable ``MP_API_KEY`` or, on Google Colab, from the
 notebook's secrets (:func:`resolve_mp_api_key`) -- never from a notebook cell or a papermill
 parameter. The key is never printed, logged or stored in the result.
@@ -161,12 +172,16 @@ def _default_rester_factory(api_key: str) -> Any:
 
 
 
-def build_summary_search_kwargs(elements: Sequence[str], *, limit: int) -> dict[str, Any]:
+def build_summary_search_kwargs(
+    elements: Sequence[str], *, limit: int, include_gnome: bool = False
+) -> dict[str, Any]:
     """Keyword arguments for ``mpr.materials.summary.search``.
 
     ``elements`` means "contains all of these" (other elements allowed). The server sorts by
     ``material_id`` and only ``ceil(limit / chunk_size)`` pages are downloaded, so large systems
     (C, Fe, Si) do not pull tens of thousands of structures. Deprecated materials are excluded.
+    ``include_gnome`` is always sent (mp-api turns False into the server filter
+    ``batch_id_not_eq=gnome_r2scan_statics``).
     """
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
@@ -174,6 +189,7 @@ def build_summary_search_kwargs(elements: Sequence[str], *, limit: int) -> dict[
     return {
         "elements": list(elements),
         "deprecated": False,
+        "include_gnome": bool(include_gnome),
         "fields": list(MP_SUMMARY_FIELDS),
         "chunk_size": chunk_size,
         "num_chunks": math.ceil(limit / chunk_size),
@@ -279,8 +295,9 @@ def docs_to_frame(docs: Sequence[Any], *, limit: int | None = None) -> pd.DataFr
 
     Malformed documents (no ``material_id``, no formula, missing or non-numeric formation energy)
     are dropped; their number is in ``df.attrs["dropped_malformed"]`` and the reasons in
-    ``df.attrs["dropped_reasons"]``. Rows are sorted by ``material_id`` (natural order) and then
-    truncated to ``limit``.
+    ``df.attrs["dropped_reasons"]``. Rows are sorted by ``material_id`` (natural order, numbered
+    and letter-style ids alike: :func:`alhelpers.data._rows.id_sort_key`) and then truncated to
+    ``limit``.
     """
     return records_frame(docs, malformed_reason=_malformed_reason, to_row=_doc_to_row,
                          columns=_COLUMNS, dtypes=_DTYPES, id_column=Key.entry_id, limit=limit)
@@ -299,6 +316,7 @@ def fetch_mp(
     elements: Sequence[str],
     *,
     limit: int = 500,
+    include_gnome: bool = False,
     api_key: str | None = None,
     rester_factory: Callable[[str], Any] | None = None,
 ) -> pd.DataFrame:
@@ -313,6 +331,10 @@ def fetch_mp(
         ``material_id`` order; rows are sorted by ``material_id`` before truncating, so the
         result is deterministic. Malformed entries are dropped after that, so slightly fewer
         rows may come back.
+    include_gnome:
+        Also return the GNoMe materials (Google DeepMind's r2SCAN structures hosted by MP).
+        Default False: only the Materials Project's own computed materials, whose energies come
+        from MP's usual GGA/GGA+U(+r2SCAN) mixing scheme.
     api_key:
         The key; by default :func:`resolve_mp_api_key` (``MP_API_KEY`` or Colab secrets).
     rester_factory:
@@ -324,7 +346,8 @@ def fetch_mp(
     The tidy entries table: ``source="mp"``, ``dataset="mp_api"``, ``entry_id`` (material_id),
     ``formula``, ``nsites``, ``formation_energy_per_atom`` and the property columns;
     ``structure`` is ``json.dumps(Structure.as_dict())`` or None. ``df.attrs["dropped_malformed"]``
-    counts the dropped malformed entries (a warning says how many and why).
+    counts the dropped malformed entries (a warning says how many and why);
+    ``df.attrs["include_gnome"]`` is the ``include_gnome`` value the query used.
 
     Raises
     ------
@@ -333,13 +356,14 @@ def fetch_mp(
     ValueError: bad ``elements`` or ``limit``.
     """
     symbols = validate_elements(elements)
-    search_kwargs = build_summary_search_kwargs(symbols, limit=limit)
+    search_kwargs = build_summary_search_kwargs(symbols, limit=limit, include_gnome=include_gnome)
     key = _clean_key(api_key) or resolve_mp_api_key()
     if key is None:
         raise MissingAPIKeyError()
     factory = rester_factory or _default_rester_factory
     docs = _search_summary(key, search_kwargs, factory)
     frame = docs_to_frame(docs, limit=limit)
+    frame.attrs["include_gnome"] = search_kwargs["include_gnome"]
     if frame.attrs["dropped_malformed"]:
         warnings.warn(_dropped_message(frame.attrs["dropped_reasons"], len(docs)), stacklevel=2)
     return frame

@@ -13,8 +13,28 @@ must be present, others are allowed). A page of the API looks like::
      "response_message": "OK"}
 
 (``meta.more_data_available`` is true on *every* page of a multi-page result, the last one
-included, so paging stops on ``links.next`` being null, an empty page, ``data_available`` or the
-requested ``limit``.)
+included, so unsorted paging stops on ``links.next`` being null, an empty page,
+``data_available`` or the requested ``limit``.)
+
+Stable pages. Without an ORDER BY the server's row order is not guaranteed between requests, so
+an offset can shift between two pages. By default the query asks for ``sort_by=delta_e`` and
+``noduplicate=True`` (one entry per duplicate group). OQMD sorts only by ``delta_e`` or
+``stability`` -- qmpy's ``FormationEnergyList`` silently ignores any other ``sort_by``, so there is
+no ordering by ``entry_id`` -- and pages a sorted query with ``sort_offset``: the sorted list is
+cut to ``[sort_offset : sort_offset + limit]`` before the usual ``offset`` pagination runs inside
+that slice. A sorted page is therefore asked for with ``sort_offset=<position>&offset=0``; its
+``links.next`` is always null and its ``data_available`` is the slice size, so sorted paging
+stops on a short or empty page instead. Whatever the order, an ``entry_id`` that comes back a
+second time (ties in ``delta_e``, data changing between requests) is dropped and counted in
+``df.attrs["dropped_duplicates"]``, so a result never holds a row twice.
+
+Stability. OQMD's ``stability`` is the distance to the convex hull *of the other phases*: negative
+for a phase below it (stable), positive above it. It is kept as given in the ``oqmd_stability``
+column. ``e_above_hull`` keeps the Materials Project meaning (energy above the hull that includes
+the phase itself, >= 0), which is ``max(stability, 0)``: a phase below the hull of the others
+*is* the hull there, so its energy above the hull is 0. (qmpy's REST serializer already clips to
+0 since 2019, so both columns usually agree; the clip here keeps ``e_above_hull`` >= 0 whatever
+the server sends.) ``is_stable`` is ``stability <= 0``.
 
 Transient failures (time-outs, connection errors, HTTP 5xx and 429, unreadable JSON) are retried
 with exponential back-off; the ``sleep`` function and the ``requests.Session`` are injectable so
@@ -41,6 +61,8 @@ __all__ = [
     "OQMD_URL",
     "OQMDError",
     "OQMDUnavailableError",
+    "OQMD_SORT_KEYS",
+    "OQMD_STABILITY",
     "build_params",
     "element_set_filter",
     "fetch_oqmd",
@@ -60,6 +82,12 @@ OQMD_FIELDS: tuple[str, ...] = (
     "natoms",
 )
 
+#: The only ``sort_by`` values OQMD's REST API acts on (any other value is silently ignored).
+OQMD_SORT_KEYS: tuple[str, ...] = ("delta_e", "stability")
+
+#: Column holding OQMD's own ``stability`` (hull distance, negative below the hull).
+OQMD_STABILITY = "oqmd_stability"
+
 #: Longest wait honoured from a ``Retry-After`` header (seconds).
 _MAX_RETRY_AFTER = 60.0
 
@@ -68,6 +96,7 @@ _COLUMNS: tuple[str, ...] = (
     Key.band_gap,
     Key.volume,
     Key.e_above_hull,
+    OQMD_STABILITY,
     Key.is_stable,
 )
 
@@ -81,6 +110,7 @@ _DTYPES: dict[str, str] = {
     Key.band_gap: "float64",
     Key.volume: "float64",
     Key.e_above_hull: "float64",
+    OQMD_STABILITY: "float64",
     Key.is_stable: "boolean",
 }
 
@@ -104,15 +134,27 @@ def element_set_filter(elements: Sequence[str]) -> str:
     return f"element_set=({','.join(elements)})"
 
 
-def build_params(elements: Sequence[str], *, limit: int, offset: int) -> dict[str, str | int]:
-    """Query parameters of one page."""
-    return {
+def build_params(
+    elements: Sequence[str], *, limit: int, offset: int, sort_by: str | None = "delta_e"
+) -> dict[str, str | int]:
+    """Query parameters of the page of ``limit`` entries starting at position ``offset``.
+
+    Sorted (``sort_by`` one of :data:`OQMD_SORT_KEYS`), the position goes in ``sort_offset`` and
+    ``offset`` is 0 (qmpy paginates inside the sorted slice); unsorted, it goes in ``offset``.
+    ``noduplicate=True`` is always asked for.
+    """
+    params: dict[str, str | int] = {
         "fields": ",".join(OQMD_FIELDS),
         "filter": element_set_filter(elements),
         "limit": limit,
-        "offset": offset,
         "format": "json",
+        "noduplicate": "True",
     }
+    if sort_by is None:
+        params["offset"] = offset
+    else:
+        params.update({"sort_by": sort_by, "sort_offset": offset, "offset": 0})
+    return params
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,7 +268,7 @@ def _malformed_reason(record: Any) -> str | None:
 
 
 def _record_to_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One tidy row from one well-formed OQMD record."""
+    """One tidy row from one well-formed OQMD record (see the module docstring on stability)."""
     stability = finite_float(record.get("stability"))
     band_gap = finite_float(record.get("band_gap"))
     volume = finite_float(record.get("volume"))
@@ -239,7 +281,8 @@ def _record_to_row(record: Mapping[str, Any]) -> dict[str, Any]:
         Key.target: finite_float(record["delta_e"]),
         Key.band_gap: math.nan if band_gap is None else band_gap,
         Key.volume: math.nan if volume is None else volume,
-        Key.e_above_hull: math.nan if stability is None else stability,
+        Key.e_above_hull: math.nan if stability is None else max(stability, 0.0),
+        OQMD_STABILITY: math.nan if stability is None else stability,
         Key.is_stable: None if stability is None else stability <= 0.0,
     }
 
@@ -251,7 +294,9 @@ def records_to_frame(records: Sequence[Any]) -> pd.DataFrame:
     Malformed records (no ``entry_id``, no ``name``, missing or non-numeric ``delta_e``) are
     dropped; their number is in ``df.attrs["dropped_malformed"]`` and the reasons in
     ``df.attrs["dropped_reasons"]``. ``volume`` is per cell, as OQMD gives it;
-    ``is_stable`` is ``stability <= 0`` (NA where OQMD has no stability).
+    ``oqmd_stability`` is OQMD's ``stability`` as given, ``e_above_hull`` is
+    ``max(stability, 0)`` and ``is_stable`` is ``stability <= 0`` (all NA where OQMD has no
+    stability).
     """
     return records_frame(records, malformed_reason=_malformed_reason, to_row=_record_to_row,
                          columns=_COLUMNS, dtypes=_DTYPES, id_column=Key.entry_id, limit=None)
@@ -264,17 +309,27 @@ def records_to_frame(records: Sequence[Any]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class _Fetched:
-    """Raw records of all pages fetched, and why paging ended early (None if it did not)."""
+    """Raw records of all pages fetched (each ``entry_id`` once), why paging ended early (None if
+    it did not), and how many repeated entries were dropped."""
 
     records: list[Any]
     failure: str | None
     pages: int
+    duplicates: int = 0
 
 
-def _is_last_page(page: Mapping[str, Any], *, received: int, fetched: int) -> bool:
-    """True when ``page`` (with ``received`` records) is the last one to ask for."""
+def _is_last_page(
+    page: Mapping[str, Any], *, received: int, requested: int, fetched: int, sorted_paging: bool
+) -> bool:
+    """True when ``page`` (``received`` of ``requested`` records) is the last one to ask for.
+
+    A sorted page's links and counts describe only its own slice (see the module docstring), so
+    only a short page ends sorted paging.
+    """
     if received == 0:
         return True
+    if sorted_paging:
+        return received < requested
     links = page.get("links")
     if isinstance(links, Mapping) and "next" in links and not links["next"]:
         return True
@@ -288,39 +343,83 @@ def _is_last_page(page: Mapping[str, Any], *, received: int, fetched: int) -> bo
     return False
 
 
+def _record_key(record: Any) -> str | None:
+    """The ``entry_id`` of a record as text, or None when it has none (malformed: kept for
+    :func:`records_to_frame` to count)."""
+    if not isinstance(record, Mapping) or record.get("entry_id") is None:
+        return None
+    return str(record["entry_id"]).strip() or None
+
+
+def _take_new(data: Sequence[Any], seen: set[str], room: int) -> tuple[list[Any], int]:
+    """Up to ``room`` records of ``data`` whose ``entry_id`` is not in ``seen`` (which is
+    updated), and how many repeated ones were skipped on the way."""
+    fresh: list[Any] = []
+    repeated = 0
+    for record in data:
+        if len(fresh) >= room:
+            break
+        key = _record_key(record)
+        if key is not None and key in seen:
+            repeated += 1
+            continue
+        if key is not None:
+            seen.add(key)
+        fresh.append(record)
+    return fresh, repeated
+
+
 def _fetch_pages(
     symbols: Sequence[str],
     *,
     limit: int,
     page_size: int,
+    sort_by: str | None,
     get_page: Callable[[Mapping[str, Any]], dict[str, Any]],
 ) -> _Fetched:
-    """Page through the endpoint until ``limit`` records or the end of the data.
+    """Page through the endpoint until ``limit`` distinct records or the end of the data.
 
-    A failure on the first page propagates; a failure on a later page ends paging and is
-    reported in ``failure`` (the records already fetched are kept).
+    Records whose ``entry_id`` was already received are dropped and counted (they do not count
+    towards ``limit``). A failure on the first page propagates; a failure on a later page ends
+    paging and is reported in ``failure`` (the records already fetched are kept).
     """
     records: list[Any] = []
-    offset = 0
+    seen: set[str] = set()
+    duplicates = 0
+    position = 0
     pages = 0
     while len(records) < limit:
-        params = build_params(symbols, limit=min(page_size, limit - len(records)), offset=offset)
+        requested = min(page_size, limit - len(records))
+        params = build_params(symbols, limit=requested, offset=position, sort_by=sort_by)
         try:
             page = get_page(params)
         except OQMDUnavailableError as exc:
             if pages == 0:
                 raise
-            return _Fetched(records, f"page {pages + 1} (offset {offset}): {exc}", pages)
+            failure = f"page {pages + 1} (position {position}): {exc}"
+            return _Fetched(records, failure, pages, duplicates)
         pages += 1
         data = page["data"]
-        records.extend(data[: limit - len(records)])
-        offset += len(data)
-        if _is_last_page(page, received=len(data), fetched=offset):
+        fresh, repeated = _take_new(data, seen, limit - len(records))
+        records.extend(fresh)
+        duplicates += repeated
+        position += len(data)
+        if _is_last_page(page, received=len(data), requested=requested, fetched=position,
+                         sorted_paging=sort_by is not None):
             break
-    return _Fetched(records, None, pages)
+    return _Fetched(records, None, pages, duplicates)
 
 
-def _check_options(limit: int, page_size: int, timeout: float, max_retries: int, backoff: float) -> None:
+def _check_options(
+    limit: int, page_size: int, timeout: float, max_retries: int, backoff: float,
+    sort_by: str | None,
+) -> None:
+    if sort_by is not None and sort_by not in OQMD_SORT_KEYS:
+        raise ValueError(
+            f"sort_by={sort_by!r} is not a sort key of OQMD's REST API: it sorts only by "
+            f"{' or '.join(OQMD_SORT_KEYS)} and would silently ignore anything else (leaving the "
+            "pages unordered). Use sort_by='delta_e' (default), 'stability', or None."
+        )
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     if page_size < 1:
@@ -341,6 +440,7 @@ def fetch_oqmd(
     timeout: float = 30.0,
     max_retries: int = 3,
     backoff: float = 1.0,
+    sort_by: str | None = "delta_e",
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> pd.DataFrame:
@@ -351,9 +451,9 @@ def fetch_oqmd(
     elements:
         Element symbols every entry must contain (others allowed).
     limit:
-        At most this many entries are requested (malformed ones are then dropped).
+        At most this many distinct entries are requested (malformed ones are then dropped).
     page_size:
-        Entries per request (``limit``/``offset`` pagination).
+        Entries per request.
     timeout:
         Seconds per HTTP request.
     max_retries, backoff:
@@ -361,6 +461,12 @@ def fetch_oqmd(
         retried up to ``max_retries`` times, waiting ``backoff * 2**k`` seconds before retry
         ``k`` (or the server's ``Retry-After``, if longer). HTTP 4xx other than 429 is not
         retried.
+    sort_by:
+        Server-side order of the pages: ``"delta_e"`` (default), ``"stability"`` (the only keys
+        OQMD sorts by), or None for the server's unspecified order (offset paging, which may
+        shift between pages). Note: when ``limit`` is smaller than the number of matching
+        entries, a sorted query returns the ``limit`` entries with the *lowest* ``delta_e``
+        (or stability), not an arbitrary sample.
     session:
         A ``requests.Session`` (or anything with its ``get``); a new one is made (and closed)
         when None.
@@ -371,10 +477,14 @@ def fetch_oqmd(
     -------
     The tidy entries table: ``source="oqmd"``, ``dataset="oqmd_api"``, ``entry_id``,
     ``formula`` (OQMD ``name``), ``nsites`` (``natoms``), ``formation_energy_per_atom``
-    (``delta_e``), ``band_gap``, ``volume`` (per cell), ``e_above_hull`` (``stability``),
-    ``is_stable`` (``stability <= 0``). ``df.attrs["partial"]`` is True when a later page failed
-    after all retries (the rows already fetched are kept and a warning says so);
-    ``df.attrs["dropped_malformed"]`` counts dropped malformed records (with a warning).
+    (``delta_e``), ``band_gap``, ``volume`` (per cell), ``e_above_hull``
+    (``max(stability, 0)``, the Materials Project meaning), ``oqmd_stability`` (``stability`` as
+    OQMD gives it, negative below the hull), ``is_stable`` (``stability <= 0``); rows in
+    ``entry_id`` order. ``df.attrs["partial"]`` is True when a later page failed after all
+    retries (the rows already fetched are kept and a warning says so);
+    ``df.attrs["dropped_malformed"]`` counts dropped malformed records and
+    ``df.attrs["dropped_duplicates"]`` entries that came back a second time (each with a
+    warning); ``df.attrs["sort_by"]`` is the order the pages were asked in.
 
     Raises
     ------
@@ -382,7 +492,7 @@ def fetch_oqmd(
     ValueError: bad ``elements`` or options.
     """
     symbols = validate_elements(elements)
-    _check_options(limit, page_size, timeout, max_retries, backoff)
+    _check_options(limit, page_size, timeout, max_retries, backoff, sort_by)
     own_session = session is None
     http = requests.Session() if session is None else session
 
@@ -392,7 +502,8 @@ def fetch_oqmd(
         )
 
     try:
-        fetched = _fetch_pages(symbols, limit=limit, page_size=page_size, get_page=get_page)
+        fetched = _fetch_pages(symbols, limit=limit, page_size=page_size, sort_by=sort_by,
+                               get_page=get_page)
     except OQMDUnavailableError as exc:
         raise OQMDUnavailableError(
             f"OQMD request for elements {symbols} failed on the first page: {exc}. "
@@ -406,10 +517,20 @@ def fetch_oqmd(
     frame = records_to_frame(fetched.records)
     frame.attrs["partial"] = fetched.failure is not None
     frame.attrs["pages_fetched"] = fetched.pages
+    frame.attrs["sort_by"] = sort_by
+    frame.attrs["dropped_duplicates"] = fetched.duplicates
     if fetched.failure is not None:
         warnings.warn(
             f"OQMD: {fetched.failure}. Keeping the {len(fetched.records)} entries fetched before "
             "the failure; the result is partial (df.attrs['partial'] is True).",
+            stacklevel=2,
+        )
+    if fetched.duplicates:
+        n = fetched.duplicates
+        warnings.warn(
+            f"OQMD: dropped {n} duplicate entr{'y' if n == 1 else 'ies'} (an entry_id already "
+            "received came back on a later page, e.g. because the server's result shifted "
+            "between requests); each entry is kept once, see df.attrs['dropped_duplicates'].",
             stacklevel=2,
         )
     dropped = frame.attrs["dropped_malformed"]

@@ -1,13 +1,190 @@
-"""Bring your own table: any CSV or parquet with a formula column and a target column."""
+"""Bring your own table: any CSV or parquet with a formula column and a target column.
+
+Besides the formula and target columns (named with ``formula=`` and ``target=``), a table may have:
+
+* ``source``: which database a row comes from. It is kept, so that a table exported from
+  Materials Project and OQMD can run the cross-database stage. Values are recognised
+  case-insensitively (:data:`SOURCE_ALIASES`: ``"MP"``, ``"Materials Project"`` → ``"mp"``;
+  ``"OQMD"`` → ``"oqmd"``); empty cells get ``source=`` (default ``"file"``); other values are
+  kept as written, with a warning.
+* ``nsites``: atoms per cell; empty cells (or no such column) get the atoms in the formula.
+* the known property columns (``band_gap``, ``density``, …).
+
+Formulas with non-integer amounts (``Fe0.5Ni0.5``) are read as written here and rewritten as
+integer formulas when the rows are cleaned (:func:`alhelpers.data.systems.integer_formulas`).
+"""
 
 from __future__ import annotations
 
+import gzip
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from alhelpers.keys import ENTRY_COLUMNS, PROPERTY_COLUMNS, Key
+
+#: Recognised values of a ``source`` column (lower case, runs of spaces, ``_`` and ``-`` read as
+#: one space) and the source each stands for.
+SOURCE_ALIASES: dict[str, str] = {
+    "mp": "mp",
+    "materials project": "mp",
+    "materialsproject": "mp",
+    "oqmd": "oqmd",
+    "open quantum materials database": "oqmd",
+    "file": "file",
+}
+
+#: How to choose another encoding, in the words of the notebook and the runner.
+ENCODING_HINT = (
+    "pass encoding='latin-1' (or 'cp1252' for Windows exports) "
+    "(notebook parameter TABLE_ENCODING / runner flag --encoding)"
+)
+
+_N_EXAMPLES = 3
+
+
+def normalize_source(value: object, *, default: str = "file") -> str:
+    """``"MP"``, ``"Materials Project"`` → ``"mp"``; ``"OQMD"`` → ``"oqmd"``; empty → ``default``.
+
+    Other text is returned stripped but otherwise as written.
+    """
+    if _missing(value):
+        return default
+    text = str(value).strip()
+    if not text:
+        return default
+    return SOURCE_ALIASES.get(re.sub(r"[\s_-]+", " ", text.lower()), text)
+
+
+def _missing(value: object) -> bool:
+    """None, NaN or pandas' NA (a cell the table leaves empty)."""
+    if value is None or isinstance(value, str):
+        return value is None
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or array in a parquet cell
+        return False
+
+
+def _where(path: Path, i: int) -> str:
+    """Row ``i`` (0-based, data rows) as the user sees it: a CSV line number or a parquet row."""
+    return f"row {i}" if _is_parquet(path) else f"line {i + 2}"
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _decode_error(path: Path, encoding: str, err: UnicodeDecodeError) -> ValueError:
+    """A ``ValueError`` naming the file, the first byte that is not ``encoding`` and the fix."""
+    data = path.read_bytes()
+    if path.suffix.lower() == ".gz":
+        data = gzip.decompress(data)
+    try:
+        data.decode(encoding)
+        byte, pos = err.object[err.start], err.start  # pandas' own position (within its buffer)
+        where = f"position {pos}"
+    except UnicodeDecodeError as exact:
+        byte, pos = data[exact.start], exact.start
+        line = data[:pos].count(b"\n") + 1
+        where = f"position {pos}, line {line}"
+    return ValueError(
+        f"{path.name} is not valid {encoding} (byte 0x{byte:02x} at {where}); {ENCODING_HINT}"
+    )
+
+
+def _read_raw(path: Path, encoding: str) -> pd.DataFrame:
+    if _is_parquet(path):
+        return pd.read_parquet(path)
+    if path.suffix.lower() not in (".csv", ".txt", ".gz"):
+        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
+    try:
+        return pd.read_csv(path, encoding=encoding)
+    except UnicodeDecodeError as err:
+        raise _decode_error(path, encoding, err) from err
+    except LookupError as err:
+        raise ValueError(
+            f"unknown encoding {encoding!r} for {path.name}: use a Python codec name such as "
+            "'utf-8', 'latin-1' or 'cp1252'"
+        ) from err
+    except pd.errors.EmptyDataError as err:
+        raise ValueError(
+            f"{path.name} is empty (no header, no rows): export the table again with a header row "
+            "naming the formula and target columns"
+        ) from err
+
+
+def _check_formulas(raw: pd.DataFrame, column: str, path: Path) -> list[str]:
+    """The formulas, stripped; ``ValueError`` naming the column and the lines pymatgen cannot read."""
+    from alhelpers.data.systems import integer_formula
+
+    formulas, bad = [], []
+    for i, value in enumerate(raw[column]):
+        text = "" if _missing(value) else str(value).strip()
+        try:
+            if not text:
+                raise ValueError("empty")
+            integer_formula(text)
+        except Exception:  # pymatgen raises several types for bad formulas
+            bad.append(f"{_where(path, i)}: {text!r}" if text else f"{_where(path, i)}: (empty)")
+        formulas.append(text)
+    if bad:
+        raise ValueError(
+            f"{path.name}: {len(bad)} value(s) of the formula column {column!r} pymatgen cannot read, "
+            f"e.g. {', '.join(bad[:_N_EXAMPLES])}. Fix or delete those rows, or name the formula "
+            "column with formula=... (fetch_raw/fetch_system: formula_column=...)"
+        )
+    return formulas
+
+
+def _numeric_target(raw: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """The target as floats; text that is not a number becomes NaN, with a warning naming it."""
+    y = pd.to_numeric(raw[column], errors="coerce").to_numpy(dtype=float)
+    text = [i for i, (v, num) in enumerate(zip(raw[column], y, strict=True))
+            if np.isnan(num) and not pd.isna(v)]
+    if text:
+        shown = ", ".join(f"{_where(path, i)}: {str(raw[column].iloc[i])!r}" for i in text[:_N_EXAMPLES])
+        warnings.warn(
+            f"{path.name}: {len(text)} value(s) of the target column {column!r} are not numbers, "
+            f"e.g. {shown}; these rows are removed by the 'finite target' filter. Write numbers "
+            "with '.' as the decimal point, or name another column with target=...",
+            UserWarning,
+            stacklevel=3,
+        )
+    return y
+
+
+def _sources(raw: pd.DataFrame, default: str, path: Path) -> list[str]:
+    """The ``source`` column normalised (:func:`normalize_source`), or ``default`` for every row."""
+    if Key.source not in raw:
+        return [default] * len(raw)
+    out = [normalize_source(v, default=default) for v in raw[Key.source]]
+    other = pd.Series([s for s in out if s not in ("mp", "oqmd", "file")], dtype=object)
+    if len(other):
+        counts = other.value_counts()
+        shown = ", ".join(f"{name!r} ({n} rows)" for name, n in counts.head(_N_EXAMPLES).items())
+        warnings.warn(
+            f"{path.name}: {len(other)} row(s) name a source other than mp, oqmd or file: {shown}. "
+            "They are kept as written, but the cross-database stage uses only rows whose source "
+            "is mp (Materials Project, also 'MP', 'Materials Project') or oqmd ('OQMD').",
+            UserWarning,
+            stacklevel=3,
+        )
+    return out
+
+
+def _nsites(raw: pd.DataFrame, formulas: list[str]) -> np.ndarray:
+    """Atoms per cell: the table's ``nsites`` where given, else the atoms of the integer formula."""
+    from alhelpers.data.systems import atom_counts, integer_formula
+
+    given = (pd.to_numeric(raw[Key.nsites], errors="coerce").to_numpy(dtype=float)
+             if Key.nsites in raw else np.full(len(raw), np.nan))
+    counted = [integer_formula(f) for f in formulas]
+    return atom_counts([g if not np.isnan(g) else (c[1] if c else np.nan)
+                        for g, c in zip(given, counted, strict=True)])
 
 
 def read_user_table(
@@ -17,49 +194,48 @@ def read_user_table(
     formula: str = Key.formula,
     entry_id: str | None = None,
     source: str = "file",
+    encoding: str = "utf-8",
 ) -> pd.DataFrame:
     """Read a user's CSV/parquet into the tidy entries table.
 
     ``target`` names the column with the property to learn (eV/atom for formation energy);
-    ``formula`` the column with chemical formulas. Known property columns (``band_gap``,
-    ``density``, …) are kept; non-numeric targets become NaN and are later dropped (and counted)
-    by :func:`alhelpers.data.systems.filter_finite_target`.
-    """
-    from alhelpers.data.systems import atoms_in_formula
+    ``formula`` the column with chemical formulas; ``encoding`` the text encoding of a CSV
+    (``"latin-1"``/``"cp1252"`` for many Windows exports; a file that is not ``encoding`` is a
+    ``ValueError`` naming the first bad byte). A ``source`` column is kept and normalised
+    (``"MP"`` → ``"mp"``, ``"OQMD"`` → ``"oqmd"``, see :data:`SOURCE_ALIASES`); rows without one
+    get ``source``. Known property columns (``band_gap``, ``density``, …) are kept; non-numeric
+    targets become NaN (with a warning naming them) and are later dropped, and counted, by
+    :func:`alhelpers.data.systems.filter_finite_target`.
 
+    ``ValueError`` for a missing file column, an empty table or formulas pymatgen cannot read
+    (naming the column and the lines).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"table {path} does not exist")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        raw = pd.read_parquet(path)
-    elif path.suffix.lower() in (".csv", ".txt", ".gz"):
-        raw = pd.read_csv(path)
-    else:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
+    raw = _read_raw(path, encoding)
     missing = [str(c) for c in (formula, target) if c not in raw.columns]
     if missing:
         raise ValueError(
             f"{path.name} has no column(s) {missing}. Its columns are {list(raw.columns)}; "
-            f"name the formula column with formula=... and the target column with target=..."
+            "name the formula column with formula=... (fetch_raw/fetch_system: formula_column=...) "
+            "and the target column with target=..."
         )
-    bad = []
-    for f in raw[formula].astype(str):
-        try:
-            atoms_in_formula(f)
-        except Exception:  # pymatgen raises several types for bad formulas
-            bad.append(f)
-    if bad:
-        raise ValueError(f"{path.name}: {len(bad)} formula(s) pymatgen cannot read, e.g. {bad[:3]}")
+    if raw.empty:
+        raise ValueError(
+            f"{path.name} has no rows (columns {list(raw.columns)}): nothing to learn from; "
+            "check that the file is the exported table and not just its header"
+        )
+    formulas = _check_formulas(raw, formula, path)
     out = pd.DataFrame(
         {
-            Key.source: source,
+            Key.source: _sources(raw, normalize_source(source), path),
             Key.dataset: path.stem,
-            Key.entry_id: (raw[entry_id].astype(str) if entry_id else
+            Key.entry_id: (raw[entry_id].astype(str).to_numpy() if entry_id else
                            [f"{path.stem}:{i}" for i in range(len(raw))]),
-            Key.formula: raw[formula].astype(str).to_numpy(),
-            Key.nsites: (raw[Key.nsites].to_numpy() if Key.nsites in raw
-                         else raw[formula].astype(str).map(atoms_in_formula).to_numpy()),
-            Key.target: pd.to_numeric(raw[target], errors="coerce").to_numpy(dtype=float),
+            Key.formula: formulas,
+            Key.nsites: _nsites(raw, formulas),
+            Key.target: _numeric_target(raw, target, path),
         }
     )
     for col in PROPERTY_COLUMNS:

@@ -1,0 +1,105 @@
+"""Reading and writing result files safely: atomic writes, hashes, and readable errors.
+
+Every table, checkpoint and executed notebook the project writes goes through :func:`atomic_write`:
+the content is written to a temporary file with a per-process name in the same folder and then
+renamed over the target, so a reader never sees half a file and two processes never share a
+temporary name. Every file the project reads back goes through :func:`read_json` /
+:func:`read_parquet`, which turn a truncated or corrupt file into one :class:`UnreadableFileError`
+that names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "UnreadableFileError",
+    "atomic_write",
+    "read_json",
+    "read_parquet",
+    "sha256_file",
+    "write_csv",
+    "write_json",
+    "write_parquet",
+    "write_text",
+]
+
+
+class UnreadableFileError(ValueError):
+    """A file the project wrote (or was given) cannot be read: truncated, corrupt or not the format."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, todo: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path} is unreadable ({reason}). {todo}")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a fresh temporary path beside ``path``, then rename it to ``path``.
+
+    The temporary name carries this process's id and a random part, so concurrent writers of the
+    same file never collide; the rename is atomic, so readers see the old or the new file whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | os.PathLike, payload: Any, *, indent: int | None = 1) -> Path:
+    return write_text(path, json.dumps(payload, indent=indent, sort_keys=True, default=str) + "\n")
+
+
+def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> Path:
+    return atomic_write(path, lambda p: df.to_parquet(p, index=False))
+
+
+def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> Path:
+    return atomic_write(path, lambda p: df.to_csv(p, index=False))
+
+
+def read_json(path: str | os.PathLike, *, todo: str) -> Any:
+    """Parse a JSON file; a truncated or corrupt one raises :class:`UnreadableFileError` saying ``todo``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UnreadableFileError(path, f"not valid JSON: {exc}", todo) from None
+
+
+def read_parquet(path: str | os.PathLike, *, todo: str, **kwargs: Any) -> pd.DataFrame:
+    """Read a parquet file; a truncated or corrupt one raises :class:`UnreadableFileError`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist. {todo}")
+    try:
+        return pd.read_parquet(path, **kwargs)
+    except (OSError, ValueError) as exc:  # pyarrow: ArrowInvalid (a ValueError), ArrowIOError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnreadableFileError(path, f"not a valid parquet file: {first}", todo) from None

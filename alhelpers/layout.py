@@ -1,0 +1,142 @@
+"""Where every result lives: one results folder, one layout, for notebooks and runner alike.
+
+A results folder (default ``results/`` in the repository, or ``$ALHELPERS_RESULTS``, or Google
+Drive in Colab) holds everything one study produces::
+
+    data/systems/<source>/<system>.parquet             notebook 01: cleaned entries (+ .filters.csv,
+    data/systems/<source>/<system>.undeduplicated.parquet        .config.json; rows before de-dup)
+    data/features/<source>/<descriptor>/<system>.parquet   notebook 02 (+ .json, .config.json)
+    runs/<system>_<descriptor>_seed<seed>.parquet       notebook 03 (+ .config.json)
+    checkpoints/                                        per-round checkpoints (keyed by config + data hash)
+    cross/<system>_<descriptor>.parquet, cross/<system>_disagreement.{csv,json}   notebook 06
+    runs.parquet, table1.csv, final_table.csv, savings.csv, auc.csv, leakage.csv  notebook 04
+    figures/*.png                                       notebook 05
+    potentials/<dataset>_batch<b>_seed<s>.parquet       notebook 07 (Track B)
+    notebooks/                                          executed notebooks (runner)
+    study.json, report.md                               runner: the configuration and the report
+
+Paths recorded in tables and executed notebooks are relative to the folder (:meth:`Layout.rel`),
+so a results folder can be moved or copied and still reads its own data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from alhelpers.data.paths import REPO_ROOT, features_path, system_table_path
+
+ENV_RESULTS = "ALHELPERS_RESULTS"
+#: Where results go in Colab when ``DRIVE = True``: survives a disconnect of the runtime.
+DRIVE_RESULTS = Path("/content/drive/MyDrive/alhelpers/results")
+
+
+def default_results_dir() -> Path:
+    """``$ALHELPERS_RESULTS``, else ``results/`` in the repository."""
+    env = os.environ.get(ENV_RESULTS)
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / "results"
+
+
+def mount_drive() -> Path:
+    """Mount Google Drive in Colab (asks for permission once) and return the Drive results folder."""
+    try:
+        from google.colab import drive  # type: ignore[import-not-found]
+    except ImportError:
+        raise RuntimeError("DRIVE = True works only in Google Colab; elsewhere set OUT_DIR") from None
+    drive.mount(str(DRIVE_RESULTS.parents[2]))
+    return DRIVE_RESULTS
+
+
+@dataclass(frozen=True)
+class Layout:
+    """All paths of one results folder."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, out_dir: str | os.PathLike = "", *, drive: bool = False) -> Layout:
+        """The layout of ``out_dir`` (empty: the default folder; ``drive``: Google Drive in Colab)."""
+        if drive:
+            root = mount_drive() if not out_dir else Path(out_dir)
+        else:
+            root = Path(out_dir).expanduser() if out_dir else default_results_dir()
+        return cls(root.resolve())
+
+    # ---------------------------------------------------------------- stage outputs
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def system_table(self, source: str, system: str) -> Path:
+        return system_table_path(source, system, self.data)
+
+    def undeduplicated_table(self, source: str, system: str) -> Path:
+        """Notebook 01's rows after every filter but the de-duplication (for the MP–OQMD floor)."""
+        return self.system_table(source, system).with_suffix(".undeduplicated.parquet")
+
+    def features(self, source: str, descriptor: str, system: str) -> Path:
+        return features_path(source, descriptor, system, self.data)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def run(self, system: str, descriptor: str, seed: int) -> Path:
+        return self.runs_dir / f"{system}_{descriptor}_seed{seed}.parquet"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def cross_dir(self) -> Path:
+        return self.root / "cross"
+
+    def cross(self, system: str, descriptor: str) -> Path:
+        return self.cross_dir / f"{system}_{descriptor}.parquet"
+
+    def disagreement(self, system: str, suffix: str = ".json") -> Path:
+        return self.cross_dir / f"{system}_disagreement{suffix}"
+
+    def potentials_run(self, dataset: str, batch: int, seed: int) -> Path:
+        return self.root / "potentials" / f"{dataset}_batch{batch}_seed{seed}.parquet"
+
+    # ---------------------------------------------------------------- study tables
+    @property
+    def runs_table(self) -> Path:
+        return self.root / "runs.parquet"
+
+    def table(self, name: str) -> Path:
+        """A study table: ``table1``, ``final_table``, ``savings``, ``auc``, ``leakage`` (CSV)."""
+        return self.root / f"{name}.csv"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def study_config(self) -> Path:
+        return self.root / "study.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".runner.lock"
+
+    # ---------------------------------------------------------------- relative paths
+    def rel(self, path: str | os.PathLike) -> str:
+        """``path`` relative to the folder (POSIX separators), for tables and records."""
+        p = Path(path).resolve()
+        try:
+            return p.relative_to(self.root).as_posix()
+        except ValueError:
+            raise ValueError(f"{p} is not inside the results folder {self.root}") from None
+
+    def resolve(self, rel: str | os.PathLike) -> Path:
+        """A path recorded with :meth:`rel`, inside this folder wherever it now lies."""
+        p = Path(rel)
+        return p if p.is_absolute() else self.root / p
