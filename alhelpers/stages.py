@@ -98,19 +98,20 @@ def _recover(what: str, err: Exception, say: Say) -> None:
         say(f"{err}\n→ recomputing {what} now.")
 
 
-def ensure_system(layout: Layout, cfg: FetchConfig, *, say: Say = print,
-                  undeduplicated: bool = False) -> pd.DataFrame:
-    """The system table of ``cfg`` — read if it is there, else made by notebook 01's stage."""
+def ensure_system(layout: Layout, source: str, system: str, *, fetch: FetchConfig | None = None,
+                  say: Say = print, undeduplicated: bool = False) -> pd.DataFrame:
+    """A system table — read if it is there, else made by notebook 01's stage (with ``fetch``, or
+    the default settings of ``source``)."""
     try:
-        return load_system(layout, cfg.source, cfg.system, undeduplicated=undeduplicated)
+        return load_system(layout, source, system, undeduplicated=undeduplicated)
     except (FileNotFoundError, UnreadableFileError) as err:
-        if cfg.source == "file" and not cfg.table_path:
+        if source == "file" and fetch is None:
             raise FileNotFoundError(
                 f"{err} Your own table is read by notebook 01 (SOURCE = 'file', TABLE_PATH = ...): "
                 "run it first.") from None
-        _recover(f"the {cfg.system} table ({cfg.source}, notebook 01's output)", err, say)
-        fetch_stage(cfg, layout)
-        return load_system(layout, cfg.source, cfg.system, undeduplicated=undeduplicated)
+        _recover(f"the {system} table ({source}, notebook 01's output)", err, say)
+        fetch_stage(fetch or FetchConfig(system=system, source=source), layout)
+        return load_system(layout, source, system, undeduplicated=undeduplicated)
 
 
 # --------------------------------------------------------------------------- 02 featurize
@@ -134,7 +135,7 @@ def ensure_features(layout: Layout, cfg: FeaturizeConfig, *, fetch: FetchConfig 
         return load_features(path)
     except (FileNotFoundError, UnreadableFileError) as err:
         _recover(f"the {cfg.descriptor} features of {cfg.system} (notebook 02's output)", err, say)
-        entries = ensure_system(layout, fetch or FetchConfig(system=cfg.system, source=cfg.source), say=say)
+        entries = ensure_system(layout, cfg.source, cfg.system, fetch=fetch, say=say)
         return featurize_stage(cfg, layout, entries, progress=progress)
 
 
@@ -304,13 +305,10 @@ def statistics_stage(layout: Layout, runs: pd.DataFrame, *, baseline: str = "ran
     out: dict[str, pd.DataFrame] = {"runs": runs}
     entries, leak = [], []
     for system in runs["system"].unique():
-        fetch = FetchConfig(system=system, source=source) if source != "file" else None
-        table = (ensure_system(layout, fetch, say=say) if fetch is not None
-                 else load_system(layout, source, system))
-        entries.append(table)
+        entries.append(ensure_system(layout, source, system, say=say))
         sets = {}
         for descriptor in ("magpie", "paper17"):
-            fs = ensure_features(layout, FeaturizeConfig(system, source, descriptor), fetch=fetch, say=say)
+            fs = ensure_features(layout, FeaturizeConfig(system, source, descriptor), say=say)
             if len(fs.table) >= 10:
                 sets[descriptor] = (fs.X, fs.y, fs.feature_names)
         leak.append(stats.leakage_table(sets).assign(system=system))
@@ -354,10 +352,8 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
     from alhelpers.crossdb import cross_database_runs, cross_summary, enough_data, source_disagreement
     from alhelpers.files import write_json
 
-    fetch = FetchConfig(system=cfg.system, source=cfg.source)
-    undeduplicated = ensure_system(layout, fetch, say=say, undeduplicated=True)
-    fs = ensure_features(layout, FeaturizeConfig(cfg.system, cfg.source, cfg.descriptor), fetch=fetch,
-                         say=say)
+    undeduplicated = ensure_system(layout, cfg.source, cfg.system, say=say, undeduplicated=True)
+    fs = ensure_features(layout, FeaturizeConfig(cfg.system, cfg.source, cfg.descriptor), say=say)
     shared, floor = source_disagreement(undeduplicated)
     write_csv(layout.disagreement(cfg.system, ".csv"), shared)
     counts = enough_data(fs.table["source"], cfg)

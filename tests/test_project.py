@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,19 +27,163 @@ def _names(lines):
     return out
 
 
+def _pyproject():
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
 def test_requirements_and_environment_list_the_same_dependencies():
+    project = _pyproject()
+    extras = project["optional-dependencies"]
+    core, runner = _names(project["dependencies"]), _names(extras["runner"])
     req = _names((REPO / "requirements.txt").read_text().splitlines())
     env_lines = [l.strip()[2:] for l in (REPO / "environment.yml").read_text().splitlines()
                  if l.startswith("      - ")]
     env = _names(env_lines)
+    # requirements.txt (the scripted local install) = core + runner extra, with the same specifiers
+    assert not set(core) & set(runner)
+    assert req == {**core, **runner}
     assert set(req) == set(env)
     for name, specs in req.items():
         if name != "torch":  # environment.yml pins the CPU build torch==2.13.0
             assert specs <= env[name], name
     assert env["torch"] == {"torch==2.13.0"}
-    for name in ("jupyter", "ipywidgets", "numpy", "torch", "scikit-learn", "mp-api", "pandas",
-                 "seaborn", "scipy", "papermill", "pymatgen", "matminer", "pyarrow", "tqdm"):
-        assert name in req, f"{name} missing from requirements.txt"
+    for name in ("ipywidgets", "numpy", "torch", "scikit-learn", "mp-api", "pandas", "seaborn",
+                 "scipy", "pymatgen", "matminer", "pyarrow", "tqdm"):
+        assert name in core, f"{name} missing from the core dependencies"
+    # runner-only dependencies stay out of the core install (Colab has its own server and kernel)
+    for name in ("jupyter", "ipykernel", "papermill", "nbformat", "dask"):
+        assert name in runner and name not in core, name
+    # the test extra (scripts/setup.sh installs .[test]) pulls the runner extra
+    assert "alhelpers[runner]" in extras["test"]
+    assert "-e .[test]" in env_lines
+
+
+#: The oldest versions Google Colab shipped since its move to Python 3.12 (googlecolab/backend-info
+#: pip-freeze.txt, 2025-08 .. 2026-08). Core lower bounds must admit them, or installing the
+#: notebooks in Colab would replace Colab's own packages.
+COLAB = {
+    "numpy": "2.0.2", "pandas": "2.2.2", "scipy": "1.16.1", "scikit-learn": "1.6.1",
+    "torch": "2.8.0", "pyarrow": "18.1.0", "matplotlib": "3.10.0", "seaborn": "0.13.2",
+    "statsmodels": "0.14.5", "tabulate": "0.9.0", "tqdm": "4.67.1", "psutil": "5.9.5",
+    "requests": "2.32.3", "ipywidgets": "7.7.1",
+}
+
+
+def test_core_dependencies_keep_colabs_preinstalled_versions():
+    reqs = {Requirement(r).name.lower(): Requirement(r) for r in _pyproject()["dependencies"]}
+    for name, version in COLAB.items():
+        if name in reqs:
+            assert reqs[name].specifier.contains(version), f"{reqs[name]} would replace Colab's {version}"
+    assert {"numpy", "pandas", "torch", "matplotlib", "ipywidgets"} <= set(reqs)
+
+
+def test_python_floor_matches_the_code():
+    """requires-python admits Colab's Python and no version the code cannot run on."""
+    floor = SpecifierSet(_pyproject()["requires-python"])
+    assert "3.12" in floor and "3.13" in floor  # Colab
+    if "StrEnum" in (REPO / "alhelpers" / "keys.py").read_text():  # enum.StrEnum: Python 3.11
+        assert "3.10" not in floor
+    assert "3.11" in floor  # requirements-lock.txt and environment.yml are for 3.11
+
+
+# --- scripts/setup.sh: which torch it installs ----------------------------------------------------
+
+SETUP = REPO / "scripts" / "setup.sh"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def _install_torch(tmp_path, *, os_name="Linux", arch="x86_64", nvidia=None, reachable=True,
+                   cpu_index_fails=False, dry_run=True, env=None):
+    """Run ``install_torch`` of scripts/setup.sh with a fake uname, nvidia-smi and python.
+
+    ``nvidia``: None (no nvidia-smi), "gpu" (lists a GPU) or "broken" (no driver, exits 9). The
+    fake python logs every call and answers the index check with ``reachable``; it fails a pip
+    install from an index when ``cpu_index_fails``. Returns (stdout, the pip commands run or,
+    with ``dry_run``, printed).
+    """
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+
+    def script(name, body):
+        path = bin_dir / name
+        path.write_text("#!/bin/sh\n" + body)
+        path.chmod(0o755)
+        return path
+
+    script("uname", f'case "$1" in -m) echo {arch} ;; *) echo {os_name} ;; esac\n')
+    if nvidia == "gpu":
+        script("nvidia-smi", 'echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)"\n')
+    elif nvidia == "broken":
+        script("nvidia-smi", 'echo "NVIDIA-SMI has failed because it couldn\'t communicate with the '
+                             'NVIDIA driver."; exit 9\n')
+    for tool in ("timeout", "grep"):  # the only other programs install_torch runs
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    python = script("python", f"""case "$*" in
+  *urllib*) eval "url=\\${{$#}}"; echo "probe $url" >> {log}; exit {0 if reachable else 1} ;;
+esac
+echo "$*" >> {log}
+case "$*" in *--index-url*) exit {1 if cpu_index_fails else 0} ;; esac
+""")
+    run_env = {"PATH": str(bin_dir), "ALHELPERS_SETUP_LIB": "1", **(env or {})}
+    if dry_run:
+        run_env["ALHELPERS_SETUP_DRY_RUN"] = "1"
+    out = subprocess.run([shutil.which("bash"), "-c", 'source "$0" && install_torch "$1"', SETUP, python],
+                         env=run_env, capture_output=True, text=True, timeout=60, check=True).stdout
+    calls = log.read_text().splitlines() if log.exists() else []
+    probes = [l.split(" ", 1)[1] for l in calls if l.startswith("probe ")]
+    if dry_run:  # nothing but the index check ran; the pip commands were printed
+        assert len(calls) == len(probes)
+        pips = [l.split(": ", 1)[1].split(" ", 1)[1] for l in out.splitlines() if "dry run:" in l]
+    else:
+        pips = [l for l in calls if not l.startswith("probe ")]
+    return out, pips, probes
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+@pytest.mark.parametrize("nvidia", [None, "broken"])
+def test_setup_installs_cpu_torch_on_linux_without_gpu(tmp_path, arch, nvidia):
+    out, pips, probes = _install_torch(tmp_path, arch=arch, nvidia=nvidia)
+    assert pips == [f"-m pip install -q --index-url {CPU_INDEX} --timeout 15 --retries 2 torch==2.13.0"]
+    assert probes == [CPU_INDEX]
+    assert "CPU build" in out
+
+
+def test_setup_installs_plain_torch_when_an_nvidia_gpu_is_present(tmp_path):
+    out, pips, probes = _install_torch(tmp_path, nvidia="gpu")
+    assert pips == ["-m pip install -q torch==2.13.0"] and not probes
+    assert "NVIDIA GPU found" in out
+
+
+def test_setup_falls_back_to_plain_install_when_cpu_index_is_unreachable(tmp_path):
+    out, pips, probes = _install_torch(tmp_path, reachable=False)
+    assert pips == ["-m pip install -q torch==2.13.0"] and probes == [CPU_INDEX]
+    assert f"{CPU_INDEX} cannot be reached" in out
+
+
+def test_setup_falls_back_to_plain_install_when_install_from_cpu_index_fails(tmp_path):
+    out, pips, _ = _install_torch(tmp_path, cpu_index_fails=True, dry_run=False)
+    assert pips == [f"-m pip install -q --index-url {CPU_INDEX} --timeout 15 --retries 2 torch==2.13.0",
+                    "-m pip install -q torch==2.13.0"]
+    assert "failed: installing torch==2.13.0 with plain pip instead" in out
+
+
+def test_setup_installs_plain_torch_on_macos(tmp_path):
+    out, pips, probes = _install_torch(tmp_path, os_name="Darwin", arch="arm64")
+    assert pips == ["-m pip install -q torch==2.13.0"] and not probes
+    assert "macOS" in out
+
+
+@pytest.mark.parametrize("choice, expected", [
+    ("pypi", "-m pip install -q torch==2.13.0"),
+    ("https://download.pytorch.org/whl/cu126",
+     "-m pip install -q --index-url https://download.pytorch.org/whl/cu126 torch==2.13.0"),
+])
+def test_setup_torch_index_can_be_overridden(tmp_path, choice, expected):
+    out, pips, probes = _install_torch(tmp_path, env={"ALHELPERS_TORCH_INDEX": choice})
+    assert pips == [expected] and not probes
+    assert "ALHELPERS_TORCH_INDEX" in out
 
 
 def test_ci_runs_the_readme_test_command():
