@@ -328,8 +328,11 @@ def _first_config(layout: Layout, runs: pd.DataFrame) -> dict:
     return _run_config(layout.run(r["system"], r["descriptor"], int(r["seed"])))
 
 
-def ensure_statistics(layout: Layout, *, say: Say = print) -> dict[str, pd.DataFrame]:
-    """Notebook 04's tables for notebook 05: read when they are there, else computed (and runs made)."""
+def ensure_statistics(layout: Layout, *, systems: Sequence[str] | None = None,
+                      seeds: Sequence[int] = range(5), smoke_run: bool = False,
+                      say: Say = print) -> dict[str, pd.DataFrame]:
+    """Notebook 04's tables for notebook 05: read when they are there, else computed from the runs
+    of ``systems`` × ``seeds`` (default: the study's four systems, seeds 0–4; missing runs are made)."""
     names = ("final_table", "savings", "auc", "table1", "leakage")
     try:
         runs = read_parquet(layout.runs_table, todo="Run notebooks/04_statistics.ipynb again.")
@@ -338,7 +341,7 @@ def ensure_statistics(layout: Layout, *, say: Say = print) -> dict[str, pd.DataF
         _recover("the statistics of notebook 04", err, say)
     from alhelpers.keys import SYSTEMS
 
-    runs = complete_runs(layout, systems=list(SYSTEMS), seeds=range(5), say=say)
+    runs = complete_runs(layout, systems=list(systems or SYSTEMS), seeds=seeds, smoke_run=smoke_run, say=say)
     return statistics_stage(layout, runs, say=say)
 
 
