@@ -41,6 +41,7 @@ import numpy as np
 import requests
 from ase import Atoms
 
+from alhelpers.files import sha256_file
 from alhelpers.atomistic.structures import StructureSet
 from alhelpers.data.paths import REPO_ROOT, cache_root
 
@@ -143,15 +144,6 @@ LMNTO = RemoteDataset(
     licence="MPL-2.0",
     citation="Cooper et al., 2020 (AIMD at 400 K of Li8Mo2Ni7Ti7O32)",
 )
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- XSF
