@@ -125,7 +125,7 @@ def test_metrics_agree_with_sklearn():
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="unknown|valid"):
         ALConfig(strategies=("random", "entropy"))
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="BATCH must be >= 1, e.g. BATCH = 15"):  # names the notebook parameter
         ALConfig(batch_size=0)
     with pytest.raises(ValueError, match="duplicates"):
         ALConfig(strategies=("random", "random"))
