@@ -461,9 +461,8 @@ def validate_study(args: argparse.Namespace) -> dict:
     for d in args.descriptors:
         FeaturizeConfig(source=args.source, descriptor=d)
     cfgs = [al_config(args, s, d, k) for s in args.systems for d in args.descriptors for k in args.seeds]
-    for name in ("n_boot",):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.n_boot < 1:
+        raise ValueError(f"--n-boot must be >= 1, got {args.n_boot}")
     protocol = cfgs[0].protocol()
     if args.source == "file":
         protocol.update(table=str(Path(args.table).resolve()), table_sha256=sha256_file(args.table),
