@@ -51,7 +51,7 @@ def learning_curves(runs: pd.DataFrame, *, metric: str = "mae", ylabel: str = MA
     pal = strategy_palette(order)
     for ax, system in zip(axes.flat, systems):
         sub = runs[runs["system"] == system]
-        sns.lineplot(data=sub, x="n_labeled", y=metric, hue="strategy", hue_order=order,
+        sns.lineplot(data=sub, x="n_labelled", y=metric, hue="strategy", hue_order=order,
                      palette=pal, errorbar="sd", marker="o", markersize=4, ax=ax)
         n_seeds = sub["seed"].nunique()
         ax.set(title=f"{system}  ({n_seeds} seeds, band = ±1 std)", xlabel=N_LABEL, ylabel=ylabel)
@@ -89,7 +89,7 @@ def uncertainty_diagnostics(runs: pd.DataFrame) -> plt.Figure:
     order = _strategies(runs)
     pal = strategy_palette(order)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    sns.lineplot(data=runs, x="n_labeled", y="spearman_sigma_abs_err", hue="strategy",
+    sns.lineplot(data=runs, x="n_labelled", y="spearman_sigma_abs_err", hue="strategy",
                  hue_order=order, palette=pal, style="system", errorbar=None, ax=a, markers=True)
     a.axhline(0, color="black", lw=0.8)
     a.set(xlabel=N_LABEL, ylabel="Spearman ρ(σ, |error|) on the test set",
@@ -128,7 +128,7 @@ def cross_database_curves(cross: pd.DataFrame, *, floor: pd.DataFrame | None = N
             if sub.empty:
                 ax.set_visible(False)
                 continue
-            sns.lineplot(data=sub, x="n_labeled", y="mae", hue="strategy", hue_order=order, palette=pal,
+            sns.lineplot(data=sub, x="n_labelled", y="mae", hue="strategy", hue_order=order, palette=pal,
                          errorbar="sd", marker="o", markersize=3, ax=ax, legend=(i == 0 and j == 0))
             if floor is not None and system in set(floor["system"]):
                 f = float(floor.set_index("system").loc[system, "mae_shared"])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from alhelpers.config import package_versions
-from alhelpers.crossdb import cross_summary
+from alhelpers.al.config import package_versions
+from alhelpers.formation.crossdb import cross_summary
 
 
 def _md(df: pd.DataFrame, *, digits: int = 4) -> str:
@@ -38,7 +38,7 @@ def write_report(out_dir: str | Path, *, config: dict) -> Path:
 
     final = _read_csv(out / "final_table.csv")
     if final is not None:
-        cols = ["system", "strategy", "n_labeled", "n_pairs", "mae_mean", "mae_std", "r2_mean", "diff_pct",
+        cols = ["system", "strategy", "n_labelled", "n_pairs", "mae_mean", "mae_std", "r2_mean", "diff_pct",
                 "p_paired", "p_welch", "p_wilcoxon", "p_holm", "effect_size", "verdict"]
         final.attrs.update({"metric": "mae", "baseline": "random"})
         parts += ["## Final round: each strategy against random", "",

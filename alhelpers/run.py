@@ -57,11 +57,11 @@ import pandas as pd
 from alhelpers.data.paths import REPO_ROOT, manifest_path
 from alhelpers.files import (UnreadableFileError, atomic_write, read_json, sha256_file, write_csv,
                              write_json, write_parquet)
-from alhelpers.config import FeaturizeConfig, FetchConfig
+from alhelpers.formation.config import FeaturizeConfig, FetchConfig
 from alhelpers.keys import SYSTEMS
 from alhelpers.layout import Layout
-from alhelpers.loop import DEFAULT_STRATEGIES, ALConfig
-from alhelpers.models import EnsembleConfig
+from alhelpers.formation.config import DEFAULT_STRATEGIES, ALConfig
+from alhelpers.formation.models import EnsembleConfig
 from alhelpers.nb import read_records, records_of
 from alhelpers.stages import smoke
 

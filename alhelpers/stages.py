@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alhelpers.config import FeaturizeConfig, FetchConfig
-from alhelpers.features import FeatureSet, featurize, load_features, save_features
+from alhelpers.formation.config import FeaturizeConfig, FetchConfig
+from alhelpers.formation.features import FeatureSet, featurize, load_features, save_features
 from alhelpers.files import UnreadableFileError, read_json, read_parquet, write_csv, write_parquet
 from alhelpers.layout import Layout
-from alhelpers.loop import ALConfig, Budget, BudgetExceeded, run_al
+from alhelpers.formation.config import ALConfig
+from alhelpers.formation.loop import Budget, BudgetExceeded, run_al
 
 Say = Callable[[str], None]
 
@@ -233,7 +234,7 @@ def collect_runs(layout: Layout, *, systems: Sequence[str] | None = None,
 
 
 def _ensemble(d: dict):
-    from alhelpers.models import EnsembleConfig
+    from alhelpers.formation.models import EnsembleConfig
 
     return EnsembleConfig(**{**d, "hidden": tuple(d["hidden"])})
 
@@ -352,7 +353,7 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
                 say: Say = print) -> dict:
     """MP–OQMD disagreement on shared compositions (rows before de-duplication) and the
     cross-database learning curves; both saved. Returns what the notebook shows and records."""
-    from alhelpers.crossdb import cross_database_runs, cross_summary, enough_data, source_disagreement
+    from alhelpers.formation.crossdb import cross_database_runs, cross_summary, enough_data, source_disagreement
     from alhelpers.files import write_json
 
     undeduplicated = ensure_system(layout, cfg.source, cfg.system, say=say, undeduplicated=True)
@@ -366,7 +367,7 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
                                     checkpoint_dir=layout.checkpoints / "cross")
         summary = cross_summary(cross)
         write_parquet(layout.cross(cfg.system, cfg.descriptor), cross.assign(config_id=cfg.protocol_id))
-    from alhelpers.config import package_versions
+    from alhelpers.al.config import package_versions
 
     write_json(layout.disagreement(cfg.system), {"system": cfg.system, **floor, **counts,
                                                  "versions": package_versions()})
@@ -375,6 +376,6 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
 
 def smoke(cfg: ALConfig) -> ALConfig:
     """The tiny version of a protocol that checks a notebook runs (10 → 15 labels, 2 members)."""
-    from alhelpers.models import EnsembleConfig
+    from alhelpers.formation.models import EnsembleConfig
 
     return replace(cfg, n_init=10, batch_size=5, rounds=2, model=EnsembleConfig(n_members=2, epochs=20))

@@ -1,7 +1,7 @@
 """Statistics of the active-learning study (STUDY §5–§6), computed only from tidy tables.
 
-Every function takes the tidy runs table of :mod:`alhelpers.loop` (one row per system, descriptor,
-strategy, seed, round; columns :data:`alhelpers.loop.RUN_COLUMNS`) or a table derived from it, and
+Every function takes the tidy runs table of :mod:`alhelpers.formation.loop` (one row per system, descriptor,
+strategy, seed, round; columns :data:`alhelpers.formation.loop.RUN_COLUMNS`) or a table derived from it, and
 returns a new tidy frame; nothing is modified in place and all randomness comes from a passed
 :class:`numpy.random.Generator`.
 
@@ -208,7 +208,7 @@ def final_table(
 
     * ``n_seeds`` — runs of this strategy; ``n_pairs`` — seeds present for both this strategy and
       the baseline (the only seeds used by the paired statistics);
-    * ``n_labeled`` — mean over seeds of the final labelled count (equal for all seeds unless a
+    * ``n_labelled`` — mean over seeds of the final labelled count (equal for all seeds unless a
       pool ran out);
     * ``{metric}_mean``, ``{metric}_std`` (ddof=1) and ``r2_mean``, ``r2_std`` over all seeds;
     * ``diff_mean`` — mean over paired seeds of (strategy − baseline) ``metric``; ``diff_pct`` —
@@ -234,7 +234,7 @@ def final_table(
     Every (system, descriptor) must contain the baseline strategy. The returned frame carries
     ``attrs`` ``{"metric", "baseline", "alpha"}`` for :func:`verdict_summary`.
     """
-    _check_runs(runs, ["n_labeled", metric, "r2"])
+    _check_runs(runs, ["n_labelled", metric, "r2"])
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     fin = final_round(runs)
@@ -258,7 +258,7 @@ def final_table(
             vals = part.set_index("seed")[metric]
             common = vals.index.intersection(base.index)
             row["n_pairs"] = int(len(common))
-            row["n_labeled"] = float(part["n_labeled"].mean())
+            row["n_labelled"] = float(part["n_labelled"].mean())
             for m in summary_metrics:
                 row[f"{m}_mean"] = float(part[m].mean())
                 row[f"{m}_std"] = _sd(part[m].to_numpy())
@@ -286,7 +286,7 @@ def final_table(
             r["p_holm"] = float(ph)
             r["verdict"] = _verdict(float(ph), r["diff_mean"], r["n_pairs"], alpha, higher)
         rows.extend(sys_rows)
-    columns = ["system", "descriptor", "strategy", "n_seeds", "n_pairs", "n_labeled"]
+    columns = ["system", "descriptor", "strategy", "n_seeds", "n_pairs", "n_labelled"]
     for m in summary_metrics:
         columns += [f"{m}_mean", f"{m}_std"]
     columns += ["diff_mean", "diff_pct", "p_paired", "p_welch", "p_wilcoxon", "p_holm",
@@ -300,14 +300,14 @@ def final_table(
 
 
 def mean_curve(runs: pd.DataFrame, *, metric: str = "mae") -> pd.DataFrame:
-    """Mean learning curve: per (system, descriptor, strategy, n_labeled) the ``mean``, ``std``
+    """Mean learning curve: per (system, descriptor, strategy, n_labelled) the ``mean``, ``std``
     (ddof=1, NaN for one seed) and ``n_seeds`` of ``metric`` over seeds.
 
     Points reached by only some seeds (a pool that ran out) are averaged over those seeds only;
     ``n_seeds`` shows it.
     """
-    _check_runs(runs, ["n_labeled", metric])
-    keys = [*GROUP_KEYS, "n_labeled"]
+    _check_runs(runs, ["n_labelled", metric])
+    keys = [*GROUP_KEYS, "n_labelled"]
     g = runs.groupby(keys, sort=False, observed=True)[metric]
     out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n_seeds": g.count()}).reset_index()
     return _appearance_sort(out, keys)
@@ -341,32 +341,32 @@ def _first_crossing(n: np.ndarray, curves: np.ndarray, targets: np.ndarray) -> n
     return out
 
 
-def labels_to_reach(n_labeled: np.ndarray, curve: np.ndarray, target: float) -> float:
+def labels_to_reach(n_labelled: np.ndarray, curve: np.ndarray, target: float) -> float:
     """Labels at which a learning curve **first** reaches ``curve <= target``.
 
-    Convention (first crossing): walk the points in order of ``n_labeled``; at the first point ``i``
+    Convention (first crossing): walk the points in order of ``n_labelled``; at the first point ``i``
     with ``curve[i] <= target`` return the linear interpolation between points ``i-1`` and ``i``
-    (where the straight segment meets ``target``), or ``n_labeled[0]`` if the very first point
+    (where the straight segment meets ``target``), or ``n_labelled[0]`` if the very first point
     already qualifies. Later rises above the target are ignored, so a noisy curve that dips early
     is credited with the dip. NaN points are skipped; NaN when the curve never reaches the target
     (or ``target`` is NaN).
 
-    ``n_labeled`` must be strictly increasing and have the same length as ``curve``.
+    ``n_labelled`` must be strictly increasing and have the same length as ``curve``.
     """
-    n = np.asarray(n_labeled, dtype=float)
+    n = np.asarray(n_labelled, dtype=float)
     c = np.asarray(curve, dtype=float)
     if n.ndim != 1 or c.shape != n.shape:
-        raise ValueError(f"n_labeled and curve must be 1-D of equal length, got {n.shape} and {c.shape}")
+        raise ValueError(f"n_labelled and curve must be 1-D of equal length, got {n.shape} and {c.shape}")
     if n.size == 0:
-        raise ValueError("n_labeled is empty")
+        raise ValueError("n_labelled is empty")
     if np.any(np.diff(n) <= 0):
-        raise ValueError("n_labeled must be strictly increasing")
+        raise ValueError("n_labelled must be strictly increasing")
     return float(_first_crossing(n, c[None, :], np.array([target], dtype=float))[0])
 
 
 def _pivot(runs: pd.DataFrame, metric: str, seeds: Sequence, grid: np.ndarray) -> np.ndarray:
-    """(seed × n_labeled) array of ``metric`` for one strategy, NaN where a seed has no point."""
-    p = runs.pivot_table(index="seed", columns="n_labeled", values=metric, aggfunc="mean")
+    """(seed × n_labelled) array of ``metric`` for one strategy, NaN where a seed has no point."""
+    p = runs.pivot_table(index="seed", columns="n_labelled", values=metric, aggfunc="mean")
     return p.reindex(index=list(seeds), columns=grid).to_numpy(dtype=float)
 
 
@@ -420,9 +420,9 @@ def label_savings(
 
     Per (system, descriptor, strategy), over the seeds shared with the baseline (``n_pairs``):
 
-    * ``baseline_final`` — the baseline's mean ``metric`` at its last ``n_labeled``
+    * ``baseline_final`` — the baseline's mean ``metric`` at its last ``n_labelled``
       (``n_baseline``);
-    * ``strategy_final`` — the strategy's mean ``metric`` at its own last ``n_labeled``;
+    * ``strategy_final`` — the strategy's mean ``metric`` at its own last ``n_labelled``;
     * ``n_reach`` — :func:`labels_to_reach` of the strategy's mean curve at ``baseline_final``
       (first crossing, linear interpolation); ``reached`` is False and ``n_reach`` NaN when the
       curve never gets there;
@@ -442,7 +442,7 @@ def label_savings(
     when the curve dipped below its final value earlier (a measure of how much the first-crossing
     convention can credit noise). MAE-like metrics only: "reaching" means ``curve <= target``.
     """
-    _check_runs(runs, ["n_labeled", metric])
+    _check_runs(runs, ["n_labelled", metric])
     _check_rng(rng, n_boot, ci)
     if unreached not in ("drop", "worst"):
         raise ValueError(f"unreached must be 'drop' or 'worst', got {unreached!r}")
@@ -468,7 +468,7 @@ def label_savings(
                            saving_hi=np.nan, reach_frac=np.nan)
                 rows.append(row)
                 continue
-            grid = np.union1d(base_runs["n_labeled"].unique(), strat_runs["n_labeled"].unique())
+            grid = np.union1d(base_runs["n_labelled"].unique(), strat_runs["n_labelled"].unique())
             B = _pivot(base_runs, metric, seeds, grid)
             A = _pivot(strat_runs, metric, seeds, grid)
             point_w = np.ones((1, len(seeds)))
@@ -498,7 +498,7 @@ def label_savings(
 
 
 def _normalised_auc(grid: np.ndarray, curves: np.ndarray) -> np.ndarray:
-    """Row-wise trapezoid area over ``grid`` divided by the covered ``n_labeled`` range.
+    """Row-wise trapezoid area over ``grid`` divided by the covered ``n_labelled`` range.
 
     NaN points are skipped; a curve with a single finite point returns that point's value.
     """
@@ -529,18 +529,18 @@ def learning_curve_auc(
 ) -> pd.DataFrame:
     """Normalised area under the mean learning curve, per (system, descriptor, strategy).
 
-    ``auc`` = trapezoid area (:func:`numpy.trapezoid`) of the mean curve over ``n_labeled`` divided
-    by the ``n_labeled`` range, i.e. the curve's average ``metric`` over the labelling budget
+    ``auc`` = trapezoid area (:func:`numpy.trapezoid`) of the mean curve over ``n_labelled`` divided
+    by the ``n_labelled`` range, i.e. the curve's average ``metric`` over the labelling budget
     (lower is better for MAE). ``auc_lo``/``auc_hi``: percentile bootstrap interval over seeds
     (resampled with replacement, mean curve recomputed). ``seed_auc_mean``/``seed_auc_std``
     (ddof=1): the same area computed per seed on its own curve.
     """
-    _check_runs(runs, ["n_labeled", metric])
+    _check_runs(runs, ["n_labelled", metric])
     _check_rng(rng, n_boot, ci)
     rows: list[dict] = []
     for (system, descriptor, strategy), part in runs.groupby(list(GROUP_KEYS), sort=False, observed=True):
         seeds = sorted(pd.unique(part["seed"]))
-        grid = np.sort(part["n_labeled"].unique()).astype(float)
+        grid = np.sort(part["n_labelled"].unique()).astype(float)
         P = _pivot(part, metric, seeds, grid)
         auc = float(_normalised_auc(grid, _weighted_curves(np.ones((1, len(seeds))), P))[0])
         boot = _normalised_auc(grid, _weighted_curves(_boot_weights(len(seeds), int(n_boot), rng), P))
@@ -658,7 +658,7 @@ def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline:
     blank line.
     """
     metric = metric or final.attrs.get("metric", "mae")
-    _require(final, ["system", "descriptor", "strategy", "n_pairs", "n_labeled", f"{metric}_mean",
+    _require(final, ["system", "descriptor", "strategy", "n_pairs", "n_labelled", f"{metric}_mean",
                      f"{metric}_std", "diff_mean", "diff_pct", "p_paired", "p_holm", "p_wilcoxon",
                      "effect_size", "verdict"], what="final")
     alpha = final.attrs.get("alpha", 0.05)
@@ -670,7 +670,7 @@ def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline:
         if base.empty:
             raise ValueError(f"final has no baseline row for system={system!r}, descriptor={descriptor!r}")
         b = base.iloc[0]
-        text = (f"{system} ({descriptor}): after {b['n_labeled']:g} labels, {b['strategy']} reaches "
+        text = (f"{system} ({descriptor}): after {b['n_labelled']:g} labels, {b['strategy']} reaches "
                 f"{label} {b[f'{metric}_mean']:.4g} ± {b[f'{metric}_std']:.2g} (mean ± std over "
                 f"{int(b['n_seeds']) if 'n_seeds' in b else int(b['n_pairs'])} seeds).")
         others = block[block["strategy"] != b["strategy"]]

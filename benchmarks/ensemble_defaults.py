@@ -1,4 +1,4 @@
-"""Choose the default ``epochs`` and ``weight_decay`` of :class:`alhelpers.models.EnsembleConfig`.
+"""Choose the default ``epochs`` and ``weight_decay`` of :class:`alhelpers.formation.models.EnsembleConfig`.
 
 Real data: the OQMD "legacy" formation energies shipped in the ``qmpy==1.4.0``
 wheel (``qmpy/data/thermodata/legacy.dat``: ``composition energy`` per line,
@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alhelpers.models import EnsembleConfig, EnsembleRegressor  # noqa: E402
+from alhelpers.formation.models import EnsembleConfig, EnsembleRegressor  # noqa: E402
 
 DEFAULT_PATH = "/tmp/raw/qmpy/data/thermodata/legacy.dat"
 

@@ -44,8 +44,8 @@ def gaussian_features(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor
 
 def gradient_features(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     from alhelpers.data import fetch_system
-    from alhelpers.features import featurize
-    from alhelpers.models import EnsembleConfig, EnsembleRegressor
+    from alhelpers.formation.features import featurize
+    from alhelpers.formation.models import EnsembleConfig, EnsembleRegressor
 
     fs = featurize(fetch_system("snapshot", "C")[0], "magpie")
     X, y = np.asarray(fs.X, dtype=np.float64), np.asarray(fs.y, dtype=np.float64)

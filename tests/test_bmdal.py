@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from alhelpers.models import EnsembleConfig, EnsembleRegressor
+from alhelpers.formation.models import EnsembleConfig, EnsembleRegressor
 from alhelpers.select import (
     BMDAL_METHODS,
     STRATEGIES,
@@ -190,7 +190,7 @@ def test_strategies_valid_and_seeded(name: str, tiny_model) -> None:
     scaler = model.scaler_
 
     def ctx(seed: int) -> QueryContext:
-        return QueryContext(X_candidates=scaler.transform(X[10:]), X_labeled=scaler.transform(X[:10]),
+        return QueryContext(X_candidates=scaler.transform(X[10:]), X_labelled=scaler.transform(X[:10]),
                             variance=None, batch_size=6, rng=np.random.default_rng(seed), model=model)
 
     c = ctx(0)
@@ -259,7 +259,7 @@ def test_same_as_bmdal_on_clustered_features() -> None:
 
 def test_same_as_bmdal_on_real_descriptors() -> None:
     from alhelpers.data import fetch_system
-    from alhelpers.features import featurize
+    from alhelpers.formation.features import featurize
 
     fs = featurize(fetch_system("snapshot", "C")[0], "magpie")
     X = np.asarray(fs.X, dtype=np.float64)

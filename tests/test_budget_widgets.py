@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from alhelpers.features import featurize
-from alhelpers.loop import TIMING_COLUMNS, ALConfig, Budget, BudgetExceeded, run_al
-from alhelpers.models import EnsembleConfig
+from alhelpers.formation.features import featurize
+from alhelpers.formation.config import ALConfig
+from alhelpers.formation.loop import TIMING_COLUMNS, Budget, BudgetExceeded, run_al
+from alhelpers.formation.models import EnsembleConfig
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alhelpers.crossdb import cross_database_runs, cross_summary, enough_data, source_disagreement
-from alhelpers.features import featurize
+from alhelpers.formation.crossdb import cross_database_runs, cross_summary, enough_data, source_disagreement
+from alhelpers.formation.features import featurize
 from alhelpers.keys import Key
-from alhelpers.loop import ALConfig
-from alhelpers.models import EnsembleConfig
+from alhelpers.formation.config import ALConfig
+from alhelpers.formation.models import EnsembleConfig
 
 
 def test_disagreement_on_shared_compositions_by_hand():
@@ -41,6 +41,6 @@ def test_transfer_runs_on_real_ti_o(tio2_entries):
     assert (mp2oqmd["n_test"] == 83).all() and (mp2oqmd["n_pool"] == 65).all()
     assert np.isfinite(cross["mae"]).all() and cross["mae"].between(0.01, 2.0).all()
     summary = cross_summary(cross)
-    assert len(summary) == 2 * 2 and (summary["n_seeds"] == 2).all() and (summary["n_labeled"] == 15).all()
+    assert len(summary) == 2 * 2 and (summary["n_seeds"] == 2).all() and (summary["n_labelled"] == 15).all()
     with pytest.raises(ValueError, match="no rows"):
         cross_database_runs(fs.X, fs.y, ["mp"] * len(fs.y), cfg, seeds=[0])

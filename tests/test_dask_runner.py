@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from alhelpers.loop import TIMING_COLUMNS  # noqa: E402
+from alhelpers.formation.loop import TIMING_COLUMNS  # noqa: E402
 from alhelpers.run import Task, dask_client, main, run_tasks, task_done  # noqa: E402
 
 SMOKE = ["study", "--systems", "Ti-O", "--seeds", "0", "1", "--smoke", "--n-boot", "50",

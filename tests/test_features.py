@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alhelpers.features import (
+from alhelpers.formation.features import (
     DESCRIPTORS,
     FeatureSet,
     featurize,

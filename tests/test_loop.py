@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import max_error, mean_absolute_error, mean_squared_error, r2_score
 
-from alhelpers.features import featurize
-from alhelpers.loop import (
+from alhelpers.formation.features import featurize
+from alhelpers.formation.loop import (
     RUN_COLUMNS,
     TIMING_COLUMNS,
     ALConfig,
@@ -18,7 +18,7 @@ from alhelpers.loop import (
     run_al,
     split_and_init,
 )
-from alhelpers.models import EnsembleConfig
+from alhelpers.formation.models import EnsembleConfig
 
 TINY = EnsembleConfig(n_members=2, epochs=30)
 
@@ -45,7 +45,7 @@ def test_protocol_on_real_ti_o(tio2_xy):
     assert list(runs.columns) == list(RUN_COLUMNS)
     assert len(runs) == 4 * 3
     for _, g in runs.groupby("strategy"):
-        assert g["n_labeled"].tolist() == [10, 15, 20] and g["round"].tolist() == [0, 1, 2]
+        assert g["n_labelled"].tolist() == [10, 15, 20] and g["round"].tolist() == [0, 1, 2]
     assert (runs["n_test"] == 30).all() and (runs["n_pool"] == 118).all()
     assert np.isfinite(runs[["mae", "rmse", "max_error", "r2", "mean_sigma"]].to_numpy()).all()
     assert (runs["mae"] < 1.0).all()  # E_f std of Ti–O is 0.57 eV/atom; even 10 labels do better than 1
@@ -98,11 +98,11 @@ def test_pool_smaller_than_budget_stops_at_the_pool_size(tio2_xy):
     cfg = _cfg(n_init=10, batch_size=5, rounds=5, strategies=("random",))
     with pytest.warns(UserWarning, match="pool exhausted"):
         rows = run_al(Xs, ys, cfg)
-    assert rows["n_labeled"].tolist() == [10, 15, 16]
+    assert rows["n_labelled"].tolist() == [10, 15, 16]
     assert rows["note"].iloc[1].startswith("pool exhausted: only 1 unlabelled")
     assert rows["note"].iloc[2].startswith("pool exhausted: all 16 pool points are labelled")
     small = run_al(Xs, ys, _cfg(n_init=40, rounds=1, strategies=("random",)))
-    assert small["n_labeled"].tolist() == [16] and "< n_init=40" in small["note"].iloc[0]
+    assert small["n_labelled"].tolist() == [16] and "< n_init=40" in small["note"].iloc[0]
 
 
 def test_metrics_agree_with_sklearn():

@@ -1,4 +1,4 @@
-"""Tests for alhelpers.models (batched deep ensemble, STUDY.md §3)."""
+"""Tests for alhelpers.formation.models (batched deep ensemble, STUDY.md §3)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alhelpers.models import EnsembleConfig, EnsembleRegressor, _stream_seed, fit_ensembles
+from alhelpers.formation.models import EnsembleConfig, EnsembleRegressor, _stream_seed, fit_ensembles
 
 # Small, fast configuration (same architecture family as the default).
 SMALL = EnsembleConfig(n_members=4, hidden=(32, 32), epochs=100, device="cpu")

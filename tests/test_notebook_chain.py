@@ -12,7 +12,6 @@ in one kernel — each notebook in its own runtime, so it must make its own inpu
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -47,13 +46,13 @@ def test_a_student_runs_01_to_07_by_hand_in_order(tmp_path, monkeypatch):
     assert r2["n_rows"] == 148 and r2["n_features"] == 132 and r2["inputs"] == [r1["out_path"]]
     r3 = run("03_active_learning.ipynb", ex / "03.ipynb", SYSTEM="Ti-O", SMOKE=True, PROGRESS=False)
     assert r3["runs_path"] == "runs/Ti-O_magpie_seed0.parquet" and r3["n_rows"] == 8
-    assert set(r3["final_n_labeled"].values()) == {15} and r3["resumed_rounds"] == 0
+    assert set(r3["final_n_labelled"].values()) == {15} and r3["resumed_rounds"] == 0
     r4 = run("04_statistics.ipynb", ex / "04.ipynb", SYSTEMS=["Ti-O"], SEEDS=[0, 1], N_BOOT=50)
     # seed 1 was missing: 04 made it with the protocol of the run 03 left (the smoke one)
     assert r4["n_rows"] == 16 and len(r4["final_table"]) == 4
     runs = pd.read_parquet(results / "runs.parquet")
     seed0 = pd.read_parquet(results / r3["runs_path"])
-    assert set(runs["seed"]) == {0, 1} and runs["n_labeled"].max() == 15
+    assert set(runs["seed"]) == {0, 1} and runs["n_labelled"].max() == 15
     assert runs[runs["seed"] == 0]["mae"].tolist() == seed0.sort_values(["strategy", "round"])["mae"].tolist()
     assert pd.read_csv(results / "final_table.csv")["config_id"].nunique() == 1
     r5 = run("05_figures.ipynb", ex / "05.ipynb")

@@ -47,7 +47,7 @@ def test_al_notebook_widgets_headless_and_budget_stop_then_resume(tmp_path):
     assert "wall-time budget" in stopped["stopped"] and "continues from round 0 of 2" in stopped["stopped"]
     assert not (tmp_path / "out" / "runs").exists()
     done = run("03_active_learning.ipynb", tmp_path / "03b.ipynb", **params)
-    assert done["n_rows"] == 8 and set(done["final_n_labeled"].values()) == {15}
+    assert done["n_rows"] == 8 and set(done["final_n_labelled"].values()) == {15}
     # the widget controls are part of the executed notebook, and changed nothing headless
     text = (tmp_path / "03b.ipynb").read_text()
     assert "application/vnd.jupyter.widget-view+json" in text and "Apply" in text
@@ -85,7 +85,7 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
     runs = pd.read_parquet(out / "runs.parquet")
     # smoke: 4 strategies x 2 rounds x 2 seeds, labels 10 -> 15
     assert len(runs) == 16 and set(runs["strategy"]) == {"random", "uncertainty", "diversity", "hybrid"}
-    assert sorted(runs["n_labeled"].unique()) == [10, 15] and runs["mae"].between(0, 2).all()
+    assert sorted(runs["n_labelled"].unique()) == [10, 15] and runs["mae"].between(0, 2).all()
     rec = read_records(out / "notebooks" / "03_active_learning_Ti-O_magpie_seed1.ipynb")
     assert set(rec["final_mae"]) == set(runs["strategy"]) and rec["n_rows"] == 8
     for nb in (out / "notebooks").glob("*.ipynb"):  # the runner keeps progress bars out

@@ -16,7 +16,7 @@ def _runs() -> pd.DataFrame:
             for seed in range(3):
                 for rnd, n in enumerate((10, 15, 20)):
                     mae = 0.3 / (1 + rnd) + rng.uniform(0, 0.02)
-                    rows.append(dict(system=system, strategy=strategy, seed=seed, round=rnd, n_labeled=n,
+                    rows.append(dict(system=system, strategy=strategy, seed=seed, round=rnd, n_labelled=n,
                                      mae=mae, mean_sigma=mae / 3, spearman_sigma_abs_err=rng.uniform(-0.2, 0.5)))
     return pd.DataFrame(rows)
 

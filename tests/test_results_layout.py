@@ -13,10 +13,11 @@ import pandas as pd
 import papermill as pm
 import pytest
 
-from alhelpers.config import FeaturizeConfig
+from alhelpers.formation.config import FeaturizeConfig
 from alhelpers.files import UnreadableFileError, atomic_write
 from alhelpers.layout import Layout
-from alhelpers.loop import TIMING_COLUMNS, ALConfig, run_al
+from alhelpers.formation.config import ALConfig
+from alhelpers.formation.loop import TIMING_COLUMNS, run_al
 from alhelpers.nb import read_records
 from alhelpers.run import build_parser, main, results_lock, validate_study
 from alhelpers.stages import collect_runs, ensure_features
@@ -37,7 +38,7 @@ def test_moved_folder_corrupt_files_and_a_rerun_with_other_parameters(tmp_path, 
     first = tmp_path / "first"
     assert main([*SMOKE, "--out", str(first)]) == 0
     smoke_runs = pd.read_parquet(first / "runs.parquet")
-    assert smoke_runs["n_labeled"].max() == 15 and len(smoke_runs) == 16
+    assert smoke_runs["n_labelled"].max() == 15 and len(smoke_runs) == 16
 
     # a copied (then moved) folder reads its own data: every recorded path is relative
     moved = tmp_path / "elsewhere" / "moved"
@@ -74,7 +75,7 @@ def test_moved_folder_corrupt_files_and_a_rerun_with_other_parameters(tmp_path, 
     assert "holds the results of another configuration" in err and "n_init 10 → 30" in err and "--replace" in err
     assert main([*full, "--replace", "--out", str(moved)]) == 0
     runs = pd.read_parquet(moved / "runs.parquet")
-    assert runs["n_labeled"].max() == 105 and set(runs["round"]) == set(range(6))
+    assert runs["n_labelled"].max() == 105 and set(runs["round"]) == set(range(6))
     report = (moved / "report.md").read_text()
     assert '"smoke": false' in report and json.loads((moved / "study.json").read_text())["protocol"]["n_init"] == 30
     assert len(list((moved / "replaced").glob("*/runs.parquet"))) == 1  # the smoke results were kept aside
@@ -98,7 +99,7 @@ def test_changed_parameters_of_one_task_rerun_it_and_say_why(tmp_path):
 
 
 def test_truncated_checkpoint_is_named_and_its_round_recomputed(tmp_path, tio2_entries):
-    from alhelpers.features import featurize
+    from alhelpers.formation.features import featurize
     from alhelpers.stages import smoke
 
     fs = featurize(tio2_entries, "magpie")

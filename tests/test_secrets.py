@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from alhelpers import config as config_module
+from alhelpers.formation import config as config_module
 from alhelpers.run import Task, TaskError, build_parser, execute_task, featurize_tasks
 
 NB = Path(__file__).resolve().parents[1] / "notebooks"

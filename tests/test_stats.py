@@ -12,7 +12,7 @@ from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
 from statsmodels.stats.multitest import multipletests
 
-from alhelpers.loop import RUN_COLUMNS
+from alhelpers.formation.loop import RUN_COLUMNS
 from alhelpers.stats import (
     VERDICTS,
     final_round,
@@ -31,14 +31,14 @@ SEEDS = (0, 1, 2, 3, 4)
 
 def make_runs(curves: dict[str, dict[int, list[float]]], *, n0: int = 10, step: int = 10,
               system: str = "C", descriptor: str = "magpie", r2: float = 0.5) -> pd.DataFrame:
-    """A tidy runs table from {strategy: {seed: [metric per round]}} (n_labeled = n0 + step·round)."""
+    """A tidy runs table from {strategy: {seed: [metric per round]}} (n_labelled = n0 + step·round)."""
     rows = []
     for strategy, per_seed in curves.items():
         for seed, values in per_seed.items():
             for rnd, v in enumerate(values):
                 row = dict.fromkeys(RUN_COLUMNS, 0.0)
                 row.update(system=system, descriptor=descriptor, strategy=strategy, seed=seed,
-                           round=rnd, n_labeled=n0 + step * rnd, n_pool=100, n_test=25, mae=v,
+                           round=rnd, n_labelled=n0 + step * rnd, n_pool=100, n_test=25, mae=v,
                            rmse=v, max_error=v, r2=r2 - v, note="")
                 rows.append(row)
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
@@ -72,7 +72,7 @@ def test_final_round_keeps_last_row_of_a_run_that_stopped_early():
     runs = runs.sample(frac=1.0, random_state=1)  # order must not matter
     fin = final_round(runs)
     assert len(fin) == 4
-    got = fin.set_index(["strategy", "seed"])[["round", "n_labeled", "mae"]]
+    got = fin.set_index(["strategy", "seed"])[["round", "n_labelled", "mae"]]
     assert got.loc[("random", 0)].tolist() == [2, 30, 0.5]
     assert got.loc[("random", 1)].tolist() == [1, 20, 0.6]  # stopped early: its own last row
     assert got.loc[("uncertainty", 1)].tolist() == [2, 30, 0.45]
@@ -96,7 +96,7 @@ def test_final_table_summary_columns(three):
     assert list(t.index) == ["random", "better", "worse", "similar"]
     for name, vals in {"random": RANDOM, "better": BETTER, "worse": WORSE}.items():
         assert t.loc[name, "n_seeds"] == 5 and t.loc[name, "n_pairs"] == 5
-        assert t.loc[name, "n_labeled"] == 20
+        assert t.loc[name, "n_labelled"] == 20
         assert t.loc[name, "mae_mean"] == pytest.approx(vals.mean())
         assert t.loc[name, "mae_std"] == pytest.approx(np.std(vals, ddof=1))
         assert t.loc[name, "r2_mean"] == pytest.approx(0.5 - vals.mean())
@@ -204,9 +204,9 @@ def test_verdict_summary_mentions_each_system_and_strategy():
 def test_mean_curve_with_a_seed_that_stopped_early():
     runs = make_runs({"random": {0: [0.9, 0.7, 0.5], 1: [0.7, 0.5], 2: [0.8, 0.6, 0.4]}})
     mc = mean_curve(runs)
-    assert mc.columns.tolist() == ["system", "descriptor", "strategy", "n_labeled", "mean", "std",
+    assert mc.columns.tolist() == ["system", "descriptor", "strategy", "n_labelled", "mean", "std",
                                    "n_seeds"]
-    assert mc["n_labeled"].tolist() == [10, 20, 30]
+    assert mc["n_labelled"].tolist() == [10, 20, 30]
     np.testing.assert_allclose(mc["mean"], [0.8, 0.6, 0.45])
     np.testing.assert_allclose(mc["std"], [0.1, 0.1, np.std([0.5, 0.4], ddof=1)])
     assert mc["n_seeds"].tolist() == [3, 3, 2]
@@ -279,7 +279,7 @@ def test_label_savings_resamples_seeds_paired():
 
 
 def test_auc_of_a_straight_line_is_its_mean():
-    line = [1.0, 0.8, 0.6, 0.4]  # linear in n_labeled = 10..40
+    line = [1.0, 0.8, 0.6, 0.4]  # linear in n_labelled = 10..40
     offsets = np.array([0.0, 0.1, -0.1, 0.05, 0.2])
     runs = _equal_seeds({"random": line}, tuple(offsets))
     out = learning_curve_auc(runs, n_boot=200, rng=np.random.default_rng(0)).iloc[0]
@@ -293,7 +293,7 @@ def test_auc_of_a_straight_line_is_its_mean():
 
 def test_auc_on_an_uneven_grid_matches_trapezoid():
     runs = make_runs({"random": {0: [1.0, 0.5, 0.45]}})
-    runs["n_labeled"] = runs["round"].map({0: 10, 1: 20, 2: 50})
+    runs["n_labelled"] = runs["round"].map({0: 10, 1: 20, 2: 50})
     out = learning_curve_auc(runs, n_boot=10, rng=np.random.default_rng(0))
     expected = ((1.0 + 0.5) / 2 * 10 + (0.5 + 0.45) / 2 * 30) / 40  # trapezoids by hand
     assert out.loc[0, "auc"] == pytest.approx(expected)

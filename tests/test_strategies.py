@@ -201,8 +201,8 @@ def test_diversity_two_clusters_one_each() -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_diversity_three_clusters_picks_nearest_to_centres(seed: int) -> None:
-    far_labeled = np.array([[-50.0, -50.0]])
-    picks = select_diversity(CLUSTERS, far_labeled, 3, rng=rng(seed))
+    far_labelled = np.array([[-50.0, -50.0]])
+    picks = select_diversity(CLUSTERS, far_labelled, 3, rng=rng(seed))
     expected = {position_of((1, 0)), position_of((20, 20)), position_of((0, 21))}
     assert set(picks.tolist()) == expected
 
@@ -210,9 +210,9 @@ def test_diversity_three_clusters_picks_nearest_to_centres(seed: int) -> None:
 def test_diversity_refines_pick_on_labelled_point() -> None:
     # (20,20) is nearest B's centre but is labelled: replace it by the candidate farthest
     # from {(20,20), (1,0), (0,21)}, which is (23,20) at distance 3 (all others <= sqrt 2).
-    labeled = np.array([[20.0, 20.0]])
+    labelled = np.array([[20.0, 20.0]])
     for seed in range(5):
-        picks = select_diversity(CLUSTERS, labeled, 3, rng=rng(seed))
+        picks = select_diversity(CLUSTERS, labelled, 3, rng=rng(seed))
         expected = {position_of((1, 0)), position_of((23, 20)), position_of((0, 21))}
         assert set(picks.tolist()) == expected
 
@@ -309,7 +309,7 @@ def test_every_strategy_returns_valid_positions(name: str, n_candidates: int) ->
     gen = rng(21)
     ctx = QueryContext(
         X_candidates=gen.normal(size=(n_candidates, 4)),
-        X_labeled=gen.normal(size=(6, 4)),
+        X_labelled=gen.normal(size=(6, 4)),
         variance=gen.random(n_candidates),
         batch_size=5,
         rng=rng(0),

@@ -59,7 +59,7 @@ from alhelpers.atomistic.oracle import Oracle, PoolOracle
 from alhelpers.atomistic.structures import StructureSet
 from alhelpers.atomistic.train import TrainConfig, fit_potential, predict
 from alhelpers.files import UnreadableFileError, read_json, write_json
-from alhelpers.loop import stream
+from alhelpers.formation.loop import stream
 from alhelpers.select import features as SF
 from alhelpers.select import rules as R
 from alhelpers.select.bmdal import bmdal_select
@@ -509,9 +509,9 @@ def compare_with_random(runs: pd.DataFrame, *, metric: str = "force_mae", alpha:
     applied to a Track B metric (lower is better)."""
     from alhelpers import stats
 
-    df = runs.rename(columns={"dataset": "system", "method": "strategy", "n_train": "n_labeled"}).assign(
+    df = runs.rename(columns={"dataset": "system", "method": "strategy", "n_train": "n_labelled"}).assign(
         descriptor=lambda d: "batch" + d["batch"].astype(str), r2=np.nan)
     table = stats.final_table(df, baseline="random", alpha=alpha, metric=metric)
-    table = table.rename(columns={"system": "dataset", "strategy": "method", "n_labeled": "n_train"})
+    table = table.rename(columns={"system": "dataset", "strategy": "method", "n_labelled": "n_train"})
     table["batch"] = table.pop("descriptor").str.removeprefix("batch").astype(int)
     return table.drop(columns=[c for c in table.columns if c.startswith("r2_")])

@@ -61,10 +61,10 @@ def _raw(model: object, Z: np.ndarray) -> np.ndarray:
 
 
 def candidate_features(
-    model: object, Z_candidates: np.ndarray, Z_labeled: np.ndarray, base: str, *, seed: int, p: int = F.DEFAULT_RP_DIM
+    model: object, Z_candidates: np.ndarray, Z_labelled: np.ndarray, base: str, *, seed: int, p: int = F.DEFAULT_RP_DIM
 ) -> tuple[np.ndarray, np.ndarray]:
     """Base features (``"ll"`` or ``"rp"``) of candidates and labelled rows, from standardised inputs."""
-    Xc, Xl = _raw(model, Z_candidates), _raw(model, Z_labeled)
+    Xc, Xl = _raw(model, Z_candidates), _raw(model, Z_labelled)
     both = np.concatenate([Xc, Xl]) if len(Xl) else Xc
     if base == "ll":
         phi = F.ll_features(model, both)
@@ -116,9 +116,9 @@ def _strategy(name: str):
         seed = int(ctx.rng.integers(2**62))
         t0 = time.perf_counter()
         if ctx.model is None:  # no network: the identity map on the standardised descriptors
-            phi_c, phi_l = np.asarray(ctx.X_candidates, dtype=np.float64)[perm], np.asarray(ctx.X_labeled, dtype=np.float64)
+            phi_c, phi_l = np.asarray(ctx.X_candidates, dtype=np.float64)[perm], np.asarray(ctx.X_labelled, dtype=np.float64)
         else:
-            phi_c, phi_l = candidate_features(ctx.model, np.asarray(ctx.X_candidates)[perm], ctx.X_labeled,
+            phi_c, phi_l = candidate_features(ctx.model, np.asarray(ctx.X_candidates)[perm], ctx.X_labelled,
                                               kernel.split("-")[1], seed=seed)
         ctx.timings["feature_s"] = ctx.timings.get("feature_s", 0.0) + time.perf_counter() - t0
         pos = bmdal_select(rule, phi_c, phi_l, ctx.batch_size, gp=kernel.startswith("gp"), device="cpu")

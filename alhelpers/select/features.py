@@ -19,7 +19,7 @@ Feature maps
 Both gradient maps take the rows of a *segment* (an atom) and optionally sum them per structure
 (``segments``/``n_segments``), with the same projection matrices for every atom, so a model whose
 output is a sum over atoms (Track B) uses the same code as the Track A MLP (one row = one
-structure). For an :class:`~alhelpers.models.EnsembleRegressor` the features are those of the
+structure). For an :class:`~alhelpers.formation.models.EnsembleRegressor` the features are those of the
 ensemble *mean*: the members' blocks side by side (LL) or their sketches summed (RP; each member
 has its own matrices), divided by ``M``. (The 1/M scale changes no selection: MAXDIST, LCMD and
 MAXDET are scale-invariant, and so is the GP transform with the default σ².)
@@ -202,7 +202,7 @@ def _members(model: object, member: int | None) -> list[int]:
 def ll_features(
     model: object, X: np.ndarray, *, member: int | None = None, dtype: torch.dtype = torch.float64
 ) -> np.ndarray:
-    """FEAT(LL) of an :class:`~alhelpers.models.EnsembleRegressor` at raw descriptors ``X``.
+    """FEAT(LL) of an :class:`~alhelpers.formation.models.EnsembleRegressor` at raw descriptors ``X``.
 
     ``member=k``: that member's ``[h, 1]`` (the gradient of its standardised output with respect
     to its last layer's weights and bias), shape ``(n, H + 1)``. ``member=None``: the gradient of
@@ -232,7 +232,7 @@ def rp_features(
     member: int | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> np.ndarray:
-    """FEAT(RP) of an :class:`~alhelpers.models.EnsembleRegressor` at raw descriptors ``X``, ``(n, p)``.
+    """FEAT(RP) of an :class:`~alhelpers.formation.models.EnsembleRegressor` at raw descriptors ``X``, ``(n, p)``.
 
     ``member=None`` sketches the gradient of the ensemble mean: each member's sketch (with its
     own matrices, seeded from ``(seed, member)``) summed and divided by ``M``.

@@ -207,7 +207,7 @@ def _row_distances(X: FloatArray, x: FloatArray) -> FloatArray:
 
 def _farthest_point_refinement(
     X_candidates: FloatArray,
-    X_labeled: FloatArray,
+    X_labelled: FloatArray,
     picks: npt.ArrayLike,
     *,
     tol: float,
@@ -223,7 +223,7 @@ def _farthest_point_refinement(
     Returns the picks in slot order.
     """
     initial = np.asarray(picks, dtype=np.intp)
-    min_dist = nearest_distance(X_candidates, X_labeled)
+    min_dist = nearest_distance(X_candidates, X_labelled)
     chosen = np.zeros(X_candidates.shape[0], dtype=bool)
     result = initial.copy()
     rejected: list[int] = []
@@ -244,7 +244,7 @@ def _farthest_point_refinement(
 
 def select_diversity(
     X_candidates: npt.ArrayLike,
-    X_labeled: npt.ArrayLike,
+    X_labelled: npt.ArrayLike,
     batch_size: int,
     *,
     rng: np.random.Generator,
@@ -263,8 +263,8 @@ def select_diversity(
     batch_size = _check_batch_size(batch_size)
     n_init = _check_batch_size(n_init, name="n_init")
     Xc = _as_matrix(X_candidates, name="X_candidates")
-    Xl = _as_matrix(X_labeled, name="X_labeled")
-    _check_same_width(Xc, Xl, names=("X_candidates", "X_labeled"))
+    Xl = _as_matrix(X_labelled, name="X_labelled")
+    _check_same_width(Xc, Xl, names=("X_candidates", "X_labelled"))
     if tol < 0:
         raise ValueError(f"tol must be >= 0, got {tol}")
     n_c = Xc.shape[0]
@@ -284,7 +284,7 @@ def select_diversity(
 
 def select_hybrid(
     X_candidates: npt.ArrayLike,
-    X_labeled: npt.ArrayLike,
+    X_labelled: npt.ArrayLike,
     variance: npt.ArrayLike,
     batch_size: int,
     *,
@@ -301,8 +301,8 @@ def select_hybrid(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     Xc = _as_matrix(X_candidates, name="X_candidates")
-    Xl = _as_matrix(X_labeled, name="X_labeled")
-    _check_same_width(Xc, Xl, names=("X_candidates", "X_labeled"))
+    Xl = _as_matrix(X_labelled, name="X_labelled")
+    _check_same_width(Xc, Xl, names=("X_candidates", "X_labelled"))
     var = _check_variance(variance, Xc.shape[0])
     u_norm = minmax(var)
     if Xl.shape[0] == 0:
@@ -320,7 +320,7 @@ class QueryContext:
     """Everything a strategy may use to pick the next batch, validated on construction."""
 
     X_candidates: np.ndarray  # (n_c, d) standardised descriptors of the unlabelled pool points
-    X_labeled: np.ndarray  # (n_l, d) standardised descriptors of the labelled points
+    X_labelled: np.ndarray  # (n_l, d) standardised descriptors of the labelled points
     variance: np.ndarray | None  # (n_c,) ensemble variance at the candidates; None if no model
     batch_size: int
     rng: np.random.Generator
@@ -332,8 +332,8 @@ class QueryContext:
     def __post_init__(self) -> None:
         _check_batch_size(self.batch_size)
         Xc = _as_matrix(self.X_candidates, name="X_candidates")
-        Xl = _as_matrix(self.X_labeled, name="X_labeled")
-        _check_same_width(Xc, Xl, names=("X_candidates", "X_labeled"))
+        Xl = _as_matrix(self.X_labelled, name="X_labelled")
+        _check_same_width(Xc, Xl, names=("X_candidates", "X_labelled"))
         if self.variance is not None:
             _check_variance(self.variance, Xc.shape[0])
         if not isinstance(self.rng, np.random.Generator):
@@ -432,13 +432,13 @@ def _uncertainty(ctx: QueryContext) -> IntArray:
 
 
 def _diversity(ctx: QueryContext) -> IntArray:
-    return select_diversity(ctx.X_candidates, ctx.X_labeled, ctx.batch_size, rng=ctx.rng)
+    return select_diversity(ctx.X_candidates, ctx.X_labelled, ctx.batch_size, rng=ctx.rng)
 
 
 def _hybrid(ctx: QueryContext) -> IntArray:
     assert ctx.variance is not None  # guaranteed by the registry wrapper
     return select_hybrid(
-        ctx.X_candidates, ctx.X_labeled, ctx.variance, ctx.batch_size, rng=ctx.rng,
+        ctx.X_candidates, ctx.X_labelled, ctx.variance, ctx.batch_size, rng=ctx.rng,
         alpha=ctx.hybrid_alpha,
     )
 

@@ -16,7 +16,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +24,14 @@ import pandas as pd
 from scipy import stats
 from sklearn.preprocessing import StandardScaler
 
-from alhelpers.config import Saveable, param
 from alhelpers.files import UnreadableFileError, read_json, write_json
-from alhelpers.models import EnsembleConfig, EnsembleRegressor, fit_ensembles
+from alhelpers.formation.config import ALConfig
+from alhelpers.formation.models import EnsembleRegressor, fit_ensembles
 from alhelpers.select import QueryContext, get_strategy, needs_variance
-
-DEFAULT_STRATEGIES = ("random", "uncertainty", "diversity", "hybrid")
 
 #: Columns of the tidy runs table, in order (one row per system, descriptor, strategy, seed, round).
 RUN_COLUMNS = (
-    "system", "descriptor", "strategy", "seed", "round", "n_labeled", "n_pool", "n_test",
+    "system", "descriptor", "strategy", "seed", "round", "n_labelled", "n_pool", "n_test",
     "mae", "rmse", "max_error", "r2", "mean_sigma", "pearson_sigma_abs_err",
     "spearman_sigma_abs_err", "fit_s", "feature_s", "query_s", "note",
 )
@@ -41,51 +39,6 @@ RUN_COLUMNS = (
 #: time a strategy spent on features (BMDAL gradient features, GP transform; 0 for the others) and
 #: ``query_s`` the rest of the query (the selection).
 TIMING_COLUMNS = ("fit_s", "feature_s", "query_s")
-
-
-@dataclass(frozen=True)
-class ALConfig(Saveable):
-    """Everything one active-learning run of one (system, seed) depends on."""
-
-    system: str = param("C", "SYSTEM")
-    source: str = param("snapshot", "SOURCE")
-    descriptor: str = param("magpie", "DESCRIPTOR")
-    seed: int = param(0, "SEED", minimum=0)
-    strategies: tuple[str, ...] = param(DEFAULT_STRATEGIES, "STRATEGIES")
-    n_init: int = param(30, "N_INIT", minimum=1)
-    batch_size: int = param(15, "BATCH", minimum=1)
-    rounds: int = param(6, "ROUNDS", minimum=1)
-    test_fraction: float = param(0.2, "TEST_FRACTION")
-    hybrid_alpha: float = param(0.6, "HYBRID_ALPHA", minimum=0)
-    model: EnsembleConfig = field(default_factory=EnsembleConfig)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.strategies:
-            raise ValueError('STRATEGIES is empty: name at least one, e.g. STRATEGIES = ["random"]')
-        for name in self.strategies:
-            get_strategy(name)  # unknown name → ValueError listing the valid ones
-        if len(set(self.strategies)) != len(self.strategies):
-            raise ValueError(f"STRATEGIES has duplicates: {list(self.strategies)}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"TEST_FRACTION must be in (0, 1), got {self.test_fraction}")
-
-    @property
-    def budget(self) -> int:
-        """Labelled points the last round trains on when the pool is large enough."""
-        return self.n_init + (self.rounds - 1) * self.batch_size
-
-    def protocol(self) -> dict:
-        """What makes two runs comparable: everything but system, descriptor, seed and strategies."""
-        d = self.to_dict()
-        for k in ("system", "descriptor", "seed", "strategies"):
-            d.pop(k)
-        return d
-
-    @property
-    def protocol_id(self) -> str:
-        """A short hash of :meth:`protocol`; runs with different ids must not be compared."""
-        return hashlib.sha256(json.dumps(self.protocol(), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 # --------------------------------------------------------------------------- randomness
@@ -183,7 +136,7 @@ def _load_checkpoints(run_dir: Path, cfg: ALConfig, strategy: str) -> list[dict]
             break
         try:
             ck = read_json(path, todo="It is removed and that round is recomputed.")
-            if not isinstance(ck, dict) or not {"row", "labeled", "queried"} <= set(ck):
+            if not isinstance(ck, dict) or not {"row", "labelled", "queried"} <= set(ck):
                 raise UnreadableFileError(path, "not a checkpoint of this loop",
                                           "It is removed and that round is recomputed.")
         except UnreadableFileError as err:
@@ -202,7 +155,7 @@ class _Track:
     """Where one strategy stands: its labelled set, rows so far, and whether the pool ran out."""
 
     strategy: str
-    labeled: np.ndarray
+    labelled: np.ndarray
     rows: list[dict]
     exhausted: bool = False
 
@@ -222,8 +175,8 @@ def _resume(cfg: ALConfig, init: np.ndarray, run_dir: Path | None) -> tuple[list
     tracks = []
     for s, ck in loaded.items():
         ck = ck[:n_done]
-        labeled = np.array(sorted(ck[-1]["labeled"] + ck[-1]["queried"]), dtype=np.int64) if ck else init
-        tracks.append(_Track(s, labeled, [c["row"] for c in ck], exhausted=ended(ck)))
+        labelled = np.array(sorted(ck[-1]["labelled"] + ck[-1]["queried"]), dtype=np.int64) if ck else init
+        tracks.append(_Track(s, labelled, [c["row"] for c in ck], exhausted=ended(ck)))
     return tracks, n_done
 
 
@@ -286,7 +239,7 @@ def run_al(
     """All strategies of one (system, seed): the tidy runs table (one row per strategy and round).
 
     Round by round, the ensembles of all strategies are trained together in one batched
-    computation (:func:`alhelpers.models.fit_ensembles`); ``fit_s`` is each strategy's share.
+    computation (:func:`alhelpers.formation.models.fit_ensembles`); ``fit_s`` is each strategy's share.
     With ``checkpoint_dir`` every (strategy, round) is checkpointed and a rerun resumes;
     ``stop_after_round`` ends early after that round (for tests and budgets).
     ``df.attrs["resumed_rounds"]`` says how many rounds were read back instead of computed.
@@ -320,7 +273,7 @@ def run_al(
         t_round = time.perf_counter()
         seed = int(stream(cfg.seed, "model", rnd).integers(2**31))  # same for every strategy
         t0 = time.perf_counter()
-        models = fit_ensembles([X[t.labeled] for t in active], [y[t.labeled] for t in active],
+        models = fit_ensembles([X[t.labelled] for t in active], [y[t.labelled] for t in active],
                                cfg.model, seeds=[seed] * len(active))
         fit_s = (time.perf_counter() - t0) / len(active)
         for track, model in zip(active, models):
@@ -329,9 +282,9 @@ def run_al(
             track.rows.append(row)
             if run_dir:
                 write_json(checkpoint_path(run_dir, track.strategy, rnd),
-                           {"row": row, "labeled": track.labeled.tolist(), "queried": queried.tolist()},
+                           {"row": row, "labelled": track.labelled.tolist(), "queried": queried.tolist()},
                            indent=None)
-            track.labeled = np.sort(np.concatenate([track.labeled, queried]))
+            track.labelled = np.sort(np.concatenate([track.labelled, queried]))
         last_round_s = time.perf_counter() - t_round
         if stop_after_round is not None and rnd >= stop_after_round:
             break
@@ -349,14 +302,14 @@ def _round(track: _Track, model: EnsembleRegressor, X: np.ndarray, y: np.ndarray
     mean, var = model.predict(X[test])
     row = {
         "system": cfg.system, "descriptor": cfg.descriptor, "strategy": track.strategy,
-        "seed": cfg.seed, "round": rnd, "n_labeled": int(len(track.labeled)),
+        "seed": cfg.seed, "round": rnd, "n_labelled": int(len(track.labelled)),
         "n_pool": int(len(pool)), "n_test": int(len(test)),
         **regression_metrics(y[test], mean, var), "fit_s": 0.0, "feature_s": 0.0, "query_s": 0.0,
         "note": note,
     }
     queried = np.empty(0, dtype=np.int64)
     if rnd < cfg.rounds - 1:
-        candidates = np.setdiff1d(pool, track.labeled, assume_unique=True)
+        candidates = np.setdiff1d(pool, track.labelled, assume_unique=True)
         if len(candidates) == 0:
             track.exhausted = True
             row["note"] = (f"pool exhausted: all {len(pool)} pool points are labelled; "
@@ -364,7 +317,7 @@ def _round(track: _Track, model: EnsembleRegressor, X: np.ndarray, y: np.ndarray
         else:
             t1 = time.perf_counter()
             timings: dict = {}
-            queried = _query(get_strategy(track.strategy), track.strategy, model, X, track.labeled,
+            queried = _query(get_strategy(track.strategy), track.strategy, model, X, track.labelled,
                              candidates, cfg, rnd, timings)
             row["feature_s"] = float(timings.get("feature_s", 0.0))
             row["query_s"] = time.perf_counter() - t1 - row["feature_s"]
@@ -374,13 +327,13 @@ def _round(track: _Track, model: EnsembleRegressor, X: np.ndarray, y: np.ndarray
     return row, queried
 
 
-def _query(query, strategy: str, model: EnsembleRegressor, X: np.ndarray, labeled: np.ndarray,
+def _query(query, strategy: str, model: EnsembleRegressor, X: np.ndarray, labelled: np.ndarray,
            candidates: np.ndarray, cfg: ALConfig, rnd: int, timings: dict | None = None) -> np.ndarray:
-    scaler = StandardScaler().fit(X[labeled])  # labelled rows only, refit each round
+    scaler = StandardScaler().fit(X[labelled])  # labelled rows only, refit each round
     variance = model.predict(X[candidates])[1] if needs_variance(strategy) else None
     ctx = QueryContext(
         X_candidates=scaler.transform(X[candidates]),
-        X_labeled=scaler.transform(X[labeled]),
+        X_labelled=scaler.transform(X[labelled]),
         variance=variance,
         batch_size=cfg.batch_size,
         rng=stream(cfg.seed, strategy, rnd),

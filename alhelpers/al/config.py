@@ -12,7 +12,7 @@ import json
 import math
 import numbers
 import platform
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -127,61 +127,3 @@ class Saveable:
 
         payload = {"config": self.to_dict(), "kind": type(self).__name__, "versions": package_versions()}
         return write_json(path, payload, indent=2)
-
-
-
-@dataclass(frozen=True)
-class FetchConfig(Saveable):
-    """Parameters of notebook 01 (fetch and clean one system from one source)."""
-
-    system: str = param("C", "SYSTEM")
-    source: str = param("snapshot", "SOURCE")
-    mp_limit: int = param(500, "MP_LIMIT", minimum=1)
-    oqmd_limit: int = param(100, "OQMD_LIMIT", minimum=1)
-    table_path: str = param("", "TABLE_PATH")
-    target_column: str = param("formation_energy_per_atom", "TARGET_COLUMN")
-    formula_column: str = param("formula", "FORMULA_COLUMN")
-    encoding: str = param("utf-8", "TABLE_ENCODING")
-    min_sites: int = param(2, minimum=1)
-    max_sites: int = param(50, minimum=1)
-    max_abs_target: float = param(5.0, minimum=0)
-    dedup_tol: float = param(1e-3, minimum=0)
-    test_fraction: float = param(0.2, minimum=0)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        from alhelpers.data import SOURCES, system_elements
-
-        if self.source not in SOURCES:
-            raise ValueError(f"SOURCE={self.source!r} is not one of {SOURCES}")
-        if self.source == "file" and not self.table_path:
-            raise ValueError("SOURCE = 'file' needs TABLE_PATH (a CSV or parquet file)")
-        if not (self.source == "file" and self.system == "all"):
-            system_elements(self.system)
-        if not self.min_sites <= self.max_sites:
-            raise ValueError(f"need min_sites <= max_sites, got {self.min_sites}, {self.max_sites}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
-
-    def fetch_kwargs(self) -> dict[str, Any]:
-        """Keywords of :func:`alhelpers.data.fetch_system` for this config."""
-        return dict(mp_limit=self.mp_limit, oqmd_limit=self.oqmd_limit, path=self.table_path or None,
-                    target=self.target_column, formula_column=self.formula_column,
-                    encoding=self.encoding, min_sites=self.min_sites, max_sites=self.max_sites,
-                    max_abs_target=self.max_abs_target, dedup_tol=self.dedup_tol)
-
-
-@dataclass(frozen=True)
-class FeaturizeConfig(Saveable):
-    """Parameters of notebook 02 (descriptors for one system)."""
-
-    system: str = param("C", "SYSTEM")
-    source: str = param("snapshot", "SOURCE")
-    descriptor: str = param("magpie", "DESCRIPTOR")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        from alhelpers.features import DESCRIPTORS
-
-        if self.descriptor not in DESCRIPTORS:
-            raise ValueError(f"DESCRIPTOR={self.descriptor!r} is not one of {DESCRIPTORS}")

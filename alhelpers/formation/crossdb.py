@@ -16,7 +16,8 @@ import pandas as pd
 
 from alhelpers.data.systems import reduced_formula
 from alhelpers.keys import Key
-from alhelpers.loop import ALConfig, run_al
+from alhelpers.formation.config import ALConfig
+from alhelpers.formation.loop import run_al
 
 DIRECTIONS: tuple[tuple[str, str], ...] = (("mp", "oqmd"), ("oqmd", "mp"))
 
@@ -74,7 +75,7 @@ def cross_database_runs(
 ) -> pd.DataFrame:
     """AL learning curves with the pool from one database and the test set from the other.
 
-    Same protocol as :func:`alhelpers.loop.run_al` (initial set seeded, all strategies), but
+    Same protocol as :func:`alhelpers.formation.loop.run_al` (initial set seeded, all strategies), but
     the whole training database is the pool and the whole other database is the test set.
     Rows get ``train_source``, ``test_source`` and ``direction`` (``"mp→oqmd"``) columns.
     """
@@ -98,6 +99,6 @@ def cross_summary(cross: pd.DataFrame) -> pd.DataFrame:
     last = cross[cross["round"] == cross.groupby(["system", "direction", "strategy", "seed"])["round"]
                  .transform("max")]
     return (last.groupby(["system", "direction", "strategy"], sort=False)
-            .agg(n_labeled=("n_labeled", "max"), mae_mean=("mae", "mean"), mae_std=("mae", "std"),
+            .agg(n_labelled=("n_labelled", "max"), mae_mean=("mae", "mean"), mae_std=("mae", "std"),
                  n_seeds=("seed", "nunique"))
             .reset_index())

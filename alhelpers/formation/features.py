@@ -8,7 +8,6 @@ non-finite value in a kept column are dropped and counted.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field

@@ -1,0 +1,1 @@
+"""The active-learning core shared by both tracks: seeding, configs, checkpoints, run tables."""
