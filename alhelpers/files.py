@@ -5,7 +5,8 @@ the content is written to a temporary file with a per-process name in the same f
 renamed over the target, so a reader never sees half a file and two processes never share a
 temporary name. Every file the project reads back goes through :func:`read_json` /
 :func:`read_parquet`, which turn a truncated or corrupt file into one :class:`UnreadableFileError`
-that names the file and says what to do.
+that names the file and says what to do; a data file whose sha256 does not match its record raises
+the subclass :class:`DataIntegrityError`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 __all__ = [
+    "DataIntegrityError",
     "UnreadableFileError",
     "atomic_write",
     "read_json",
@@ -39,6 +41,19 @@ class UnreadableFileError(ValueError):
     def __init__(self, path: str | os.PathLike, reason: str, todo: str) -> None:
         self.path = Path(path)
         super().__init__(f"{self.path} is unreadable ({reason}). {todo}")
+
+
+class DataIntegrityError(UnreadableFileError, RuntimeError):
+    """A data file does not match the sha256 recorded for it (corrupt, truncated or replaced).
+
+    An :class:`UnreadableFileError` (its content cannot be trusted) whose message is given whole,
+    saying which hashes differ and how to get a good copy; also a ``RuntimeError``, as it was
+    before the two were joined. ``path`` is the file, or ``None`` where none was written.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        Exception.__init__(self, message)  # not the "<path> is unreadable (...)" form
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -1,7 +1,8 @@
 """Column names used across the project, defined once.
 
-Every tidy table in the project (entries, features, results) uses these names, so that a
-typo is an ``AttributeError`` rather than a silently missing column.
+Every tidy table in the project (entries, features, runs of both tracks, statistics) uses these
+names, so that a typo is an ``AttributeError`` rather than a silently missing column, and a
+quantity has one name in both tracks (``strategy``, ``n_labelled``, ``fit_s``, ``query_s``…).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from enum import StrEnum
 
 
 class Key(StrEnum):
-    """Columns of the tidy *entries* table (one row per database entry, STUDY §1)."""
+    """Columns of the tidy tables: entries (one row per database entry, STUDY §1) and runs
+    (one row per run and round, both tracks)."""
 
     source = "source"  # "mp" | "oqmd" | "file"
     dataset = "dataset"  # where the row came from, e.g. "flla_2015", "qmpy_legacy", "mp_api"
@@ -27,6 +29,19 @@ class Key(StrEnum):
     structure = "structure"  # pymatgen Structure as a JSON string (None when composition-only)
     system = "system"
     elements = "elements"  # sorted element symbols joined by spaces, e.g. "O Ti" (fast system selection)
+
+    # runs tables (Track A: system = chemical system; Track B: system = the structure data set)
+    descriptor = "descriptor"  # Track A: the composition descriptor
+    batch = "batch"  # Track B: structures added per round
+    strategy = "strategy"  # query strategy or BMDAL method, e.g. "random", "lcmd-feat-ll"
+    seed = "seed"
+    round = "round"  # 0 = trained on the initial labelled set
+    n_labelled = "n_labelled"  # labelled points the round's model was trained on
+    fit_s = "fit_s"  # seconds training the evaluated model
+    feature_s = "feature_s"  # seconds on selection features (gradients, GP transform, extra members)
+    query_s = "query_s"  # seconds in the selection rule
+    label_s = "label_s"  # seconds asking the oracle (Track B)
+    note = "note"  # why a run stopped early ("pool exhausted …"), else ""
 
 
 #: Columns every entries table has, in this order (others may follow).
@@ -49,6 +64,18 @@ PROPERTY_COLUMNS: tuple[str, ...] = (
     Key.is_stable,
     Key.structure,
 )
+
+#: Columns that name a learning curve's setting besides the strategy (those present are used).
+SETTING_COLUMNS: tuple[str, ...] = (Key.system, Key.descriptor, Key.batch)
+#: Columns that measure time, so they differ between otherwise identical runs.
+TIMING_COLUMNS: tuple[str, ...] = (Key.fit_s, Key.feature_s, Key.query_s, Key.label_s)
+
+
+def setting_columns(columns) -> tuple[str, ...]:
+    """The setting columns among ``columns`` (a runs table or its column names), in order."""
+    present = set(columns)
+    return tuple(str(c) for c in SETTING_COLUMNS if c in present)
+
 
 #: Material systems of the study (STUDY §1) and the elements each must contain.
 SYSTEMS: dict[str, tuple[str, ...]] = {

@@ -99,8 +99,14 @@ class Layout:
     def disagreement(self, system: str, suffix: str = ".json") -> Path:
         return self.cross_dir / f"{system}_disagreement{suffix}"
 
-    def potentials_run(self, dataset: str, batch: int, seed: int) -> Path:
-        return self.root / "potentials" / f"{dataset}_batch{batch}_seed{seed}.parquet"
+    def potentials_run(self, system: str, batch: int, seed: int) -> Path:
+        """Notebook 07's rows of one Track B run."""
+        return self.root / "potentials" / f"{system}_batch{batch}_seed{seed}.parquet"
+
+    def potentials_table(self, system: str, name: str) -> Path:
+        """Notebook 08's tables of one system: ``runs`` (parquet), ``final``, ``vs_random`` (CSV)."""
+        suffix = ".parquet" if name == "runs" else ".csv"
+        return self.root / "potentials" / f"{system}_{name}{suffix}"
 
     # ---------------------------------------------------------------- study tables
     @property

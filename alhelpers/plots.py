@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from alhelpers.al.runs import final_round
+
 #: Fixed colours of the study's strategies (colour-blind-safe Okabe–Ito); others get the rest.
 BASE_COLOURS = {
     "random": "#7f7f7f",
@@ -158,21 +160,21 @@ def save(fig: plt.Figure, path: str | Path, *, dpi: int = 130) -> Path:
 
 def potential_curves(runs: pd.DataFrame, *, metrics: Sequence[tuple[str, str]] = (
         ("force_mae", "test force MAE (eV/Å)"), ("energy_mae", "test energy MAE (eV/atom)"))) -> plt.Figure:
-    """Track B learning curves: one panel per (data set, batch size, metric), mean ± 1 std over seeds,
-    one line per method, log-scaled error axis."""
-    keys = list(dict.fromkeys(zip(runs["dataset"], runs["batch"])))
-    order = sorted(runs["method"].unique(), key=lambda m: (m != "random", m))
+    """Track B learning curves: one panel per (system, batch size, metric), mean ± 1 std over seeds,
+    one line per strategy, log-scaled error axis."""
+    keys = list(dict.fromkeys(zip(runs["system"], runs["batch"])))
+    order = sorted(runs["strategy"].unique(), key=lambda m: (m != "random", m))
     pal = strategy_palette(order)
     fig, axes = plt.subplots(len(keys), len(metrics), figsize=(5.4 * len(metrics), 3.9 * len(keys)), squeeze=False)
-    for row, (dataset, batch) in zip(axes, keys):
-        sub = runs[(runs["dataset"] == dataset) & (runs["batch"] == batch)]
+    for row, (system, batch) in zip(axes, keys):
+        sub = runs[(runs["system"] == system) & (runs["batch"] == batch)]
         for ax, (metric, label) in zip(row, metrics):
             if sub[metric].notna().any():
-                sns.lineplot(data=sub, x="n_train", y=metric, hue="method", hue_order=order, palette=pal,
+                sns.lineplot(data=sub, x="n_labelled", y=metric, hue="strategy", hue_order=order, palette=pal,
                              errorbar="sd", marker="o", markersize=4, ax=ax)
                 ax.set_yscale("log")
-                ax.legend(title="method", fontsize=7)
-            ax.set(title=f"{dataset}, batch {batch} ({sub['seed'].nunique()} seeds, ±1 std)",
+                ax.legend(title="strategy", fontsize=7)
+            ax.set(title=f"{system}, batch {batch} ({sub['seed'].nunique()} seeds, ±1 std)",
                    xlabel="labelled structures", ylabel=label)
             ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
@@ -180,23 +182,23 @@ def potential_curves(runs: pd.DataFrame, *, metrics: Sequence[tuple[str, str]] =
 
 
 def error_vs_batch(runs: pd.DataFrame, *, metric: str = "force_mae", ylabel: str = "final force MAE (eV/Å)") -> plt.Figure:
-    """Track B: final-round error against batch size per method (mean ± 1 std over seeds), one panel
-    per data set. Only runs that reached the same final training size are compared."""
-    final = runs[runs["round"] == runs.groupby(["dataset", "method", "batch", "seed"])["round"].transform("max")]
-    datasets = list(dict.fromkeys(final["dataset"]))
-    order = sorted(final["method"].unique(), key=lambda m: (m != "random", m))
+    """Track B: final-round error against batch size per strategy (mean ± 1 std over seeds), one panel
+    per system. Only runs that reached the same final training size are compared."""
+    final = final_round(runs)
+    systems = list(dict.fromkeys(final["system"]))
+    order = sorted(final["strategy"].unique(), key=lambda m: (m != "random", m))
     pal = strategy_palette(order)
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.6 * len(datasets), 4.0), squeeze=False)
-    for ax, dataset in zip(axes.flat, datasets):
-        sub = final[final["dataset"] == dataset]
-        sns.lineplot(data=sub, x="batch", y=metric, hue="method", hue_order=order, palette=pal,
+    fig, axes = plt.subplots(1, len(systems), figsize=(5.6 * len(systems), 4.0), squeeze=False)
+    for ax, system in zip(axes.flat, systems):
+        sub = final[final["system"] == system]
+        sns.lineplot(data=sub, x="batch", y=metric, hue="strategy", hue_order=order, palette=pal,
                      errorbar="sd", marker="o", ax=ax)
-        sizes = sorted(sub["n_train"].unique())
-        ax.set(title=f"{dataset}: after {', '.join(map(str, sizes))} structures", xlabel="batch size",
+        sizes = sorted(sub["n_labelled"].unique())
+        ax.set(title=f"{system}: after {', '.join(map(str, sizes))} structures", xlabel="batch size",
                ylabel=ylabel, xscale="log")
         ax.minorticks_off()
         ax.set_xticks(sorted(sub["batch"].unique()), labels=[str(b) for b in sorted(sub["batch"].unique())])
         ax.grid(alpha=0.3)
-        ax.legend(title="method", fontsize=7)
+        ax.legend(title="strategy", fontsize=7)
     fig.tight_layout()
     return fig

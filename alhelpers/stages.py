@@ -23,7 +23,8 @@ from alhelpers.formation.features import FeatureSet, featurize, load_features, s
 from alhelpers.files import UnreadableFileError, read_json, read_parquet, write_csv, write_parquet
 from alhelpers.layout import Layout
 from alhelpers.formation.config import ALConfig
-from alhelpers.formation.loop import Budget, BudgetExceeded, run_al
+from alhelpers.al.rounds import Budget, BudgetExceeded
+from alhelpers.formation.loop import run_al
 
 Say = Callable[[str], None]
 
@@ -299,6 +300,7 @@ def statistics_stage(layout: Layout, runs: pd.DataFrame, *, baseline: str = "ran
     """
     from alhelpers import stats
     from alhelpers.data import summarize_system
+    from alhelpers.formation.leakage import leakage_table
 
     config_id = runs.attrs.get("config_id") or str(runs["config_id"].iloc[0])
     source = str(_first_config(layout, runs)["source"])
@@ -312,7 +314,7 @@ def statistics_stage(layout: Layout, runs: pd.DataFrame, *, baseline: str = "ran
             fs = ensure_features(layout, FeaturizeConfig(system, source, descriptor), say=say)
             if len(fs.table) >= 10:
                 sets[descriptor] = (fs.X, fs.y, fs.feature_names)
-        leak.append(stats.leakage_table(sets).assign(system=system))
+        leak.append(leakage_table(sets).assign(system=system))
     out["table1"] = summarize_system(pd.concat(entries, ignore_index=True))
     out["final_table"] = stats.final_table(runs, baseline=baseline, alpha=alpha)
     out["savings"] = stats.label_savings(runs, baseline=baseline, n_boot=n_boot,
@@ -378,4 +380,4 @@ def smoke(cfg: ALConfig) -> ALConfig:
     """The tiny version of a protocol that checks a notebook runs (10 → 15 labels, 2 members)."""
     from alhelpers.formation.models import EnsembleConfig
 
-    return replace(cfg, n_init=10, batch_size=5, rounds=2, model=EnsembleConfig(n_members=2, epochs=20))
+    return replace(cfg, n_init=10, batch=5, rounds=2, model=EnsembleConfig(n_members=2, epochs=20))

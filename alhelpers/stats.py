@@ -1,9 +1,14 @@
 """Statistics of the active-learning study (STUDY §5–§6), computed only from tidy tables.
 
-Every function takes the tidy runs table of :mod:`alhelpers.formation.loop` (one row per system, descriptor,
-strategy, seed, round; columns :data:`alhelpers.formation.loop.RUN_COLUMNS`) or a table derived from it, and
-returns a new tidy frame; nothing is modified in place and all randomness comes from a passed
+Every function takes a tidy runs table of either track (one row per setting, strategy, seed and
+round, named by :class:`alhelpers.keys.Key`) or a table derived from it, and returns a new tidy
+frame; nothing is modified in place and all randomness comes from a passed
 :class:`numpy.random.Generator`.
+
+A *setting* is what one learning curve is run in besides its strategy: the setting columns the
+table has (:func:`alhelpers.keys.setting_columns`), i.e. ``system, descriptor`` for Track A
+(formation energies) and ``system, batch`` for Track B (interatomic potentials). Every output
+table starts with those columns, then ``strategy``; the metric is an argument of every function.
 
 Conventions used throughout:
 
@@ -20,40 +25,30 @@ Conventions used throughout:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from sklearn.linear_model import RidgeCV
-from sklearn.metrics import mean_absolute_error, r2_score
-from sklearn.model_selection import KFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from statsmodels.stats.multitest import multipletests
 
+from alhelpers.al.runs import appearance_sort, curve_columns, final_round, run_columns
+from alhelpers.keys import Key, setting_columns
+
 __all__ = [
-    "GROUP_KEYS",
     "HIGHER_IS_BETTER",
-    "RUN_KEYS",
     "VERDICTS",
-    "final_round",
     "final_table",
     "label_savings",
     "labels_to_reach",
-    "leakage_audit",
-    "leakage_table",
     "learning_curve_auc",
     "mean_curve",
     "verdict_summary",
 ]
 
-#: One learning curve of one strategy (the unit of every table here).
-GROUP_KEYS: tuple[str, ...] = ("system", "descriptor", "strategy")
-#: One run: a strategy on one seed (the unit that is paired and resampled).
-RUN_KEYS: tuple[str, ...] = (*GROUP_KEYS, "seed")
 #: Metrics for which a larger value is better (the verdict's sign flips for them).
-HIGHER_IS_BETTER: frozenset[str] = frozenset({"r2", "pearson_sigma_abs_err", "spearman_sigma_abs_err"})
+HIGHER_IS_BETTER: frozenset[str] = frozenset(
+    {"r2", "pearson_sigma_abs_err", "spearman_sigma_abs_err", "unc_pearson"})
 
 #: ``numpy.trapezoid`` (NumPy >= 2.0), falling back to its old name ``numpy.trapz`` on NumPy 1.26.
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz
@@ -69,7 +64,7 @@ def _require(df: pd.DataFrame, columns: Sequence[str], what: str = "runs") -> No
     """Raise ``ValueError`` naming every column of ``columns`` that ``df`` lacks."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in columns if c not in df.columns]
+    missing = [str(c) for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{what} is missing column(s) {missing}; it has {list(df.columns)}")
     if df.empty:
@@ -77,15 +72,40 @@ def _require(df: pd.DataFrame, columns: Sequence[str], what: str = "runs") -> No
 
 
 def _check_runs(runs: pd.DataFrame, extra: Sequence[str]) -> None:
-    """Columns present, and at most one row per (system, descriptor, strategy, seed, round)."""
-    _require(runs, [*RUN_KEYS, "round", *extra])
-    dup = runs.duplicated(list((*RUN_KEYS, "round")), keep=False)
+    """Columns present (``system``, ``strategy``, ``seed``, ``round`` and ``extra``), and at most
+    one row per (setting columns, strategy, seed, round)."""
+    _require(runs, [Key.system, Key.strategy, Key.seed, Key.round, *extra])
+    keys = [*run_columns(runs), str(Key.round)]
+    dup = runs.duplicated(keys, keep=False)
     if dup.any():
-        first = runs.loc[dup, list((*RUN_KEYS, "round"))].iloc[0].to_dict()
+        first = runs.loc[dup, keys].iloc[0].to_dict()
         raise ValueError(
-            f"runs has {int(dup.sum())} rows duplicating a (system, descriptor, strategy, seed, round)"
+            f"runs has {int(dup.sum())} rows duplicating a ({', '.join(keys)})"
             f" key, e.g. {first}; concatenate each run once"
         )
+
+
+def _where(setting: dict) -> str:
+    """``system='C', descriptor='magpie'`` / ``system='tio2', batch=10`` for messages."""
+    return ", ".join(f"{c}={v!r}" if isinstance(v, str) else f"{c}={v}" for c, v in setting.items())
+
+
+def _settings(df: pd.DataFrame, baseline: str | None = None) -> Iterator[tuple[dict, pd.DataFrame, list]]:
+    """``(setting, block, strategies)`` per setting of ``df`` in order of first appearance.
+
+    ``setting`` maps each setting column to its value; ``strategies`` are the block's strategies in
+    order of first appearance, with ``baseline`` moved first (an error when it has no runs there).
+    """
+    columns = list(setting_columns(df.columns))
+    for key, block in df.groupby(columns, sort=False, observed=True):
+        setting = dict(zip(columns, key if isinstance(key, tuple) else (key,), strict=True))
+        strategies = list(pd.unique(block[Key.strategy]))
+        if baseline is not None:
+            if baseline not in strategies:
+                raise ValueError(f"baseline strategy {baseline!r} has no runs for {_where(setting)}; "
+                                 f"strategies there: {strategies}")
+            strategies = [baseline] + [s for s in strategies if s != baseline]
+        yield setting, block, strategies
 
 
 def _check_rng(rng: np.random.Generator, n_boot: int, ci: float) -> None:
@@ -95,18 +115,6 @@ def _check_rng(rng: np.random.Generator, n_boot: int, ci: float) -> None:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0.0 < ci < 1.0:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
-
-
-def _appearance_sort(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """Sort by ``by``, string columns in order of first appearance, numbers ascending."""
-
-    def key(s: pd.Series) -> pd.Series:
-        if pd.api.types.is_numeric_dtype(s):
-            return s
-        order = {v: i for i, v in enumerate(pd.unique(s))}
-        return s.map(order)
-
-    return df.sort_values(list(by), key=key, kind="stable").reset_index(drop=True)
 
 
 def _sd(x: np.ndarray) -> float:
@@ -133,22 +141,6 @@ def _percentile_ci(reps: np.ndarray, ci: float, *, missing_low: bool = False) ->
     f = 1.0 - finite.size / reps.size
     out = [-np.inf if q < f else float(np.quantile(finite, (q - f) / (1.0 - f))) for q in levels]
     return float(out[0]), float(out[1])
-
-
-# --------------------------------------------------------------------------- final round
-
-
-def final_round(runs: pd.DataFrame) -> pd.DataFrame:
-    """The last round of every run: per (system, descriptor, strategy, seed), the row of max round.
-
-    A run that stopped early (its pool ran out before the last planned round) keeps its own last
-    row, so every run contributes exactly one row. Rows are returned in the order of first
-    appearance of system, descriptor and strategy, then by seed.
-    """
-    _check_runs(runs, [])
-    df = runs.reset_index(drop=True)
-    idx = df.groupby(list(RUN_KEYS), sort=False, observed=True)["round"].idxmax()
-    return _appearance_sort(df.loc[idx.to_numpy()], RUN_KEYS)
 
 
 # --------------------------------------------------------------------------- final table
@@ -204,13 +196,15 @@ def final_table(
 ) -> pd.DataFrame:
     """Final-round comparison of every strategy with the baseline (STUDY §5).
 
-    One row per (system, descriptor, strategy), computed from :func:`final_round`:
+    One row per setting (the setting columns the runs have, see the module docstring) and
+    strategy, computed from :func:`alhelpers.al.runs.final_round`:
 
     * ``n_seeds`` — runs of this strategy; ``n_pairs`` — seeds present for both this strategy and
       the baseline (the only seeds used by the paired statistics);
     * ``n_labelled`` — mean over seeds of the final labelled count (equal for all seeds unless a
       pool ran out);
-    * ``{metric}_mean``, ``{metric}_std`` (ddof=1) and ``r2_mean``, ``r2_std`` over all seeds;
+    * ``{metric}_mean``, ``{metric}_std`` (ddof=1) over all seeds, and ``r2_mean``, ``r2_std``
+      when the runs have an ``r2`` column (Track A);
     * ``diff_mean`` — mean over paired seeds of (strategy − baseline) ``metric``; ``diff_pct`` —
       the same as a percentage of the baseline's mean over those seeds;
     * ``p_paired`` — :func:`scipy.stats.ttest_rel` over the paired seeds;
@@ -220,8 +214,8 @@ def final_table(
       get average ranks, ``method="auto"`` picks exact or normal approximation as scipy does);
       NaN when there are fewer than 2 pairs or every difference is zero;
     * ``p_holm`` — ``p_paired`` Holm-corrected (:func:`statsmodels.stats.multitest.multipletests`)
-      across the non-baseline strategies of one (system, descriptor); NaN p-values are left out
-      of the family;
+      across the non-baseline strategies of one setting (so each Track A descriptor and each
+      Track B batch size is a family of its own); NaN p-values are left out of the family;
     * ``effect_size`` — Cohen's d_z = mean(diff) / std(diff, ddof=1) over the pairs (negative: the
       strategy's metric is lower); NaN with fewer than 2 pairs or zero spread;
     * ``verdict`` — ``"better"`` / ``"worse"`` when ``p_holm < alpha`` and the difference favours /
@@ -231,33 +225,25 @@ def final_table(
       ``"baseline"`` for the baseline's own row (its p-values and effect size are NaN, its
       ``diff_mean`` 0).
 
-    Every (system, descriptor) must contain the baseline strategy. The returned frame carries
+    Every setting must contain the baseline strategy. The returned frame carries
     ``attrs`` ``{"metric", "baseline", "alpha"}`` for :func:`verdict_summary`.
     """
-    _check_runs(runs, ["n_labelled", metric, "r2"])
+    _check_runs(runs, ["n_labelled", metric])
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     fin = final_round(runs)
     higher = metric in HIGHER_IS_BETTER
-    summary_metrics = list(dict.fromkeys([metric, "r2"]))
+    summary_metrics = list(dict.fromkeys([metric, "r2"] if "r2" in runs.columns else [metric]))
     rows: list[dict] = []
-    for (system, descriptor), block in fin.groupby(["system", "descriptor"], sort=False, observed=True):
-        strategies = list(pd.unique(block["strategy"]))
-        if baseline not in strategies:
-            raise ValueError(
-                f"baseline strategy {baseline!r} has no runs for system={system!r}, "
-                f"descriptor={descriptor!r}; strategies there: {strategies}"
-            )
+    for setting, block, ordered in _settings(fin, baseline):
         base = block[block["strategy"] == baseline].set_index("seed")[metric]
-        ordered = [baseline] + [s for s in strategies if s != baseline]
         sys_rows: list[dict] = []
         for strategy in ordered:
             part = block[block["strategy"] == strategy]
-            row: dict = {"system": system, "descriptor": descriptor, "strategy": strategy,
-                         "n_seeds": int(len(part))}
+            row: dict = {**setting, "strategy": strategy, "n_seeds": len(part)}
             vals = part.set_index("seed")[metric]
             common = vals.index.intersection(base.index)
-            row["n_pairs"] = int(len(common))
+            row["n_pairs"] = len(common)
             row["n_labelled"] = float(part["n_labelled"].mean())
             for m in summary_metrics:
                 row[f"{m}_mean"] = float(part[m].mean())
@@ -286,7 +272,7 @@ def final_table(
             r["p_holm"] = float(ph)
             r["verdict"] = _verdict(float(ph), r["diff_mean"], r["n_pairs"], alpha, higher)
         rows.extend(sys_rows)
-    columns = ["system", "descriptor", "strategy", "n_seeds", "n_pairs", "n_labelled"]
+    columns = [*curve_columns(runs), "n_seeds", "n_pairs", "n_labelled"]
     for m in summary_metrics:
         columns += [f"{m}_mean", f"{m}_std"]
     columns += ["diff_mean", "diff_pct", "p_paired", "p_welch", "p_wilcoxon", "p_holm",
@@ -300,17 +286,17 @@ def final_table(
 
 
 def mean_curve(runs: pd.DataFrame, *, metric: str = "mae") -> pd.DataFrame:
-    """Mean learning curve: per (system, descriptor, strategy, n_labelled) the ``mean``, ``std``
+    """Mean learning curve: per setting, strategy and ``n_labelled`` the ``mean``, ``std``
     (ddof=1, NaN for one seed) and ``n_seeds`` of ``metric`` over seeds.
 
     Points reached by only some seeds (a pool that ran out) are averaged over those seeds only;
     ``n_seeds`` shows it.
     """
     _check_runs(runs, ["n_labelled", metric])
-    keys = [*GROUP_KEYS, "n_labelled"]
+    keys = [*curve_columns(runs), "n_labelled"]
     g = runs.groupby(keys, sort=False, observed=True)[metric]
     out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n_seeds": g.count()}).reset_index()
-    return _appearance_sort(out, keys)
+    return appearance_sort(out, keys)
 
 
 def _first_crossing(n: np.ndarray, curves: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -418,7 +404,7 @@ def label_savings(
 ) -> pd.DataFrame:
     """Labels each strategy needs to reach the baseline's final error, and the saving in % (STUDY §5).
 
-    Per (system, descriptor, strategy), over the seeds shared with the baseline (``n_pairs``):
+    Per setting and strategy, over the seeds shared with the baseline (``n_pairs``):
 
     * ``baseline_final`` — the baseline's mean ``metric`` at its last ``n_labelled``
       (``n_baseline``);
@@ -449,19 +435,12 @@ def label_savings(
     if metric in HIGHER_IS_BETTER:
         raise ValueError(f"label_savings needs a lower-is-better metric, got {metric!r}")
     rows: list[dict] = []
-    for (system, descriptor), block in runs.groupby(["system", "descriptor"], sort=False, observed=True):
-        strategies = list(pd.unique(block["strategy"]))
-        if baseline not in strategies:
-            raise ValueError(
-                f"baseline strategy {baseline!r} has no runs for system={system!r}, "
-                f"descriptor={descriptor!r}; strategies there: {strategies}"
-            )
+    for setting, block, ordered in _settings(runs, baseline):
         base_runs = block[block["strategy"] == baseline]
-        for strategy in [baseline] + [s for s in strategies if s != baseline]:
+        for strategy in ordered:
             strat_runs = block[block["strategy"] == strategy]
             seeds = sorted(set(base_runs["seed"]) & set(strat_runs["seed"]))
-            row: dict = {"system": system, "descriptor": descriptor, "strategy": strategy,
-                         "n_pairs": len(seeds)}
+            row: dict = {**setting, "strategy": strategy, "n_pairs": len(seeds)}
             if not seeds:
                 row.update(baseline_final=np.nan, strategy_final=np.nan, n_baseline=np.nan,
                            n_reach=np.nan, reached=False, saving_pct=np.nan, saving_lo=np.nan,
@@ -490,7 +469,7 @@ def label_savings(
                 reach_frac=float(np.mean(np.isfinite(boot["n_reach"]))),
             )
             rows.append(row)
-    columns = ["system", "descriptor", "strategy", "n_pairs", "baseline_final", "strategy_final",
+    columns = [*curve_columns(runs), "n_pairs", "baseline_final", "strategy_final",
                "n_baseline", "n_reach", "reached", "saving_pct", "saving_lo", "saving_hi", "reach_frac"]
     out = pd.DataFrame(rows, columns=columns)
     out.attrs.update(metric=metric, baseline=baseline, ci=ci, n_boot=int(n_boot), unreached=unreached)
@@ -527,7 +506,7 @@ def learning_curve_auc(
     rng: np.random.Generator,
     ci: float = 0.95,
 ) -> pd.DataFrame:
-    """Normalised area under the mean learning curve, per (system, descriptor, strategy).
+    """Normalised area under the mean learning curve, per setting and strategy.
 
     ``auc`` = trapezoid area (:func:`numpy.trapezoid`) of the mean curve over ``n_labelled`` divided
     by the ``n_labelled`` range, i.e. the curve's average ``metric`` over the labelling budget
@@ -538,7 +517,8 @@ def learning_curve_auc(
     _check_runs(runs, ["n_labelled", metric])
     _check_rng(rng, n_boot, ci)
     rows: list[dict] = []
-    for (system, descriptor, strategy), part in runs.groupby(list(GROUP_KEYS), sort=False, observed=True):
+    keys = list(curve_columns(runs))
+    for key, part in runs.groupby(keys, sort=False, observed=True):
         seeds = sorted(pd.unique(part["seed"]))
         grid = np.sort(part["n_labelled"].unique()).astype(float)
         P = _pivot(part, metric, seeds, grid)
@@ -546,99 +526,13 @@ def learning_curve_auc(
         boot = _normalised_auc(grid, _weighted_curves(_boot_weights(len(seeds), int(n_boot), rng), P))
         lo, hi = _percentile_ci(boot, ci)
         per_seed = _normalised_auc(grid, P)
-        rows.append({"system": system, "descriptor": descriptor, "strategy": strategy,
+        rows.append({**dict(zip(keys, key, strict=True)),
                      "n_seeds": len(seeds), "auc": auc, "auc_lo": lo, "auc_hi": hi,
                      "seed_auc_mean": float(np.nanmean(per_seed)), "seed_auc_std": _sd(per_seed)})
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=[*keys, "n_seeds", "auc", "auc_lo", "auc_hi", "seed_auc_mean",
+                                      "seed_auc_std"])
     out.attrs.update(metric=metric, ci=ci, n_boot=int(n_boot))
     return out
-
-
-# --------------------------------------------------------------------------- leakage audit (§6)
-
-
-def leakage_audit(
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    feature_names: Sequence[str],
-    cv: int = 5,
-    rng_seed: int = 0,
-    threshold: float = 0.99,
-) -> dict:
-    """How well a plain linear model alone predicts the target from one descriptor set (STUDY §6).
-
-    Standardised features → :class:`sklearn.linear_model.RidgeCV` (a linear model whose ridge
-    penalty, chosen by internal CV from 1e-6…1e3, only matters when descriptors outnumber rows,
-    e.g. 132 Magpie features on 118 Ti–O rows), out-of-fold predictions
-    from a shuffled :class:`sklearn.model_selection.KFold` (``cv`` folds, ``random_state=rng_seed``);
-    ``r2`` and ``mae`` are computed once over all out-of-fold predictions. ``leaks`` is
-    ``r2 >= threshold``: a near-perfect linear fit suggests the descriptors contain the target (or
-    something computed from it). ``top_feature``/``top_r``: the single feature with the largest
-    |Pearson r| with the target (constant features are skipped; None/NaN if all are constant).
-
-    Returns a dict with ``n_samples, n_features, r2, mae, target_std, leaks, threshold,
-    top_feature, top_r``.
-    """
-    X = np.asarray(X, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D, got shape {X.shape}")
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"y must be 1-D with {X.shape[0]} entries (rows of X), got shape {y.shape}")
-    names = list(feature_names)
-    if len(names) != X.shape[1]:
-        raise ValueError(f"feature_names has {len(names)} names for {X.shape[1]} columns of X")
-    if not 2 <= int(cv) <= X.shape[0]:
-        raise ValueError(f"cv must be between 2 and the number of samples ({X.shape[0]}), got {cv}")
-    if not (np.isfinite(X).all() and np.isfinite(y).all()):
-        raise ValueError("X and y must be finite")
-    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-6, 3, 10)))
-    folds = KFold(n_splits=int(cv), shuffle=True, random_state=rng_seed)
-    pred = cross_val_predict(model, X, y, cv=folds)
-    r2 = float(r2_score(y, pred))
-    xc = X - X.mean(axis=0)
-    yc = y - y.mean()
-    denom = np.sqrt((xc**2).sum(axis=0) * (yc**2).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(denom > 0, (xc * yc[:, None]).sum(axis=0) / denom, np.nan)
-    if np.isfinite(r).any():
-        j = int(np.nanargmax(np.abs(r)))
-        top_feature, top_r = names[j], float(sps.pearsonr(X[:, j], y).statistic)
-    else:
-        top_feature, top_r = None, float("nan")
-    return {
-        "n_samples": int(X.shape[0]),
-        "n_features": int(X.shape[1]),
-        "r2": r2,
-        "mae": float(mean_absolute_error(y, pred)),
-        "target_std": float(np.std(y, ddof=1)) if len(y) > 1 else float("nan"),
-        "leaks": bool(r2 >= threshold),
-        "threshold": float(threshold),
-        "top_feature": top_feature,
-        "top_r": top_r,
-    }
-
-
-def leakage_table(
-    feature_sets: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence[str]]],
-    *,
-    cv: int = 5,
-    rng_seed: int = 0,
-    threshold: float = 0.99,
-) -> pd.DataFrame:
-    """:func:`leakage_audit` of every descriptor set: one row per ``descriptor`` (the mapping key),
-    in the mapping's order. Values are ``(X, y, feature_names)``."""
-    if not feature_sets:
-        raise ValueError("feature_sets is empty")
-    rows = []
-    for name, value in feature_sets.items():
-        if len(value) != 3:
-            raise ValueError(f"feature_sets[{name!r}] must be (X, y, feature_names)")
-        X, y, names = value
-        rows.append({"descriptor": name, **leakage_audit(X, y, feature_names=names, cv=cv,
-                                                          rng_seed=rng_seed, threshold=threshold)})
-    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- prose
@@ -651,26 +545,33 @@ def _fmt_p(p: float) -> str:
 
 
 def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline: str | None = None) -> str:
-    """One paragraph per (system, descriptor) of a :func:`final_table`, for a report.
+    """One paragraph per setting of a :func:`final_table`, for a report.
+
+    A paragraph starts with the setting: ``"C (magpie)"`` for Track A (the descriptor bare),
+    ``"tio2 (batch 10)"`` for Track B (other setting columns as ``name value``).
 
     ``metric`` and ``baseline`` default to the ones :func:`final_table` stored in ``final.attrs``
     (else ``"mae"`` and the row whose verdict is ``"baseline"``). Paragraphs are separated by a
     blank line.
     """
     metric = metric or final.attrs.get("metric", "mae")
-    _require(final, ["system", "descriptor", "strategy", "n_pairs", "n_labelled", f"{metric}_mean",
-                     f"{metric}_std", "diff_mean", "diff_pct", "p_paired", "p_holm", "p_wilcoxon",
-                     "effect_size", "verdict"], what="final")
+    _require(final, [*dict.fromkeys((Key.system, *setting_columns(final.columns))), "strategy",
+                     "n_pairs", "n_labelled", f"{metric}_mean", f"{metric}_std", "diff_mean",
+                     "diff_pct", "p_paired", "p_holm", "p_wilcoxon", "effect_size", "verdict"],
+             what="final")
     alpha = final.attrs.get("alpha", 0.05)
     label = metric.upper() if metric in {"mae", "rmse"} else metric
     paragraphs = []
-    for (system, descriptor), block in final.groupby(["system", "descriptor"], sort=False, observed=True):
+    for setting, block, _ in _settings(final):
         base_name = baseline or final.attrs.get("baseline")
         base = block[block["strategy"] == base_name] if base_name else block[block["verdict"] == "baseline"]
         if base.empty:
-            raise ValueError(f"final has no baseline row for system={system!r}, descriptor={descriptor!r}")
+            raise ValueError(f"final has no baseline row for {_where(setting)}")
         b = base.iloc[0]
-        text = (f"{system} ({descriptor}): after {b['n_labelled']:g} labels, {b['strategy']} reaches "
+        rest = [str(v) if c == Key.descriptor else f"{c} {v}"
+                for c, v in setting.items() if c != Key.system]
+        name = f"{setting[Key.system]} ({', '.join(rest)})" if rest else str(setting[Key.system])
+        text = (f"{name}: after {b['n_labelled']:g} labels, {b['strategy']} reaches "
                 f"{label} {b[f'{metric}_mean']:.4g} ± {b[f'{metric}_std']:.2g} (mean ± std over "
                 f"{int(b['n_seeds']) if 'n_seeds' in b else int(b['n_pairs'])} seeds).")
         others = block[block["strategy"] != b["strategy"]]

@@ -17,8 +17,9 @@ import requests
 from ase.units import Hartree
 
 from alhelpers.atomistic import data as D
-from alhelpers.atomistic import mdset
+from alhelpers.atomistic.data import offline, remote
 from alhelpers.atomistic.structures import StructureSet
+from alhelpers.files import UnreadableFileError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -188,7 +189,7 @@ def test_search_order_cache_then_shared(tmp_path, monkeypatch):
 
 def test_missing_file_says_how_to_download(tmp_path, monkeypatch):
     monkeypatch.setenv("ALHELPERS_DATA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(D, "REPO_ROOT", tmp_path / "nowhere" / "repo")
+    monkeypatch.setattr(remote, "REPO_ROOT", tmp_path / "nowhere" / "repo")
     with pytest.raises(FileNotFoundError, match=r"download_tio2\(\)"):
         D.load_tio2()
     with pytest.raises(FileNotFoundError, match=r"download_lmnto\(\)"):
@@ -232,7 +233,7 @@ class FakeTransport:
 @needs_tio2
 def test_download_tio2_with_fake_requests(tmp_path, monkeypatch):
     fake = FakeTransport(TIO2_FILE.read_bytes())
-    monkeypatch.setattr(D.requests, "get", fake.get)  # no network: requests.get is faked
+    monkeypatch.setattr(remote.requests, "get", fake.get)  # no network: requests.get is faked
     path = D.download_tio2(tmp_path)
     assert path == tmp_path / D.TIO2.filename and D.sha256_file(path) == D.TIO2.sha256
     call = fake.calls[0]
@@ -331,52 +332,55 @@ def test_load_dataset_dispatch():
 
 
 def test_offline_set_loads_with_sha_and_recipe():
-    recipe = mdset.verify_offline()
-    ds = mdset.load_offline()
+    recipe = offline.verify_offline()
+    ds = offline.load_offline()
     assert ds.meta["sha256"] == recipe["file"]["sha256"]
     assert len(ds) == recipe["md"]["n_frames"] >= 1000
     assert {a.get_chemical_formula() for a in ds.structures} == {"C9H8O4"}
     assert set(ds.n_atoms) == {21}
     assert ds.references.keys() == {"C", "H", "O"}
     assert recipe["method"]["name"] == "GFN2-xTB" and recipe["md"]["temperature_K"] == 500.0
-    assert recipe["md"]["seed"] == mdset.DEFAULTS["seed"]
+    assert recipe["md"]["seed"] == offline.DEFAULTS["seed"]
     assert recipe["checks"]["all_frames_bonds_intact"]
     assert {"tblite", "ase", "numpy"} <= recipe["versions"].keys()
     assert np.isfinite(ds.energy).all() and np.ptp(ds.energy) > 0.5  # diverse conformations
     f = np.stack(ds.forces)
     assert np.isfinite(f).all() and np.abs(f.sum(axis=1)).max() < 1e-3  # no net force
-    size = (mdset.potentials_dir() / mdset.DATA_FILE).stat().st_size
+    size = (offline.potentials_dir() / offline.DATA_FILE).stat().st_size
     assert size == recipe["file"]["bytes"] < 1_600_000
 
 
 def test_offline_set_corruption_and_missing(tmp_path):
-    src = mdset.potentials_dir()
-    shutil.copy(src / mdset.RECIPE_FILE, tmp_path / mdset.RECIPE_FILE)
-    raw = bytearray((src / mdset.DATA_FILE).read_bytes())
+    src = offline.potentials_dir()
+    shutil.copy(src / offline.RECIPE_FILE, tmp_path / offline.RECIPE_FILE)
+    raw = bytearray((src / offline.DATA_FILE).read_bytes())
     raw[-100] ^= 0x01
-    (tmp_path / mdset.DATA_FILE).write_bytes(bytes(raw))
-    with pytest.raises(D.DataIntegrityError, match="corrupt"):
-        mdset.load_offline(tmp_path)
-    with pytest.raises(FileNotFoundError, match="mdset build"):
-        mdset.load_offline(tmp_path / "empty")
+    (tmp_path / offline.DATA_FILE).write_bytes(bytes(raw))
+    with pytest.raises(D.DataIntegrityError, match="corrupt") as err:
+        offline.load_offline(tmp_path)
+    # one concept: an unreadable file (as alhelpers.files reports them), still a RuntimeError
+    assert isinstance(err.value, UnreadableFileError) and isinstance(err.value, RuntimeError)
+    assert err.value.path == tmp_path / offline.DATA_FILE
+    with pytest.raises(FileNotFoundError, match="data.offline build"):
+        offline.load_offline(tmp_path / "empty")
 
 
 def test_aspirin_geometry_is_sane():
-    atoms = mdset.aspirin()
+    atoms = offline.aspirin()
     assert atoms.get_chemical_formula() == "C9H8O4" and len(atoms) == 21
     d = atoms.get_all_distances() + 10 * np.eye(21)
     assert d.min() > 0.9
-    assert len(mdset.bond_graph(atoms)) == 21  # 20 tree bonds + 1 ring closure
+    assert len(offline.bond_graph(atoms)) == 21  # 20 tree bonds + 1 ring closure
 
 
 @pytest.mark.slow
 def test_tiny_md_build_forces_match_energy(tmp_path):
     from tblite.ase import TBLite
 
-    recipe = mdset.build(tmp_path, n_frames=4, stride=5, n_equilibrate=10)
-    ds = mdset.load_offline(tmp_path)
+    recipe = offline.build(tmp_path, n_frames=4, stride=5, n_equilibrate=10)
+    ds = offline.load_offline(tmp_path)
     assert len(ds) == 4 and recipe["file"]["sha256"] == hashlib.sha256(
-        (tmp_path / mdset.DATA_FILE).read_bytes()).hexdigest()
+        (tmp_path / offline.DATA_FILE).read_bytes()).hexdigest()
     assert np.isfinite(ds.energy).all() and all(np.isfinite(f).all() for f in ds.forces)
     atoms = ds.structures[-1].copy()
     atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)

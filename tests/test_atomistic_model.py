@@ -293,9 +293,9 @@ def _errors(model, data):
 def test_training_reduces_errors_and_restores_best(lj_data):
     train, val = lj_data
     cfg = TrainConfig(max_epochs=40, **FAST)
-    m0, h0 = fit_potential(train, val, TrainConfig(max_epochs=0), **TINY)
+    m0, h0 = fit_potential(train, val, TrainConfig(max_epochs=0), seed=0, **TINY)
     assert len(h0) == 0
-    model, hist = fit_potential(train, val, cfg, **TINY)
+    model, hist = fit_potential(train, val, cfg, seed=0, **TINY)
     e0, f0 = _errors(m0, val)
     e1, f1 = _errors(model, val)
     assert f1 < 0.5 * f0 and e1 < e0
@@ -327,14 +327,14 @@ def test_energies_only_training_and_warm_start(lj_data):
     train = lj_set(16, 2, forces=False)
     val = lj_set(6, 3, forces=False)
     cfg = TrainConfig(max_epochs=15, **FAST)
-    m0, _ = fit_potential(train, val, TrainConfig(max_epochs=0), **TINY)
-    model, hist = fit_potential(train, val, cfg, **TINY)
+    m0, _ = fit_potential(train, val, TrainConfig(max_epochs=0), seed=0, **TINY)
+    model, hist = fit_potential(train, val, cfg, seed=0, **TINY)
     assert hist["val_force_mae"].isna().all()
     E0, _ = predict(m0, val, forces=False)
     E1, F1 = predict(model, val, forces=False)
     assert F1 is None
     assert np.abs(E1 - val.energy).mean() < np.abs(E0 - val.energy).mean()
-    warm, _ = fit_potential(train, val, TrainConfig(max_epochs=0), init_from=model)
+    warm, _ = fit_potential(train, val, TrainConfig(max_epochs=0), init_from=model, seed=0)
     np.testing.assert_allclose(predict(warm, val, forces=False)[0], E1, rtol=1e-12)
     assert warm is not model
 
@@ -343,12 +343,12 @@ def test_clear_errors_for_empty_or_unlabelled_sets(lj_data):
     train, _ = lj_data
     empty = train.subset([])
     with pytest.raises(ValueError, match="empty"):
-        fit_potential(empty, None, TrainConfig(max_epochs=1), **TINY)
+        fit_potential(empty, None, TrainConfig(max_epochs=1), seed=0, **TINY)
     with pytest.raises(ValueError, match="empty"):
         predict(tiny_model(build_graphs(train.structures[:2], CUTOFF)), [])
     unlabelled = train.subset([0, 1])
     unlabelled.energy[1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        fit_potential(unlabelled, None, TrainConfig(max_epochs=1), **TINY)
+        fit_potential(unlabelled, None, TrainConfig(max_epochs=1), seed=0, **TINY)
     with pytest.raises(ValueError, match="dtype"):
         TrainConfig(dtype="float16")

@@ -124,7 +124,6 @@ def _autograd_gradient(model: EnsembleRegressor, x_row: np.ndarray, member: int)
 def test_ll_features_equal_autograd_last_layer_gradient(tiny_model) -> None:
     model, X = tiny_model
     feats = ll_features(model, X[:6], member=1)
-    np.testing.assert_allclose(feats, model.last_layer_features(X[:6], member=1), rtol=1e-6)
     for i in range(6):
         grads = _autograd_gradient(model, X[i], member=1)
         n_layers = len(model.weights_)
@@ -191,7 +190,7 @@ def test_strategies_valid_and_seeded(name: str, tiny_model) -> None:
 
     def ctx(seed: int) -> QueryContext:
         return QueryContext(X_candidates=scaler.transform(X[10:]), X_labelled=scaler.transform(X[:10]),
-                            variance=None, batch_size=6, rng=np.random.default_rng(seed), model=model)
+                            variance=None, batch=6, rng=np.random.default_rng(seed), model=model)
 
     c = ctx(0)
     picks = get_strategy(name)(c)
@@ -290,9 +289,10 @@ def test_lazy_front_breaks_exact_ties_by_lowest_position(monkeypatch) -> None:
     """Integer points (distances exact in float64) with every point present three times: the
     lazy greedy with a small front must take, among exactly tied leaders, the lowest position, as
     a dense running-minimum argmax does."""
+    import alhelpers.select.engine as E
     import alhelpers.select.rules as R
 
-    monkeypatch.setattr(R, "FRONT_ROWS", 64)
+    monkeypatch.setattr(E, "FRONT_ROWS", 64)
     g = np.random.default_rng(5)
     base = g.integers(-6, 7, size=(400, 3)).astype(np.float64)
     pool = base[g.permutation(np.repeat(np.arange(400), 3))]
@@ -313,9 +313,10 @@ def test_lazy_greedy_ends_on_ties_wider_than_its_front(monkeypatch, front_rows: 
     point at the origin; residual variance 1 until its opposite is taken, then 0). With a front
     smaller than the tie the lazy greedy must still end, taking the lowest positions in order
     (this used to loop for ever)."""
+    import alhelpers.select.engine as E
     import alhelpers.select.rules as R
 
-    monkeypatch.setattr(R, "FRONT_ROWS", front_rows)
+    monkeypatch.setattr(E, "FRONT_ROWS", front_rows)
     d = 100
     pool = np.vstack([np.eye(d), -np.eye(d)])
     np.testing.assert_array_equal(R.maxdist(pool, np.zeros((1, d)), 150, device=CPU), np.arange(150))
@@ -327,9 +328,10 @@ def test_lazy_greedy_ends_on_ties_wider_than_its_front(monkeypatch, front_rows: 
 def test_lazy_front_and_lcmd_cache_change_no_pick(monkeypatch, front_rows: int) -> None:
     """The lazy-greedy front (rebuilt when rows outside it compete) and LCMD's speculative
     distance columns are exact shortcuts: the picks equal those without them and bmdal_reg's."""
+    import alhelpers.select.engine as E
     import alhelpers.select.rules as R
 
-    monkeypatch.setattr(R, "FRONT_ROWS", front_rows)
+    monkeypatch.setattr(E, "FRONT_ROWS", front_rows)
     g = np.random.default_rng(11)
     centres = g.standard_normal((40, 64))  # overlapping blobs: full passes, and guesses that hit
     pts = centres[g.integers(0, 40, 2600)] + g.standard_normal((2600, 64))
@@ -381,14 +383,14 @@ def test_lazy_front_and_lcmd_cache_change_no_pick(monkeypatch, front_rows: int) 
 def test_thin_products_equal_the_plain_product(dtype) -> None:
     """The pass products (oneDNN's fp32 kernel, or a stride-0 batch of small MKL products) equal
     ``X @ W.T`` to the dtype's accuracy, for widths on and off the fast sizes."""
-    import alhelpers.select.rules as R
+    import alhelpers.select.engine as E
 
     g = torch.Generator().manual_seed(3)
     X = torch.randn(5003, 96, generator=g, dtype=dtype)
     for k in (1, 32, 33, 64):
         W = torch.randn(k, 96, generator=g, dtype=dtype)
         ref = X.double() @ W.double().T
-        got = R._thin_mm(X, W, X.new_empty(5003, k)).double()
+        got = E.thin_mm(X, W, X.new_empty(5003, k)).double()
         scale = float((X.double().abs() @ W.double().abs().T).max())
         assert float((got - ref).abs().max()) <= 96 * torch.finfo(dtype).eps * scale
 
@@ -396,46 +398,46 @@ def test_thin_products_equal_the_plain_product(dtype) -> None:
 def test_triangular_transform_norms_equal_the_full_product() -> None:
     """``‖x A‖²`` with an upper-triangular ``A`` (as the GP posterior matrix is) skips its zero
     blocks; the values equal the full product's."""
-    import alhelpers.select.rules as R
+    import alhelpers.select.engine as E
 
     g = np.random.default_rng(5)
     X = torch.as_tensor(g.standard_normal((700, 300)))
     A = torch.as_tensor(np.triu(g.standard_normal((300, 300))))
     full = ((X @ A) ** 2).sum(1)
-    np.testing.assert_allclose(R._sq_norms(X, 128, A).numpy(), full.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(E.sq_norms(X, 128, A).numpy(), full.numpy(), rtol=1e-12)
     A[5, 2] = 1.0  # not triangular: the plain product
-    np.testing.assert_allclose(R._sq_norms(X, 128, A).numpy(), ((X @ A) ** 2).sum(1).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(E.sq_norms(X, 128, A).numpy(), ((X @ A) ** 2).sum(1).numpy(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_bf16_shadow_bounds_hold_and_decide_the_nearest_training_row(dtype) -> None:
     """The bf16 shadow's error bound covers every product (rows of very different scales
     included), and the nearest training rows from it equal the full-precision ones."""
-    import alhelpers.select.rules as R
+    import alhelpers.select.distances as D
 
     g = torch.Generator().manual_seed(0)
     X = torch.randn(3000, 96, generator=g, dtype=dtype) * torch.logspace(-3, 3, 3000, dtype=dtype)[:, None]
     T = torch.randn(150, 96, generator=g, dtype=dtype)
-    sh = R._Bf16Shadow(X, 512)
+    sh = D.Bf16Shadow(X, 512)
     Cb, cnorm, beta = sh.columns(T)
     m = (sh.Xb @ Cb).to(dtype)  # (N, n_t) bf16 products
     exact = X.double() @ T.double().T
-    bound = R._SAFETY * (sh.norm[:, None] * beta[None] + sh.err[:, None] * cnorm[None]
-                         + R._U_BF16 * (1 + 2 * R._U_BF16) * m.abs())
+    bound = D.SAFETY * (sh.norm[:, None] * beta[None] + sh.err[:, None] * cnorm[None]
+                        + D.U_BF16 * (1 + 2 * D.U_BF16) * m.abs())
     assert bool(((exact - m.double()).abs() <= bound.double()).all())
     Xn = torch.randn(3000, 96, generator=g, dtype=dtype)
     sqn = (Xn * Xn).sum(1)
-    ref_sq, ref_arg = R._nearest_train(Xn, sqn, T, 700)
-    sq, arg = R._train_bounds_bf16(R._Bf16Shadow(Xn, 700), Xn, sqn, T, 700, exact=True)
+    ref_sq, ref_arg = D.nearest_train(Xn, sqn, T, 700)
+    sq, arg = D.train_bounds_bf16(D.Bf16Shadow(Xn, 700), Xn, sqn, T, 700, exact=True)
     np.testing.assert_array_equal(arg.numpy(), ref_arg.numpy())
     np.testing.assert_allclose(sq.numpy(), ref_sq.numpy(), rtol=1e-5 if dtype == torch.float32 else 1e-12)
-    ub, _ = R._train_bounds_bf16(R._Bf16Shadow(Xn, 700), Xn, sqn, T, 700, exact=False)
+    ub, _ = D.train_bounds_bf16(D.Bf16Shadow(Xn, 700), Xn, sqn, T, 700, exact=False)
     assert bool((ub >= ref_sq).all())
 
 
 def test_lcmd_guesses_the_whole_batch_on_isotropic_features() -> None:
     """On N(0, 1) features new centres capture almost nothing, so the no-capture simulation in
-    ``_speculative_centres`` predicts every later pick: one pass over the pool serves the batch."""
+    ``speculative_centres`` predicts every later pick: one pass over the pool serves the batch."""
     import alhelpers.select.rules as R
 
     g = np.random.default_rng(1)

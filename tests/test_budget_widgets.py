@@ -7,7 +7,8 @@ import pytest
 
 from alhelpers.formation.features import featurize
 from alhelpers.formation.config import ALConfig
-from alhelpers.formation.loop import TIMING_COLUMNS, Budget, BudgetExceeded, run_al
+from alhelpers.al.rounds import Budget, BudgetExceeded
+from alhelpers.formation.loop import TIMING_COLUMNS, run_al
 from alhelpers.formation.models import EnsembleConfig
 
 
@@ -17,7 +18,7 @@ def tio2_xy(tio2_entries):
     return fs.X, fs.y
 
 
-CFG = ALConfig(system="Ti-O", seed=3, n_init=10, batch_size=5, rounds=3,
+CFG = ALConfig(system="Ti-O", seed=3, n_init=10, batch=5, rounds=3,
                strategies=("random", "uncertainty"), model=EnsembleConfig(n_members=2, epochs=20))
 
 
@@ -39,7 +40,7 @@ def test_memory_budget_and_budget_without_checkpoints(tio2_xy, tmp_path):
     X, y = tio2_xy
     with pytest.raises(BudgetExceeded, match="memory budget of 1 MB"):
         run_al(X, y, CFG, checkpoint_dir=tmp_path, budget=Budget(max_ram_mb=1))
-    with pytest.raises(ValueError, match="needs checkpoint_dir"):
+    with pytest.raises(ValueError, match="needs checkpoints"):
         run_al(X, y, CFG, budget=Budget(max_wall_s=10))
     assert not Budget().limited
 

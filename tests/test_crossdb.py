@@ -30,7 +30,7 @@ def test_disagreement_on_shared_compositions_by_hand():
 
 def test_transfer_runs_on_real_ti_o(tio2_entries):
     fs = featurize(tio2_entries, "magpie")
-    cfg = ALConfig(system="Ti-O", n_init=10, batch_size=5, rounds=2, strategies=("random", "hybrid"),
+    cfg = ALConfig(system="Ti-O", n_init=10, batch=5, rounds=2, strategies=("random", "hybrid"),
                    model=EnsembleConfig(n_members=2, epochs=20))
     counts = enough_data(fs.table[Key.source], cfg)
     assert counts == {"mp": 65, "oqmd": 83, "enough": 1}

@@ -8,7 +8,8 @@ import pytest
 pytest.importorskip("distributed")
 
 from alhelpers.formation.loop import TIMING_COLUMNS  # noqa: E402
-from alhelpers.run import Task, dask_client, main, run_tasks, task_done  # noqa: E402
+from alhelpers.run import main  # noqa: E402
+from alhelpers.runner.tasks import Task, dask_client, run_tasks, task_done  # noqa: E402
 
 SMOKE = ["study", "--systems", "Ti-O", "--seeds", "0", "1", "--smoke", "--n-boot", "50",
          "--no-cross-db"]
@@ -16,7 +17,7 @@ SMOKE = ["study", "--systems", "Ti-O", "--seeds", "0", "1", "--smoke", "--n-boot
 
 def test_dask_runner_gives_the_sequential_runs_table(tmp_path, monkeypatch, capsys):
     import alhelpers.report
-    import alhelpers.run as run
+    import alhelpers.runner.study as run
 
     # statistics, figures and report run locally after the grid whatever the executor (covered
     # by test_notebooks); left out here to keep the test short
@@ -56,7 +57,7 @@ def test_a_failing_task_is_reported_and_the_others_finish(tmp_path, capsys):
 
 
 def test_study_exits_1_and_keeps_finished_runs_when_a_task_fails(tmp_path, monkeypatch, capsys):
-    import alhelpers.run as run
+    import alhelpers.runner.study as run
 
     real = run.al_tasks
 

@@ -8,11 +8,11 @@ import pytest
 from sklearn.metrics import max_error, mean_absolute_error, mean_squared_error, r2_score
 
 from alhelpers.formation.features import featurize
+from alhelpers.al.checkpoints import RoundCheckpoints
+from alhelpers.formation.config import ALConfig
 from alhelpers.formation.loop import (
     RUN_COLUMNS,
     TIMING_COLUMNS,
-    ALConfig,
-    checkpoint_path,
     checkpoint_root,
     regression_metrics,
     run_al,
@@ -30,7 +30,7 @@ def tio2_xy(tio2_entries):
 
 
 def _cfg(**kw) -> ALConfig:
-    base = dict(system="Ti-O", seed=1, n_init=10, batch_size=5, rounds=3, model=TINY)
+    base = dict(system="Ti-O", seed=1, n_init=10, batch=5, rounds=3, model=TINY)
     return ALConfig(**{**base, **kw})
 
 
@@ -80,7 +80,7 @@ def test_resume_after_interruption_gives_the_same_table(tio2_xy, tmp_path):
     run_al(X, y, cfg, checkpoint_dir=tmp_path, stop_after_round=2)
     run_dir = checkpoint_root(tmp_path, cfg, X, y)
     for s in ("random", "uncertainty", "diversity"):
-        checkpoint_path(run_dir, s, 2).unlink()
+        RoundCheckpoints(run_dir).path(s, 2).unlink()
     resumed = run_al(X, y, cfg, checkpoint_dir=tmp_path)
     assert resumed.attrs["resumed_rounds"] == 2  # round 2 is redone for all strategies together
     pd.testing.assert_frame_equal(_strip(resumed), _strip(full))
@@ -88,14 +88,14 @@ def test_resume_after_interruption_gives_the_same_table(tio2_xy, tmp_path):
     assert again.attrs["resumed_rounds"] == 4
     pd.testing.assert_frame_equal(again, resumed)
     # another parameter or other data: a fresh run, never the stale checkpoints
-    assert run_al(X, y, _cfg(rounds=4, batch_size=6), checkpoint_dir=tmp_path).attrs["resumed_rounds"] == 0
+    assert run_al(X, y, _cfg(rounds=4, batch=6), checkpoint_dir=tmp_path).attrs["resumed_rounds"] == 0
     assert run_al(X[:, :-1], y, cfg, checkpoint_dir=tmp_path).attrs["resumed_rounds"] == 0
 
 
 def test_pool_smaller_than_budget_stops_at_the_pool_size(tio2_xy):
     X, y = tio2_xy
     Xs, ys = X[:20], y[:20]  # pool 16, test 4
-    cfg = _cfg(n_init=10, batch_size=5, rounds=5, strategies=("random",))
+    cfg = _cfg(n_init=10, batch=5, rounds=5, strategies=("random",))
     with pytest.warns(UserWarning, match="pool exhausted"):
         rows = run_al(Xs, ys, cfg)
     assert rows["n_labelled"].tolist() == [10, 15, 16]
@@ -126,7 +126,7 @@ def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="unknown|valid"):
         ALConfig(strategies=("random", "entropy"))
     with pytest.raises(ValueError, match="BATCH must be >= 1, e.g. BATCH = 15"):  # names the notebook parameter
-        ALConfig(batch_size=0)
+        ALConfig(batch=0)
     with pytest.raises(ValueError, match="duplicates"):
         ALConfig(strategies=("random", "random"))
     assert ALConfig().budget == 105

@@ -10,7 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alhelpers.formation.models import EnsembleConfig, EnsembleRegressor, _stream_seed, fit_ensembles
+from alhelpers.al.seeding import torch_seed
+from alhelpers.formation.models import EnsembleConfig, EnsembleRegressor, fit_ensembles
+from alhelpers.select.features import ll_features
 
 # Small, fast configuration (same architecture family as the default).
 SMALL = EnsembleConfig(n_members=4, hidden=(32, 32), epochs=100, device="cpu")
@@ -121,7 +123,7 @@ def test_init_matches_nn_linear_default() -> None:
     model = EnsembleRegressor(EnsembleConfig(n_members=3, hidden=(8, 6), device="cpu"), seed=11)
     weights, biases = model._init_parameters(5)
     for k in range(3):
-        g = torch.Generator().manual_seed(_stream_seed(11, 0, k))
+        g = torch.Generator().manual_seed(torch_seed(11, spawn_key=(0, k)))
         for layer, (fan_in, fan_out) in enumerate([(5, 8), (8, 6), (6, 1)]):
             w = torch.empty(fan_out, fan_in)
             torch.nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g)
@@ -176,9 +178,9 @@ def test_last_layer_features_equal_autograd_gradient(fitted) -> None:
     np.testing.assert_allclose(out.detach().numpy(), model.predict_members_standardised(Xq), atol=1e-5)
 
     for member in (0, SMALL.n_members - 1):
-        feats = model.last_layer_features(Xq, member=member)
+        feats = ll_features(model, Xq, member=member)  # the one FEAT(LL), float64
         assert feats.shape == (6, H + 1)
-        np.testing.assert_allclose(feats[:, :H], hidden[member], atol=0)
+        np.testing.assert_allclose(feats[:, :H], hidden[member], rtol=1e-6, atol=1e-6)
         for i in range(6):
             gW, gB = torch.autograd.grad(out[member, i], (W, B), retain_graph=True)
             grad = np.concatenate([gW[member, :, 0].numpy(), gB[member, 0].numpy()])
@@ -252,7 +254,7 @@ def test_inputs_standardised_on_training_rows_constant_ignored_and_clipped() -> 
 def test_predict_before_fit_raises() -> None:
     model = EnsembleRegressor(SMALL, seed=0)
     X, _ = _data(n=5)
-    calls = (model.predict, model.predict_members, model.last_hidden, model.last_layer_features, model.transform_inputs)
+    calls = (model.predict, model.predict_members, model.last_hidden, model.transform_inputs)
     for call in calls:
         with pytest.raises(RuntimeError, match="fit"):
             call(X)
@@ -290,7 +292,7 @@ def test_predict_input_validation(fitted) -> None:
     with pytest.raises(ValueError, match="non-finite"):
         model.predict(np.array([[np.nan, 0.0, 0.0]]))
     with pytest.raises(ValueError, match="member"):
-        model.last_layer_features(np.zeros((2, 3)), member=SMALL.n_members)
+        ll_features(model, np.zeros((2, 3)), member=SMALL.n_members)
     mean, var = model.predict(np.zeros((0, 3)))
     assert mean.shape == var.shape == (0,)
 

@@ -62,9 +62,13 @@ def test_a_student_runs_01_to_07_by_hand_in_order(tmp_path, monkeypatch):
     assert r6["counts"] == {"mp": 65, "oqmd": 83, "enough": 1} and r6["cross_path"] == "cross/Ti-O_magpie.parquet"
     assert r6["floor"]["n_shared"] > 10
     r7 = run("07_bmdal_potentials.ipynb", ex / "07.ipynb", SMOKE=True, BATCH=4,
-             METHODS=["random", "lcmd-feat-ll"], PROGRESS=False)
+             STRATEGIES=["random", "lcmd-feat-ll"], PROGRESS=False)
     assert r7["runs_path"] == "potentials/offline_batch4_seed0.parquet"
     assert len(pd.read_parquet(results / r7["runs_path"])) == r7["n_rows"] == 6
+    r8 = run("08_potentials_statistics.ipynb", ex / "08.ipynb")  # defaults: what 07 wrote (one seed)
+    assert (r8["system"], r8["seeds"], r8["batches"], r8["n_rows"]) == ("offline", [0], [4], 6)
+    assert r8["verdicts"] is None  # one seed: nothing to test, said so instead of a number
+    assert r8["final_force_mae"] == {f"4/{s}": v for s, v in r7["final_force_mae"].items()}
     r5b = run("05_figures.ipynb", ex / "05b.ipynb")  # now with 06's cross-database results
     assert "cross_database" in r5b["figures"]
 
@@ -157,7 +161,7 @@ def test_notebook_01_runs_as_colab_would(colab, monkeypatch):
      lambda r: set(r["figures"]) == {"learning_curves", "final_mae", "uncertainty"}),
     ("06_cross_database.ipynb", {"SYSTEM": "Ti-O", "SMOKE": True, "PROGRESS": False},
      lambda r: r["counts"]["enough"] == 1),
-    ("07_bmdal_potentials.ipynb", {"SMOKE": True, "BATCH": 4, "METHODS": ["random"], "PROGRESS": False},
+    ("07_bmdal_potentials.ipynb", {"SMOKE": True, "BATCH": 4, "STRATEGIES": ["random"], "PROGRESS": False},
      lambda r: r["n_rows"] == 3),
 ])
 def test_each_notebook_runs_first_in_a_fresh_colab_runtime(colab, monkeypatch, name, params, check):

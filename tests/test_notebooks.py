@@ -118,36 +118,45 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
 
 
 def test_potentials_notebook_and_runner_smoke(tmp_path):
-    """Track B: notebook 07 through papermill (offline aspirin set) and the runner's grid."""
+    """Track B: notebooks 07 and 08 through papermill (offline aspirin set) and the runner's grid."""
+    from alhelpers.al.runs import final_round
+    from alhelpers.atomistic.summary import versus_random
     from alhelpers.run import main
 
-    rec = run("07_bmdal_potentials.ipynb", tmp_path / "07.ipynb", DATASET="offline", SMOKE=True,
-              METHODS=["random", "lcmd-feat-ll"], SEED=1, BATCH=4, PROGRESS=False, OUT_DIR=str(tmp_path / "nb"))
+    rec = run("07_bmdal_potentials.ipynb", tmp_path / "07.ipynb", SYSTEM="offline", SMOKE=True,
+              STRATEGIES=["random", "lcmd-feat-ll"], SEED=1, BATCH=4, PROGRESS=False, OUT_DIR=str(tmp_path / "nb"))
     runs = pd.read_parquet(tmp_path / "nb" / rec["runs_path"])
     assert rec["n_rows"] == len(runs) == 2 * 3  # smoke: 4 → 8 → 12 structures
-    assert runs.groupby("method")["n_train"].apply(list).to_dict() == {"random": [4, 8, 12], "lcmd-feat-ll": [4, 8, 12]}
+    assert runs.groupby("strategy")["n_labelled"].apply(list).to_dict() == {"random": [4, 8, 12], "lcmd-feat-ll": [4, 8, 12]}
     assert set(rec["final_force_mae"]) == {"random", "lcmd-feat-ll"}
     assert all(0 < v < 5 for v in rec["final_force_mae"].values())
     assert "image/png" in (tmp_path / "07.ipynb").read_text()  # the learning curves were drawn
+    saved = json.loads((tmp_path / "nb" / rec["runs_path"]).with_suffix(".config.json").read_text())["config"]
+    assert (saved["seed"], saved["batch"], saved["strategies"]) == (1, 4, ["random", "lcmd-feat-ll"])
 
     out = tmp_path / "res"
-    args = ["potentials", "--dataset", "offline", "--methods", "random", "maxdiag-qbc-f", "--seeds", "0", "1",
+    args = ["potentials", "--system", "offline", "--strategies", "random", "maxdiag-qbc-f", "--seeds", "0", "1",
             "--batch", "4", "6", "--smoke", "--out", str(out)]
     assert main(args) == 0
-    runs = pd.read_parquet(out / "potentials_runs.parquet")
-    assert set(runs["seed"]) == {0, 1} and set(runs["method"]) == {"random", "maxdiag-qbc-f"}
+    runs = pd.read_parquet(out / "potentials" / "offline_runs.parquet")
+    assert set(runs["seed"]) == {0, 1} and set(runs["strategy"]) == {"random", "maxdiag-qbc-f"}
     for col in ("energy_mae", "energy_rmse", "energy_maxe", "force_mae", "force_rmse", "force_maxe",
-                "unc_pearson", "feature_s", "selection_s"):
+                "unc_pearson", "fit_s", "feature_s", "query_s", "label_s"):
         assert col in runs.columns
-    final = pd.read_csv(out / "potentials_final.csv")
+    final = pd.read_csv(out / "potentials" / "offline_final.csv")
     assert len(final) == 2 * 2 and final["seeds"].eq(2).all()
-    vs = pd.read_csv(out / "potentials_vs_random.csv")
+    last = final_round(runs)
+    mean = last.groupby(["batch", "strategy"])["force_mae"].mean()
+    assert final.set_index(["batch", "strategy"])["force_mae"].to_dict() == mean.to_dict()
+    vs = pd.read_csv(out / "potentials" / "offline_vs_random.csv")
     assert set(vs["metric"]) == {"force_mae", "energy_mae"} and len(vs) == 2 * 2 * 2
-    assert set(vs.loc[vs["method"] == "maxdiag-qbc-f", "verdict"]) <= {"better", "worse", "similar"}
-    assert (vs.loc[vs["method"] == "maxdiag-qbc-f", "n_pairs"] == 2).all()
+    assert "descriptor" not in vs.columns and "batch" in vs.columns  # Track B's own setting columns
+    pd.testing.assert_frame_equal(vs, versus_random(runs), check_exact=False, rtol=1e-12)
+    assert set(vs.loc[vs["strategy"] == "maxdiag-qbc-f", "verdict"]) <= {"better", "worse", "similar"}
+    assert (vs.loc[vs["strategy"] == "maxdiag-qbc-f", "n_pairs"] == 2).all()
     for name in ("potentials_curves_offline", "potentials_error_vs_batch_offline"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
-    assert main(["potentials", "--methods", "lcmd-qbc-f", "--out", str(out)]) == 2
+    assert main(["potentials", "--strategies", "lcmd-qbc-f", "--out", str(out)]) == 2
 
 
 def test_local_runner_closes_the_event_loop_of_each_pool_thread(tmp_path, monkeypatch):
@@ -157,7 +166,7 @@ def test_local_runner_closes_the_event_loop_of_each_pool_thread(tmp_path, monkey
 
     from jupyter_core.utils import run_sync
 
-    import alhelpers.run as run
+    import alhelpers.runner.tasks as run
 
     loops: list[asyncio.AbstractEventLoop] = []
 

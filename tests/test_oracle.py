@@ -8,7 +8,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 
-from alhelpers.atomistic.mdset import load_offline
+from alhelpers.atomistic.data.offline import load_offline
 from alhelpers.atomistic.oracle import (
     CalculatorOracle,
     Oracle,

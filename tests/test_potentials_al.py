@@ -9,21 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alhelpers.atomistic.al import (
-    DEFAULT_METHODS,
-    METHODS,
-    POTENTIAL_COLUMNS,
-    PotentialsConfig,
-    parse_potential_method,
-    potential_metrics,
-    run_potentials,
-    select_batch,
-)
+from alhelpers.atomistic.al import POTENTIAL_COLUMNS, potential_metrics, run_potentials
+from alhelpers.atomistic.config import DEFAULT_STRATEGIES, METHODS, PotentialsConfig
+from alhelpers.atomistic.selection import parse_potential_method, select_batch
 from alhelpers.atomistic.features import ae_forces, ll_features
-from alhelpers.atomistic.mdset import load_offline
+from alhelpers.atomistic.data.offline import load_offline
 from alhelpers.atomistic.oracle import PoolOracle
 from alhelpers.atomistic.train import TrainConfig, fit_potential
-from alhelpers.select.bmdal import bmdal_select
+from alhelpers.select.methods import bmdal_select
 
 TINY = dict(n_pool=24, n_val=4, n_test=8, n_init=4, batch=4, max_size=8, ensemble=2, rp_dim=32,
             hidden=(16, 16), train=TrainConfig(max_epochs=6, patience=3, dtype="float32"))
@@ -35,15 +28,19 @@ def offline():
 
 
 def _cfg(**kw) -> PotentialsConfig:
-    return PotentialsConfig(dataset="offline", **{**TINY, **kw})
+    return PotentialsConfig(system="offline", **{**TINY, **kw})
 
 
 def test_method_names() -> None:
-    assert set(DEFAULT_METHODS) <= set(METHODS)
+    assert set(DEFAULT_STRATEGIES) <= set(METHODS)
     for m in METHODS:
         parse_potential_method(m)
-    assert parse_potential_method("random") == ("maxdiag", "rnd")
-    assert parse_potential_method("lcmd-feat-rp") == ("lcmd", "feat-rp")
+    r = parse_potential_method("random")
+    assert (r.rule, r.kernel, r.diagonal, r.base, r.gp) == ("maxdiag", "rnd", "rnd", None, False)
+    m = parse_potential_method("lcmd-feat-rp")
+    assert (m.rule, m.kernel, m.diagonal, m.base, m.gp) == ("lcmd", "feat-rp", None, "rp", False)
+    g = parse_potential_method("maxdet-gp-ll")
+    assert (g.rule, g.base, g.gp) == ("maxdet", "ll", True)
     for bad, words in (("lcmd-qbc-f", "diagonal kernel"), ("maxdet-feat-xx", "unknown method"),
                        ("lcmd-gp-ll", "plain features"), ("best", "unknown method")):
         with pytest.raises(ValueError, match=words):
@@ -51,16 +48,22 @@ def test_method_names() -> None:
 
 
 def test_config_checks() -> None:
-    with pytest.raises(ValueError, match="max_size"):
+    with pytest.raises(ValueError, match="MAX_SIZE"):
         PotentialsConfig(n_init=20, max_size=10)
     with pytest.raises(ValueError, match="n_init"):
         PotentialsConfig(n_pool=5, n_init=10)
     assert PotentialsConfig(n_init=10, batch=10, max_size=100).rounds == 10
     assert PotentialsConfig(n_init=10, batch=15, max_size=100).rounds == 7  # last batch is cut to 100
-    c = PotentialsConfig.for_dataset("tio2", 1000)
+    c = PotentialsConfig.for_system("tio2", 1000)
     assert (c.n_pool, c.n_val, c.n_test) == (700, 50, 250)
-    c = PotentialsConfig.for_dataset("lmnto", 824)
+    c = PotentialsConfig.for_system("lmnto", 824)
     assert c.n_pool + c.n_val + c.n_test == 824
+    with pytest.raises(ValueError, match="STRATEGIES"):
+        PotentialsConfig(strategies=("random", "random"))
+    with pytest.raises(ValueError, match="unknown method"):
+        PotentialsConfig(strategies=("best",))
+    with pytest.raises(ValueError, match="SEED must be a whole number"):
+        PotentialsConfig(seed="0")
 
 
 def test_metrics_by_hand(offline) -> None:
@@ -96,7 +99,7 @@ def test_selection_uses_the_rules_on_the_potentials_features(offline) -> None:
                       rng=np.random.default_rng(0), timings=timings)
     err = ae_forces(model, cand)
     assert set(ae.tolist()) == set(np.argsort(-err)[:3].tolist())
-    assert timings["feature_s"] > 0 and "selection_s" in timings
+    assert timings["feature_s"] > 0 and "query_s" in timings
     # AE needs labels
     blind = cand.subset(range(len(cand)))
     blind.energy = np.full(len(blind), np.nan)
@@ -106,39 +109,43 @@ def test_selection_uses_the_rules_on_the_potentials_features(offline) -> None:
 
 
 def test_run_rows_seeding_and_shared_start(offline, tmp_path) -> None:
-    methods = ["random", "lcmd-feat-ll", "maxdiag-qbc-f", "maxdet-gp-rp"]
-    runs = run_potentials(offline, _cfg(), methods=methods, seed=3, checkpoints=tmp_path)
+    methods = ("random", "lcmd-feat-ll", "maxdiag-qbc-f", "maxdet-gp-rp")
+    runs = run_potentials(offline, _cfg(strategies=methods, seed=3), checkpoints=tmp_path)
     assert list(runs.columns) == list(POTENTIAL_COLUMNS)
     assert len(runs) == 4 * 2
-    assert runs.groupby("method")["n_train"].apply(list).to_dict() == {m: [4, 8] for m in methods}
+    assert runs.groupby("strategy")["n_labelled"].apply(list).to_dict() == {m: [4, 8] for m in methods}
     assert runs[["energy_mae", "force_mae", "force_rmse"]].notna().all().all()
     assert (runs["force_rmse"] >= runs["force_mae"]).all() and (runs["force_maxe"] >= runs["force_rmse"]).all()
     # every method starts from the same structures and the same round-0 potential
     r0 = runs[runs["round"] == 0]
     assert r0["force_mae"].nunique() == 1 and r0["energy_mae"].nunique() == 1
-    assert (runs.loc[runs["method"] == "maxdiag-qbc-f", "feature_s"] > 0).all()  # the extra member
+    assert (runs.loc[runs["strategy"] == "maxdiag-qbc-f", "feature_s"] > 0).all()  # the extra member
     # seeded: the same call gives the same numbers (times aside), another seed does not
-    again = run_potentials(offline, _cfg(), methods=methods, seed=3)
-    cols = ["method", "round", "n_train", "energy_mae", "force_mae", "unc_pearson"]
+    again = run_potentials(offline, _cfg(strategies=methods, seed=3))
+    cols = ["strategy", "round", "n_labelled", "energy_mae", "force_mae", "unc_pearson"]
     pd.testing.assert_frame_equal(runs[cols], again[cols])
-    other = run_potentials(offline, _cfg(), methods=["random"], seed=4)
+    other = run_potentials(offline, _cfg(strategies=("random",), seed=4))
     assert other["force_mae"].iloc[0] != runs["force_mae"].iloc[0]
 
 
 def test_checkpoints_resume_exactly(offline, tmp_path) -> None:
-    cfg = _cfg(max_size=12)
-    full = run_potentials(offline, cfg, methods=["lcmd-feat-rp"], seed=1, checkpoints=tmp_path)
+    cfg = _cfg(max_size=12, strategies=("lcmd-feat-rp",), seed=1)
+    full = run_potentials(offline, cfg, checkpoints=tmp_path)
     ck = sorted(tmp_path.rglob("round*.json"))
     assert [p.name for p in ck] == ["round00.json", "round01.json", "round02.json"]
-    assert json.loads(ck[-1].read_text())["finished"] is True
+    rounds = [json.loads(p.read_text()) for p in ck]
+    # each round keeps only what it added: the start set and its batch, then a batch, then nothing
+    assert [len(r["extra"].get("index", [])) for r in rounds] == [8, 4, 0]
+    assert [len(r["queried"]) for r in rounds] == [4, 4, 0]
+    assert rounds[1]["extra"]["index"] == rounds[1]["queried"]
     ck[-1].unlink()  # interrupted after round 1
-    resumed = run_potentials(offline, cfg, methods=["lcmd-feat-rp"], seed=1, checkpoints=tmp_path)
-    cols = ["round", "n_train", "energy_mae", "force_mae"]
+    resumed = run_potentials(offline, cfg, checkpoints=tmp_path)
+    cols = ["round", "n_labelled", "energy_mae", "force_mae"]
     pd.testing.assert_frame_equal(full[cols], resumed[cols])
     # another configuration never resumes these checkpoints
-    other = run_potentials(offline, _cfg(max_size=12, batch=8), methods=["lcmd-feat-rp"], seed=1,
+    other = run_potentials(offline, _cfg(max_size=12, batch=8, strategies=("lcmd-feat-rp",), seed=1),
                            checkpoints=tmp_path)
-    assert other["n_train"].tolist() == [4, 12]
+    assert other["n_labelled"].tolist() == [4, 12]
 
 
 def test_on_the_fly_labels_only_what_is_selected(offline) -> None:
@@ -149,10 +156,10 @@ def test_on_the_fly_labels_only_what_is_selected(offline) -> None:
     blind = offline.subset(range(len(offline)))
     blind.energy = np.full(len(blind), np.nan)
     blind.forces = [np.full_like(f, np.nan) for f in blind.forces]
-    cfg = _cfg()
-    runs = run_potentials(blind, cfg, methods=["maxdist-feat-ll"], seed=0, oracle=oracle)
-    assert runs["n_train"].tolist() == [4, 8]
+    cfg = _cfg(strategies=("maxdist-feat-ll",))
+    runs = run_potentials(blind, cfg, oracle=oracle)
+    assert runs["n_labelled"].tolist() == [4, 8]
     assert oracle.n_calls == cfg.n_val + cfg.n_test + cfg.max_size  # never the rest of the pool
-    pooled = run_potentials(offline, cfg, methods=["maxdist-feat-ll"], seed=0, oracle=PoolOracle(offline))
+    pooled = run_potentials(offline, cfg, oracle=PoolOracle(offline))
     # GFN2-xTB recomputed here equals the stored GFN2-xTB labels, so the errors agree closely
     np.testing.assert_allclose(runs["force_mae"], pooled["force_mae"], rtol=1e-3)

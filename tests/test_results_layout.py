@@ -19,7 +19,9 @@ from alhelpers.layout import Layout
 from alhelpers.formation.config import ALConfig
 from alhelpers.formation.loop import TIMING_COLUMNS, run_al
 from alhelpers.nb import read_records
-from alhelpers.run import build_parser, main, results_lock, validate_study
+from alhelpers.run import build_parser, main
+from alhelpers.runner.study import validate_study
+from alhelpers.runner.tasks import results_lock
 from alhelpers.stages import collect_runs, ensure_features
 
 SMOKE = ["study", "--systems", "Ti-O", "--seeds", "0", "1", "--smoke", "--n-boot", "50", "--no-cross-db",
@@ -82,7 +84,7 @@ def test_moved_folder_corrupt_files_and_a_rerun_with_other_parameters(tmp_path, 
 
 
 def test_changed_parameters_of_one_task_rerun_it_and_say_why(tmp_path):
-    from alhelpers.run import Task, execute_task, task_status
+    from alhelpers.runner.tasks import Task, execute_task, task_status
 
     layout = Layout(tmp_path)
     task = Task("01_fetch.ipynb", layout.notebooks / "01.ipynb", {"SYSTEM": "Ti-O", "OUT_DIR": str(tmp_path)})

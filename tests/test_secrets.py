@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from alhelpers.formation import config as config_module
-from alhelpers.run import Task, TaskError, build_parser, execute_task, featurize_tasks
+from alhelpers.run import build_parser
+from alhelpers.runner.study import featurize_tasks
+from alhelpers.runner.tasks import Task, TaskError, execute_task
 
 NB = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -81,7 +83,7 @@ def test_no_parameters_cell_or_config_takes_a_key():
 
 
 def test_study_tasks_pass_no_key(tmp_path, fake_key):
-    from alhelpers.run import al_tasks, cross_tasks, report_tasks
+    from alhelpers.runner.study import al_tasks, cross_tasks, report_tasks
 
     from alhelpers.layout import Layout
 

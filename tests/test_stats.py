@@ -12,15 +12,14 @@ from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
 from statsmodels.stats.multitest import multipletests
 
+from alhelpers.al.runs import final_round
+from alhelpers.formation.leakage import leakage_audit, leakage_table
 from alhelpers.formation.loop import RUN_COLUMNS
 from alhelpers.stats import (
     VERDICTS,
-    final_round,
     final_table,
     label_savings,
     labels_to_reach,
-    leakage_audit,
-    leakage_table,
     learning_curve_auc,
     mean_curve,
     verdict_summary,
@@ -78,14 +77,20 @@ def test_final_round_keeps_last_row_of_a_run_that_stopped_early():
     assert got.loc[("uncertainty", 1)].tolist() == [2, 30, 0.45]
 
 
-def test_final_round_rejects_duplicates_and_names_missing_columns():
+def test_statistics_reject_duplicates_and_name_missing_columns():
     runs = make_runs({"random": {0: [0.9, 0.7]}})
-    with pytest.raises(ValueError, match="duplicating"):
-        final_round(pd.concat([runs, runs]))
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['seed'\]"):
+    for fn in (final_table, mean_curve):
+        with pytest.raises(ValueError, match=r"duplicating a \(system, descriptor, strategy, seed, round\)"):
+            fn(pd.concat([runs, runs]))
+        with pytest.raises(ValueError, match=r"missing column\(s\) \['seed'\]"):
+            fn(runs.drop(columns="seed"))
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \[.*'seed'"):
         final_round(runs.drop(columns="seed"))
-    with pytest.raises(ValueError, match=r"\['r2'\]"):
-        final_table(runs.drop(columns="r2"))
+    # r2 is optional (Track B has none): no r2_* columns then, but asking for it names it.
+    no_r2 = final_table(runs.drop(columns="r2"))
+    assert not [c for c in no_r2.columns if c.startswith("r2")]
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['r2'\]"):
+        final_table(runs.drop(columns="r2"), metric="r2")
 
 
 # --------------------------------------------------------------------------- final_table

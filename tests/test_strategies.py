@@ -29,7 +29,7 @@ from alhelpers.select import strategies as strategies_module
 from alhelpers.select.strategies import _farthest_point_refinement
 
 # Points on a line 0..9; point 0 is labelled, the candidates are 1..9 (positions 0..8).
-LINE_LABELED = np.array([[0.0]])
+LINE_LABELLED = np.array([[0.0]])
 LINE_CANDIDATES = np.arange(1.0, 10.0).reshape(-1, 1)
 
 
@@ -146,14 +146,14 @@ def test_uncertainty_ties_each_point_chosen() -> None:
 
 def test_uncertainty_length_mismatch_in_context() -> None:
     with pytest.raises(ValueError, match=r"shape \(9,\).*got shape \(4,\)"):
-        QueryContext(LINE_CANDIDATES, LINE_LABELED, np.ones(4), 3, rng())
+        QueryContext(LINE_CANDIDATES, LINE_LABELLED, np.ones(4), 3, rng())
 
 
 # --------------------------------------------------------------------------- hybrid
 
 
 def test_hybrid_constant_variance_picks_farthest() -> None:
-    picks = select_hybrid(LINE_CANDIDATES, LINE_LABELED, np.ones(9), 3, rng=rng())
+    picks = select_hybrid(LINE_CANDIDATES, LINE_LABELLED, np.ones(9), 3, rng=rng())
     assert picks.tolist() == [8, 7, 6]  # the points 9, 8, 7
 
 
@@ -162,14 +162,14 @@ def test_hybrid_mixes_uncertainty_and_distance() -> None:
     # alpha = .6 -> scores [.6, .2, .7]; alpha = 1 -> pure uncertainty.
     X_c = np.array([[1.0], [2.0], [3.0]])
     variance = np.array([1.0, 0.0, 0.5])
-    assert select_hybrid(X_c, LINE_LABELED, variance, 2, rng=rng()).tolist() == [2, 0]
-    assert select_hybrid(X_c, LINE_LABELED, variance, 2, rng=rng(), alpha=1.0).tolist() == [0, 2]
-    assert select_hybrid(X_c, LINE_LABELED, variance, 2, rng=rng(), alpha=0.0).tolist() == [2, 1]
+    assert select_hybrid(X_c, LINE_LABELLED, variance, 2, rng=rng()).tolist() == [2, 0]
+    assert select_hybrid(X_c, LINE_LABELLED, variance, 2, rng=rng(), alpha=1.0).tolist() == [0, 2]
+    assert select_hybrid(X_c, LINE_LABELLED, variance, 2, rng=rng(), alpha=0.0).tolist() == [2, 1]
 
 
 def test_hybrid_rejects_bad_alpha_and_shapes() -> None:
     with pytest.raises(ValueError, match="alpha"):
-        select_hybrid(LINE_CANDIDATES, LINE_LABELED, np.ones(9), 3, rng=rng(), alpha=1.5)
+        select_hybrid(LINE_CANDIDATES, LINE_LABELLED, np.ones(9), 3, rng=rng(), alpha=1.5)
     with pytest.raises(ValueError, match=r"\(9, 1\).*\(1, 2\)"):
         select_hybrid(LINE_CANDIDATES, np.zeros((1, 2)), np.ones(9), 3, rng=rng())
 
@@ -222,7 +222,7 @@ def test_farthest_point_refinement_replaces_duplicate_pick() -> None:
     # Kept: points 1 and 16; distances to {0, 1, 16}: 2 -> 1, 4 -> 3, 7 -> 6, 11 -> 5,
     # so the repeated slot becomes point 7 (position 3).
     X_c = np.array([[1.0], [2.0], [4.0], [7.0], [11.0], [16.0]])
-    got = _farthest_point_refinement(X_c, LINE_LABELED, [0, 0, 5], tol=1e-6, rng=rng())
+    got = _farthest_point_refinement(X_c, LINE_LABELLED, [0, 0, 5], tol=1e-6, rng=rng())
     assert got.tolist() == [0, 3, 5]
 
 
@@ -230,7 +230,7 @@ def test_farthest_point_refinement_respects_tol() -> None:
     # With tol = 1.5 the pick at point 1 is too close to the labelled 0; the refinement
     # takes the farthest from {0, 16}: 1 -> 1, 2 -> 2, 4 -> 4, 7 -> 7, 11 -> 5 -> point 7.
     X_c = np.array([[1.0], [2.0], [4.0], [7.0], [11.0], [16.0]])
-    got = _farthest_point_refinement(X_c, LINE_LABELED, [0, 5], tol=1.5, rng=rng())
+    got = _farthest_point_refinement(X_c, LINE_LABELLED, [0, 5], tol=1.5, rng=rng())
     assert got.tolist() == [3, 5]
 
 
@@ -259,8 +259,8 @@ def test_fewer_candidates_than_batch_returns_all() -> None:
     variance = np.array([0.3, 0.1, 0.4, 0.2])
     assert sorted(select_random(4, 10, rng=rng()).tolist()) == [0, 1, 2, 3]
     assert select_uncertainty(variance, 10, rng=rng()).tolist() == [2, 0, 3, 1]
-    assert select_diversity(X_c, LINE_LABELED, 10, rng=rng()).tolist() == [0, 1, 2, 3]
-    hybrid = select_hybrid(X_c, LINE_LABELED, variance, 10, rng=rng())
+    assert select_diversity(X_c, LINE_LABELLED, 10, rng=rng()).tolist() == [0, 1, 2, 3]
+    hybrid = select_hybrid(X_c, LINE_LABELLED, variance, 10, rng=rng())
     assert sorted(hybrid.tolist()) == [0, 1, 2, 3]
 
 
@@ -269,14 +269,14 @@ def test_fewer_candidates_than_batch_returns_all() -> None:
     [
         lambda b: select_random(9, b, rng=rng()),
         lambda b: select_uncertainty(np.ones(9), b, rng=rng()),
-        lambda b: select_diversity(LINE_CANDIDATES, LINE_LABELED, b, rng=rng()),
-        lambda b: select_hybrid(LINE_CANDIDATES, LINE_LABELED, np.ones(9), b, rng=rng()),
-        lambda b: QueryContext(LINE_CANDIDATES, LINE_LABELED, None, b, rng()),
+        lambda b: select_diversity(LINE_CANDIDATES, LINE_LABELLED, b, rng=rng()),
+        lambda b: select_hybrid(LINE_CANDIDATES, LINE_LABELLED, np.ones(9), b, rng=rng()),
+        lambda b: QueryContext(LINE_CANDIDATES, LINE_LABELLED, None, b, rng()),
     ],
     ids=["random", "uncertainty", "diversity", "hybrid", "context"],
 )
 def test_batch_size_zero_raises(call: Callable[[int], object]) -> None:
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match=r"batch(_size)? must be >= 1"):
         call(0)
 
 
@@ -291,7 +291,7 @@ def test_registry_has_the_four_strategies() -> None:
 
 @pytest.mark.parametrize("name", ["uncertainty", "hybrid"])
 def test_variance_none_raises(name: str) -> None:
-    ctx = QueryContext(LINE_CANDIDATES, LINE_LABELED, None, 3, rng())
+    ctx = QueryContext(LINE_CANDIDATES, LINE_LABELLED, None, 3, rng())
     with pytest.raises(ValueError, match="variance is None"):
         get_strategy(name)(ctx)
 
@@ -311,7 +311,7 @@ def test_every_strategy_returns_valid_positions(name: str, n_candidates: int) ->
         X_candidates=gen.normal(size=(n_candidates, 4)),
         X_labelled=gen.normal(size=(6, 4)),
         variance=gen.random(n_candidates),
-        batch_size=5,
+        batch=5,
         rng=rng(0),
     )
     assert_valid(get_strategy(name)(ctx), n_candidates, 5)
@@ -319,9 +319,9 @@ def test_every_strategy_returns_valid_positions(name: str, n_candidates: int) ->
 
 def test_registry_matches_direct_calls() -> None:
     variance = np.linspace(0.0, 1.0, 9)[::-1].copy()
-    ctx = QueryContext(LINE_CANDIDATES, LINE_LABELED, variance, 3, rng(1))
+    ctx = QueryContext(LINE_CANDIDATES, LINE_LABELLED, variance, 3, rng(1))
     assert get_strategy("uncertainty")(ctx).tolist() == [0, 1, 2]
-    ctx = QueryContext(LINE_CANDIDATES, LINE_LABELED, np.ones(9), 3, rng(1))
+    ctx = QueryContext(LINE_CANDIDATES, LINE_LABELLED, np.ones(9), 3, rng(1))
     assert get_strategy("hybrid")(ctx).tolist() == [8, 7, 6]
 
 
@@ -335,16 +335,16 @@ def scratch_registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("scratch_registry")
 def test_register_strategy_extends_and_checks() -> None:
-    register_strategy("first", lambda ctx: np.arange(ctx.batch_size), needs_variance=True)
+    register_strategy("first", lambda ctx: np.arange(ctx.batch), needs_variance=True)
     assert needs_variance("first")
-    ctx = QueryContext(LINE_CANDIDATES, LINE_LABELED, None, 2, rng())
+    ctx = QueryContext(LINE_CANDIDATES, LINE_LABELLED, None, 2, rng())
     with pytest.raises(ValueError, match="'first' needs the ensemble variance"):
         get_strategy("first")(ctx)
-    ctx = QueryContext(LINE_CANDIDATES, LINE_LABELED, np.ones(9), 2, rng())
+    ctx = QueryContext(LINE_CANDIDATES, LINE_LABELLED, np.ones(9), 2, rng())
     assert get_strategy("first")(ctx).tolist() == [0, 1]
     with pytest.raises(ValueError, match="already registered"):
         register_strategy("first", lambda ctx: np.arange(2))
-    register_strategy("broken", lambda ctx: np.zeros(ctx.batch_size, dtype=int))
+    register_strategy("broken", lambda ctx: np.zeros(ctx.batch, dtype=int))
     with pytest.raises(RuntimeError, match="repeated positions"):
         get_strategy("broken")(ctx)
 

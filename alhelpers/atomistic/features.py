@@ -40,7 +40,7 @@ from alhelpers.atomistic.descriptor import FrozenBatch
 from alhelpers.atomistic.model import AtomisticModel, chunk_structures
 from alhelpers.atomistic.neighbours import Graph, GraphCache, build_graphs
 from alhelpers.atomistic.structures import StructureSet
-from alhelpers.select.features import DEFAULT_RP_DIM, GradientSketch, _segment_sum, _with_bias
+from alhelpers.select.features import DEFAULT_RP_DIM, GradientSketch, last_layer_gradient, segment_sum
 
 __all__ = [
     "ae_energy",
@@ -102,8 +102,8 @@ def ll_features(
     rows = []
     for fb in _chunks(model, data, chunk_atoms, cache):
         out = model.atomic_outputs(fb)
-        per_atom = _with_bias(out.hidden) * out.multiplier.unsqueeze(1)
-        rows.append(_segment_sum(per_atom, out.structure, out.n_structures))
+        rows.append(last_layer_gradient(out.hidden, weight=out.multiplier, segments=out.structure,
+                                        n_segments=out.n_structures))
     return torch.cat(rows).double().cpu().numpy()
 
 
@@ -146,7 +146,7 @@ def full_gradient_features(
         for x, g in zip(out.inputs, out.sensitivities):
             blocks.append(torch.einsum("no,ni->noi", g, x).reshape(x.shape[0], -1))
             blocks.append(g)
-        rows.append(_segment_sum(torch.cat(blocks, dim=1), out.structure, out.n_structures))
+        rows.append(segment_sum(torch.cat(blocks, dim=1), out.structure, out.n_structures))
     return torch.cat(rows).double().cpu().numpy()
 
 

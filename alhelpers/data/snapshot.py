@@ -21,7 +21,6 @@ byte for byte (no timestamps, no pandas metadata, rows in source order).
 
 from __future__ import annotations
 
-import argparse
 import ast
 import hashlib
 import io
@@ -41,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alhelpers.cli import build_verify_parser
 from alhelpers.data.paths import cache_root, manifest_path, snapshot_dir
 from alhelpers.keys import ENTRY_COLUMNS, PROPERTY_COLUMNS, Key
 
@@ -391,15 +391,12 @@ def load_snapshot(tables: Sequence[str] | None = None, *, root: Path | None = No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m alhelpers.data.snapshot", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="download the pinned inputs and write the snapshot")
-    b.add_argument("--out", type=Path, default=None, help="cache root (default: data_cache/)")
+    parser, b = build_verify_parser("python -m alhelpers.data.snapshot", __doc__,
+                                    build="download the pinned inputs and write the snapshot",
+                                    out="cache root (default: data_cache/)",
+                                    verify="check the snapshot files against MANIFEST.json")
     b.add_argument("--download-dir", type=Path, default=None,
                    help="keep/reuse the downloaded distributions here")
-    v = sub.add_parser("verify", help="check the snapshot files against MANIFEST.json")
-    v.add_argument("--root", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.cmd == "build":
         manifest = build_snapshot(args.out, download_dir=args.download_dir)

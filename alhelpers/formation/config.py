@@ -86,7 +86,7 @@ class ALConfig(Saveable):
     seed: int = param(0, "SEED", minimum=0)
     strategies: tuple[str, ...] = param(DEFAULT_STRATEGIES, "STRATEGIES")
     n_init: int = param(30, "N_INIT", minimum=1)
-    batch_size: int = param(15, "BATCH", minimum=1)
+    batch: int = param(15, "BATCH", minimum=1)
     rounds: int = param(6, "ROUNDS", minimum=1)
     test_fraction: float = param(0.2, "TEST_FRACTION")
     hybrid_alpha: float = param(0.6, "HYBRID_ALPHA", minimum=0)
@@ -106,7 +106,7 @@ class ALConfig(Saveable):
     @property
     def budget(self) -> int:
         """Labelled points the last round trains on when the pool is large enough."""
-        return self.n_init + (self.rounds - 1) * self.batch_size
+        return self.n_init + (self.rounds - 1) * self.batch
 
     def protocol(self) -> dict:
         """What makes two runs comparable: everything but system, descriptor, seed and strategies."""

@@ -58,7 +58,7 @@ def source_disagreement(
 def enough_data(sources: pd.Series, cfg: ALConfig) -> dict[str, int]:
     """Rows per database, and whether both can supply an initial set plus one batch."""
     counts = {s: int((sources == s).sum()) for s in ("mp", "oqmd")}
-    counts["enough"] = int(min(counts.values()) >= cfg.n_init + cfg.batch_size)
+    counts["enough"] = int(min(counts.values()) >= cfg.n_init + cfg.batch)
     return counts
 
 

@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
 
+from alhelpers.al.seeding import stream, torch_seed
+
 __all__ = ["EnsembleConfig", "EnsembleRegressor", "fit_ensembles"]
 
 # Spawn keys of the independent random streams derived from the run seed.
@@ -144,12 +146,6 @@ def _resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _stream_seed(seed: int, stream: int, member: int = 0) -> int:
-    """A 63-bit integer seed for one (purpose, member) stream of the run ``seed``."""
-    words = np.random.SeedSequence(seed, spawn_key=(stream, member)).generate_state(2, dtype=np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])
-
-
 def _as_2d_finite(X: Any, name: str = "X") -> np.ndarray:
     """Validate ``X`` as a finite 2-D numeric array and return it as float64."""
     try:
@@ -231,7 +227,7 @@ class EnsembleRegressor:
         per_member_b: list[list[torch.Tensor]] = [[] for _ in sizes[:-1]]
         for k in range(M):  # initialisation only; training is batched
             g = torch.Generator(device="cpu")
-            g.manual_seed(_stream_seed(self.seed, _STREAM_INIT, k))
+            g.manual_seed(torch_seed(self.seed, spawn_key=(_STREAM_INIT, k)))
             for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
                 # nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) on the
                 # (out, in) weight => U(-1/sqrt(fan_in), 1/sqrt(fan_in)); bias the same.
@@ -328,7 +324,7 @@ class EnsembleRegressor:
         if self.config.bootstrap:
             rows = np.stack(
                 [
-                    np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(_STREAM_BOOTSTRAP, k)))
+                    stream(self.seed, spawn_key=(_STREAM_BOOTSTRAP, k))
                     .integers(0, n, size=n)
                     for k in range(M)
                 ]
@@ -415,26 +411,6 @@ class EnsembleRegressor:
             h = self._forward(xs, self.weights_, self.biases_, return_hidden=True)
         return h.cpu().numpy().astype(np.float64)
 
-    def last_layer_features(self, X: np.ndarray, member: int = 0) -> np.ndarray:
-        """FEAT(LL) features of one member (STUDY.md §7), shape ``(n, hidden[-1] + 1)``.
-
-        Row ``i`` is ``[h_i, 1]``, the member's last hidden activations with a
-        constant 1 appended: exactly the gradient of that member's
-        *standardised* output at ``x_i`` with respect to its last layer's
-        weights (first ``hidden[-1]`` entries) and bias (last entry).
-        (The gradient of the output in target units is this times ``y_std_``.)
-        """
-        if not isinstance(member, (int, np.integer)) or isinstance(member, bool):
-            raise TypeError(f"member must be an integer, got {member!r}")
-        if not 0 <= member < self.config.n_members:
-            raise ValueError(f"member must be in [0, {self.config.n_members}), got {member}")
-        xs = self._prepare(X)
-        assert self.weights_ is not None and self.biases_ is not None
-        with torch.no_grad():
-            h = self._forward(xs, self.weights_, self.biases_, return_hidden=True)[int(member)]
-        h = h.cpu().numpy().astype(np.float64)
-        return np.concatenate([h, np.ones((h.shape[0], 1))], axis=1)
-
 
 def fit_ensembles(
     Xs: Sequence[np.ndarray],
@@ -499,7 +475,7 @@ def _train_stacked(regs: list[EnsembleRegressor], setups: list[tuple[torch.Tenso
         for r in regs:
             for k in range(M):
                 g = torch.Generator(device="cpu")
-                g.manual_seed(_stream_seed(r.seed, _STREAM_SHUFFLE, k))
+                g.manual_seed(torch_seed(r.seed, spawn_key=(_STREAM_SHUFFLE, k)))
                 gens.append(g)
         member = torch.arange(len(gens), device=device).unsqueeze(1)
         for _ in range(cfg.epochs):

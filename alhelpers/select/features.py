@@ -45,6 +45,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from alhelpers.al.seeding import seed_int
+
 __all__ = [
     "DEFAULT_RP_DIM",
     "GradientSketch",
@@ -53,18 +55,21 @@ __all__ = [
     "full_gradient_features",
     "gp_posterior_matrix",
     "identity_features",
+    "last_layer_gradient",
     "ll_features",
     "mlp_layer_terms",
     "qbc_scores",
     "rnd_scores",
     "rp_features",
+    "segment_sum",
+    "with_bias",
 ]
 
 #: Default sketch dimension p of FEAT(RP) (STUDY §7).
 DEFAULT_RP_DIM: int = 512
 
 
-def _segment_sum(rows: torch.Tensor, segments: torch.Tensor | None, n_segments: int | None) -> torch.Tensor:
+def segment_sum(rows: torch.Tensor, segments: torch.Tensor | None, n_segments: int | None) -> torch.Tensor:
     """Sum rows per segment (structure); identity when ``segments`` is None."""
     if segments is None:
         return rows
@@ -74,8 +79,28 @@ def _segment_sum(rows: torch.Tensor, segments: torch.Tensor | None, n_segments: 
     return out.index_add_(0, segments.to(rows.device, torch.long), rows)
 
 
-def _with_bias(x: torch.Tensor) -> torch.Tensor:
+def with_bias(x: torch.Tensor) -> torch.Tensor:
+    """``[x, 1]``: the rows with a constant 1 appended (the bias entry of a layer input)."""
     return torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], dim=1)
+
+
+def last_layer_gradient(
+    hidden: torch.Tensor,
+    *,
+    weight: torch.Tensor | None = None,
+    segments: torch.Tensor | None = None,
+    n_segments: int | None = None,
+) -> torch.Tensor:
+    """FEAT(LL) rows: the gradient of the output with respect to the last linear layer.
+
+    For ``out = h·w + b`` it is ``[h, 1]``. ``weight`` multiplies each row (a per-atom factor such
+    as ``c·s_Z`` when the output is scaled) and ``segments`` sums rows per structure (a model whose
+    output is a sum over atoms). The one implementation behind both tracks' FEAT(LL).
+    """
+    rows = with_bias(hidden)
+    if weight is not None:
+        rows = rows * weight.unsqueeze(1)
+    return segment_sum(rows, segments, n_segments)
 
 
 # --------------------------------------------------------------------------- feature maps
@@ -172,10 +197,10 @@ class GradientSketch:
             raise ValueError(f"expected {len(self.u_in)} layers, got {len(inputs)} inputs and {len(sensitivities)} sensitivities")
         out = None
         for x, gl, u_in, u_out in zip(inputs, sensitivities, self.u_in, self.u_out):
-            term = (gl.to(u_out.dtype) @ u_out.T) * (_with_bias(x.to(u_in.dtype)) @ u_in.T)
+            term = (gl.to(u_out.dtype) @ u_out.T) * (with_bias(x.to(u_in.dtype)) @ u_in.T)
             out = term if out is None else out + term
         assert out is not None
-        return _segment_sum(out / math.sqrt(self.p), segments, n_segments)
+        return segment_sum(out / math.sqrt(self.p), segments, n_segments)
 
 
 def _model_parameters(model: object) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -216,7 +241,7 @@ def ll_features(
     with torch.no_grad():
         for k in members:
             inputs, _ = mlp_layer_terms(x, [w[k].to(dtype) for w in weights], [b[k].to(dtype) for b in biases])
-            blocks.append(_with_bias(inputs[-1]))
+            blocks.append(last_layer_gradient(inputs[-1]))
     out = torch.cat(blocks, dim=1)
     if member is None:
         out = out / len(members)
@@ -244,7 +269,7 @@ def rp_features(
     out = torch.zeros(x.shape[0], p, dtype=dtype, device=x.device)
     with torch.no_grad():
         for k in members:
-            seed_k = int(np.random.SeedSequence([int(seed), k]).generate_state(1, dtype=np.uint64)[0] >> 1)
+            seed_k = seed_int(int(seed), k, bits=63)
             sk = GradientSketch(dims, p=p, seed=seed_k, dtype=dtype, device=x.device)
             inputs, sens = mlp_layer_terms(x, [w[k].to(dtype) for w in weights], [b[k].to(dtype) for b in biases])
             out += sk.sketch(inputs, sens)

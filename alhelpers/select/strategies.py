@@ -26,6 +26,8 @@ from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
+from alhelpers.select.rules import maxdiag
+
 IntArray = npt.NDArray[np.intp]
 FloatArray = npt.NDArray[np.float64]
 
@@ -41,6 +43,7 @@ __all__ = [
     "minmax",
     "nearest_distance",
     "needs_variance",
+    "register_alias",
     "register_strategy",
     "select_diversity",
     "select_hybrid",
@@ -174,9 +177,7 @@ def top_k(scores: npt.ArrayLike, k: int, *, rng: np.random.Generator) -> IntArra
     k = _check_batch_size(k, name="k")
     if np.isnan(s).any():
         raise ValueError("scores contain NaN; cannot rank them")
-    perm = rng.permutation(s.size)
-    order = perm[np.argsort(-s[perm], kind="stable")]
-    return order[: min(k, s.size)].astype(np.intp, copy=False)
+    return maxdiag(s, k, rng=rng)
 
 
 def select_random(n_candidates: int, batch_size: int, *, rng: np.random.Generator) -> IntArray:
@@ -322,7 +323,7 @@ class QueryContext:
     X_candidates: np.ndarray  # (n_c, d) standardised descriptors of the unlabelled pool points
     X_labelled: np.ndarray  # (n_l, d) standardised descriptors of the labelled points
     variance: np.ndarray | None  # (n_c,) ensemble variance at the candidates; None if no model
-    batch_size: int
+    batch: int  # points to select (the AL batch)
     rng: np.random.Generator
     model: object | None = None  # the fitted ensemble (for gradient-feature strategies)
     #: Filled by strategies that compute features (seconds under ``"feature_s"``); read by the loop.
@@ -330,7 +331,7 @@ class QueryContext:
     hybrid_alpha: float = 0.6  # weight of the uncertainty term of the hybrid strategy
 
     def __post_init__(self) -> None:
-        _check_batch_size(self.batch_size)
+        _check_batch_size(self.batch, name="batch")
         Xc = _as_matrix(self.X_candidates, name="X_candidates")
         Xl = _as_matrix(self.X_labelled, name="X_labelled")
         _check_same_width(Xc, Xl, names=("X_candidates", "X_labelled"))
@@ -355,7 +356,7 @@ _NEEDS_VARIANCE: set[str] = set()
 def _check_positions(name: str, positions: np.ndarray, ctx: QueryContext) -> IntArray:
     """Raise unless a strategy kept its contract: unique in-range positions, right length."""
     pos = np.asarray(positions)
-    expected = min(ctx.batch_size, ctx.n_candidates)
+    expected = min(ctx.batch, ctx.n_candidates)
     if pos.shape != (expected,) or (pos.size and not np.issubdtype(pos.dtype, np.integer)):
         raise RuntimeError(
             f"strategy {name!r} returned shape {pos.shape} dtype {pos.dtype}; "
@@ -402,6 +403,18 @@ def register_strategy(
         _NEEDS_VARIANCE.discard(name)
 
 
+def register_alias(name: str, existing: str, *, overwrite: bool = False) -> None:
+    """Register ``existing``'s strategy under a second ``name`` (the same callable)."""
+    fn = get_strategy(existing)
+    if name in STRATEGIES and not overwrite:
+        raise ValueError(f"strategy {name!r} is already registered; pass overwrite=True")
+    STRATEGIES[name] = fn
+    if existing in _NEEDS_VARIANCE:
+        _NEEDS_VARIANCE.add(name)
+    else:
+        _NEEDS_VARIANCE.discard(name)
+
+
 def _unknown(name: str) -> ValueError:
     valid = ", ".join(repr(n) for n in sorted(STRATEGIES))
     return ValueError(f"unknown strategy {name!r}; valid names: {valid}")
@@ -423,22 +436,22 @@ def needs_variance(name: str) -> bool:
 
 
 def _random(ctx: QueryContext) -> IntArray:
-    return select_random(ctx.n_candidates, ctx.batch_size, rng=ctx.rng)
+    return select_random(ctx.n_candidates, ctx.batch, rng=ctx.rng)
 
 
 def _uncertainty(ctx: QueryContext) -> IntArray:
     assert ctx.variance is not None  # guaranteed by the registry wrapper
-    return select_uncertainty(ctx.variance, ctx.batch_size, rng=ctx.rng)
+    return select_uncertainty(ctx.variance, ctx.batch, rng=ctx.rng)
 
 
 def _diversity(ctx: QueryContext) -> IntArray:
-    return select_diversity(ctx.X_candidates, ctx.X_labelled, ctx.batch_size, rng=ctx.rng)
+    return select_diversity(ctx.X_candidates, ctx.X_labelled, ctx.batch, rng=ctx.rng)
 
 
 def _hybrid(ctx: QueryContext) -> IntArray:
     assert ctx.variance is not None  # guaranteed by the registry wrapper
     return select_hybrid(
-        ctx.X_candidates, ctx.X_labelled, ctx.variance, ctx.batch_size, rng=ctx.rng,
+        ctx.X_candidates, ctx.X_labelled, ctx.variance, ctx.batch, rng=ctx.rng,
         alpha=ctx.hybrid_alpha,
     )
 

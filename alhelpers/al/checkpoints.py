@@ -1,0 +1,65 @@
+"""Per-round checkpoints of both tracks' AL loops: one small JSON file per (strategy, round).
+
+A run's folder is keyed by its config and a hash of its data (:func:`run_folder`), so a changed
+parameter or changed inputs start afresh instead of resuming a stale run. A round's file holds its
+row, the points it queried and, where the loop needs it, an ``extra`` payload (Track B: the labels
+the oracle returned that round); nothing earlier is rewritten. Every write is atomic. A file that
+cannot be read (truncated by a crash, say) is reported, removed and its round recomputed, with the
+rounds after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+from alhelpers.files import UnreadableFileError, read_json, write_json
+
+__all__ = ["RoundCheckpoints", "run_folder"]
+
+_RECOMPUTE = "It is removed and that round is recomputed."
+
+
+def run_folder(root: str | Path, *parts: str, config: dict, data: Iterable[bytes] = ()) -> Path:
+    """``root/parts…/<12 hex>``: the hash of ``config`` (as sorted JSON) and the ``data`` bytes."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for chunk in data:
+        h.update(chunk)
+    return Path(root, *parts, h.hexdigest()[:12])
+
+
+class RoundCheckpoints:
+    """The checkpoint files of one run folder (``folder/<strategy>/roundNN.json``)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, strategy: str, rnd: int) -> Path:
+        return self.folder / strategy / f"round{rnd:02d}.json"
+
+    def save(self, strategy: str, rnd: int, row: dict, queried: Iterable[int], extra: dict | None = None) -> Path:
+        payload = {"row": row, "queried": [int(i) for i in queried]}
+        if extra:
+            payload["extra"] = extra
+        return write_json(self.path(strategy, rnd), payload, indent=None)
+
+    def load(self, strategy: str, n_rounds: int) -> list[dict]:
+        """The strategy's checkpointed rounds in order, up to the first missing or unreadable one."""
+        out: list[dict] = []
+        for rnd in range(n_rounds):
+            path = self.path(strategy, rnd)
+            if not path.exists():
+                break
+            try:
+                ck = read_json(path, todo=_RECOMPUTE)
+                if not isinstance(ck, dict) or not {"row", "queried"} <= set(ck):
+                    raise UnreadableFileError(path, "not a round checkpoint of this loop", _RECOMPUTE)
+            except UnreadableFileError as err:
+                warnings.warn(str(err), stacklevel=3)
+                path.unlink()
+                break
+            out.append(ck)
+        return out

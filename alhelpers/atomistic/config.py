@@ -1,0 +1,105 @@
+"""The run config of Track B (notebook 07, ``python -m alhelpers.run potentials``).
+
+One :class:`PotentialsConfig` per (system, seed, batch): everything a run depends on, the seed
+and the strategies included, checked on construction and saved as JSON next to the results.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from alhelpers.al.config import Saveable, param
+from alhelpers.atomistic.selection import parse_potential_method
+from alhelpers.atomistic.train import TrainConfig
+from alhelpers.select.features import DEFAULT_RP_DIM
+
+__all__ = ["DEFAULT_STRATEGIES", "METHODS", "STUDY_TRAIN", "PotentialsConfig"]
+
+#: Every method of STUDY §7 for a potential (``random`` is MAXDIAG on RND under its usual name).
+METHODS: tuple[str, ...] = (
+    "random", "maxdiag-qbc-e", "maxdiag-qbc-f", "maxdiag-ae-e", "maxdiag-ae-f",
+    "maxdiag-gp-ll", "maxdiag-gp-rp", "maxdet-gp-ll", "maxdet-gp-rp",
+    "maxdist-gp-ll", "maxdist-gp-rp", "maxdist-feat-ll", "maxdist-feat-rp",
+    "lcmd-feat-ll", "lcmd-feat-rp",
+)
+#: The seven strategies of the Track B study (TiO2 learning curves).
+DEFAULT_STRATEGIES: tuple[str, ...] = (
+    "random", "maxdiag-qbc-f", "maxdiag-gp-ll", "maxdet-gp-ll", "maxdist-feat-ll", "lcmd-feat-ll", "lcmd-feat-rp",
+)
+
+#: Training settings of the Track B study: float32 (the same errors as float64 at about half the
+#: time, measured on TiO2) and at most 80 epochs with early stopping.
+STUDY_TRAIN = TrainConfig(dtype="float32", max_epochs=80, patience=20)
+
+
+@dataclass(frozen=True)
+class PotentialsConfig(Saveable):
+    """Everything one Track B run (one system, one seed, all its strategies) depends on.
+
+    Attributes:
+        system: The structure data set (``offline``, ``tio2``, ``lmnto``, ``qm9``).
+        seed: Seed of the split, the start set, the models and the selections.
+        strategies: Method names (``random`` or ``<rule>-<kernel>``, see
+            :mod:`alhelpers.select.methods`).
+        n_pool, n_val, n_test: Split sizes (disjoint, from the seed).
+        n_init, batch, max_size: Start set, structures added per round, stop size.
+        ensemble: Models of the QBC kernels (the evaluated potential is member 0).
+        rp_dim: Sketch dimension p of FEAT(RP).
+        hidden: Hidden layer widths of the per-atom MLP.
+        cutoff: Descriptor cutoff in Å (None: the descriptor's default).
+        train: Training hyper-parameters (default :data:`STUDY_TRAIN`); each model's seed is
+            derived from ``seed``, the member and the round.
+        warm_start: Start each round's training from the previous round's weights.
+    """
+
+    system: str = param("offline", "SYSTEM")
+    seed: int = param(0, "SEED", minimum=0)
+    strategies: tuple[str, ...] = param(DEFAULT_STRATEGIES, "STRATEGIES")
+    n_pool: int = param(700, minimum=1)
+    n_val: int = param(50, minimum=0)
+    n_test: int = param(250, minimum=1)
+    n_init: int = param(10, "N_INIT", minimum=1)
+    batch: int = param(10, "BATCH", minimum=1)
+    max_size: int = param(100, "MAX_SIZE", minimum=1)
+    ensemble: int = param(3, minimum=1)
+    rp_dim: int = param(DEFAULT_RP_DIM, minimum=1)
+    hidden: tuple[int, ...] = param((512, 512))
+    cutoff: float | None = param(None)
+    train: TrainConfig = field(default_factory=lambda: STUDY_TRAIN)
+    warm_start: bool = param(False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.strategies:
+            raise ValueError('STRATEGIES is empty: name at least one, e.g. STRATEGIES = ["random"]')
+        for name in self.strategies:
+            parse_potential_method(name)
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"STRATEGIES has duplicates: {list(self.strategies)}")
+        if self.n_init > self.n_pool:
+            raise ValueError(f"n_init ({self.n_init}) cannot exceed n_pool ({self.n_pool})")
+        if self.max_size < self.n_init:
+            raise ValueError(f"MAX_SIZE ({self.max_size}) must be >= N_INIT ({self.n_init})")
+
+    @property
+    def rounds(self) -> int:
+        """Rounds (models trained) until ``max_size``: the start set plus one per batch."""
+        return 1 + math.ceil((self.max_size - self.n_init) / self.batch)
+
+    @classmethod
+    def for_system(cls, system: str, n_structures: int, **overrides) -> PotentialsConfig:
+        """Split sizes scaled to a set: 700/50/250 for TiO2 (1,000), the same proportions elsewhere."""
+        if n_structures >= 1000:
+            sizes = {"n_pool": 700, "n_val": 50, "n_test": 250}
+        else:
+            sizes = {"n_pool": int(0.7 * n_structures), "n_val": max(1, int(0.05 * n_structures))}
+            sizes["n_test"] = n_structures - sizes["n_pool"] - sizes["n_val"]
+        return cls(system=system, **{**sizes, **overrides})
+
+    @classmethod
+    def smoke(cls, system: str, **overrides) -> PotentialsConfig:
+        """A tiny run to check the pipeline in seconds (small split and network, few epochs)."""
+        kw = dict(system=system, n_pool=40, n_val=8, n_test=16, n_init=4, batch=4, max_size=12, ensemble=2,
+                  rp_dim=64, hidden=(32, 32), train=TrainConfig(max_epochs=15, patience=5, dtype="float32"))
+        return cls(**{**kw, **overrides})

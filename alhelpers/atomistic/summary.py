@@ -1,0 +1,92 @@
+"""Track B's study tables: its runs collected, final-round summaries and the comparison with random.
+
+The statistics are :mod:`alhelpers.stats` itself, on Track B's runs table as it is (setting columns
+``system`` and ``batch``): no renaming.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from alhelpers import stats
+from alhelpers.al.runs import final_round
+from alhelpers.files import read_json, read_parquet
+from alhelpers.layout import Layout
+
+__all__ = ["METRICS", "collect_potential_runs", "potential_summary", "versus_random"]
+
+#: Track B's headline metrics (lower is better), in the order they are reported.
+METRICS: tuple[str, ...] = ("force_mae", "energy_mae")
+
+
+def _found(layout: Layout, system: str) -> list[tuple[int, int]]:
+    """(batch, seed) of every notebook-07 result of ``system`` in the folder."""
+    pattern = re.compile(rf"{re.escape(system)}_batch(\d+)_seed(\d+)\.parquet")
+    hits = [pattern.fullmatch(p.name) for p in layout.potentials_run(system, 0, 0).parent.glob(f"{system}_batch*_seed*.parquet")]
+    return sorted((int(m[1]), int(m[2])) for m in hits if m)
+
+
+def collect_potential_runs(layout: Layout, system: str, batches: Sequence[int] = (),
+                           seeds: Sequence[int] = ()) -> pd.DataFrame:
+    """Notebook 07's rows of every (batch, seed) of ``system``, sorted by batch, strategy, seed, round.
+
+    Empty ``batches`` / ``seeds``: all that notebook 07 has written for ``system`` in this folder.
+    """
+    found = _found(layout, system)
+    if batches or seeds:
+        found = [(b, k) for b in (batches or sorted({b for b, _ in found}))
+                 for k in (seeds or sorted({k for _, k in found}))]
+    if not found:
+        raise FileNotFoundError(f"no results of notebook 07 for SYSTEM = {system!r} in "
+                                f"{layout.potentials_run(system, 0, 0).parent}: run notebook 07 first.")
+    parts = []
+    for b, seed in found:
+        path = layout.potentials_run(system, b, seed)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run notebook 07 with SYSTEM = {system!r}, "
+                                    f"BATCH = {b}, SEED = {seed} first (or `python -m alhelpers.run "
+                                    "potentials`, which runs it).")
+        parts.append(read_parquet(path, todo="Run notebook 07 for that batch and seed again."))
+    _check_one_protocol([layout.potentials_run(system, b, k).with_suffix(".config.json") for b, k in found])
+    runs = pd.concat(parts, ignore_index=True)
+    return runs.sort_values(["system", "batch", "strategy", "seed", "round"], kind="mergesort", ignore_index=True)
+
+
+def _check_one_protocol(paths: Sequence[Path]) -> None:
+    """Refuse runs whose configs differ in more than seed, batch and strategies (not comparable)."""
+    protocols: dict[str, list[str]] = {}
+    for path in paths:
+        cfg = read_json(path, todo="Run notebook 07 for that batch and seed again.")["config"]
+        key = json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "batch", "strategies")}, sort_keys=True)
+        protocols.setdefault(key, []).append(path.name)
+    if len(protocols) > 1:
+        groups = "; ".join(", ".join(names) for names in protocols.values())
+        raise ValueError(f"these runs were made with different settings and cannot be compared: {groups}. "
+                         "Run notebook 07 again with one setting, or give SEEDS/BATCHES of one setting.")
+
+
+def potential_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Final-round errors and mean times per (system, batch, strategy): mean ± std over seeds."""
+    keys = ["system", "batch", "strategy"]
+    agg = final_round(runs).groupby(keys).agg(
+        n_labelled=("n_labelled", "max"), seeds=("seed", "nunique"),
+        force_mae=("force_mae", "mean"), force_mae_std=("force_mae", "std"),
+        force_rmse=("force_rmse", "mean"), energy_mae=("energy_mae", "mean"),
+        energy_mae_std=("energy_mae", "std"), energy_rmse=("energy_rmse", "mean"),
+        unc_pearson=("unc_pearson", "mean"))
+    times = runs.groupby(keys)[["fit_s", "feature_s", "query_s"]].mean()
+    return agg.join(times.add_prefix("mean_")).reset_index()
+
+
+def versus_random(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, *, alpha: float = 0.05) -> pd.DataFrame:
+    """Every strategy against ``random`` in the final round, paired over seeds, per system and batch
+    (:func:`alhelpers.stats.final_table`: paired t, Welch, Wilcoxon, Holm, d_z, verdict), one block
+    of rows per metric with its mean and std as ``mean`` and ``std``."""
+    return pd.concat([stats.final_table(runs, baseline="random", alpha=alpha, metric=m).assign(metric=m)
+                      .rename(columns={f"{m}_mean": "mean", f"{m}_std": "std"})
+                      for m in metrics], ignore_index=True)

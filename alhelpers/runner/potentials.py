@@ -1,0 +1,90 @@
+"""Track B's study: notebook 07 per (system, batch, seed), then notebook 08 over them.
+
+Notebook 07 runs all strategies of one seed and writes their rows; notebook 08 collects the rows,
+writes the tables (``potentials/<system>_runs.parquet``, ``_final.csv``, ``_vs_random.csv``) and
+the figures. This module only orchestrates them and prints what notebook 08 wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import pandas as pd
+
+from alhelpers.layout import Layout
+from alhelpers.runner.tasks import Task, results_lock, run_tasks, task_params, unique
+
+__all__ = ["potential_tasks", "potentials", "statistics_task"]
+
+
+def potential_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
+    """Notebook 07 per (system, batch size, seed), all strategies in one notebook."""
+    return [
+        Task("07_bmdal_potentials.ipynb",
+             layout.notebooks / f"07_bmdal_potentials_{args.system}_batch{b}_seed{seed}.ipynb",
+             task_params(layout, SYSTEM=args.system, STRATEGIES=list(args.strategies), BATCH=b,
+                         N_INIT=args.n_init, MAX_SIZE=args.max_size, SEED=seed, ORACLE=args.oracle,
+                         EPOCHS=args.epochs, SMOKE=args.smoke, PROGRESS=False))
+        for b in args.batch for seed in args.seeds
+    ]
+
+
+def statistics_task(layout: Layout, args: argparse.Namespace) -> Task:
+    """Notebook 08 over the grid's runs (rerun every time: it is cheap)."""
+    return Task("08_potentials_statistics.ipynb", layout.notebooks / f"08_potentials_statistics_{args.system}.ipynb",
+                task_params(layout, SYSTEM=args.system, BATCHES=list(args.batch), SEEDS=list(args.seeds)))
+
+
+def potentials(args: argparse.Namespace) -> int:
+    layout = Layout.at(args.out)
+    for name in ("seeds", "strategies", "batch"):
+        setattr(args, name, unique(getattr(args, name)))
+    try:
+        with results_lock(layout):
+            return _potentials(layout, args)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _show(layout: Layout, system: str) -> None:
+    summary = pd.read_csv(layout.potentials_table(system, "final"))
+    show = summary.assign(
+        force=[f"{m:.4f} ± {s:.4f}" for m, s in zip(summary.force_mae, summary.force_mae_std.fillna(0))],
+        energy=[f"{1000 * m:.2f} ± {1000 * s:.2f}" for m, s in zip(summary.energy_mae, summary.energy_mae_std.fillna(0))])
+    print(f"\nFinal-round test errors, mean ± std over seeds (→ {layout.rel(layout.potentials_table(system, 'runs'))}):")
+    print(show[["system", "batch", "strategy", "n_labelled", "seeds", "force", "energy", "unc_pearson",
+                "mean_fit_s", "mean_feature_s", "mean_query_s"]]
+          .rename(columns={"force": "force MAE (eV/Å)", "energy": "energy MAE (meV/atom)"})
+          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    path = layout.potentials_table(system, "vs_random")
+    if path.exists():
+        tests = pd.read_csv(path)
+        print(f"\nAgainst random (final round, paired over seeds, Holm-corrected; → {layout.rel(path)}):")
+        print(tests[tests["strategy"] != "random"][["metric", "batch", "strategy", "mean", "diff_pct", "p_paired",
+                                                    "p_holm", "verdict"]]
+              .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def _potentials(layout: Layout, args: argparse.Namespace) -> int:
+    if args.jobs > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+    t0 = time.perf_counter()
+    res = run_tasks(potential_tasks(layout, args), jobs=args.jobs, force=args.force)
+    if res.failures:
+        print(f"\n[run] {len(res.failures)} task(s) failed (rerun the same command; finished ones are skipped):")
+        for f in res.failures:
+            print(f"  - {f}", flush=True)
+        return 1
+    stats = run_tasks([statistics_task(layout, args)], jobs=1, force=True)
+    if not stats.ok:
+        print("\n[run] statistics notebook failed:", flush=True)
+        for f in stats.failures:
+            print(f"  - {f}", flush=True)
+        return 1
+    _show(layout, args.system)
+    print(f"\n[run] potentials done in {time.perf_counter() - t0:.1f} s → {layout.root}")
+    return 0

@@ -1,0 +1,279 @@
+"""Track A's study: the notebook grid per system, descriptor and seed, stage by stage.
+
+Stages: 01_fetch per system → 02_featurize per (system, descriptor) → 03_active_learning per
+(system, descriptor, seed), all rows in ``runs.parquet`` → 06_cross_database per system →
+04_statistics → 05_figures → ``report.md``. One folder holds one configuration (``study.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from alhelpers.al.runs import final_round
+from alhelpers.data.paths import manifest_path
+from alhelpers.files import UnreadableFileError, read_json, sha256_file, write_json, write_parquet
+from alhelpers.formation.config import ALConfig, FeaturizeConfig, FetchConfig
+from alhelpers.formation.models import EnsembleConfig
+from alhelpers.layout import Layout
+from alhelpers.runner.tasks import (
+    Task,
+    TaskFailure,
+    dask_client,
+    describe_changes,
+    results_lock,
+    run_tasks,
+    task_params,
+    unique,
+)
+from alhelpers.stages import smoke
+
+def fetch_config(args: argparse.Namespace, system: str) -> FetchConfig:
+    """Notebook 01's config of one system (checks the runner's flags before anything runs)."""
+    return FetchConfig(system=system, source=args.source, table_path=args.table or "",
+                       target_column=args.target, formula_column=args.formula_column,
+                       encoding=args.encoding)
+
+
+def al_config(args: argparse.Namespace, system: str, descriptor: str, seed: int) -> ALConfig:
+    """Notebook 03's config of one run, as the notebook builds it from the runner's parameters."""
+    cfg = ALConfig(system=system, source=args.source, descriptor=descriptor, seed=seed,
+                   strategies=tuple(args.strategies), n_init=args.n_init, batch=args.batch,
+                   rounds=args.rounds, model=EnsembleConfig(n_members=args.members))
+    return smoke(cfg) if args.smoke else cfg
+
+
+def _fetch_params(args: argparse.Namespace) -> dict:
+    if args.source != "file":
+        return {"SOURCE": args.source}
+    return {"SOURCE": "file", "TABLE_PATH": str(Path(args.table).resolve()), "TARGET_COLUMN": args.target,
+            "FORMULA_COLUMN": args.formula_column, "TABLE_ENCODING": args.encoding}
+
+
+def featurize_tasks(layout: Layout, args: argparse.Namespace) -> tuple[list[Task], list[Task]]:
+    """Notebook 01 per system and notebook 02 per (system, descriptor)."""
+    nbdir = layout.notebooks
+    source_file = Path(args.table).resolve() if args.source == "file" else manifest_path()
+    fetch = [Task("01_fetch.ipynb", nbdir / f"01_fetch_{s}.ipynb",
+                  task_params(layout, SYSTEM=s, **_fetch_params(args)), inputs=(str(source_file),))
+             for s in args.systems]
+    feat = [Task("02_featurize.ipynb", nbdir / f"02_featurize_{s}_{d}.ipynb",
+                 task_params(layout, SYSTEM=s, SOURCE=args.source, DESCRIPTOR=d, PROGRESS=False))
+            for s in args.systems for d in args.descriptors]
+    return fetch, feat
+
+
+def _protocol_params(args: argparse.Namespace) -> dict:
+    return {"SOURCE": args.source, "STRATEGIES": list(args.strategies), "N_INIT": args.n_init,
+            "BATCH": args.batch, "ROUNDS": args.rounds, "MEMBERS": args.members, "SMOKE": args.smoke,
+            "PROGRESS": False}
+
+
+def al_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
+    """Notebook 03 per (system, descriptor, seed)."""
+    return [Task("03_active_learning.ipynb",
+                 layout.notebooks / f"03_active_learning_{s}_{d}_seed{seed}.ipynb",
+                 task_params(layout, SYSTEM=s, SEED=seed, DESCRIPTOR=d, **_protocol_params(args),
+                         MAX_WALL_S=args.max_wall_s, MAX_RAM_MB=args.max_ram_mb))
+            for s in args.systems for d in args.descriptors for seed in args.seeds]
+
+
+def cross_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
+    """Notebook 06 per (system, descriptor): all seeds and strategies, both directions."""
+    return [Task("06_cross_database.ipynb", layout.notebooks / f"06_cross_database_{s}_{d}.ipynb",
+                 task_params(layout, SYSTEM=s, SEEDS=list(args.seeds), DESCRIPTOR=d, **_protocol_params(args)))
+            for s in args.systems for d in args.descriptors]
+
+
+def report_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
+    """Notebooks 04 and 05 over the runs of this study (rerun every time: they are cheap)."""
+    return [
+        Task("04_statistics.ipynb", layout.notebooks / "04_statistics.ipynb",
+             task_params(layout, SYSTEMS=list(args.systems), SEEDS=list(args.seeds),
+                     DESCRIPTORS=list(args.descriptors), SOURCE=args.source, SMOKE=args.smoke,
+                     N_BOOT=args.n_boot)),
+        Task("05_figures.ipynb", layout.notebooks / "05_figures.ipynb", task_params(layout)),
+    ]
+
+
+def _task_key(task: Task, *names: str) -> tuple:
+    return tuple(task.parameters.get(n) for n in names)
+
+
+def _without(tasks: Sequence[Task], failed: set[tuple], *names: str) -> list[Task]:
+    """``tasks`` minus those whose inputs came from a failed task; print which are skipped."""
+    keep = [t for t in tasks if _task_key(t, *names) not in failed]
+    for t in tasks:
+        if t not in keep:
+            print(f"[run] {t.label}: skipped (its input stage failed)", flush=True)
+    return keep
+
+
+def validate_study(args: argparse.Namespace) -> dict:
+    """Check the whole study configuration before any notebook runs; return its protocol.
+
+    Builds every notebook's config object from the flags (so a bad ``--batch`` fails here, not
+    after notebooks 01–02), merges repeated ``--seeds``/``--systems``/``--strategies``.
+    """
+    for name in ("systems", "seeds", "strategies", "descriptors"):
+        values = getattr(args, name)
+        if len(unique(values)) < len(values):
+            print(f"[run] --{name} repeats values: using {unique(values)}", flush=True)
+        setattr(args, name, unique(values))
+    if args.source == "file":
+        if not args.table:
+            raise ValueError("--source file needs --table PATH (a CSV or parquet file)")
+        if not Path(args.table).is_file():
+            raise ValueError(f"--table {args.table}: no such file")
+    elif args.table:
+        raise ValueError("--table is only used with --source file")
+    for s in args.systems:
+        fetch_config(args, s)
+    for d in args.descriptors:
+        FeaturizeConfig(source=args.source, descriptor=d)
+    cfgs = [al_config(args, s, d, k) for s in args.systems for d in args.descriptors for k in args.seeds]
+    if args.n_boot < 1:
+        raise ValueError(f"--n-boot must be >= 1, got {args.n_boot}")
+    protocol = cfgs[0].protocol()
+    if args.source == "file":
+        protocol.update(table=str(Path(args.table).resolve()), table_sha256=sha256_file(args.table),
+                        target=args.target, formula_column=args.formula_column)
+    return protocol
+
+
+_STUDY_ITEMS = ("data", "runs", "cross", "figures", "notebooks", "runs.parquet", "table1.csv",
+                "final_table.csv", "savings.csv", "auc.csv", "leakage.csv", "report.md", "study.json")
+
+
+def check_study_folder(layout: Layout, protocol: dict, *, replace: bool) -> None:
+    """Refuse to mix two configurations in one folder; with ``replace`` move the old results aside.
+
+    The old results go to ``replaced/<their config id>-<time>/`` (checkpoints stay: they are keyed
+    by configuration, so switching back reuses them).
+    """
+    path = layout.study_config
+    if not path.exists():
+        return
+    try:
+        old = read_json(path, todo="")["protocol"]
+    except (UnreadableFileError, KeyError, TypeError):
+        old = {"study.json": "unreadable"}
+    if old == json.loads(json.dumps(protocol, default=str)):
+        return
+    if not replace:
+        raise RuntimeError(
+            f"{layout.root} holds the results of another configuration ({describe_changes(old, protocol)}). "
+            f"Give this run another --out folder, or add --replace to move the old results to "
+            f"{layout.root / 'replaced'}/.")
+    dest = layout.root / "replaced" / f"{_config_id(old)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in _STUDY_ITEMS:
+        if (layout.root / name).exists():
+            (layout.root / name).rename(dest / name)
+    print(f"[run] --replace: the results of the previous configuration moved to {dest}", flush=True)
+
+
+def _config_id(protocol: dict) -> str:
+    return hashlib.sha256(json.dumps(protocol, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def study(args: argparse.Namespace) -> int:
+    layout = Layout.at(args.out)
+    try:
+        protocol = validate_study(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.executor == "dask" or args.jobs > 1:
+        # one BLAS/torch thread per notebook kernel when kernels run side by side
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(results_lock(layout))
+            check_study_folder(layout, protocol, replace=args.replace)
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        write_json(layout.study_config, {"config_id": _config_id(protocol), "protocol": protocol,
+                                         "grid": {k: getattr(args, k) for k in
+                                                  ("systems", "descriptors", "seeds", "strategies")}})
+        client = None
+        if args.executor == "dask":
+            client = stack.enter_context(dask_client(args.workers, args.scheduler))
+            where = args.scheduler or f"LocalCluster with {args.workers} worker(s)"
+            print(f"[run] executor: dask ({where})", flush=True)
+        return _study(layout, args, client, protocol)
+
+
+def _study(layout: Layout, args: argparse.Namespace, client, protocol: dict) -> int:
+    t0 = time.perf_counter()
+    kw = {"jobs": args.jobs, "force": args.force, "client": client}
+    failures: list[TaskFailure] = []
+
+    fetch, feat = featurize_tasks(layout, args)
+    res = run_tasks(fetch, **kw)
+    failures += res.failures
+    bad_systems = {_task_key(t, "SYSTEM") for t in fetch if t not in res.done}
+    res = run_tasks(_without(feat, bad_systems, "SYSTEM"), **kw)
+    failures += res.failures
+    bad_feat = {_task_key(t, "SYSTEM", "DESCRIPTOR") for t in feat if t not in res.done}
+
+    al = al_tasks(layout, args)
+    res = run_tasks(_without(al, bad_feat, "SYSTEM", "DESCRIPTOR"), **kw)
+    failures += res.failures
+    missing = [t.label for t in al if t not in res.done]
+    if res.done:
+        from alhelpers.stages import collect_runs
+
+        done = {_task_key(t, "SYSTEM", "DESCRIPTOR", "SEED") for t in res.done}
+        runs = collect_runs(layout, systems=args.systems, descriptors=args.descriptors, seeds=args.seeds)
+        runs = runs[[k in done for k in zip(runs["system"], runs["descriptor"], runs["seed"])]]
+        write_parquet(layout.runs_table, runs)  # notebook 04 rewrites it, with the same rows
+        final = final_round(runs)
+        summary = (final.groupby(["system", "strategy"])["mae"].agg(["mean", "std", "count"])
+                   .rename(columns={"count": "seeds"}))
+        print(f"\nFinal-round test MAE (eV/atom), mean ± std over seeds ({len(runs)} rows, "
+              f"configuration {runs.attrs['config_id']}):")
+        print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    if missing:
+        print(f"\n[run] {len(missing)} of {len(al)} run(s) did not finish: {', '.join(missing)}", flush=True)
+
+    if args.cross_db:
+        res = run_tasks(_without(cross_tasks(layout, args), bad_feat, "SYSTEM", "DESCRIPTOR"), **kw)
+        failures += res.failures
+
+    if failures or missing:
+        print(f"\n[run] statistics, figures and report skipped: {len(failures)} task(s) failed "
+              "(rerun the same command to retry them; finished tasks are skipped):", flush=True)
+        for f in failures:
+            print(f"  - {f}", flush=True)
+        print(f"[run] finished work kept in {layout.root}; the failed notebooks, executed up to their "
+              f"error, are {layout.notebooks}/*.running.ipynb", flush=True)
+        return 1
+    res = run_tasks(report_tasks(layout, args), jobs=1, force=True)  # cheap: always rerun, locally
+    if not res.ok:
+        print("\n[run] report stage failed:", flush=True)
+        for f in res.failures:
+            print(f"  - {f}", flush=True)
+        return 1
+    if layout.table("table1").exists():
+        t1 = pd.read_csv(layout.table("table1")).drop(columns=["config_id"])
+        print("\nTable 1 (after filters):")
+        print(t1.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    from alhelpers.report import write_report
+
+    config = {"config_id": _config_id(protocol), "protocol": protocol,
+              **{k: v for k, v in vars(args).items() if k != "func"}}
+    report = write_report(layout.root, config=config)
+    print(f"[run] report: {report}")
+    print(f"\n[run] study stages done in {time.perf_counter() - t0:.1f} s → {layout.root}")
+    return 0

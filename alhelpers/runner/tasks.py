@@ -1,0 +1,351 @@
+"""Notebook tasks and how they run: identity, status, papermill execution, local or Dask executors.
+
+A task is one notebook execution. Its identity is its parameters and inputs: it is skipped only
+when its executed notebook finished with the same parameters, its inputs still have the same
+hashes and its outputs are still there (:func:`task_status`); otherwise it reruns and the runner
+says why. :func:`results_lock` keeps two runners off one results folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alhelpers.data.paths import REPO_ROOT
+from alhelpers.files import UnreadableFileError, atomic_write, read_json, sha256_file
+from alhelpers.layout import Layout
+from alhelpers.nb import read_records, records_of
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+
+
+#: Parameters that say where or how visibly a notebook runs, not what it computes.
+_NOT_IDENTITY = ("OUT_DIR", "PROGRESS", "DRIVE")
+#: The kernel's own log: only errors (its "running over TCP without encryption" warning, printed once
+#: per notebook, is about the local connection between runner and kernel; nothing a user can act on).
+_KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One notebook execution with its parameters; its identity is its parameters and inputs."""
+
+    notebook: str  # file name under notebooks/
+    output: Path  # executed notebook
+    parameters: dict = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()  # files outside the results folder it reads (absolute paths)
+
+    @property
+    def label(self) -> str:
+        return self.output.stem
+
+    def identity(self) -> dict:
+        """The parameters that decide what the notebook computes (not where it writes)."""
+        return {k: v for k, v in sorted(self.parameters.items()) if k not in _NOT_IDENTITY}
+
+    @property
+    def params_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _root(task: Task) -> Path:
+    return Path(task.parameters.get("OUT_DIR") or task.output.parents[1])
+
+
+def _file_hashes(root: Path, paths) -> dict[str, str | None]:
+    """sha256 of each path (relative ones inside ``root``); None for a missing file."""
+    out = {}
+    for p in paths:
+        full = Path(p) if Path(p).is_absolute() else root / p
+        out[str(p)] = sha256_file(full) if full.is_file() else None
+    return out
+
+
+def describe_changes(old: dict, new: dict) -> str:
+    """What differs between two parameter dicts, e.g. ``SEED 0 → 1``."""
+    keys = sorted(set(old) | set(new))
+    diffs = [f"{k} {old.get(k, '—')!r} → {new.get(k, '—')!r}" for k in keys if old.get(k) != new.get(k)]
+    return ", ".join(diffs[:6]) + (" …" if len(diffs) > 6 else "")
+
+
+def task_status(task: Task) -> tuple[bool, str]:
+    """Whether a task is done, and if not why it must run.
+
+    Done means: its executed notebook is readable and finished (not stopped by a budget), it ran
+    with the same parameters (:meth:`Task.identity`), its inputs still have the hashes they had,
+    and its outputs are still there unchanged.
+    """
+    if not task.output.exists():
+        return False, "not run yet"
+    try:
+        nb = read_json(task.output, todo="It is rerun.")
+    except UnreadableFileError as err:
+        return False, str(err)
+    meta = nb.get("metadata", {}).get("alhelpers") if isinstance(nb, dict) else None
+    if not meta:
+        return False, "its executed notebook has no record of its parameters: it is rerun"
+    if meta.get("params_hash") != task.params_hash:
+        return False, f"its parameters changed ({describe_changes(meta.get('params', {}), task.identity())})"
+    if records_of(nb).get("stopped"):
+        return False, "it was stopped by its budget: it continues from its checkpoints"
+    root = _root(task)
+    for kind in ("inputs", "outputs"):
+        recorded = meta.get(kind, {})
+        now = _file_hashes(root, recorded)
+        for p, h in recorded.items():
+            if now[p] != h:
+                what = "is missing" if now[p] is None else "changed since then"
+                return False, f"its {kind[:-1]} {p} {what}"
+    return True, "done"
+
+
+def task_done(task: Task) -> bool:
+    return task_status(task)[0]
+
+
+def execute(task: Task, *, log_output: bool = False) -> dict:
+    """Run one notebook through papermill; return what it recorded.
+
+    The executed notebook is written under a temporary, per-process name and renamed into place
+    only when it finished, with a record of its parameters and the hashes of its inputs and
+    outputs (what :func:`task_status` checks).
+    """
+    import nbformat
+    import papermill as pm
+
+    task.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = task.output.with_name(f"{task.output.stem}.{os.getpid()}-{uuid.uuid4().hex[:6]}.running.ipynb")
+    inputs_before = _file_hashes(_root(task), task.inputs)
+    pm.execute_notebook(
+        str(NOTEBOOKS / task.notebook), str(tmp), parameters=task.parameters,
+        kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(NOTEBOOKS),
+        extra_arguments=_KERNEL_ARGS,
+    )
+    nb = nbformat.read(tmp, as_version=4)
+    rec = records_of(nb)
+    root = _root(task)
+    nb.metadata["alhelpers"] = {
+        "params": task.identity(), "params_hash": task.params_hash,
+        "inputs": {**inputs_before, **_file_hashes(root, rec.get("inputs", []))},
+        "outputs": _file_hashes(root, rec.get("outputs", [])),
+    }
+    atomic_write(task.output, lambda p: nbformat.write(nb, p))
+    for old in task.output.parent.glob(f"{task.output.stem}.*.running.ipynb"):  # this and failed tries
+        old.unlink(missing_ok=True)
+    return rec
+
+
+class TaskError(RuntimeError):
+    """A notebook run failed; the message names the error (picklable, unlike papermill's)."""
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description of why a task failed."""
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename is not None:  # papermill.PapermillExecutionError: the notebook's own exception
+        return f"{ename}: {evalue} (at In [{getattr(exc, 'exec_count', '?')}])"
+    if isinstance(exc, TaskError):
+        return str(exc)
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+
+
+def execute_task(task: Task) -> tuple[dict, float]:
+    """Run one task (in this process or on a Dask worker); return its records and its seconds.
+
+    Any failure is raised as :class:`TaskError` with a short message, so that it crosses process
+    boundaries intact. The partly executed notebook stays at ``*.running.ipynb``.
+    """
+    t0 = time.perf_counter()
+    try:
+        rec = execute(task)
+    except Exception as exc:  # noqa: BLE001 -- reported per task, the others go on
+        raise TaskError(_describe(exc)) from None
+    if rec.get("stopped"):  # a budget stop: checkpoints kept, the same command continues
+        raise TaskError(f"stopped by its budget: {rec['stopped']}")
+    return rec, time.perf_counter() - t0
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A task that did not finish, and why."""
+
+    label: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.error}"
+
+
+@dataclass
+class TaskResults:
+    """What :func:`run_tasks` got: the finished tasks' records (in task order) and the failures."""
+
+    records: list[dict]
+    failures: list[TaskFailure]
+    done: list[Task]  # finished tasks (now or before), in task order
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def _execute_task_in_thread(task: Task) -> tuple[dict, float]:
+    """:func:`execute_task` on a pool thread, closing the event loop papermill's client made there.
+
+    ``jupyter_core`` gives each thread its own asyncio loop and never closes it; when the pool's
+    threads end, the loops would be garbage-collected open (a ``ResourceWarning``, and two
+    sockets and a selector each until then). Pool threads never run a loop themselves.
+    """
+    try:
+        return execute_task(task)
+    finally:
+        from jupyter_core.utils import ensure_event_loop
+
+        ensure_event_loop().close()
+
+
+def run_tasks(
+    tasks: Sequence[Task], *, jobs: int = 1, force: bool = False, client=None
+) -> TaskResults:
+    """Execute tasks (skipping finished ones unless ``force``).
+
+    Locally ``jobs`` at a time, or on a ``dask.distributed.Client`` when ``client`` is given (each
+    task one Dask task). A failing task is recorded in ``failures`` (label and error) and printed;
+    the others go on.
+    """
+    todo = []
+    for t in tasks:
+        done, why = (False, "forced") if force else task_status(t)
+        if not done:
+            todo.append(t)
+            if why != "not run yet" and not force:
+                print(f"[run] {t.label}: rerun — {why}", flush=True)
+    skipped = len(tasks) - len(todo)
+    if skipped:
+        print(f"[run] {skipped} finished task(s) skipped (same parameters, inputs and outputs)", flush=True)
+    failed: dict[Path, TaskFailure] = {}  # by output (a Task with dict parameters is unhashable)
+    from tqdm.auto import tqdm
+
+    # a progress bar over the grid on a terminal; plain lines in logs and CI
+    bar = tqdm(total=len(todo), desc="notebooks", unit="nb", disable=not sys.stderr.isatty())
+
+    def report(t: Task, secs: float | None, exc: BaseException | None) -> None:
+        if exc is None:
+            line = f"[run] {t.label}: {secs:.1f} s"
+        else:
+            failed[t.output] = TaskFailure(t.label, _describe(exc))
+            line = f"[run] {t.label}: FAILED ({failed[t.output].error})"
+        bar.write(line) if not bar.disable else print(line, flush=True)
+        bar.update(1)
+
+    if client is not None and todo:
+        futures = {
+            client.submit(execute_task, t, pure=False, key=f"{t.label}-{uuid.uuid4().hex[:8]}"): t
+            for t in todo
+        }
+        from distributed import as_completed as dask_as_completed
+
+        for fut in dask_as_completed(list(futures)):
+            try:  # TaskError from the notebook; KilledWorker, cancellation from the cluster
+                secs = fut.result()[1]
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001
+                report(futures[fut], None, exc)
+            else:
+                report(futures[fut], secs, None)
+            fut.release()
+    elif jobs > 1 and len(todo) > 1:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            pending = {pool.submit(_execute_task_in_thread, t): t for t in todo}
+            for fut in as_completed(pending):
+                exc = fut.exception()
+                report(pending[fut], None if exc else fut.result()[1], exc)
+    else:
+        for t in todo:
+            try:
+                report(t, execute_task(t)[1], None)
+            except Exception as exc:  # noqa: BLE001
+                report(t, None, exc)
+    bar.close()
+    done = [t for t in tasks if t.output not in failed]
+    return TaskResults([read_records(t.output) for t in done],
+                       [failed[t.output] for t in tasks if t.output in failed], done)
+
+
+@contextlib.contextmanager
+def dask_client(workers: int = 2, scheduler: str | None = None) -> Iterator:
+    """A ``dask.distributed`` client: on the cluster at ``scheduler``, or on a new LocalCluster.
+
+    The LocalCluster has ``workers`` worker processes with one thread each and
+    ``OMP_NUM_THREADS=1`` (one notebook kernel per worker, no oversubscription). Client and
+    cluster are closed on exit.
+    """
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    client = None
+    try:
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+            )
+            client = Client(cluster)
+        yield client
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def task_params(layout: Layout, **kw) -> dict:
+    """A task's notebook parameters: ``kw`` and the results folder."""
+    return {**kw, "OUT_DIR": str(layout.root)}
+
+
+def unique(values: Sequence) -> list:
+    """``values`` without repeats, in order."""
+    return list(dict.fromkeys(values))
+
+
+@contextlib.contextmanager
+def results_lock(layout: Layout) -> Iterator[None]:
+    """Hold the results folder for this runner; another runner on the same folder is refused.
+
+    The lock is an ``flock`` on ``.runner.lock``: the operating system releases it when this
+    process ends, however it ends, so a crashed runner never leaves a stale lock.
+    """
+    import fcntl
+    import socket
+
+    layout.root.mkdir(parents=True, exist_ok=True)
+    fh = open(layout.lock, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise RuntimeError(f"{layout.root} is in use by another runner ({holder}). Wait for it to "
+                           "finish, or give this run another --out folder.") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    fh.flush()
+    try:
+        yield
+    finally:
+        fh.close()
