@@ -163,3 +163,23 @@ def test_on_the_fly_labels_only_what_is_selected(offline) -> None:
     pooled = run_potentials(offline, cfg, oracle=PoolOracle(offline))
     # GFN2-xTB recomputed here equals the stored GFN2-xTB labels, so the errors agree closely
     np.testing.assert_allclose(runs["force_mae"], pooled["force_mae"], rtol=1e-3)
+
+
+def test_statistics_refuse_runs_of_different_settings(offline, tmp_path) -> None:
+    """Notebook 08's collection: runs of one batch size made with other settings are not compared."""
+    from alhelpers.atomistic.summary import collect_potential_runs
+    from alhelpers.files import write_parquet
+    from alhelpers.layout import Layout
+
+    layout = Layout(tmp_path)
+    for seed, max_size in ((0, 8), (1, 8), (2, 12)):
+        cfg = _cfg(strategies=("random",), seed=seed, max_size=max_size)
+        path = layout.potentials_run("offline", cfg.batch, seed)
+        write_parquet(path, run_potentials(offline, cfg))
+        cfg.save(path.with_suffix(".config.json"))
+    both = collect_potential_runs(layout, "offline", seeds=[0, 1])
+    assert sorted(both["seed"].unique()) == [0, 1] and both["n_labelled"].max() == 8
+    with pytest.raises(ValueError, match="different settings"):
+        collect_potential_runs(layout, "offline")
+    with pytest.raises(FileNotFoundError, match="SEED = 5"):
+        collect_potential_runs(layout, "offline", seeds=[5])

@@ -52,13 +52,15 @@ def collect_potential_runs(layout: Layout, system: str, batches: Sequence[int] =
                                     f"BATCH = {b}, SEED = {seed} first (or `python -m alhelpers.run "
                                     "potentials`, which runs it).")
         parts.append(read_parquet(path, todo="Run notebook 07 for that batch and seed again."))
-    _check_one_protocol([layout.potentials_run(system, b, k).with_suffix(".config.json") for b, k in found])
+    for batch in sorted({b for b, _ in found}):
+        _check_one_protocol([layout.potentials_run(system, b, k).with_suffix(".config.json") for b, k in found if b == batch])
     runs = pd.concat(parts, ignore_index=True)
     return runs.sort_values(["system", "batch", "strategy", "seed", "round"], kind="mergesort", ignore_index=True)
 
 
 def _check_one_protocol(paths: Sequence[Path]) -> None:
-    """Refuse runs whose configs differ in more than seed, batch and strategies (not comparable)."""
+    """Refuse runs of one batch size whose configs differ in more than seed and strategies (they
+    are not comparable; different batch sizes may differ in what depends on the batch)."""
     protocols: dict[str, list[str]] = {}
     for path in paths:
         cfg = read_json(path, todo="Run notebook 07 for that batch and seed again.")["config"]
