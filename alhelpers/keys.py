@@ -33,6 +33,7 @@ class Key(StrEnum):
     # runs tables (Track A: system = chemical system; Track B: system = the structure data set)
     descriptor = "descriptor"  # Track A: the composition descriptor
     batch = "batch"  # Track B: structures added per round
+    direction = "direction"  # cross-database runs: "mp→oqmd" (pool from one database, test on the other)
     strategy = "strategy"  # query strategy or BMDAL method, e.g. "random", "lcmd-feat-ll"
     seed = "seed"
     round = "round"  # 0 = trained on the initial labelled set
@@ -66,7 +67,7 @@ PROPERTY_COLUMNS: tuple[str, ...] = (
 )
 
 #: Columns that name a learning curve's setting besides the strategy (those present are used).
-SETTING_COLUMNS: tuple[str, ...] = (Key.system, Key.descriptor, Key.batch)
+SETTING_COLUMNS: tuple[str, ...] = (Key.system, Key.descriptor, Key.direction, Key.batch)
 #: Columns that measure time, so they differ between otherwise identical runs.
 TIMING_COLUMNS: tuple[str, ...] = (Key.fit_s, Key.feature_s, Key.query_s, Key.label_s)
 

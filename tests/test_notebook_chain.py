@@ -163,6 +163,8 @@ def test_notebook_01_runs_as_colab_would(colab, monkeypatch):
      lambda r: r["counts"]["enough"] == 1),
     ("07_bmdal_potentials.ipynb", {"SMOKE": True, "BATCH": 4, "STRATEGIES": ["random"], "PROGRESS": False},
      lambda r: r["n_rows"] == 3),
+    ("08_potentials_statistics.ipynb", {"SMOKE": True},  # opened first: 07's smoke run is made here
+     lambda r: (r["n_rows"], r["seeds"], r["batches"], r["verdicts"]) == (7 * 3, [0], [10], None)),
 ])
 def test_each_notebook_runs_first_in_a_fresh_colab_runtime(colab, monkeypatch, name, params, check):
     rec, _ = run_as_colab(colab, name, monkeypatch, **params)

@@ -18,13 +18,13 @@ from alhelpers.al.runs import final_round
 from alhelpers.files import read_json, read_parquet
 from alhelpers.layout import Layout
 
-__all__ = ["METRICS", "collect_potential_runs", "potential_summary", "versus_random"]
+__all__ = ["METRICS", "collect_potential_runs", "found_runs", "potential_summary", "versus_random"]
 
 #: Track B's headline metrics (lower is better), in the order they are reported.
 METRICS: tuple[str, ...] = ("force_mae", "energy_mae")
 
 
-def _found(layout: Layout, system: str) -> list[tuple[int, int]]:
+def found_runs(layout: Layout, system: str) -> list[tuple[int, int]]:
     """(batch, seed) of every notebook-07 result of ``system`` in the folder."""
     pattern = re.compile(rf"{re.escape(system)}_batch(\d+)_seed(\d+)\.parquet")
     hits = [pattern.fullmatch(p.name) for p in layout.potentials_run(system, 0, 0).parent.glob(f"{system}_batch*_seed*.parquet")]
@@ -37,7 +37,7 @@ def collect_potential_runs(layout: Layout, system: str, batches: Sequence[int] =
 
     Empty ``batches`` / ``seeds``: all that notebook 07 has written for ``system`` in this folder.
     """
-    found = _found(layout, system)
+    found = found_runs(layout, system)
     if batches or seeds:
         found = [(b, k) for b in (batches or sorted({b for b, _ in found}))
                  for k in (seeds or sorted({k for _, k in found}))]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alhelpers.al.runs import final_round
 from alhelpers.data.systems import reduced_formula
 from alhelpers.keys import Key
 from alhelpers.formation.config import ALConfig
@@ -96,9 +97,7 @@ def cross_database_runs(
 
 def cross_summary(cross: pd.DataFrame) -> pd.DataFrame:
     """Final-round MAE ± std over seeds per system, direction and strategy."""
-    last = cross[cross["round"] == cross.groupby(["system", "direction", "strategy", "seed"])["round"]
-                 .transform("max")]
-    return (last.groupby(["system", "direction", "strategy"], sort=False)
+    return (final_round(cross).groupby(["system", "direction", "strategy"], sort=False)
             .agg(n_labelled=("n_labelled", "max"), mae_mean=("mae", "mean"), mae_std=("mae", "std"),
                  n_seeds=("seed", "nunique"))
             .reset_index())

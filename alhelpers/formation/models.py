@@ -146,14 +146,15 @@ def _resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _as_2d_finite(X: Any, name: str = "X") -> np.ndarray:
-    """Validate ``X`` as a finite 2-D numeric array and return it as float64."""
+def _as_finite(X: Any, name: str = "X", *, ndim: int = 2) -> np.ndarray:
+    """Validate ``X`` as a finite numeric array of ``ndim`` dimensions and return it as float64."""
     try:
         arr = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a numeric array: {exc}") from exc
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if arr.ndim != ndim:
+        shape = "(n_samples, n_features)" if ndim == 2 else "(n_samples,)"
+        raise ValueError(f"{name} must be {ndim}-D {shape}, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         bad = int(np.sum(~np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
@@ -296,17 +297,10 @@ class EnsembleRegressor:
         Returns ``(x, t, rows)``: standardised inputs ``(n, d)``, standardised targets ``(n,)``
         and each member's training rows ``(M, n)`` (a bootstrap resample or ``0..n-1``).
         """
-        X = _as_2d_finite(X, "X")
-        try:
-            y_arr = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"y must be a numeric array: {exc}") from exc
-        if y_arr.ndim != 1:
-            raise ValueError(f"y must be 1-D (n_samples,), got shape {y_arr.shape}")
+        X = _as_finite(X, "X")
+        y_arr = _as_finite(y, "y", ndim=1)
         if y_arr.shape[0] != X.shape[0]:
             raise ValueError(f"X and y have different numbers of rows: {X.shape[0]} vs {y_arr.shape[0]}")
-        if not np.all(np.isfinite(y_arr)):
-            raise ValueError(f"y contains {int(np.sum(~np.isfinite(y_arr)))} non-finite value(s) (NaN or inf)")
         n, d = X.shape
         if n < 2:
             raise ValueError(f"at least 2 training rows are needed, got {n}")
@@ -369,7 +363,7 @@ class EnsembleRegressor:
         features that were constant on the training rows set to 0, and clipped to
         ``±config.input_clip``; shape ``(n, d)``, float64."""
         self._check_fitted()
-        X = _as_2d_finite(X, "X")
+        X = _as_finite(X, "X")
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but the ensemble was fitted with {self.n_features_in_} features"

@@ -8,60 +8,13 @@ rules, made fast by ``engine``).
 
 from __future__ import annotations
 
-from alhelpers.select.strategies import (
-    STRATEGIES,
-    QueryContext,
-    Strategy,
-    get_strategy,
-    minmax,
-    nearest_distance,
-    needs_variance,
-    register_alias,
-    register_strategy,
-    select_diversity,
-    select_hybrid,
-    select_random,
-    select_uncertainty,
-    top_k,
-)
-from alhelpers.select.bmdal import BMDAL_METHODS, candidate_features, parse_track_a_method
-from alhelpers.select.methods import Method, bmdal_batch, bmdal_select, parse_method
-from alhelpers.select.features import (
-    GradientSketch,
-    gp_posterior_matrix,
-    ll_features,
-    rp_features,
-)
+from alhelpers.select import bmdal, methods, strategies
+from alhelpers.select.bmdal import *  # noqa: F403  (BMDAL methods registered as Track A strategies)
+from alhelpers.select.features import GradientSketch, gp_posterior_matrix, ll_features, rp_features
+from alhelpers.select.methods import *  # noqa: F403  (the one BMDAL grammar and adapter)
 from alhelpers.select.rules import lcmd, maxdet, maxdiag, maxdist
+from alhelpers.select.strategies import *  # noqa: F403  (Track A's registry and strategies)
 
-__all__ = [
-    "BMDAL_METHODS",
-    "Method",
-    "bmdal_batch",
-    "parse_track_a_method",
-    "register_alias",
-    "GradientSketch",
-    "bmdal_select",
-    "candidate_features",
-    "gp_posterior_matrix",
-    "lcmd",
-    "ll_features",
-    "maxdet",
-    "maxdiag",
-    "maxdist",
-    "parse_method",
-    "rp_features",
-    "STRATEGIES",
-    "QueryContext",
-    "Strategy",
-    "get_strategy",
-    "minmax",
-    "nearest_distance",
-    "needs_variance",
-    "register_strategy",
-    "select_diversity",
-    "select_hybrid",
-    "select_random",
-    "select_uncertainty",
-    "top_k",
-]
+#: The public names of ``strategies``, ``methods`` and ``bmdal``, and the feature maps and rules.
+__all__ = [*strategies.__all__, *methods.__all__, *bmdal.__all__, "GradientSketch", "gp_posterior_matrix",
+           "ll_features", "rp_features", "lcmd", "maxdet", "maxdiag", "maxdist"]

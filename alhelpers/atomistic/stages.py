@@ -1,0 +1,70 @@
+"""Track B's notebook stages: what notebook 07 does, as functions notebook 08 can call too.
+
+:func:`potentials_stage` runs one (system, batch, seed) and writes its rows and config where
+notebook 08 reads them; :func:`ensure_potential_runs` runs notebook 07's defaults when a results
+folder has none yet (notebook 08 opened first, e.g. Colab "Run All" on a fresh runtime).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from alhelpers.atomistic.al import run_potentials
+from alhelpers.atomistic.config import DEFAULT_STRATEGIES, PotentialsConfig
+from alhelpers.atomistic.oracle import Oracle
+from alhelpers.atomistic.structures import StructureSet
+from alhelpers.atomistic.summary import found_runs
+from alhelpers.files import write_parquet
+from alhelpers.layout import Layout
+
+__all__ = ["ensure_potential_runs", "load_potential_data", "potentials_config", "potentials_stage"]
+
+Say = Callable[[str], None]
+
+
+def load_potential_data(system: str, *, say: Say = print) -> StructureSet:
+    """The structures of ``system``; TiO2 and LMNTO are downloaded once when not on this machine."""
+    from alhelpers.atomistic import data
+
+    try:
+        return data.load_dataset(system)
+    except FileNotFoundError as err:
+        if system not in ("tio2", "lmnto"):
+            raise
+        say(f"{err}\n→ downloading it now")
+        getattr(data, f"download_{system}")()
+        return data.load_dataset(system)
+
+
+def potentials_config(system: str, n_structures: int, *, seed: int = 0,
+                      strategies: tuple[str, ...] | list[str] = DEFAULT_STRATEGIES, batch: int = 10,
+                      n_init: int = 10, max_size: int = 100, epochs: int = 0, smoke: bool = False) -> PotentialsConfig:
+    """Notebook 07's config from its parameters (``smoke``: a tiny run of three rounds)."""
+    if smoke:
+        return PotentialsConfig.smoke(system, seed=seed, strategies=strategies, batch=batch, max_size=4 + 2 * batch)
+    cfg = PotentialsConfig.for_system(system, n_structures, seed=seed, strategies=strategies, n_init=n_init,
+                                      batch=batch, max_size=max_size)
+    return replace(cfg, train=replace(cfg.train, max_epochs=epochs)) if epochs else cfg
+
+
+def potentials_stage(cfg: PotentialsConfig, layout: Layout, data: StructureSet, *, oracle: Oracle | None = None,
+                     progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, Path]:
+    """Run every strategy of ``cfg`` (checkpointed) and write the rows and the config next to them."""
+    runs = run_potentials(data, cfg, oracle=oracle, checkpoints=layout.checkpoints / "potentials", progress=progress)
+    path = write_parquet(layout.potentials_run(cfg.system, cfg.batch, cfg.seed), runs)
+    cfg.save(path.with_suffix(".config.json"))
+    return runs, path
+
+
+def ensure_potential_runs(layout: Layout, system: str, *, smoke: bool = False, say: Say = print) -> None:
+    """Run notebook 07's defaults (seed 0) for ``system`` unless the folder holds results of it."""
+    if found_runs(layout, system):
+        return
+    say(f"No results of notebook 07 for {system!r} in {layout.root}: running it now with its defaults "
+        "(seed 0; run notebook 07 for other seeds and settings).")
+    data = load_potential_data(system, say=say)
+    potentials_stage(potentials_config(system, len(data), smoke=smoke), layout, data)

@@ -1,0 +1,85 @@
+"""The package's shape: small modules, no import circles, no private names across modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "alhelpers"
+MAX_LINES = 600
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, list[str]]]:
+    """(imported module, imported names) of every ``alhelpers`` import in a module, lazy ones too."""
+    out = []
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.split(".")[0] == "alhelpers"]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if base.split(".")[0] != "alhelpers":
+                continue
+            names = [a.name for a in node.names]
+            subs = [n for n in names if f"{base}.{n}" in MODULES]
+            out += [(f"{base}.{n}", []) for n in subs]
+            rest = [n for n in names if n not in subs]
+            if rest:
+                out.append((base, rest))
+    return out
+
+
+def test_no_module_is_longer_than_600_lines() -> None:
+    long = {n: len(p.read_text(encoding="utf-8").splitlines()) for n, p in MODULES.items()}
+    assert {n: k for n, k in long.items() if k > MAX_LINES} == {}
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    found = [f"{name} imports {target}.{n}" for name, path in MODULES.items()
+             for target, names in _imports(name, path) for n in names
+             if n.startswith("_") and target != name]
+    assert found == []
+
+
+def test_no_import_circles() -> None:
+    graph = {name: {t for t, _ in _imports(name, path) if t in MODULES and t != name}
+             for name, path in MODULES.items()}
+    cycles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" → ".join(stack[stack.index(nxt):] + [node, nxt]) if nxt in stack else f"{node} → {nxt}")
+            elif nxt not in state:
+                visit(nxt, stack + [node])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+    assert cycles == []
+
+
+@pytest.mark.parametrize("name", ["alhelpers.al.seeding", "alhelpers.al.checkpoints", "alhelpers.al.rounds",
+                                  "alhelpers.al.runs", "alhelpers.select.methods"])
+def test_the_core_does_not_import_either_track(name: str) -> None:
+    tracks = ("alhelpers.formation", "alhelpers.atomistic")
+    assert [t for t, _ in _imports(name, MODULES[name]) if t.startswith(tracks)] == []
