@@ -1,4 +1,4 @@
-"""Figures of the Track A study, built only from tidy tables (STUDY §5).
+"""Figures of both tracks' studies, built only from tidy tables (STUDY §5, §7).
 
 Every function takes a tidy frame and returns a matplotlib ``Figure``; colours per strategy are
 fixed (:func:`strategy_palette`) so a strategy looks the same in every figure.

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from alhelpers.al.seeding import stream
 from alhelpers.formation.config import FeaturizeConfig, FetchConfig
 from alhelpers.formation.features import FeatureSet, featurize, load_features, save_features
 from alhelpers.files import UnreadableFileError, read_json, read_parquet, write_csv, write_parquet
@@ -318,8 +318,8 @@ def statistics_stage(layout: Layout, runs: pd.DataFrame, *, baseline: str = "ran
     out["table1"] = summarize_system(pd.concat(entries, ignore_index=True))
     out["final_table"] = stats.final_table(runs, baseline=baseline, alpha=alpha)
     out["savings"] = stats.label_savings(runs, baseline=baseline, n_boot=n_boot,
-                                         rng=np.random.default_rng(boot_seed))
-    out["auc"] = stats.learning_curve_auc(runs, n_boot=n_boot, rng=np.random.default_rng(boot_seed))
+                                         rng=stream(boot_seed))
+    out["auc"] = stats.learning_curve_auc(runs, n_boot=n_boot, rng=stream(boot_seed))
     out["leakage"] = pd.concat(leak, ignore_index=True)
     for name in ("table1", "final_table", "savings", "auc", "leakage"):
         save_table(layout, name, out[name], config_id=config_id)
