@@ -11,11 +11,10 @@ from ase.calculators.lj import LennardJones
 from alhelpers.atomistic.descriptor import (
     DescriptorConfig,
     compute_descriptor,
-    freeze,
-    frozen_descriptor,
     moments,
     species_index,
 )
+from alhelpers.atomistic.frozen import freeze, frozen_descriptor
 from alhelpers.atomistic.model import AtomisticModel
 from alhelpers.atomistic.neighbours import GraphCache, build_graph, build_graphs, collate
 from alhelpers.atomistic.structures import StructureSet
@@ -164,7 +163,7 @@ def test_force_loss_gradient_frozen_equals_autograd(model, systems):
 
 
 def test_linear_maps_pass_gradcheck(systems):
-    from alhelpers.atomistic.descriptor import frozen_descriptor_gradient, frozen_position_gradient
+    from alhelpers.atomistic.frozen import frozen_descriptor_gradient, frozen_position_gradient
 
     cfg = DescriptorConfig(SPECIES, cutoff=CUTOFF, n_radial=2)
     fb = freeze(cfg, collate(build_graphs(systems[:2], CUTOFF)))

@@ -5,7 +5,8 @@
   downloads), the offline GFN2-xTB aspirin MD set (recipe and loader), QM9; XSF readers and splits.
 * :mod:`~alhelpers.atomistic.oracle` — labels on demand: known labels or any ASE calculator.
 * :mod:`~alhelpers.atomistic.neighbours`, :mod:`~alhelpers.atomistic.descriptor`,
-  :mod:`~alhelpers.atomistic.model`, :mod:`~alhelpers.atomistic.train` — the potential.
+  :mod:`~alhelpers.atomistic.frozen` (fixed positions, fast forces), :mod:`~alhelpers.atomistic.model`,
+  :mod:`~alhelpers.atomistic.train` — the potential.
 * :mod:`~alhelpers.atomistic.features` — FEAT(LL), FEAT(RP), QBC(E/F), AE(E/F) per structure.
 * :mod:`~alhelpers.atomistic.selection` — the potential's side of BMDAL: its feature maps and
   diagonal scores for the one method adapter, and its uncertainty.

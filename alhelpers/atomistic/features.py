@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from alhelpers.atomistic.descriptor import FrozenBatch
+from alhelpers.atomistic.frozen import FrozenBatch
 from alhelpers.atomistic.model import AtomisticModel, chunk_structures
 from alhelpers.atomistic.neighbours import Graph, GraphCache, build_graphs
 from alhelpers.atomistic.structures import StructureSet

@@ -34,12 +34,14 @@ from torch import nn
 
 from alhelpers.atomistic.descriptor import (
     DescriptorConfig,
-    FrozenBatch,
     compute_descriptor,
+    species_index,
+)
+from alhelpers.atomistic.frozen import (
+    FrozenBatch,
     freeze,
     frozen_descriptor,
     frozen_descriptor_gradient,
-    species_index,
 )
 from alhelpers.atomistic.neighbours import Batch, Graph, collate
 
@@ -229,7 +231,7 @@ class AtomisticModel(nn.Module):
     # ------------------------------------------------------------------ evaluation
 
     def freeze(self, batch: Batch) -> FrozenBatch:
-        """:func:`~alhelpers.atomistic.descriptor.freeze` for this model's descriptor and dtype."""
+        """:func:`~alhelpers.atomistic.frozen.freeze` for this model's descriptor and dtype."""
         return freeze(self.descriptor_cfg, batch, dtype=self.dtype)
 
     def _check_frozen(self, fb: FrozenBatch) -> FrozenBatch:
@@ -288,7 +290,7 @@ class AtomisticModel(nn.Module):
         ``method="autograd"`` differentiates the whole model, descriptor included, with respect to
         the batch's positions. ``"frozen"`` (and ``"auto"``, the default) uses fixed positions:
         autograd gives ``∂E/∂G`` through the network only, and the exact linear map
-        :func:`~alhelpers.atomistic.descriptor.frozen_descriptor_gradient` carries it to the
+        :func:`~alhelpers.atomistic.frozen.frozen_descriptor_gradient` carries it to the
         positions — the same forces several times faster and with far less memory. A
         :class:`Batch` is frozen first (:meth:`freeze`); a :class:`FrozenBatch` only supports
         ``"frozen"``/``"auto"``. ``create_graph=True`` keeps the graph of energies and forces

@@ -20,7 +20,7 @@ the model is trained for ``max_epochs`` (plateaus judged on the training loss) a
 weights are kept.
 
 Speed: a pool's positions never change, so every structure is *frozen* once per fit
-(:func:`~alhelpers.atomistic.descriptor.freeze`: moments, descriptor and neighbour tables); an
+(:func:`~alhelpers.atomistic.frozen.freeze`: moments, descriptor and neighbour tables); an
 epoch then needs no neighbour search and no descriptor evaluation, and forces use the exact
 linear map from descriptor gradients to positions (with a hand-written adjoint) instead of
 differentiating the descriptor twice. Neighbour graphs can be shared across fits through a
@@ -45,7 +45,8 @@ import torch
 from ase import Atoms
 
 from alhelpers.al.seeding import stream
-from alhelpers.atomistic.descriptor import DescriptorConfig, FrozenBatch, structure_atom_index
+from alhelpers.atomistic.descriptor import DescriptorConfig
+from alhelpers.atomistic.frozen import FrozenBatch, structure_atom_index
 from alhelpers.atomistic.model import AtomisticModel, chunk_structures
 from alhelpers.atomistic.neighbours import Batch, Graph, GraphCache, build_graphs, collate
 from alhelpers.atomistic.structures import StructureSet
@@ -127,7 +128,7 @@ def freeze_structures(
     chunk_atoms: int = 8192,
 ) -> FrozenBatch:
     """Freeze ``graphs`` in chunks and join them into one :class:`FrozenBatch` (via ``select``)."""
-    from alhelpers.atomistic.descriptor import freeze
+    from alhelpers.atomistic.frozen import freeze
 
     if len(graphs) == 0:
         raise ValueError("no structures to freeze")

@@ -1,4 +1,4 @@
-"""Shared by the live clients: element validation, value coercion and records → tidy frame."""
+"""Shared by the live clients: element validation, value coercion, the column dtypes and records → tidy frame."""
 
 from __future__ import annotations
 
@@ -9,6 +9,31 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+
+from alhelpers.keys import Key
+
+#: pandas dtype of every column an entries table may have (the one schema both live clients fill).
+ENTRY_DTYPES: dict[str, str] = {
+    Key.source: "object",
+    Key.dataset: "object",
+    Key.entry_id: "object",
+    Key.formula: "object",
+    Key.nsites: "Int64",
+    Key.target: "float64",
+    Key.energy_per_atom: "float64",
+    Key.band_gap: "float64",
+    Key.density: "float64",
+    Key.volume: "float64",
+    Key.e_above_hull: "float64",
+    Key.is_stable: "boolean",
+    Key.structure: "object",
+}
+
+
+def column_dtypes(columns: Sequence[str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The dtype of each of ``columns``, in order: from :data:`ENTRY_DTYPES`, or ``extra`` for a source's own columns."""
+    known = {**ENTRY_DTYPES, **(extra or {})}
+    return {c: known[c] for c in columns}
 
 
 def validate_elements(elements: Sequence[str]) -> list[str]:

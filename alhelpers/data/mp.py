@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 from monty.json import MontyEncoder
 
-from alhelpers.data._rows import finite_float, optional_int, records_frame, validate_elements
+from alhelpers.data._rows import column_dtypes, finite_float, optional_int, records_frame, validate_elements
 from alhelpers.keys import ENTRY_COLUMNS, PROPERTY_COLUMNS, Key
 
 __all__ = [
@@ -81,21 +81,7 @@ _FLOAT_FIELDS: dict[str, str] = {
 
 _COLUMNS: tuple[str, ...] = (*ENTRY_COLUMNS, *PROPERTY_COLUMNS)
 
-_DTYPES: dict[str, str] = {
-    Key.source: "object",
-    Key.dataset: "object",
-    Key.entry_id: "object",
-    Key.formula: "object",
-    Key.nsites: "Int64",
-    Key.target: "float64",
-    Key.energy_per_atom: "float64",
-    Key.band_gap: "float64",
-    Key.density: "float64",
-    Key.volume: "float64",
-    Key.e_above_hull: "float64",
-    Key.is_stable: "boolean",
-    Key.structure: "object",
-}
+_DTYPES: dict[str, str] = column_dtypes(_COLUMNS)
 
 
 class MissingAPIKeyError(RuntimeError):

@@ -53,7 +53,7 @@ from typing import Any
 import pandas as pd
 import requests
 
-from alhelpers.data._rows import finite_float, optional_int, records_frame, validate_elements
+from alhelpers.data._rows import column_dtypes, finite_float, optional_int, records_frame, validate_elements
 from alhelpers.keys import ENTRY_COLUMNS, Key
 
 __all__ = [
@@ -100,19 +100,7 @@ _COLUMNS: tuple[str, ...] = (
     Key.is_stable,
 )
 
-_DTYPES: dict[str, str] = {
-    Key.source: "object",
-    Key.dataset: "object",
-    Key.entry_id: "object",
-    Key.formula: "object",
-    Key.nsites: "Int64",
-    Key.target: "float64",
-    Key.band_gap: "float64",
-    Key.volume: "float64",
-    Key.e_above_hull: "float64",
-    OQMD_STABILITY: "float64",
-    Key.is_stable: "boolean",
-}
+_DTYPES: dict[str, str] = column_dtypes(_COLUMNS, {OQMD_STABILITY: "float64"})
 
 
 class OQMDError(RuntimeError):
