@@ -48,6 +48,11 @@ def mount_drive() -> Path:
     return DRIVE_RESULTS
 
 
+def _under(name: str, doc: str = "") -> property:
+    """A path of the results folder: ``root / name``."""
+    return property(lambda self: self.root / name, doc=doc or f"``<results>/{name}``")
+
+
 @dataclass(frozen=True)
 class Layout:
     """All paths of one results folder."""
@@ -64,9 +69,7 @@ class Layout:
         return cls(root.resolve())
 
     # ---------------------------------------------------------------- stage outputs
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
+    data = _under("data", "Notebooks 01–02: system tables and features.")
 
     def system_table(self, source: str, system: str) -> Path:
         return system_table_path(source, system, self.data)
@@ -78,20 +81,14 @@ class Layout:
     def features(self, source: str, descriptor: str, system: str) -> Path:
         return features_path(source, descriptor, system, self.data)
 
-    @property
-    def runs_dir(self) -> Path:
-        return self.root / "runs"
+    runs_dir = _under("runs", "Notebook 03: one runs table per (system, descriptor, seed).")
 
     def run(self, system: str, descriptor: str, seed: int) -> Path:
         return self.runs_dir / f"{system}_{descriptor}_seed{seed}.parquet"
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+    checkpoints = _under("checkpoints", "Per-round checkpoints of both tracks (keyed by config and data).")
 
-    @property
-    def cross_dir(self) -> Path:
-        return self.root / "cross"
+    cross_dir = _under("cross", "Notebook 06: cross-database runs and disagreement.")
 
     def cross(self, system: str, descriptor: str) -> Path:
         return self.cross_dir / f"{system}_{descriptor}.parquet"
@@ -109,29 +106,19 @@ class Layout:
         return self.root / "potentials" / f"{system}_{name}{suffix}"
 
     # ---------------------------------------------------------------- study tables
-    @property
-    def runs_table(self) -> Path:
-        return self.root / "runs.parquet"
+    runs_table = _under("runs.parquet", "Notebook 04: all of Track A's runs in one table.")
 
     def table(self, name: str) -> Path:
         """A study table: ``table1``, ``final_table``, ``savings``, ``auc``, ``leakage`` (CSV)."""
         return self.root / f"{name}.csv"
 
-    @property
-    def figures(self) -> Path:
-        return self.root / "figures"
+    figures = _under("figures")
 
-    @property
-    def notebooks(self) -> Path:
-        return self.root / "notebooks"
+    notebooks = _under("notebooks", "The runner's executed notebooks.")
 
-    @property
-    def study_config(self) -> Path:
-        return self.root / "study.json"
+    study_config = _under("study.json", "The configuration the folder's Track A results belong to.")
 
-    @property
-    def lock(self) -> Path:
-        return self.root / ".runner.lock"
+    lock = _under(".runner.lock", "Held by the runner that writes into the folder.")
 
     # ---------------------------------------------------------------- relative paths
     def rel(self, path: str | os.PathLike) -> str:
