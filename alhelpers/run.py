@@ -130,7 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from alhelpers.data.systems import system_elements
-
     from alhelpers.select import get_strategy
 
     if getattr(args, "scheduler", None) and args.executor != "dask":

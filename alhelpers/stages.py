@@ -17,14 +17,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from alhelpers.al.seeding import stream
-from alhelpers.formation.config import FeaturizeConfig, FetchConfig
-from alhelpers.formation.features import FeatureSet, featurize, load_features, save_features
-from alhelpers.files import UnreadableFileError, read_json, read_parquet, write_csv, write_parquet
-from alhelpers.layout import Layout
-from alhelpers.formation.config import ALConfig
 from alhelpers.al.rounds import Budget, BudgetExceeded
+from alhelpers.al.seeding import stream
+from alhelpers.files import (
+    UnreadableFileError,
+    read_json,
+    read_parquet,
+    write_csv,
+    write_parquet,
+)
+from alhelpers.formation.config import ALConfig, FeaturizeConfig, FetchConfig
+from alhelpers.formation.features import (
+    FeatureSet,
+    featurize,
+    load_features,
+    save_features,
+)
 from alhelpers.formation.loop import run_al
+from alhelpers.layout import Layout
 
 Say = Callable[[str], None]
 
@@ -355,8 +365,13 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
                 say: Say = print) -> dict:
     """MP–OQMD disagreement on shared compositions (rows before de-duplication) and the
     cross-database learning curves; both saved. Returns what the notebook shows and records."""
-    from alhelpers.formation.crossdb import cross_database_runs, cross_summary, enough_data, source_disagreement
     from alhelpers.files import write_json
+    from alhelpers.formation.crossdb import (
+        cross_database_runs,
+        cross_summary,
+        enough_data,
+        source_disagreement,
+    )
 
     undeduplicated = ensure_system(layout, cfg.source, cfg.system, say=say, undeduplicated=True)
     fs = ensure_features(layout, FeaturizeConfig(cfg.system, cfg.source, cfg.descriptor), say=say)

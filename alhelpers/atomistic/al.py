@@ -23,6 +23,7 @@ QBC kernel needs), ``query_s`` (the rule), ``label_s`` (the oracle).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,11 @@ from alhelpers.atomistic.data import split_indices
 from alhelpers.atomistic.features import force_rmse_per_structure
 from alhelpers.atomistic.neighbours import GraphCache
 from alhelpers.atomistic.oracle import Oracle, PoolOracle
-from alhelpers.atomistic.selection import parse_potential_method, select_batch, uncertainty
+from alhelpers.atomistic.selection import (
+    parse_potential_method,
+    select_batch,
+    uncertainty,
+)
 from alhelpers.atomistic.structures import StructureSet
 from alhelpers.atomistic.train import fit_potential, predict
 
@@ -86,8 +91,6 @@ def potential_metrics(data: StructureSet, energies: np.ndarray, forces: Sequence
 
 def data_hash(data: StructureSet) -> str:
     """sha256 (12 hex) of a set's species, positions, cells and labels."""
-    import hashlib
-
     h = hashlib.sha256()
     for a in data.structures:
         h.update(np.asarray(a.numbers, dtype=np.int64).tobytes())

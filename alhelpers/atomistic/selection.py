@@ -17,7 +17,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from alhelpers.atomistic.features import ae_energy, ae_forces, ll_features, qbc_energy, qbc_forces, rp_features
+from alhelpers.atomistic.features import (
+    ae_energy,
+    ae_forces,
+    ll_features,
+    qbc_energy,
+    qbc_forces,
+    rp_features,
+)
 from alhelpers.atomistic.neighbours import GraphCache
 from alhelpers.atomistic.structures import StructureSet
 from alhelpers.select.features import DEFAULT_RP_DIM, gp_posterior_matrix

@@ -16,9 +16,9 @@ import pandas as pd
 
 from alhelpers.al.runs import final_round
 from alhelpers.data.systems import reduced_formula
-from alhelpers.keys import Key
 from alhelpers.formation.config import ALConfig
 from alhelpers.formation.loop import run_al
+from alhelpers.keys import Key
 
 DIRECTIONS: tuple[tuple[str, str], ...] = (("mp", "oqmd"), ("oqmd", "mp"))
 

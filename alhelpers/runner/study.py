@@ -21,7 +21,13 @@ import pandas as pd
 
 from alhelpers.al.runs import final_round
 from alhelpers.data.paths import manifest_path
-from alhelpers.files import UnreadableFileError, read_json, sha256_file, write_json, write_parquet
+from alhelpers.files import (
+    UnreadableFileError,
+    read_json,
+    sha256_file,
+    write_json,
+    write_parquet,
+)
 from alhelpers.formation.config import ALConfig, FeaturizeConfig, FetchConfig
 from alhelpers.formation.models import EnsembleConfig
 from alhelpers.layout import Layout
@@ -36,6 +42,7 @@ from alhelpers.runner.tasks import (
     unique,
 )
 from alhelpers.stages import smoke
+
 
 def fetch_config(args: argparse.Namespace, system: str) -> FetchConfig:
     """Notebook 01's config of one system (checks the runner's flags before anything runs)."""
