@@ -100,14 +100,6 @@ def check_fields(obj: Any) -> None:
                              f"got {value!r} ({type(value).__name__})")
 
 
-def check_seed(seed: Any, name: str = "SEED") -> int:
-    """A seed parameter checked like the config fields: a whole number >= 0."""
-    why = _type_error("int", seed) or (None if seed >= 0 else "must be >= 0")
-    if why:
-        raise ValueError(f"{name} {why}, e.g. {name} = 0; got {seed!r} ({type(seed).__name__})")
-    return int(seed)
-
-
 class Saveable:
     """Base of the run configs: type-checked on construction, saved as JSON next to the results."""
 

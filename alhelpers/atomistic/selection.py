@@ -93,7 +93,7 @@ def select_batch(
     def features(base: str, order: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         phi_c, phi_l = base_features(base, models[0], [candidates.subset(order), labelled], p=rp_dim,
                                      seed=seed, cache=cache)
-        return phi_c, phi_l
+        return phi_c, phi_l  # one map for both, so FEAT(RP) uses the same matrices
 
     return bmdal_batch(m, len(candidates), batch, rng, diagonal=_diagonal(m, models, candidates, cache),
                        features=features, timings=timings)

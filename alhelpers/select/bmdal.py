@@ -57,16 +57,14 @@ def candidate_features(
 
 
 def _strategy(method: Method):
-    def features(base: str, order: np.ndarray, seed: int, ctx: QueryContext) -> tuple[np.ndarray, np.ndarray]:
-        Zc = np.asarray(ctx.X_candidates, dtype=np.float64)[order]
-        if ctx.model is None:  # no network: the identity map on the standardised descriptors
-            return Zc, np.asarray(ctx.X_labelled, dtype=np.float64)
-        return candidate_features(ctx.model, Zc, ctx.X_labelled, base, seed=seed)
-
     def strategy(ctx: QueryContext) -> np.ndarray:
-        return bmdal_batch(method, ctx.n_candidates, ctx.batch, ctx.rng,
-                           features=lambda base, order, seed: features(base, order, seed, ctx),
-                           timings=ctx.timings)
+        def features(base: str, order: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+            Zc = np.asarray(ctx.X_candidates, dtype=np.float64)[order]
+            if ctx.model is None:  # no network: the identity map on the standardised descriptors
+                return Zc, np.asarray(ctx.X_labelled, dtype=np.float64)
+            return candidate_features(ctx.model, Zc, ctx.X_labelled, base, seed=seed)
+
+        return bmdal_batch(method, ctx.n_candidates, ctx.batch, ctx.rng, features=features, timings=ctx.timings)
 
     strategy.__name__ = f"select_{method.name.replace('-', '_')}"
     strategy.__doc__ = f"BMDAL {method.rule.upper()} on {method.kernel.upper()} (STUDY §7)."
