@@ -32,6 +32,7 @@ class Key(StrEnum):
 
     # runs tables (Track A: system = chemical system; Track B: system = the structure data set)
     descriptor = "descriptor"  # Track A: the composition descriptor
+    model = "model"  # Track B: the potential, "gm" (the project's) or "mace"
     batch = "batch"  # Track B: structures added per round
     direction = "direction"  # cross-database runs: "mp→oqmd" (pool from one database, test on the other)
     strategy = "strategy"  # query strategy or BMDAL method, e.g. "random", "lcmd-feat-ll"
@@ -67,7 +68,7 @@ PROPERTY_COLUMNS: tuple[str, ...] = (
 )
 
 #: Columns that name a learning curve's setting besides the strategy (those present are used).
-SETTING_COLUMNS: tuple[str, ...] = (Key.system, Key.descriptor, Key.direction, Key.batch)
+SETTING_COLUMNS: tuple[str, ...] = (Key.system, Key.model, Key.descriptor, Key.direction, Key.batch)
 #: Columns that measure time, so they differ between otherwise identical runs.
 TIMING_COLUMNS: tuple[str, ...] = (Key.fit_s, Key.feature_s, Key.query_s, Key.label_s)
 

@@ -2,7 +2,7 @@
 
 Track B (batch active learning for potentials, notebook 07 per data set, batch size and seed):
 
-    python -m alhelpers.run potentials [--system offline|tio2|lmnto|qm9] [--strategies …]
+    python -m alhelpers.run potentials [--system offline|tio2|lmnto|qm9] [--model gm|mace] [--strategies …]
                                        [--batch 10] [--seeds 0 1 2 3 4] [--smoke] [--out DIR]
 
 runs notebook 07 per (batch, seed) and notebook 08 over them, which writes
@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("potentials", help="Track B: batch AL for interatomic potentials (headless, resumable)")
     t.add_argument("--system", default="offline", choices=["offline", "tio2", "lmnto", "qm9"],
                    help="structure data set (default: offline, the committed aspirin MD set)")
+    t.add_argument("--model", default="gm", choices=["gm", "mace"],
+                   help="the potential: gm, the project's Gaussian-moment network (default), or mace, a "
+                        "small MACE through the model-agnostic path (needs mace-torch)")
     t.add_argument("--strategies", nargs="+", default=list(POTENTIAL_STRATEGIES), metavar="NAME",
                    help="BMDAL methods, e.g. random lcmd-feat-ll (default: the study's seven)")
     t.add_argument("--batch", nargs="+", type=int, default=[10], metavar="B",

@@ -51,7 +51,7 @@ from alhelpers.atomistic.train import fit_potential, predict
 __all__ = ["POTENTIAL_COLUMNS", "data_hash", "potential_metrics", "run_potentials"]
 
 POTENTIAL_COLUMNS: tuple[str, ...] = (
-    "system", "strategy", "batch", "seed", "round", "n_labelled", "n_atoms_labelled",
+    "system", "model", "strategy", "batch", "seed", "round", "n_labelled", "n_atoms_labelled",
     "energy_mae", "energy_rmse", "energy_maxe", "force_mae", "force_rmse", "force_maxe",
     "unc_pearson", "fit_s", "feature_s", "query_s", "label_s", "epochs", "note",
 )
@@ -161,15 +161,62 @@ class _Run:
     test: StructureSet
     cache: GraphCache = field(default_factory=GraphCache)
     round0: dict = field(default_factory=dict)  # round-0 models by (labelled set, members)
+    prepared: dict = field(default_factory=dict)  # MACE's graphs of the structures, shared by every fit
     progress: Callable[[str], None] | None = None
 
     def fit(self, train: StructureSet, member: int, rnd: int, init_from=None):
         cfg = self.cfg
+        seed = seed_int(cfg.seed, member, rnd)
+        if cfg.model == "mace":
+            return self._fit_mace(train, seed, init_from)
         kw = {} if cfg.cutoff is None else {"descriptor": _descriptor(self.data.species, cfg.cutoff)}
         model, hist = fit_potential(train, self.val, cfg.train, species=self.data.species, hidden=cfg.hidden,
-                                    seed=seed_int(cfg.seed, member, rnd), cache=self.cache,
-                                    init_from=init_from, **kw)
+                                    seed=seed, cache=self.cache, init_from=init_from, **kw)
         return model, len(hist)
+
+    def _fit_mace(self, train: StructureSet, seed: int, init_from=None):
+        import copy
+
+        from alhelpers.anymodel.mace import small_mace
+        from alhelpers.anymodel.train import fit_adapter
+
+        if init_from is not None:
+            adapter = copy.copy(init_from)
+            adapter.model = copy.deepcopy(init_from.model)
+        else:
+            kw = {} if self.cfg.cutoff is None else {"r_max": float(self.cfg.cutoff)}
+            adapter = small_mace(train.structures, train.energy, train.forces, species=self.data.species, seed=seed,
+                                 dtype=self.cfg.train.torch_dtype, prepared=self.prepared, **kw)
+        adapter, hist = fit_adapter(adapter, train, self.val, self.cfg.train, seed=seed)
+        return adapter, len(hist)
+
+    def predict(self, model, data: StructureSet):
+        if self.cfg.model == "mace":
+            from alhelpers.anymodel.train import predict_adapter
+
+            return predict_adapter(model, data.structures)
+        return predict(model, data, cache=self.cache)
+
+    def select(self, method, models, candidates: StructureSet, labelled: StructureSet, k: int, rng, timings: dict):
+        cfg = self.cfg
+        if cfg.model == "mace":
+            from alhelpers.anymodel.select import adapter_select
+
+            return adapter_select(method, models[0], candidates.structures, labelled.structures, k, rng,
+                                  committee=models, rp_dim=cfg.rp_dim, labels=(candidates.energy, candidates.forces),
+                                  timings=timings)
+        return select_batch(method, models=models, candidates=candidates, labelled=labelled, batch=k, rng=rng,
+                            rp_dim=cfg.rp_dim, cache=self.cache, timings=timings)
+
+    def uncertainty(self, method, models, labelled: StructureSet, rnd: int):
+        cfg = self.cfg
+        seed = seed_int(cfg.seed, UNCERTAINTY_STREAM, rnd)
+        if cfg.model == "mace":
+            from alhelpers.anymodel.select import adapter_uncertainty
+
+            return adapter_uncertainty(method, models[0], self.test.structures, labelled.structures, committee=models,
+                                       rp_dim=cfg.rp_dim, seed=seed)
+        return uncertainty(method, models, self.test, labelled, rp_dim=cfg.rp_dim, seed=seed, cache=self.cache)
 
     def models(self, track: Track, train: StructureSet, n_members: int, rnd: int):
         """The round's models (member 0 is evaluated), their epochs and fit times."""
@@ -191,7 +238,7 @@ class _Run:
         return out
 
     def round(self, track: Track, rnd: int) -> Step:
-        cfg, data, cache = self.cfg, self.data, self.cache
+        cfg, data = self.cfg, self.data
         method = parse_potential_method(track.strategy)
         n_members = cfg.ensemble if method.kernel.startswith("qbc") else 1
         label_s, labelled_now = 0.0, {"index": [], "energy": [], "forces": []}
@@ -206,13 +253,12 @@ class _Run:
         train = labels.as_set(data)
         models, epochs, fit_s, extra_s = self.models(track, train, n_members, rnd)
         track.state.prev = models
-        E, Fs = predict(models[0], self.test, cache=cache)
-        row = {"system": cfg.system, "strategy": track.strategy, "batch": cfg.batch, "seed": cfg.seed,
+        E, Fs = self.predict(models[0], self.test)
+        row = {"system": cfg.system, "model": cfg.model, "strategy": track.strategy, "batch": cfg.batch, "seed": cfg.seed,
                "round": rnd, "n_labelled": len(labels.index), "n_atoms_labelled": int(train.n_atoms.sum()),
                **potential_metrics(self.test, E, Fs if self.test.has_forces else None)}
         unc_method = method if (method.kernel.startswith("qbc") or method.base) else parse_potential_method("maxdiag-gp-ll")
-        unc = uncertainty(unc_method, models, self.test, train, rp_dim=cfg.rp_dim,
-                          seed=seed_int(cfg.seed, UNCERTAINTY_STREAM, rnd), cache=cache)
+        unc = self.uncertainty(unc_method, models, train, rnd)
         err = (force_rmse_per_structure(Fs, self.test) if self.test.has_forces and unc_method.kernel != "qbc-e"
                else np.abs(E - self.test.energy) / self.test.n_atoms)
         row["unc_pearson"] = _pearson(unc, err)
@@ -222,9 +268,8 @@ class _Run:
         note = ""
         if len(labels.index) < cfg.max_size and len(unlabelled):
             k = min(cfg.batch, cfg.max_size - len(labels.index), len(unlabelled))
-            pos = select_batch(method, models=models, candidates=data.subset(unlabelled), labelled=train, batch=k,
-                               rng=stream(cfg.seed, track.strategy, rnd), rp_dim=cfg.rp_dim, cache=cache,
-                               timings=timings)
+            pos = self.select(method, models, data.subset(unlabelled), train, k, stream(cfg.seed, track.strategy, rnd),
+                              timings)
             queried = unlabelled[pos]
             payload, secs = _ask(self.oracle, data, queried)
             labels.add(payload)
@@ -274,7 +319,10 @@ def run_potentials(
                _labelled_split(oracle, data, split["test"]), progress=progress)
     store = None
     if checkpoints is not None:
-        store = RoundCheckpoints(run_folder(checkpoints, cfg.system, f"seed{cfg.seed}", config=cfg.to_dict(),
+        identity = cfg.to_dict()
+        if identity.get("model") == "gm":  # the folders of runs from before models could be chosen stay valid
+            del identity["model"]
+        store = RoundCheckpoints(run_folder(checkpoints, cfg.system, f"seed{cfg.seed}", config=identity,
                                            data=[data_hash(data).encode()]))
         cfg.save(store.folder / "config.json")
     tracks, _ = run_rounds(cfg.strategies, cfg.rounds, split["pool"][: cfg.n_init],

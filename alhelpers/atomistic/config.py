@@ -14,7 +14,7 @@ from alhelpers.atomistic.selection import parse_potential_method
 from alhelpers.atomistic.train import TrainConfig
 from alhelpers.select.features import DEFAULT_RP_DIM
 
-__all__ = ["DEFAULT_STRATEGIES", "METHODS", "STUDY_TRAIN", "PotentialsConfig"]
+__all__ = ["DEFAULT_STRATEGIES", "MACE_TRAIN", "METHODS", "MODELS", "STUDY_TRAIN", "PotentialsConfig", "run_label"]
 
 #: Every method of STUDY §7 for a potential (``random`` is MAXDIAG on RND under its usual name).
 METHODS: tuple[str, ...] = (
@@ -31,6 +31,20 @@ DEFAULT_STRATEGIES: tuple[str, ...] = (
 #: Training settings of the Track B study: float32 (the same errors as float64 at about half the
 #: time, measured on TiO2) and at most 80 epochs with early stopping.
 STUDY_TRAIN = TrainConfig(dtype="float32", max_epochs=80, patience=20)
+#: Training settings of the small MACE (:func:`alhelpers.anymodel.mace.small_mace`): a larger
+#: learning rate than the project's potential (1e-3 left it at 160 meV/atom after 36 epochs on
+#: 100 TiO2 structures, 1e-2 at 82) and at most 60 epochs.
+MACE_TRAIN = TrainConfig(dtype="float32", lr=1e-2, max_epochs=60, patience=15, lr_patience=8)
+#: The potentials a run can train: ``gm``, the project's Gaussian-moment network
+#: (:mod:`alhelpers.atomistic.model`), or ``mace``, a small MACE through the model-agnostic path
+#: (:mod:`alhelpers.anymodel`; needs the optional ``mace-torch``).
+MODELS: tuple[str, ...] = ("gm", "mace")
+
+
+def run_label(system: str, model: str = "gm") -> str:
+    """A Track B run's name in file names: the system, with the model unless it is ``gm``
+    (``tio2``, ``tio2-mace``)."""
+    return system if model == "gm" else f"{system}-{model}"
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,7 @@ class PotentialsConfig(Saveable):
 
     Attributes:
         system: The structure data set (``offline``, ``tio2``, ``lmnto``, ``qm9``).
+        model: The potential (:data:`MODELS`): ``gm`` (the project's) or ``mace``.
         seed: Seed of the split, the start set, the models and the selections.
         strategies: Method names (``random`` or ``<rule>-<kernel>``, see
             :mod:`alhelpers.select.methods`).
@@ -46,7 +61,7 @@ class PotentialsConfig(Saveable):
         n_init, batch, max_size: Start set, structures added per round, stop size.
         ensemble: Models of the QBC kernels (the evaluated potential is member 0).
         rp_dim: Sketch dimension p of FEAT(RP).
-        hidden: Hidden layer widths of the per-atom MLP.
+        hidden: Hidden layer widths of the per-atom MLP (``gm``; MACE has its own small shape).
         cutoff: Descriptor cutoff in Å (None: the descriptor's default).
         train: Training hyper-parameters (default :data:`STUDY_TRAIN`); each model's seed is
             derived from ``seed``, the member and the round.
@@ -54,6 +69,7 @@ class PotentialsConfig(Saveable):
     """
 
     system: str = param("offline", "SYSTEM")
+    model: str = param("gm", "MODEL")
     seed: int = param(0, "SEED", minimum=0)
     strategies: tuple[str, ...] = param(DEFAULT_STRATEGIES, "STRATEGIES")
     n_pool: int = param(700, minimum=1)
@@ -71,6 +87,8 @@ class PotentialsConfig(Saveable):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.model not in MODELS:
+            raise ValueError(f"MODEL = {self.model!r} is not one of {MODELS}")
         if not self.strategies:
             raise ValueError('STRATEGIES is empty: name at least one, e.g. STRATEGIES = ["random"]')
         for name in self.strategies:
@@ -81,6 +99,11 @@ class PotentialsConfig(Saveable):
             raise ValueError(f"n_init ({self.n_init}) cannot exceed n_pool ({self.n_pool})")
         if self.max_size < self.n_init:
             raise ValueError(f"MAX_SIZE ({self.max_size}) must be >= N_INIT ({self.n_init})")
+
+    @property
+    def label(self) -> str:
+        """The run's name in file names (:func:`run_label`)."""
+        return run_label(self.system, self.model)
 
     @property
     def rounds(self) -> int:
@@ -95,6 +118,8 @@ class PotentialsConfig(Saveable):
         else:
             sizes = {"n_pool": int(0.7 * n_structures), "n_val": max(1, int(0.05 * n_structures))}
             sizes["n_test"] = n_structures - sizes["n_pool"] - sizes["n_val"]
+        if overrides.get("model") == "mace" and "train" not in overrides:
+            sizes["train"] = MACE_TRAIN
         return cls(system=system, **{**sizes, **overrides})
 
     @classmethod

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from alhelpers.anymodel.committee import energy_spread, force_spread
 from alhelpers.atomistic.frozen import FrozenBatch
 from alhelpers.atomistic.model import AtomisticModel, chunk_structures
 from alhelpers.atomistic.neighbours import Graph, GraphCache, build_graphs
@@ -206,7 +207,7 @@ def qbc_energy(
     ``per_atom=True`` divides by the number of atoms (eV/atom).
     """
     E, _, n = ensemble_predictions(models, data, forces=False, chunk_atoms=chunk_atoms, cache=cache)
-    sd = E.std(axis=0)
+    sd = energy_spread(E)
     return sd / n if per_atom else sd
 
 
@@ -220,9 +221,7 @@ def qbc_forces(
     """QBC(F): ``sqrt(mean over atoms and components of the ensemble variance of F)``, ``(S,)`` eV/Å."""
     _, F, n = ensemble_predictions(models, data, forces=True, chunk_atoms=chunk_atoms, cache=cache)
     assert F is not None
-    var = F.var(axis=0).sum(axis=1)  # (N,) summed over components
-    per_structure = np.add.reduceat(var, np.concatenate([[0], np.cumsum(n)[:-1]]))
-    return np.sqrt(per_structure / (3.0 * n))
+    return force_spread(F, n)
 
 
 def ae_energy(

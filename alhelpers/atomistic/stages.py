@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from alhelpers.atomistic.al import run_potentials
-from alhelpers.atomistic.config import DEFAULT_STRATEGIES, PotentialsConfig
+from alhelpers.atomistic.config import DEFAULT_STRATEGIES, PotentialsConfig, run_label
 from alhelpers.atomistic.oracle import Oracle
 from alhelpers.atomistic.structures import StructureSet
 from alhelpers.atomistic.summary import found_runs
@@ -42,12 +42,14 @@ def load_potential_data(system: str, *, say: Say = print) -> StructureSet:
 
 def potentials_config(system: str, n_structures: int, *, seed: int = 0,
                       strategies: tuple[str, ...] | list[str] = DEFAULT_STRATEGIES, batch: int = 10,
-                      n_init: int = 10, max_size: int = 100, epochs: int = 0, smoke: bool = False) -> PotentialsConfig:
+                      n_init: int = 10, max_size: int = 100, epochs: int = 0, smoke: bool = False,
+                      model: str = "gm") -> PotentialsConfig:
     """Notebook 07's config from its parameters (``smoke``: a tiny run of three rounds)."""
     if smoke:
-        return PotentialsConfig.smoke(system, seed=seed, strategies=strategies, batch=batch, max_size=4 + 2 * batch)
+        return PotentialsConfig.smoke(system, seed=seed, strategies=strategies, batch=batch, max_size=4 + 2 * batch,
+                                      model=model)
     cfg = PotentialsConfig.for_system(system, n_structures, seed=seed, strategies=strategies, n_init=n_init,
-                                      batch=batch, max_size=max_size)
+                                      batch=batch, max_size=max_size, model=model)
     return replace(cfg, train=replace(cfg.train, max_epochs=epochs)) if epochs else cfg
 
 
@@ -55,16 +57,17 @@ def potentials_stage(cfg: PotentialsConfig, layout: Layout, data: StructureSet, 
                      progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, Path]:
     """Run every strategy of ``cfg`` (checkpointed) and write the rows and the config next to them."""
     runs = run_potentials(data, cfg, oracle=oracle, checkpoints=layout.checkpoints / "potentials", progress=progress)
-    path = write_parquet(layout.potentials_run(cfg.system, cfg.batch, cfg.seed), runs)
+    path = write_parquet(layout.potentials_run(cfg.label, cfg.batch, cfg.seed), runs)
     cfg.save(path.with_suffix(".config.json"))
     return runs, path
 
 
-def ensure_potential_runs(layout: Layout, system: str, *, smoke: bool = False, say: Say = print) -> None:
-    """Run notebook 07's defaults (seed 0) for ``system`` unless the folder holds results of it."""
-    if found_runs(layout, system):
+def ensure_potential_runs(layout: Layout, system: str, *, smoke: bool = False, model: str = "gm",
+                          say: Say = print) -> None:
+    """Run notebook 07's defaults (seed 0) for ``system`` and ``model`` unless the folder holds results of it."""
+    if found_runs(layout, run_label(system, model)):
         return
-    say(f"No results of notebook 07 for {system!r} in {layout.root}: running it now with its defaults "
-        "(seed 0; run notebook 07 for other seeds and settings).")
+    say(f"No results of notebook 07 for {run_label(system, model)!r} in {layout.root}: running it now with its "
+        "defaults (seed 0; run notebook 07 for other seeds and settings).")
     data = load_potential_data(system, say=say)
-    potentials_stage(potentials_config(system, len(data), smoke=smoke), layout, data)
+    potentials_stage(potentials_config(system, len(data), smoke=smoke, model=model), layout, data)

@@ -55,6 +55,8 @@ def collect_potential_runs(layout: Layout, system: str, batches: Sequence[int] =
     for batch in sorted({b for b, _ in found}):
         _check_one_protocol([layout.potentials_run(system, b, k).with_suffix(".config.json") for b, k in found if b == batch])
     runs = pd.concat(parts, ignore_index=True)
+    if "model" not in runs:  # rows written before a run could choose its model
+        runs.insert(1, "model", "gm")
     return runs.sort_values(["system", "batch", "strategy", "seed", "round"], kind="mergesort", ignore_index=True)
 
 
@@ -63,7 +65,7 @@ def _check_one_protocol(paths: Sequence[Path]) -> None:
     are not comparable; different batch sizes may differ in what depends on the batch)."""
     protocols: dict[str, list[str]] = {}
     for path in paths:
-        cfg = read_json(path, todo="Run notebook 07 for that batch and seed again.")["config"]
+        cfg = {"model": "gm", **read_json(path, todo="Run notebook 07 for that batch and seed again.")["config"]}
         key = json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "batch", "strategies")}, sort_keys=True)
         protocols.setdefault(key, []).append(path.name)
     if len(protocols) > 1:
@@ -73,8 +75,8 @@ def _check_one_protocol(paths: Sequence[Path]) -> None:
 
 
 def potential_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Final-round errors and mean times per (system, batch, strategy): mean ± std over seeds."""
-    keys = ["system", "batch", "strategy"]
+    """Final-round errors and mean times per (system, model, batch, strategy): mean ± std over seeds."""
+    keys = [c for c in ("system", "model", "batch", "strategy") if c in runs]
     agg = final_round(runs).groupby(keys).agg(
         n_labelled=("n_labelled", "max"), seeds=("seed", "nunique"),
         force_mae=("force_mae", "mean"), force_mae_std=("force_mae", "std"),

@@ -51,7 +51,7 @@ from alhelpers.atomistic.model import AtomisticModel, chunk_structures
 from alhelpers.atomistic.neighbours import Batch, Graph, GraphCache, build_graphs, collate
 from alhelpers.atomistic.structures import StructureSet
 
-__all__ = ["TrainConfig", "fit_potential", "freeze_structures", "predict", "resolve_device"]
+__all__ = ["TrainConfig", "check_labelled", "fit_potential", "freeze_structures", "predict", "resolve_device"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -219,7 +219,8 @@ def _graphs_for(data: StructureSet, cutoff: float, cache: GraphCache | None) -> 
     return build_graphs(data.structures, cutoff, cache=cache)
 
 
-def _check_set(data: StructureSet, what: str) -> None:
+def check_labelled(data: StructureSet, what: str) -> None:
+    """Raise a ValueError naming the set when it is empty or has unlabelled (NaN) energies."""
     if len(data) == 0:
         raise ValueError(f"the {what} set {data.name!r} is empty; give at least one labelled structure")
     if not np.isfinite(data.energy).all():
@@ -265,12 +266,12 @@ def fit_potential(
     """
     cfg = cfg or TrainConfig()
     seed = int(seed)
-    _check_set(train, "training")
+    check_labelled(train, "training")
     if val is not None:
         if len(val) == 0:
             val = None
         else:
-            _check_set(val, "validation")
+            check_labelled(val, "validation")
     device = resolve_device(cfg.device)
     dtype = cfg.torch_dtype
     use_forces = cfg.lambda_forces > 0 and train.has_forces

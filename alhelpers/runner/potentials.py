@@ -14,6 +14,7 @@ import time
 
 import pandas as pd
 
+from alhelpers.atomistic.config import run_label
 from alhelpers.layout import Layout
 from alhelpers.runner.tasks import Task, results_lock, run_tasks, task_params, unique
 
@@ -22,10 +23,11 @@ __all__ = ["potential_tasks", "potentials", "statistics_task"]
 
 def potential_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
     """Notebook 07 per (system, batch size, seed), all strategies in one notebook."""
+    label = run_label(args.system, args.model)
     return [
         Task("07_bmdal_potentials.ipynb",
-             layout.notebooks / f"07_bmdal_potentials_{args.system}_batch{b}_seed{seed}.ipynb",
-             task_params(layout, SYSTEM=args.system, STRATEGIES=list(args.strategies), BATCH=b,
+             layout.notebooks / f"07_bmdal_potentials_{label}_batch{b}_seed{seed}.ipynb",
+             task_params(layout, SYSTEM=args.system, MODEL=args.model, STRATEGIES=list(args.strategies), BATCH=b,
                          N_INIT=args.n_init, MAX_SIZE=args.max_size, SEED=seed, ORACLE=args.oracle,
                          EPOCHS=args.epochs, SMOKE=args.smoke, PROGRESS=False))
         for b in args.batch for seed in args.seeds
@@ -34,8 +36,9 @@ def potential_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
 
 def statistics_task(layout: Layout, args: argparse.Namespace) -> Task:
     """Notebook 08 over the grid's runs (rerun every time: it is cheap)."""
-    return Task("08_potentials_statistics.ipynb", layout.notebooks / f"08_potentials_statistics_{args.system}.ipynb",
-                task_params(layout, SYSTEM=args.system, BATCHES=list(args.batch), SEEDS=list(args.seeds)))
+    label = run_label(args.system, args.model)
+    return Task("08_potentials_statistics.ipynb", layout.notebooks / f"08_potentials_statistics_{label}.ipynb",
+                task_params(layout, SYSTEM=args.system, MODEL=args.model, BATCHES=list(args.batch), SEEDS=list(args.seeds)))
 
 
 def potentials(args: argparse.Namespace) -> int:
@@ -56,7 +59,7 @@ def _show(layout: Layout, system: str) -> None:
         force=[f"{m:.4f} ± {s:.4f}" for m, s in zip(summary.force_mae, summary.force_mae_std.fillna(0))],
         energy=[f"{1000 * m:.2f} ± {1000 * s:.2f}" for m, s in zip(summary.energy_mae, summary.energy_mae_std.fillna(0))])
     print(f"\nFinal-round test errors, mean ± std over seeds (→ {layout.rel(layout.potentials_table(system, 'runs'))}):")
-    print(show[["system", "batch", "strategy", "n_labelled", "seeds", "force", "energy", "unc_pearson",
+    print(show[[c for c in ("system", "model") if c in show] + ["batch", "strategy", "n_labelled", "seeds", "force", "energy", "unc_pearson",
                 "mean_fit_s", "mean_feature_s", "mean_query_s"]]
           .rename(columns={"force": "force MAE (eV/Å)", "energy": "energy MAE (meV/atom)"})
           .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -85,6 +88,6 @@ def _potentials(layout: Layout, args: argparse.Namespace) -> int:
         for f in stats.failures:
             print(f"  - {f}", flush=True)
         return 1
-    _show(layout, args.system)
+    _show(layout, run_label(args.system, args.model))
     print(f"\n[run] potentials done in {time.perf_counter() - t0:.1f} s → {layout.root}")
     return 0

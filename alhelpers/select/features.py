@@ -55,6 +55,7 @@ __all__ = [
     "full_gradient_features",
     "gp_posterior_matrix",
     "identity_features",
+    "kronecker_pair",
     "last_layer_gradient",
     "ll_features",
     "mlp_layer_terms",
@@ -142,6 +143,13 @@ def mlp_layer_terms(
     return inputs, sens[::-1]
 
 
+def kronecker_pair(gen: torch.Generator, p: int, d_out: int, d_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standard Gaussian ``U_out (p × d_out)`` then ``U_in (p × d_in)`` from ``gen``, float64 on the
+    CPU: the matrices of one gradient block ``g ⊗ x``, sketched as ``(U_out g) ⊙ (U_in x)``."""
+    u_out = torch.randn(int(p), int(d_out), generator=gen, dtype=torch.float64)
+    return u_out, torch.randn(int(p), int(d_in), generator=gen, dtype=torch.float64)
+
+
 class GradientSketch:
     """Seeded random projections of per-layer gradient blocks (FEAT(RP), STUDY §7).
 
@@ -173,8 +181,7 @@ class GradientSketch:
         self.u_in: list[torch.Tensor] = []
         self.u_out: list[torch.Tensor] = []
         for d_prev, d_out in zip(self.layer_dims[:-1], self.layer_dims[1:]):
-            u_out = torch.randn(self.p, d_out, generator=g, dtype=torch.float64)
-            u_in = torch.randn(self.p, d_prev + 1, generator=g, dtype=torch.float64)
+            u_out, u_in = kronecker_pair(g, self.p, d_out, d_prev + 1)
             self.u_out.append(u_out.to(device=device, dtype=dtype))
             self.u_in.append(u_in.to(device=device, dtype=dtype))
 

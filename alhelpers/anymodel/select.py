@@ -1,0 +1,223 @@
+"""Batch active learning for any PyTorch potential: which structures to label next.
+
+:func:`select_structures` is the entry point: a model (or an adapter), the labelled training
+structures and the unlabelled pool (lists of :class:`ase.Atoms` or files ``ase.io`` reads) in;
+a :class:`Selection` out — the pool indices of the batch in selection order, a score per pool
+structure and the seconds spent on features and on the rule. The methods are
+:mod:`alhelpers.select.methods`' (STUDY §7), applied through the one adapter
+:func:`~alhelpers.select.methods.bmdal_batch` with the rules unchanged:
+
+* ``<rule>-feat-ll``, ``<rule>-feat-rp``, ``<rule>-gp-ll``, ``<rule>-gp-rp`` with rule MAXDIAG,
+  MAXDET, MAXDIST or LCMD (LCMD on plain features) — the gradient features of
+  :mod:`alhelpers.anymodel.gradients`;
+* ``maxdiag-qbc-e`` / ``maxdiag-qbc-f`` — a committee (``committee=``: adapters, models or ASE
+  calculators; the model itself is not added);
+* ``random``.
+
+The score of a pool structure is what the method's rule looks at first: the QBC spread or RND
+value for diagonal kernels, the GP posterior variance (``gp-*`` kernels and MAXDET), and for
+MAXDIST/LCMD on plain features the squared feature distance to the nearest labelled structure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from ase import Atoms
+
+from alhelpers.al.seeding import stream
+from alhelpers.anymodel.adapter import DEFAULT_MAX_ATOMS, PotentialAdapter
+from alhelpers.anymodel.committee import committee_predictions, energy_spread, force_spread
+from alhelpers.anymodel.gradients import gradient_features
+from alhelpers.select.features import DEFAULT_RP_DIM, gp_posterior_matrix
+from alhelpers.select.methods import Method, bmdal_batch, parse_method
+
+__all__ = ["ANY_KERNELS", "Selection", "as_adapter", "parse_any_method", "read_structures", "select_structures",
+           "adapter_select", "adapter_uncertainty"]
+
+#: Kernels any potential offers (AE kernels need labels of the pool: the study loop only).
+ANY_KERNELS: tuple[str, ...] = ("feat-ll", "feat-rp", "gp-ll", "gp-rp", "qbc-e", "qbc-f", "rnd")
+
+
+def parse_any_method(name: str | Method) -> Method:
+    """A method name with the kernels of :data:`ANY_KERNELS`."""
+    return name if isinstance(name, Method) else parse_method(name, kernels=ANY_KERNELS)
+
+
+def as_adapter(model: Any) -> PotentialAdapter:
+    """``model`` as a :class:`PotentialAdapter`: adapters pass through; the project's
+    :class:`~alhelpers.atomistic.model.AtomisticModel` and MACE models are wrapped."""
+    if isinstance(model, PotentialAdapter):
+        return model
+    from alhelpers.atomistic.model import AtomisticModel
+
+    if isinstance(model, AtomisticModel):
+        from alhelpers.atomistic.adapter import OwnPotentialAdapter
+
+        return OwnPotentialAdapter(model)
+    if type(model).__module__.startswith("mace."):
+        from alhelpers.anymodel.mace import MaceAdapter
+
+        return MaceAdapter(model)
+    raise TypeError(f"no adapter for a {type(model).__name__}: wrap it in a PotentialAdapter (see "
+                    "alhelpers.anymodel.adapter; alhelpers/anymodel/mace.py is an example of 100 lines)")
+
+
+def read_structures(source: str | os.PathLike | Sequence[Atoms], what: str = "structures") -> list[Atoms]:
+    """A list of :class:`ase.Atoms`, or every frame of a file ``ase.io`` reads (extxyz, …)."""
+    if isinstance(source, (str, os.PathLike)):
+        from ase.io import read
+
+        if not os.path.exists(source):
+            raise FileNotFoundError(f"the {what} file {os.fspath(source)!r} does not exist")
+        try:
+            frames = read(source, index=":")
+        except Exception as err:
+            raise ValueError(f"the {what} file {os.fspath(source)!r} could not be read by ase.io ({err}); "
+                             "give an extxyz file (or any format ase.io.read knows)") from err
+        return list(frames)
+    out = list(source)
+    bad = [k for k, a in enumerate(out) if not isinstance(a, Atoms)]
+    if bad:
+        raise TypeError(f"the {what} must be ase.Atoms; items {bad[:5]} are not")
+    return out
+
+
+@dataclass
+class Selection:
+    """The batch to label: pool indices in selection order, per-structure scores and timings."""
+
+    method: str
+    indices: np.ndarray
+    scores: np.ndarray
+    timings: dict = field(default_factory=dict)
+
+    def table(self) -> pd.DataFrame:
+        """One row per pool structure: ``pool_index, score, selected, rank`` (rank 1 = first picked)."""
+        rank = np.zeros(len(self.scores), dtype=np.int64)
+        rank[self.indices] = np.arange(1, len(self.indices) + 1)
+        return pd.DataFrame({"pool_index": np.arange(len(self.scores)), "score": self.scores,
+                             "selected": rank > 0, "rank": rank})
+
+
+def _score(method: Method, phi_c: np.ndarray, phi_l: np.ndarray) -> np.ndarray:
+    if method.gp or method.rule in ("maxdet", "maxdiag"):
+        A = gp_posterior_matrix(phi_l).numpy() if (method.gp or method.rule == "maxdet") else None
+        psi = phi_c if A is None else phi_c @ A
+        return (psi * psi).sum(1)
+    from alhelpers.select.distances import nearest_train
+
+    X, T = torch.as_tensor(phi_c), torch.as_tensor(phi_l)
+    return nearest_train(X, (X * X).sum(1), T, 4096)[0].numpy()
+
+
+def adapter_select(method: str | Method, adapter: PotentialAdapter, candidates: Sequence[Atoms],
+                   labelled: Sequence[Atoms], batch: int, rng: np.random.Generator, *,
+                   committee: Sequence[Any] = (), rp_dim: int = DEFAULT_RP_DIM, max_atoms: int = DEFAULT_MAX_ATOMS,
+                   labels: tuple[np.ndarray, Sequence[np.ndarray]] | None = None, timings: dict | None = None,
+                   scores: dict | None = None) -> np.ndarray:
+    """Positions in ``candidates`` of the next batch (selection order): the loop's call.
+
+    ``labels``: the candidates' energies and forces, for the ORACLE kernels ``ae-e``/``ae-f`` only.
+    ``scores`` receives ``"scores"``, one per candidate (see the module docstring).
+    """
+    m = method if isinstance(method, Method) else parse_method(method, kernels=ANY_KERNELS + ("ae-e", "ae-f"))
+    cand = list(candidates)
+
+    def diagonal(kernel: str, order: np.ndarray) -> np.ndarray:
+        sub = [cand[i] for i in order]
+        n = np.array([len(a) for a in sub])
+        if kernel.startswith("ae-"):
+            if labels is None:
+                raise ValueError(f"{m.name} needs the candidates' labels (an oracle upper bound)")
+            from alhelpers.anymodel.train import predict_adapter
+
+            E, F = predict_adapter(adapter, sub, forces=kernel == "ae-f", max_atoms=max_atoms)
+            if kernel == "ae-e":
+                return np.abs(E - labels[0][order]) / n
+            true = np.concatenate([labels[1][i] for i in order])
+            sq = ((np.concatenate(F) - true) ** 2).sum(1)
+            return np.sqrt(np.add.reduceat(sq, np.concatenate([[0], np.cumsum(n)[:-1]])) / (3.0 * n))
+        if len(committee) < 2:
+            raise ValueError(f"{m.name} needs a committee of at least two models or ASE calculators (committee=...)")
+        E, F = committee_predictions([as_adapter(c) if not hasattr(c, "calculate") else c for c in committee], sub,
+                                     forces=kernel == "qbc-f")
+        return energy_spread(E) / n if kernel == "qbc-e" else force_spread(F, n)
+
+    def features(base: str, order: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        phi = gradient_features(adapter, [cand[i] for i in order] + list(labelled), base, p=rp_dim, seed=seed,
+                                max_atoms=max_atoms)
+        phi_c, phi_l = phi[: len(order)], phi[len(order):]
+        if scores is not None:
+            sc = np.empty(len(order))
+            sc[order] = _score(m, phi_c, phi_l)
+            scores["scores"] = sc
+        return phi_c, phi_l
+
+    def diagonal_scored(kernel: str, order: np.ndarray) -> np.ndarray:
+        d = diagonal(kernel, order)
+        if scores is not None:
+            sc = np.empty(len(order))
+            sc[order] = d
+            scores["scores"] = sc
+        return d
+
+    pos = bmdal_batch(m, len(cand), batch, rng, diagonal=diagonal_scored, features=features, timings=timings)
+    if scores is not None and "scores" not in scores:  # random: its RND values are not kept
+        scores["scores"] = np.full(len(cand), np.nan)
+    return pos
+
+
+def adapter_uncertainty(method: Method, adapter: PotentialAdapter, test: Sequence[Atoms], labelled: Sequence[Atoms],
+                        *, committee: Sequence[Any] = (), rp_dim: int, seed: int) -> np.ndarray:
+    """The method's uncertainty on ``test``: the committee spread for QBC kernels (eV/Å for F,
+    eV/atom for E), else the GP posterior standard deviation of its base features (FEAT(LL)
+    for methods with neither)."""
+    n = np.array([len(a) for a in test])
+    if method.kernel in ("qbc-e", "qbc-f"):
+        E, F = committee_predictions(list(committee), list(test), forces=method.kernel == "qbc-f")
+        return energy_spread(E) / n if method.kernel == "qbc-e" else force_spread(F, n)
+    phi = gradient_features(adapter, list(test) + list(labelled), method.base or "ll", p=rp_dim, seed=seed)
+    psi = phi[: len(test)] @ gp_posterior_matrix(phi[len(test):]).numpy()
+    return np.sqrt((psi * psi).sum(1))
+
+
+def select_structures(model: Any, train: str | os.PathLike | Sequence[Atoms], pool: str | os.PathLike | Sequence[Atoms],
+                      *, method: str = "lcmd-feat-rp", batch: int = 10, rng: np.random.Generator | int = 0,
+                      committee: Sequence[Any] = (), rp_dim: int = DEFAULT_RP_DIM,
+                      max_atoms: int = DEFAULT_MAX_ATOMS) -> Selection:
+    """The ``batch`` pool structures to label next with ``method``, for any potential.
+
+    Args:
+        model: A :class:`~alhelpers.anymodel.adapter.PotentialAdapter`, or a model
+            :func:`as_adapter` wraps (the project's potential, MACE).
+        train: The labelled training structures (their labels are not needed).
+        pool: The unlabelled candidates.
+        method: ``random`` or ``<rule>-<kernel>`` (see the module docstring).
+        batch: Structures to select (at most the pool's size).
+        rng: The selection's randomness (tie order, RND, FEAT(RP) matrices): a generator or a seed.
+        committee: Members for QBC kernels (adapters, models or ASE calculators).
+        rp_dim: Sketch dimension of FEAT(RP).
+        max_atoms: Atoms per batch of the feature passes (memory bound).
+    """
+    m = parse_any_method(method)
+    if int(batch) < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    adapter = as_adapter(model)
+    train_atoms, pool_atoms = read_structures(train, "training set"), read_structures(pool, "pool")
+    if not pool_atoms:
+        raise ValueError("the pool is empty: give at least one candidate structure")
+    if m.base is not None and not train_atoms and (m.gp or m.rule in ("maxdist", "lcmd")):
+        raise ValueError(f"{m.name} compares the pool with the training set, which is empty")
+    gen = rng if isinstance(rng, np.random.Generator) else stream(int(rng))
+    timings: dict = {}
+    scores: dict = {}
+    idx = adapter_select(m, adapter, pool_atoms, train_atoms, int(batch), gen, committee=committee, rp_dim=rp_dim,
+                         max_atoms=max_atoms, timings=timings, scores=scores)
+    return Selection(m.name, np.asarray(idx, dtype=np.int64), scores["scores"], timings)

@@ -1,0 +1,99 @@
+"""MACE through the model-agnostic path (needs the optional mace-torch; CI installs it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+pytest.importorskip("mace", reason="mace-torch is not installed: pip install 'alhelpers[mace]' to run the MACE tests")
+
+from alhelpers.anymodel.gradients import gradient_features, module_names  # noqa: E402
+from alhelpers.anymodel.mace import MaceAdapter, small_mace  # noqa: E402
+from alhelpers.anymodel.select import as_adapter, select_structures  # noqa: E402
+from alhelpers.atomistic.data import load_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("offline").subset(range(0, 1200, 40))  # 30 aspirin frames (H, C, O; 21 atoms)
+
+
+@pytest.fixture(scope="module")
+def tiny(data):
+    return small_mace(data.structures[:8], data.energy[:8], data.forces[:8], species=data.species, seed=2,
+                      channels=4, radial_mlp=(8,), r_max=4.0, dtype=torch.float64)
+
+
+def _autograd(adapter, structures, names):
+    mods = dict(adapter.model.named_modules())
+    params = [p for n in names for p in mods[n].parameters() if p.requires_grad]
+    rows = []
+    for a in structures:
+        (E,) = adapter.energies(adapter.collate([adapter.prepare(a)]))
+        g = torch.autograd.grad(E, params, allow_unused=True)
+        rows.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1) for x, p in zip(g, params)]))
+    return torch.stack(rows).double().numpy()
+
+
+def test_mace_ll_is_autograds_gradient_with_respect_to_the_readouts(data, tiny):
+    assert tiny.readouts == ("readouts.0.linear", "readouts.1.linear_2")
+    s = data.structures[8:14]
+    ll = gradient_features(tiny, s, "ll")
+    assert ll.shape == (6, 8)  # 4 channels into each of the two readouts
+    np.testing.assert_allclose(ll, _autograd(tiny, s, tiny.readouts), rtol=1e-10, atol=1e-12)
+
+
+def test_mace_full_gradient_and_rp_kernel(data, tiny):
+    s = data.structures[8:12]
+    names = module_names(tiny, "rp")
+    assert any("conv_tp_weights" in n for n in names) and any("symmetric_contractions" in n for n in names)
+    full = gradient_features(tiny, s, "full")
+    np.testing.assert_allclose(full, _autograd(tiny, s, names), rtol=1e-9, atol=1e-10)
+    K = full @ full.T
+    samples = np.stack([(lambda phi: phi @ phi.T)(gradient_features(tiny, s, "rp", p=128, seed=k)) for k in range(48)])
+    mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(len(samples))
+    assert (np.abs(mean - K) < 4 * se).all(), np.abs(mean - K) / se  # unbiased for the exact kernel
+    spread = np.sqrt(samples.var(0, ddof=1).sum()) / np.linalg.norm(K)
+    err = np.linalg.norm(mean - K) / np.linalg.norm(K)
+    assert err < 2 * spread / np.sqrt(len(samples)) and err < 0.1, (err, spread)
+
+
+def test_mace_model_file_through_the_command(tmp_path, data, tiny):
+    from ase.io import read, write
+
+    from alhelpers.select.__main__ import main
+
+    write(tmp_path / "train.extxyz", data.structures[:6], format="extxyz")
+    write(tmp_path / "pool.extxyz", data.structures[6:26], format="extxyz")
+    torch.save(tiny.model, tmp_path / "mace.model")
+    args = [str(tmp_path / "mace.model"), str(tmp_path / "train.extxyz"), str(tmp_path / "pool.extxyz"),
+            "--method", "maxdet-gp-ll", "--batch", "4", "--out", str(tmp_path / "sel.extxyz"), "--csv",
+            str(tmp_path / "sel.csv")]
+    assert main(args) == 0
+    want = select_structures(tiny.model, tmp_path / "train.extxyz", tmp_path / "pool.extxyz", method="maxdet-gp-ll",
+                             batch=4)
+    assert [a.info["pool_index"] for a in read(tmp_path / "sel.extxyz", index=":")] == want.indices.tolist()
+    assert pd.read_csv(tmp_path / "sel.csv").query("selected")["pool_index"].sort_values().tolist() == \
+        sorted(want.indices.tolist())
+    assert isinstance(as_adapter(tiny.model), MaceAdapter)
+
+
+def test_track_b_loop_trains_mace(tmp_path):
+    from alhelpers.atomistic.al import run_potentials
+    from alhelpers.atomistic.config import PotentialsConfig
+    from alhelpers.atomistic.train import TrainConfig
+
+    data = load_dataset("offline")
+    cfg = PotentialsConfig.smoke("offline", model="mace", strategies=("random", "lcmd-feat-rp", "maxdiag-qbc-f"),
+                                 train=TrainConfig(max_epochs=4, patience=2, lr=1e-2, dtype="float32"))
+    runs = run_potentials(data, cfg, checkpoints=tmp_path)
+    assert runs["model"].eq("mace").all() and len(runs) == 3 * 3
+    assert runs.groupby("strategy")["n_labelled"].apply(list).to_dict() == {s: [4, 8, 12] for s in cfg.strategies}
+    first = runs[runs["round"] == 0]
+    assert first["force_mae"].nunique() == 1  # one shared round-0 model per seed
+    assert runs["force_mae"].between(0.01, 50).all() and runs["feature_s"].ge(0).all()
+    again = run_potentials(data, cfg, checkpoints=tmp_path)  # resumed from the checkpoints: the same rows
+    pd.testing.assert_frame_equal(again.drop(columns=["fit_s", "feature_s", "query_s", "label_s"]),
+                                  runs.drop(columns=["fit_s", "feature_s", "query_s", "label_s"]))
