@@ -1,7 +1,8 @@
-"""The notebooks used without the runner: a student's 01 → 07 by hand, and Colab's "Run All".
+"""The notebooks used without the runner: a student's 01 → 09 by hand, and Colab's "Run All".
 
-By hand: each notebook in a fresh kernel, in order, with the default results folder (set through
-``$ALHELPERS_RESULTS`` to a temporary folder) and only small sizes changed.
+By hand: each notebook in a fresh kernel, in order (09 only where mace-torch is installed), with
+the default results folder (set through ``$ALHELPERS_RESULTS`` to a temporary folder) and only
+small sizes changed.
 
 As Colab: a fresh virtual environment that sees the packages Colab has preinstalled but not
 ``alhelpers``, a fake ``google.colab`` module imported at start-up (as Colab's kernels do), the
@@ -34,7 +35,7 @@ def run(name: str, out: Path, kernel: str = "python3", **params) -> dict:
     return read_records(out)
 
 
-def test_a_student_runs_01_to_07_by_hand_in_order(tmp_path, monkeypatch):
+def test_a_student_runs_01_to_09_by_hand_in_order(tmp_path, monkeypatch):
     results = tmp_path / "results"
     monkeypatch.setenv("ALHELPERS_RESULTS", str(results))
     ex = tmp_path / "executed"
@@ -68,6 +69,18 @@ def test_a_student_runs_01_to_07_by_hand_in_order(tmp_path, monkeypatch):
     r8 = run("08_potentials_statistics.ipynb", ex / "08.ipynb")  # defaults: what 07 wrote (one seed)
     assert (r8["system"], r8["seeds"], r8["batches"], r8["n_rows"]) == ("offline", [0], [4], 6)
     assert r8["verdicts"] is None  # one seed: nothing to test, said so instead of a number
+    pytest.importorskip("mace", reason="notebook 09 needs mace-torch: pip install 'alhelpers[mace]'")
+    r9 = run("09_bring_your_own_potential.ipynb", ex / "09.ipynb", SYSTEM="offline", SMOKE=True, BATCH=4,
+             PROGRESS=False)
+    assert r9["runs_path"] == "potentials/offline-mace_batch4_seed0.parquet" and r9["n_rows"] == 3 * 3
+    assert set(r9["final_force_mae"]) == {"random", "lcmd-feat-rp", "maxdet-gp-ll"}
+    assert r9["n_queried"] == 3 * 2 * 4 and len(r9["first_batch"]) == 4
+    from ase.io import read
+
+    frames = read(results / r9["selection_path"], index=":")
+    assert [a.info["pool_index"] for a in frames] == r9["first_batch"]
+    r8m = run("08_potentials_statistics.ipynb", ex / "08m.ipynb", MODEL="mace")  # 09's rounds, as 08 reads them
+    assert (r8m["n_rows"], r8m["seeds"], r8m["batches"]) == (9, [0], [4])
     assert r8["final_force_mae"] == {f"4/{s}": v for s, v in r7["final_force_mae"].items()}
     r5b = run("05_figures.ipynb", ex / "05b.ipynb")  # now with 06's cross-database results
     assert "cross_database" in r5b["figures"]
@@ -165,6 +178,8 @@ def test_notebook_01_runs_as_colab_would(colab, monkeypatch):
      lambda r: r["n_rows"] == 3),
     ("08_potentials_statistics.ipynb", {"SMOKE": True},  # opened first: 07's smoke run is made here
      lambda r: (r["n_rows"], r["seeds"], r["batches"], r["verdicts"]) == (7 * 3, [0], [10], None)),
+    ("09_bring_your_own_potential.ipynb", {"SYSTEM": "offline", "SMOKE": True, "BATCH": 4, "PROGRESS": False},
+     lambda r: r["n_rows"] == 9 and len(r["first_batch"]) == 4),
 ])
 def test_each_notebook_runs_first_in_a_fresh_colab_runtime(colab, monkeypatch, name, params, check):
     rec, _ = run_as_colab(colab, name, monkeypatch, **params)

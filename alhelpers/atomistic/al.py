@@ -48,7 +48,7 @@ from alhelpers.atomistic.selection import (
 from alhelpers.atomistic.structures import StructureSet
 from alhelpers.atomistic.train import fit_potential, predict
 
-__all__ = ["POTENTIAL_COLUMNS", "data_hash", "potential_metrics", "run_potentials"]
+__all__ = ["POTENTIAL_COLUMNS", "data_hash", "potential_metrics", "queried_structures", "run_potentials"]
 
 POTENTIAL_COLUMNS: tuple[str, ...] = (
     "system", "model", "strategy", "batch", "seed", "round", "n_labelled", "n_atoms_labelled",
@@ -293,6 +293,26 @@ def _descriptor(species, cutoff: float):
     return DescriptorConfig(species=tuple(species), cutoff=float(cutoff))
 
 
+def _store(checkpoints: str | Path, cfg: PotentialsConfig, data: StructureSet) -> RoundCheckpoints:
+    """The checkpoints of the run ``cfg`` on ``data`` (its folder: the config's and data's hash)."""
+    identity = cfg.to_dict()
+    if identity.get("model") == "gm":  # the folders of runs from before models could be chosen stay valid
+        del identity["model"]
+    return RoundCheckpoints(run_folder(checkpoints, cfg.system, f"seed{cfg.seed}", config=identity,
+                                       data=[data_hash(data).encode()]))
+
+
+def queried_structures(checkpoints: str | Path, cfg: PotentialsConfig, data: StructureSet) -> pd.DataFrame:
+    """The structures every strategy of the run asked labels for: ``strategy, round, rank, index``
+    (``index`` in ``data``; ``rank`` 1 = selected first in that round), from its checkpoints."""
+    store = _store(checkpoints, cfg, data)
+    rows = [{"strategy": strategy, "round": rnd, "rank": rank, "index": int(i)}
+            for strategy in cfg.strategies
+            for rnd, payload in enumerate(store.load(strategy, cfg.rounds))
+            for rank, i in enumerate(payload["queried"], start=1)]
+    return pd.DataFrame(rows, columns=["strategy", "round", "rank", "index"])
+
+
 def run_potentials(
     data: StructureSet,
     cfg: PotentialsConfig,
@@ -319,11 +339,7 @@ def run_potentials(
                _labelled_split(oracle, data, split["test"]), progress=progress)
     store = None
     if checkpoints is not None:
-        identity = cfg.to_dict()
-        if identity.get("model") == "gm":  # the folders of runs from before models could be chosen stay valid
-            del identity["model"]
-        store = RoundCheckpoints(run_folder(checkpoints, cfg.system, f"seed{cfg.seed}", config=identity,
-                                           data=[data_hash(data).encode()]))
+        store = _store(checkpoints, cfg, data)
         cfg.save(store.folder / "config.json")
     tracks, _ = run_rounds(cfg.strategies, cfg.rounds, split["pool"][: cfg.n_init],
                            lambda rnd, active: [run.round(t, rnd) for t in active],
