@@ -49,3 +49,25 @@ def warning_text() -> Callable[..., str]:
         return texts[0]
 
     return pick
+
+
+@pytest.fixture
+def autograd_gradient() -> Callable:
+    """``rows(adapter, structures, names)``: ∂E_s/∂θ of every structure with respect to the
+    parameters of the named modules, one backward pass per structure — the reference the
+    model-agnostic gradient features are checked against."""
+    import numpy as np
+    import torch
+
+    def rows(adapter, structures, names):
+        mods = dict(adapter.model.named_modules())
+        params = [p for n in names for p in mods[n].parameters() if p.requires_grad]
+        out = []
+        for a in structures:
+            (E,) = adapter.energies(adapter.collate([adapter.prepare(a)]))
+            grads = torch.autograd.grad(E, params, allow_unused=True)
+            out.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                  for g, p in zip(grads, params)]).double().numpy())
+        return np.array(out)
+
+    return rows

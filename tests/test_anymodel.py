@@ -31,19 +31,6 @@ def own(offline):
     return model
 
 
-def _autograd_rows(adapter, structures, names) -> np.ndarray:
-    """∂E_s/∂θ of every structure, one backward pass each (the reference)."""
-    mods = dict(adapter.model.named_modules())
-    params = [p for n in names for p in mods[n].parameters() if p.requires_grad]
-    rows = []
-    for a in structures:
-        (E,) = adapter.energies(adapter.collate([adapter.prepare(a)]))
-        grads = torch.autograd.grad(E, params, allow_unused=True)
-        rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                               for g, p in zip(grads, params)]).double().numpy())
-    return np.array(rows)
-
-
 # --------------------------------------------------------------------------- the project's potential
 
 
@@ -140,14 +127,14 @@ def _molecules(n: int) -> list[Atoms]:
             for k in rng.integers(2, 7, size=n)]
 
 
-def test_any_model_full_gradient_and_readout_equal_autograd():
+def test_any_model_full_gradient_and_readout_equal_autograd(autograd_gradient):
     adapter = PairAdapter(PairModel())
     mols = _molecules(7)
     names = module_names(adapter, "rp")
     assert names == ("embed", "radial", "head.0", "head.2")  # every module that owns parameters, model order
-    np.testing.assert_allclose(gradient_features(adapter, mols, "full"), _autograd_rows(adapter, mols, names),
+    np.testing.assert_allclose(gradient_features(adapter, mols, "full"), autograd_gradient(adapter, mols, names),
                                rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(gradient_features(adapter, mols, "ll"), _autograd_rows(adapter, mols, ("head.2",)),
+    np.testing.assert_allclose(gradient_features(adapter, mols, "ll"), autograd_gradient(adapter, mols, ("head.2",)),
                                rtol=1e-12, atol=1e-12)
 
 

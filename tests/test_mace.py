@@ -26,31 +26,20 @@ def tiny(data):
                       channels=4, radial_mlp=(8,), r_max=4.0, dtype=torch.float64)
 
 
-def _autograd(adapter, structures, names):
-    mods = dict(adapter.model.named_modules())
-    params = [p for n in names for p in mods[n].parameters() if p.requires_grad]
-    rows = []
-    for a in structures:
-        (E,) = adapter.energies(adapter.collate([adapter.prepare(a)]))
-        g = torch.autograd.grad(E, params, allow_unused=True)
-        rows.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1) for x, p in zip(g, params)]))
-    return torch.stack(rows).double().numpy()
-
-
-def test_mace_ll_is_autograds_gradient_with_respect_to_the_readouts(data, tiny):
+def test_mace_ll_is_autograds_gradient_with_respect_to_the_readouts(data, tiny, autograd_gradient):
     assert tiny.readouts == ("readouts.0.linear", "readouts.1.linear_2")
     s = data.structures[8:14]
     ll = gradient_features(tiny, s, "ll")
     assert ll.shape == (6, 8)  # 4 channels into each of the two readouts
-    np.testing.assert_allclose(ll, _autograd(tiny, s, tiny.readouts), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ll, autograd_gradient(tiny, s, tiny.readouts), rtol=1e-10, atol=1e-12)
 
 
-def test_mace_full_gradient_and_rp_kernel(data, tiny):
+def test_mace_full_gradient_and_rp_kernel(data, tiny, autograd_gradient):
     s = data.structures[8:12]
     names = module_names(tiny, "rp")
     assert any("conv_tp_weights" in n for n in names) and any("symmetric_contractions" in n for n in names)
     full = gradient_features(tiny, s, "full")
-    np.testing.assert_allclose(full, _autograd(tiny, s, names), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(full, autograd_gradient(tiny, s, names), rtol=1e-9, atol=1e-10)
     K = full @ full.T
     samples = np.stack([(lambda phi: phi @ phi.T)(gradient_features(tiny, s, "rp", p=128, seed=k)) for k in range(48)])
     mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(len(samples))

@@ -210,7 +210,12 @@ def _exact_generic(mod: nn.Module, call: _Call, seg: torch.Tensor, n_structures:
     rows = call.output.shape[0]
     for start in range(0, rows, chunk_rows):
         sl = slice(start, start + chunk_rows)
-        gr = per_row(params, call.grad[sl], *(call.args[k][sl] for k in tensor_pos))
+        try:
+            gr = per_row(params, call.grad[sl], *(call.args[k][sl] for k in tensor_pos))
+        except Exception as err:  # e.g. TorchScript, or an op without a batching rule
+            raise RuntimeError(f"module {call.name!r} ({type(mod).__name__}) could not be differentiated row by row "
+                               f"with torch.func ({type(err).__name__}: {err}); leave it out of the adapter's "
+                               "gradient_modules") from err
         flat = torch.cat([gr[n].reshape(gr[n].shape[0], -1) for n in names], dim=1)
         total += segment_sum(flat, seg[sl], n_structures)
     return total
@@ -293,12 +298,13 @@ def _batch_features(adapter: PotentialAdapter, batch: AdapterBatch, names: Seque
                         else _exact_generic(mods[n], c, seg, S))
                 total = part if total is None else total + part
             if total is None:
-                total = torch.zeros(S, sum(q.numel() for _, q in _params(mods[n])), dtype=torch.float64)
+                total = torch.zeros(S, sum(q.numel() for _, q in _params(mods[n])), dtype=torch.float64,
+                                    device=batch.atom_structure.device)
             blocks.append(total.double())
         return torch.cat(blocks, dim=1)
     assert sketch is not None
     rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per segment vector: (segments, summed row sketches)
-    direct = torch.zeros(S, sketch.p, dtype=torch.float64)
+    direct = torch.zeros(S, sketch.p, dtype=torch.float64, device=batch.atom_structure.device)
     for n in names:
         for c in (c for c in calls if c.name == n):
             seg = _segments(adapter, batch, c)

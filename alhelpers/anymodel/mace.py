@@ -85,8 +85,9 @@ class MaceAdapter:
 
     def collate(self, items: Sequence) -> AdapterBatch:
         b = torch_geometric.Batch.from_data_list(list(items))
-        dtype = next(self.model.parameters()).dtype
-        d = {k: (v.to(dtype) if torch.is_floating_point(v) else v) for k, v in b.to_dict().items()}
+        ref = next(self.model.parameters())
+        d = {k: (v.to(ref.device, ref.dtype) if torch.is_floating_point(v) else v.to(ref.device))
+             for k, v in b.to_dict().items()}
         return AdapterBatch(d, int(b.num_graphs), d["batch"], d["batch"][d["edge_index"][0]])
 
     def energies(self, batch: AdapterBatch) -> torch.Tensor:

@@ -23,17 +23,17 @@ import torch
 from alhelpers.al.seeding import stream
 from alhelpers.anymodel.adapter import DEFAULT_MAX_ATOMS, PotentialAdapter, batches
 from alhelpers.atomistic.structures import StructureSet
-from alhelpers.atomistic.train import TrainConfig, check_labelled
+from alhelpers.atomistic.train import TrainConfig, check_labelled, resolve_device
 
 __all__ = ["fit_adapter", "predict_adapter"]
 
 
-def _targets(data: StructureSet, dtype: torch.dtype, use_forces: bool):
+def _targets(data: StructureSet, dtype: torch.dtype, device: torch.device, use_forces: bool):
     F = [np.nan_to_num(np.asarray(f, dtype=np.float64)) if use_forces else np.zeros((len(a), 3))
          for a, f in zip(data.structures, data.forces)]
     ok = [bool(use_forces and np.isfinite(f).all()) for f in data.forces]
-    return ([torch.as_tensor(e, dtype=dtype) for e in data.energy], [torch.as_tensor(f, dtype=dtype) for f in F],
-            torch.as_tensor(ok, dtype=dtype))
+    return ([torch.as_tensor(e, dtype=dtype, device=device) for e in data.energy],
+            [torch.as_tensor(f, dtype=dtype, device=device) for f in F], torch.as_tensor(ok, dtype=dtype, device=device))
 
 
 def _loss(adapter: PotentialAdapter, items: Sequence[Any], idx: np.ndarray, targets, cfg: TrainConfig,
@@ -50,7 +50,7 @@ def _loss(adapter: PotentialAdapter, items: Sequence[Any], idx: np.ndarray, targ
     if F is not None:
         dF = ((F - torch.cat([F_t[i] for i in idx])) ** 2).sum(1)
         sq = torch.zeros_like(n).index_add(0, batch.atom_structure, dF)
-        per = per + cfg.lambda_forces * ok[torch.as_tensor(idx)] * sq / (3.0 * n)
+        per = per + cfg.lambda_forces * ok[torch.as_tensor(idx, device=ok.device)] * sq / (3.0 * n)
     return per.mean(), dE.detach(), n
 
 
@@ -65,14 +65,16 @@ def fit_adapter(adapter: PotentialAdapter, train: StructureSet, val: StructureSe
         check_labelled(val, "validation")
     else:
         val = None
-    model = adapter.model
+    model = adapter.model.to(resolve_device(cfg.device))
     dtype = next(model.parameters()).dtype
     use_forces = cfg.lambda_forces > 0 and train.has_forces
     items = [adapter.prepare(a) for a in train.structures]
-    tg = _targets(train, dtype, use_forces)
+    device = next(model.parameters()).device
+    tg = _targets(train, dtype, device, use_forces)
     if val is not None:
         v_items = [adapter.prepare(a) for a in val.structures]
-        v_tg, v_forces = _targets(val, dtype, use_forces and val.has_forces), use_forces and val.has_forces
+        v_forces = use_forces and val.has_forces
+        v_tg = _targets(val, dtype, device, v_forces)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng, t0, rows = stream(int(seed)), time.perf_counter(), []
