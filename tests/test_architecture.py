@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,13 @@ def test_no_import_circles() -> None:
 def test_the_core_does_not_import_either_track(name: str) -> None:
     tracks = ("alhelpers.formation", "alhelpers.atomistic")
     assert [t for t, _ in _imports(name, MODULES[name]) if t.startswith(tracks)] == []
+
+
+def test_tests_do_not_import_each_other_through_the_tests_package() -> None:
+    """mace-torch installs a top-level ``tests`` package into site-packages, which shadows this
+    folder as a namespace package: ``from tests.x import y`` then fails (it did in CI)."""
+    folder = Path(__file__).resolve().parent
+    offenders = [f"{p.name}:{n}" for p in sorted(folder.glob("*.py"))
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1)
+                 if re.match(r"\s*(from tests[. ]|import tests\b)", line)]
+    assert offenders == []

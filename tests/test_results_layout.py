@@ -183,8 +183,9 @@ def test_config_objects_check_parameter_types():
 ])
 def test_notebook_parameters_of_the_wrong_type_fail_in_the_config_cell(tmp_path, params, message):
     """papermill's ``-r SEED 0`` passes a string; a string for a list used to fail as 'unknown strategy r'."""
-    from tests.test_notebooks import NB
+    from alhelpers.data.paths import REPO_ROOT
 
+    NB = REPO_ROOT / "notebooks"
     with pytest.raises(pm.PapermillExecutionError) as err:
         pm.execute_notebook(str(NB / "03_active_learning.ipynb"), str(tmp_path / "o.ipynb"),
                             parameters={"SYSTEM": "Ti-O", "SMOKE": True, "PROGRESS": False,
