@@ -30,7 +30,9 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m alhelpers.select", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m alhelpers.select",
+                                description="The structures to label next, for your own potential and files: "
+                                            "extxyz in; the batch as extxyz and every candidate's score as CSV out.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model file (torch.save(model, path)): a MACE model or the project's potential")
     p.add_argument("train", help="labelled training structures (extxyz or any ase.io format)")
