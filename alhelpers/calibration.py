@@ -1,0 +1,157 @@
+"""Is the uncertainty right? Calibration diagnostics, σ recalibration and the predicted MAE.
+
+One place for both tracks: Track A's ensemble σ and Track B's GP posterior σ and committee
+spreads go through the same functions. Every function takes the signed errors ``err =
+prediction − truth`` and the predicted standard deviations ``sigma`` (same length, σ > 0) of a
+held-out set, and treats each error as a draw from ``N(0, σ²)``:
+
+* :func:`gaussian_nll` — the mean Gaussian negative log-likelihood
+  ``½ log(2π σ²) + err² / (2σ²)`` (lower is better; it punishes over- and under-confidence);
+* :func:`z2_mean` — the mean squared z-score ``mean((err/σ)²)``: 1 when calibrated, above 1 when
+  σ is too small (over-confident);
+* :func:`miscalibration_area` — the area between the observed fraction of errors inside the
+  central Gaussian interval of probability p and p itself, over p ∈ [0, 1] (0 is perfect, 0.5 the
+  worst); the same discretisation as uncertainty-toolbox's ``miscalibration_area`` (100 levels);
+* :func:`ence` — the expected normalised calibration error of Levi et al. (2022): the errors
+  binned by σ (equal counts), ``mean_bins |RMV − RMSE| / RMV`` with RMV the root mean variance;
+* :func:`reliability_curve` — expected vs observed interval fractions (the reliability diagram);
+* :func:`sigma_scale` — the factor ``s`` with the smallest NLL of ``s·σ`` on a calibration set,
+  ``s = √mean((err/σ)²)`` (afterwards z² is exactly 1 there); fitted on data the test set never
+  touches (Track A: cross-validation on the labelled rows; Track B: the validation split);
+* :func:`calibration_metrics` — the four metrics of σ and of ``s·σ`` as one row
+  (``nll, z2_mean, miscal_area, ence`` and the same with ``_cal``);
+* :func:`predicted_mae` — the MAE a calibrated σ predicts for a set, ``mean(s·σ)·√(2/π)``
+  (the mean absolute value of ``N(0, σ²)`` is ``σ√(2/π)``): the stopping rule's estimate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = [
+    "CALIBRATION_COLUMNS", "calibration_metrics", "ence", "gaussian_nll", "miscalibration_area",
+    "predicted_mae", "reliability_curve", "sigma_scale", "z2_mean",
+]
+
+#: The calibration columns of a runs table (both tracks), raw σ then the recalibrated ``s·σ``.
+CALIBRATION_COLUMNS: tuple[str, ...] = ("nll", "z2_mean", "miscal_area", "ence",
+                                        "nll_cal", "z2_mean_cal", "miscal_area_cal", "ence_cal")
+
+#: Levels p of the miscalibration area (uncertainty-toolbox's default).
+MISCAL_LEVELS: int = 100
+#: Bins of the ENCE (equal counts of errors sorted by σ).
+ENCE_BINS: int = 10
+
+
+def _checked(err: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    e = np.asarray(err, dtype=np.float64).reshape(-1)
+    s = np.asarray(sigma, dtype=np.float64).reshape(-1)
+    if e.shape != s.shape:
+        raise ValueError(f"err and sigma must have the same length, got {e.size} and {s.size}")
+    if e.size == 0:
+        raise ValueError("calibration needs at least one error and its sigma, got none")
+    if not np.isfinite(e).all():
+        raise ValueError(f"{int((~np.isfinite(e)).sum())} of {e.size} errors are not finite")
+    if not (np.isfinite(s).all() and (s > 0).all()):
+        bad = int((~(np.isfinite(s) & (s > 0))).sum())
+        raise ValueError(f"{bad} of {s.size} sigmas are not finite and positive: a zero or missing "
+                         "uncertainty has no calibration (drop those rows or floor sigma)")
+    return e, s
+
+
+def gaussian_nll(err: np.ndarray, sigma: np.ndarray) -> float:
+    """Mean negative log-likelihood of ``err`` under ``N(0, σ²)`` (nats)."""
+    e, s = _checked(err, sigma)
+    return float(np.mean(0.5 * np.log(2.0 * np.pi * s**2) + 0.5 * (e / s) ** 2))
+
+
+def z2_mean(err: np.ndarray, sigma: np.ndarray) -> float:
+    """Mean squared z-score ``mean((err/σ)²)``: 1 when σ is calibrated, > 1 when over-confident."""
+    e, s = _checked(err, sigma)
+    return float(np.mean((e / s) ** 2))
+
+
+def _interval_fractions(err: np.ndarray, sigma: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Observed fraction of ``|err|/σ`` inside the central Gaussian interval of each probability."""
+    e, s = _checked(err, sigma)
+    bound = stats.norm.ppf(0.5 + levels / 2.0)
+    z = np.sort(np.abs(e) / s)
+    return np.searchsorted(z, bound, side="right") / z.size
+
+
+def reliability_curve(err: np.ndarray, sigma: np.ndarray, *, levels: int = MISCAL_LEVELS) -> pd.DataFrame:
+    """The reliability diagram: ``expected`` interval probability p and the ``observed`` fraction
+    of errors inside the central interval ``±Φ⁻¹(½ + p/2)·σ`` (on the diagonal when calibrated;
+    below it when over-confident)."""
+    if int(levels) < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+    p = np.linspace(0.0, 1.0, int(levels))
+    return pd.DataFrame({"expected": p, "observed": _interval_fractions(err, sigma, p)})
+
+
+def miscalibration_area(err: np.ndarray, sigma: np.ndarray, *, levels: int = MISCAL_LEVELS) -> float:
+    """Area between the reliability curve and the diagonal (0 perfect, at most 0.5).
+
+    The curve is linear between the ``levels`` points; where it crosses the diagonal the two
+    triangles are counted separately, so over- and under-confidence do not cancel.
+    """
+    curve = reliability_curve(err, sigma, levels=levels)
+    p, d = curve["expected"].to_numpy(), (curve["observed"] - curve["expected"]).to_numpy()
+    h, d0, d1 = np.diff(p), d[:-1], d[1:]
+    same = d0 * d1 >= 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossing = h * (d0**2 + d1**2) / (2.0 * (np.abs(d0) + np.abs(d1)))
+    return float(np.sum(np.where(same, h * np.abs(d0 + d1) / 2.0, np.nan_to_num(crossing))))
+
+
+def ence(err: np.ndarray, sigma: np.ndarray, *, bins: int = ENCE_BINS) -> float:
+    """Expected normalised calibration error: ``mean_bins |RMV − RMSE| / RMV``.
+
+    The errors are sorted by σ and split into ``min(bins, n)`` bins of (nearly) equal counts;
+    RMV is a bin's root mean σ², RMSE its root mean squared error. 0 is perfect.
+    """
+    e, s = _checked(err, sigma)
+    if int(bins) < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    order = np.argsort(s, kind="stable")
+    parts = np.array_split(order, min(int(bins), e.size))
+    rmv = np.array([np.sqrt(np.mean(s[i] ** 2)) for i in parts])
+    rmse = np.array([np.sqrt(np.mean(e[i] ** 2)) for i in parts])
+    return float(np.mean(np.abs(rmv - rmse) / rmv))
+
+
+def sigma_scale(err: np.ndarray, sigma: np.ndarray) -> float:
+    """The σ factor with the smallest Gaussian NLL on a calibration set: ``√mean((err/σ)²)``."""
+    return math.sqrt(z2_mean(err, sigma))
+
+
+def calibration_metrics(err: np.ndarray, sigma: np.ndarray, *, scale: float = 1.0) -> dict[str, float]:
+    """The calibration columns of one round: the metrics of σ and of ``scale·σ`` (``_cal``).
+
+    ``scale`` comes from :func:`sigma_scale` on data apart from ``err`` (the test set); with the
+    default 1 the ``_cal`` columns repeat the raw ones.
+    """
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be finite and positive, got {scale}")
+    e, s = _checked(err, sigma)
+    out: dict[str, float] = {}
+    for suffix, sd in (("", s), ("_cal", s * scale)):
+        out["nll" + suffix] = gaussian_nll(e, sd)
+        out["z2_mean" + suffix] = z2_mean(e, sd)
+        out["miscal_area" + suffix] = miscalibration_area(e, sd)
+        out["ence" + suffix] = ence(e, sd)
+    return out
+
+
+def predicted_mae(sigma: np.ndarray, *, scale: float = 1.0) -> float:
+    """The MAE that the (recalibrated) σ predicts for a set: ``mean(scale·σ)·√(2/π)``."""
+    s = np.asarray(sigma, dtype=np.float64).reshape(-1)
+    if s.size == 0 or not (np.isfinite(s).all() and (s >= 0).all()):
+        raise ValueError("predicted_mae needs finite, non-negative sigmas (at least one)")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be finite and positive, got {scale}")
+    return float(scale * s.mean() * math.sqrt(2.0 / math.pi))

@@ -1,0 +1,126 @@
+"""Calibration diagnostics (alhelpers.calibration): hand-computed values, uncertainty-toolbox as the
+reference implementation, and recalibration of a known mis-scaled Gaussian."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from alhelpers.calibration import (
+    calibration_metrics,
+    ence,
+    gaussian_nll,
+    miscalibration_area,
+    predicted_mae,
+    reliability_curve,
+    sigma_scale,
+    z2_mean,
+)
+
+ERR = np.array([1.0, -2.0, 0.5, -0.25])
+SIGMA = np.array([1.0, 2.0, 0.25, 0.5])
+
+
+def test_nll_and_z2_by_hand():
+    # z = 1, -1, 2, -0.5 → z² = 1, 1, 4, 0.25
+    assert z2_mean(ERR, SIGMA) == pytest.approx((1 + 1 + 4 + 0.25) / 4, abs=1e-15)
+    want = np.mean([0.5 * math.log(2 * math.pi * s * s) + 0.5 * z * z
+                    for z, s in [(1, 1.0), (-1, 2.0), (2, 0.25), (-0.5, 0.5)]])
+    assert gaussian_nll(ERR, SIGMA) == pytest.approx(want, abs=1e-14)
+    # two points with |z| = 1: ½log(2π) + ½ + ½log 4 / 2
+    assert gaussian_nll([1.0, -2.0], [1.0, 2.0]) == pytest.approx(0.5 * math.log(2 * math.pi) + 0.5 + 0.5 * math.log(2))
+
+
+def test_ence_by_hand():
+    err, sigma = np.array([1.0, -1.0, 3.0, -3.0]), np.array([1.0, 1.0, 1.0, 3.0])
+    # sorted by σ: bins {0, 1} (RMV 1, RMSE 1) and {2, 3} (RMV √5, RMSE 3)
+    assert ence(err, sigma, bins=2) == pytest.approx(abs(math.sqrt(5) - 3) / math.sqrt(5) / 2, abs=1e-15)
+    # one bin per error: mean |σ − |e|| / σ
+    assert ence(err, sigma, bins=4) == pytest.approx(np.mean([0, 0, 2, 0]), abs=1e-15)
+
+
+def test_miscalibration_area_by_hand():
+    # every error 0: all inside every interval, observed 1 for all p → ∫(1 − p) dp = ½
+    assert miscalibration_area(np.zeros(7), np.ones(7)) == pytest.approx(0.5, abs=1e-12)
+    # every |z| huge: observed 0 until p = 1, then 1; d = −p on 98 segments (∫ = (98/99)²/2) and
+    # −98/99 → 0 on the last: 98/99²/2 more, 49/99 in all
+    assert miscalibration_area(np.full(5, 1e3), np.ones(5)) == pytest.approx(49 / 99, abs=1e-12)
+    # two levels (p = 0, 1) and one error with |z| = 0.5: observed 0 then 1, on the diagonal
+    curve = reliability_curve([0.5], [1.0], levels=2)
+    assert curve["observed"].tolist() == [0.0, 1.0]
+    assert miscalibration_area([0.5], [1.0], levels=2) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_crossing_reliability_curve_counts_both_sides():
+    # three levels p = 0, ½, 1; z ∈ {0, 0.2, 3, 3}: observed 0.25 at p=0 (only z ≤ 0), ½ at p=½
+    # (Φ⁻¹(0.75) = 0.674), 1 at p=1. Differences d = 0.25, 0, 0: triangle ½·½·0.25
+    err, sigma = np.array([0.0, 0.2, 3.0, -3.0]), np.ones(4)
+    assert reliability_curve(err, sigma, levels=3)["observed"].tolist() == [0.25, 0.5, 1.0]
+    assert miscalibration_area(err, sigma, levels=3) == pytest.approx(0.0625, abs=1e-15)
+    # z ∈ {0, 5, 5, 5}: observed ¼, ¼, 1 → d = +¼, −¼, 0. The first segment crosses the diagonal:
+    # two triangles of ½·¼·¼ (they must not cancel), the second a triangle of ½·½·¼
+    err, sigma = np.array([0.0, 5.0, -5.0, 5.0]), np.ones(4)
+    assert reliability_curve(err, sigma, levels=3)["observed"].tolist() == [0.25, 0.25, 1.0]
+    assert miscalibration_area(err, sigma, levels=3) == pytest.approx(2 * 0.5 * 0.25 * 0.25 + 0.0625, abs=1e-15)
+
+
+def test_agrees_with_uncertainty_toolbox():
+    uct = pytest.importorskip("uncertainty_toolbox", reason="uncertainty-toolbox is the reference (test extra)")
+    rng = np.random.default_rng(3)
+    for n, factor in [(40, 1.0), (250, 2.5), (1000, 0.4)]:
+        sigma = rng.uniform(0.05, 0.5, n)
+        y = rng.normal(size=n)
+        pred = y + factor * sigma * rng.normal(size=n)
+        err = pred - y
+        assert miscalibration_area(err, sigma) == pytest.approx(
+            uct.metrics_calibration.miscalibration_area(pred, sigma, y), abs=1e-12)
+        assert gaussian_nll(err, sigma) == pytest.approx(uct.metrics_scoring_rule.nll_gaussian(pred, sigma, y), rel=1e-12)
+        exp, obs = uct.metrics_calibration.get_proportion_lists_vectorized(pred, sigma, y)
+        curve = reliability_curve(err, sigma)
+        np.testing.assert_allclose(curve["expected"], exp, atol=1e-15)
+        np.testing.assert_allclose(curve["observed"], obs, atol=1e-15)
+
+
+def test_recalibration_of_a_known_misscaled_gaussian():
+    rng = np.random.default_rng(11)
+    sigma = rng.uniform(0.02, 0.2, 4000)
+    err = rng.normal(0.0, 3.0 * sigma)  # σ three times too small (over-confident)
+    cal, test = slice(0, 1000), slice(1000, None)
+    s = sigma_scale(err[cal], sigma[cal])
+    assert s == pytest.approx(3.0, rel=0.1)
+    row = calibration_metrics(err[test], sigma[test], scale=s)
+    assert row["z2_mean"] == pytest.approx(9.0, rel=0.1)
+    assert row["z2_mean_cal"] == pytest.approx(1.0, abs=0.1)
+    assert row["nll_cal"] < row["nll"]
+    assert row["miscal_area_cal"] < 0.03 < row["miscal_area"]
+    assert row["ence_cal"] < 0.1 < row["ence"]
+    # the stopping rule's estimate: the calibrated σ predicts the test MAE
+    assert predicted_mae(sigma[test], scale=s) == pytest.approx(np.abs(err[test]).mean(), rel=0.05)
+
+
+def test_predicted_mae_by_hand():
+    assert predicted_mae([1.0, 3.0], scale=0.5) == pytest.approx(1.0 * math.sqrt(2 / math.pi), abs=1e-15)
+
+
+def test_calibration_metrics_without_scale_repeats_raw():
+    row = calibration_metrics(ERR, SIGMA)
+    for name in ("nll", "z2_mean", "miscal_area", "ence"):
+        assert row[name + "_cal"] == row[name]
+
+
+@pytest.mark.parametrize("err, sigma, message", [
+    ([1.0, 2.0], [1.0], "same length"),
+    ([], [], "at least one"),
+    ([np.nan], [1.0], "not finite"),
+    ([1.0, 1.0], [1.0, 0.0], "finite and positive"),
+])
+def test_bad_input_is_named(err, sigma, message):
+    with pytest.raises(ValueError, match=message):
+        z2_mean(err, sigma)
+
+
+def test_bad_scale_is_named():
+    with pytest.raises(ValueError, match="scale"):
+        calibration_metrics(ERR, SIGMA, scale=0.0)
