@@ -79,10 +79,13 @@ def write_report(out_dir: str | Path, *, config: dict) -> Path:
                           "With 5 seeds the Wilcoxon test cannot go below p = 0.0625.",
                           columns=_FINAL_COLUMNS, after=_verdicts)
     parts += _csv_section(out / "savings.csv", "Label savings",
-                          "Labels at which a strategy's mean learning curve first reaches random's final MAE "
-                          "(interpolated) and the saving in % of random's budget; 95 % bootstrap interval over "
-                          "seeds from the replicates that reached it, and `reach_frac`, the share of replicates "
-                          "that did. The claim under test: 5–13 % fewer labels.", drop=("descriptor",))
+                          "Targets: random's mean MAE at 50 %, 75 % and 100 % of its labelling budget "
+                          "(`budget_frac`). `n_baseline` and `n_reach`: where random's and the strategy's mean "
+                          "learning curves first reach the target (interpolated, the same rule for both); "
+                          "`saving_pct` = 100·(1 − n_reach/n_baseline), 0 for random by construction; 95 % "
+                          "interval from a bootstrap over seeds (Student's t with the bootstrap's standard "
+                          "error), and `reach_frac`, the share of replicates that reached the target. The claim "
+                          "under test: 5–13 % fewer labels.", drop=("descriptor",))
     parts += _csv_section(out / "auc.csv", "Area under the learning curve",
                           "Mean test MAE over the labelling budget (normalised trapezoid area), bootstrap 95 % CI.")
 

@@ -95,7 +95,10 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
     final = pd.read_csv(out / "final_table.csv")
     assert len(final) == 4 and final.set_index("strategy").loc["random", "verdict"] == "baseline"
     assert final["n_pairs"].eq(2).all() and final["mae_mean"].between(0, 2).all()
-    assert len(pd.read_csv(out / "savings.csv")) == 4 and len(pd.read_csv(out / "auc.csv")) == 4
+    savings = pd.read_csv(out / "savings.csv")  # 4 strategies × 3 targets along random's budget
+    assert len(savings) == 12 and sorted(savings["budget_frac"].unique()) == [0.5, 0.75, 1.0]
+    assert savings.loc[savings["strategy"] == "random", "saving_pct"].eq(0.0).all()
+    assert len(pd.read_csv(out / "auc.csv")) == 4
     leak = pd.read_csv(out / "leakage.csv")
     assert set(leak["descriptor"]) == {"magpie", "paper17"} and not leak["leaks"].any()
     for name in ("learning_curves", "final_mae", "uncertainty", "cross_database"):

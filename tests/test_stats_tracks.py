@@ -153,8 +153,8 @@ def _first_crossing(n: list[float], curve: np.ndarray, target: float) -> float:
 
 
 def test_label_savings_per_batch(runs):
-    out = label_savings(runs, metric="force_mae", n_boot=200, rng=np.random.default_rng(0))
-    assert out.columns.tolist()[:4] == ["system", "batch", "strategy", "n_pairs"]
+    out = label_savings(runs, metric="force_mae", n_boot=200, rng=np.random.default_rng(0), fractions=(1.0,))
+    assert out.columns.tolist()[:5] == ["system", "batch", "strategy", "budget_frac", "n_pairs"]
     assert "descriptor" not in out.columns
     assert out[["batch", "strategy"]].values.tolist() == [[10, "random"], [10, LCMD], [20, "random"],
                                                            [20, LCMD]]
@@ -167,24 +167,24 @@ def test_label_savings_per_batch(runs):
         n_reach = _first_crossing(n, lcmd_curve, target)
         row = got.loc[(batch, LCMD)]
         assert row["n_pairs"] == 4
-        assert row["baseline_final"] == target
-        assert row["strategy_final"] == lcmd_curve[-1]
-        assert row["n_baseline"] == n[-1]
+        assert row["target"] == target and row["n_target"] == n[-1]
+        n_base = _first_crossing(n, base_curve, target)
+        assert row["n_baseline"] == n_base
         assert row["n_reach"] == pytest.approx(n_reach, rel=1e-12, nan_ok=True)
-        assert row["saving_pct"] == pytest.approx(100 * (n[-1] - n_reach) / n[-1], rel=1e-12, nan_ok=True)
+        assert row["saving_pct"] == pytest.approx(100 * (1 - n_reach / n_base), rel=1e-12, nan_ok=True)
         assert row["reached"] == np.isfinite(n_reach)
         assert 0.0 <= row["reach_frac"] <= 1.0
         if row["reached"]:
             assert row["saving_lo"] <= row["saving_pct"] <= row["saving_hi"]
     # Batch 10: mean lcmd curve 0.5, 0.3359375, 0.2578125, 0.1953125 against random's final
     # 0.2578125 (the mean of its finals): reached exactly at round 2 = 40 labels of 50 → 20 %.
-    assert got.loc[(10, LCMD), "n_reach"] == 40.0 and got.loc[(10, LCMD), "saving_pct"] == 20.0
+    assert got.loc[(10, LCMD), "n_reach"] == 40.0 and got.loc[(10, LCMD), "saving_pct"] == pytest.approx(20.0, abs=1e-12)
     # Batch 20: random's final 0.2265625; lcmd's mean curve reaches 0.234375 at its last round,
     # so it never gets there.
     assert not got.loc[(20, LCMD), "reached"] and np.isnan(got.loc[(20, LCMD), "saving_pct"])
     # Each batch size on its own gives the same rows (same generator, batch 10 drawn first).
     alone = label_savings(runs[runs["batch"] == 10], metric="force_mae", n_boot=200,
-                          rng=np.random.default_rng(0))
+                          rng=np.random.default_rng(0), fractions=(1.0,))
     pd.testing.assert_frame_equal(out[out["batch"] == 10].reset_index(drop=True), alone)
 
 
