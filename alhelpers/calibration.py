@@ -21,7 +21,10 @@ held-out set, and treats each error as a draw from ``N(0, σ²)``:
 * :func:`calibration_metrics` — the four metrics of σ and of ``s·σ`` as one row
   (``nll, z2_mean, miscal_area, ence`` and the same with ``_cal``);
 * :func:`predicted_mae` — the MAE a calibrated σ predicts for a set, ``mean(s·σ)·√(2/π)``
-  (the mean absolute value of ``N(0, σ²)`` is ``σ√(2/π)``): the stopping rule's estimate.
+  (the mean absolute value of ``N(0, σ²)`` is ``σ√(2/π)``): the stopping rule's estimate;
+* :func:`cv_folds` — seeded K-fold splits of the labelled rows (Track A's recalibration set);
+* :func:`round_calibration` — the runs-table columns of one round: the metrics above,
+  ``sigma_scale`` and ``mae_pred`` (NaN, not an error, where σ has no calibration, e.g. a zero σ).
 """
 
 from __future__ import annotations
@@ -32,14 +35,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alhelpers.keys import Key
+
 __all__ = [
-    "CALIBRATION_COLUMNS", "calibration_metrics", "ence", "gaussian_nll", "miscalibration_area",
-    "predicted_mae", "reliability_curve", "sigma_scale", "z2_mean",
+    "CALIBRATION_COLUMNS", "ROUND_COLUMNS", "calibration_metrics", "cv_folds", "ence", "gaussian_nll",
+    "miscalibration_area", "predicted_mae", "reliability_curve", "round_calibration", "sigma_scale",
+    "z2_mean",
 ]
 
 #: The calibration columns of a runs table (both tracks), raw σ then the recalibrated ``s·σ``.
-CALIBRATION_COLUMNS: tuple[str, ...] = ("nll", "z2_mean", "miscal_area", "ence",
-                                        "nll_cal", "z2_mean_cal", "miscal_area_cal", "ence_cal")
+CALIBRATION_COLUMNS: tuple[str, ...] = (Key.nll, Key.z2_mean, Key.miscal_area, Key.ence,
+                                        Key.nll_cal, Key.z2_mean_cal, Key.miscal_area_cal, Key.ence_cal)
+
+#: Every calibration column of a round: the metrics, the fitted σ factor and the predicted MAE.
+ROUND_COLUMNS: tuple[str, ...] = (*CALIBRATION_COLUMNS, Key.sigma_scale, Key.mae_pred)
 
 #: Levels p of the miscalibration area (uncertainty-toolbox's default).
 MISCAL_LEVELS: int = 100
@@ -155,3 +164,54 @@ def predicted_mae(sigma: np.ndarray, *, scale: float = 1.0) -> float:
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be finite and positive, got {scale}")
     return float(scale * s.mean() * math.sqrt(2.0 / math.pi))
+
+
+def cv_folds(n: int, k: int, rng: np.random.Generator, *, min_train: int = 2
+             ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``min(k, n)`` seeded folds of ``0 … n−1``: ``(train positions, held-out positions)`` each,
+    held-out sets disjoint and covering every position once (sizes differ by at most one).
+
+    No folds (``[]``) when a fold would train on fewer than ``min_train`` rows: too few labels to
+    cross-validate, the recalibration is then undefined (NaN), not guessed.
+    """
+    if int(k) < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {k}")
+    n, k = int(n), min(int(k), int(n))
+    if k < 2 or n - math.ceil(n / k) < min_train:
+        return []
+    perm = rng.permutation(n)
+    held = [np.sort(part) for part in np.array_split(perm, k)]
+    return [(np.setdiff1d(perm, h), h) for h in held]
+
+
+def round_calibration(err: np.ndarray, sigma: np.ndarray, *, cal_err: np.ndarray | None = None,
+                      cal_sigma: np.ndarray | None = None, pool_sigma: np.ndarray | None = None
+                      ) -> dict[str, float]:
+    """The calibration columns (:data:`ROUND_COLUMNS`) of one round of either track.
+
+    ``err``/``sigma``: the test set's signed errors and σ. ``cal_err``/``cal_sigma``: a set apart
+    from the test set that fits ``sigma_scale`` (without it the scale is 1, the ``_cal`` columns
+    repeat the raw ones). ``pool_sigma``: the unlabelled pool's σ, for ``mae_pred``. Columns
+    whose inputs have no calibration (a σ that is zero or not finite, an empty set) are NaN.
+    """
+    out = dict.fromkeys((str(c) for c in ROUND_COLUMNS), float("nan"))
+
+    def usable(e, s) -> bool:
+        if e is None or s is None:
+            return False
+        e, s = np.asarray(e, dtype=np.float64).reshape(-1), np.asarray(s, dtype=np.float64).reshape(-1)
+        return e.size > 0 and e.shape == s.shape and bool(np.isfinite(e).all() and np.isfinite(s).all() and (s > 0).all())
+
+    scale = sigma_scale(cal_err, cal_sigma) if usable(cal_err, cal_sigma) else (1.0 if cal_err is None else float("nan"))
+    if usable(err, sigma):
+        if math.isfinite(scale) and scale > 0:
+            out.update(calibration_metrics(err, sigma, scale=scale))
+        else:
+            raw = calibration_metrics(err, sigma)
+            out.update({k: v for k, v in raw.items() if not k.endswith("_cal")})
+    out[str(Key.sigma_scale)] = scale
+    if pool_sigma is not None and np.size(pool_sigma) and math.isfinite(scale) and scale > 0:
+        ps = np.asarray(pool_sigma, dtype=np.float64).reshape(-1)
+        if np.isfinite(ps).all() and (ps >= 0).all():
+            out[str(Key.mae_pred)] = predicted_mae(ps, scale=scale)
+    return out

@@ -45,6 +45,18 @@ class Key(StrEnum):
     label_s = "label_s"  # seconds asking the oracle (Track B)
     note = "note"  # why a run stopped early ("pool exhausted …"), else ""
 
+    # calibration of the uncertainty on the test set (alhelpers.calibration), both tracks
+    nll = "nll"  # mean Gaussian negative log-likelihood of the errors under σ
+    z2_mean = "z2_mean"  # mean squared z-score (1 when calibrated)
+    miscal_area = "miscal_area"  # miscalibration area (0 perfect)
+    ence = "ence"  # expected normalised calibration error (0 perfect)
+    nll_cal = "nll_cal"  # the same for the recalibrated σ (sigma_scale · σ)
+    z2_mean_cal = "z2_mean_cal"
+    miscal_area_cal = "miscal_area_cal"
+    ence_cal = "ence_cal"
+    sigma_scale = "sigma_scale"  # σ factor fitted without the test set (Track A: CV on the labelled rows)
+    mae_pred = "mae_pred"  # test MAE predicted from the recalibrated σ of the unlabelled pool
+
 
 #: Columns every entries table has, in this order (others may follow).
 ENTRY_COLUMNS: tuple[str, ...] = (

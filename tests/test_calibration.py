@@ -124,3 +124,32 @@ def test_bad_input_is_named(err, sigma, message):
 def test_bad_scale_is_named():
     with pytest.raises(ValueError, match="scale"):
         calibration_metrics(ERR, SIGMA, scale=0.0)
+
+
+def test_cv_folds_cover_every_row_once():
+    from alhelpers.calibration import cv_folds
+
+    folds = cv_folds(10, 3, np.random.default_rng(0))
+    held = np.concatenate([h for _, h in folds])
+    assert sorted(held.tolist()) == list(range(10)) and [len(h) for _, h in folds] == [4, 3, 3]
+    for train, h in folds:
+        assert sorted(np.concatenate([train, h]).tolist()) == list(range(10))
+    assert cv_folds(3, 3, np.random.default_rng(0)) != [] and cv_folds(2, 3, np.random.default_rng(0)) == []
+    with pytest.raises(ValueError, match="2 folds"):
+        cv_folds(10, 1, np.random.default_rng(0))
+
+
+def test_round_calibration_nan_where_undefined():
+    from alhelpers.calibration import ROUND_COLUMNS, round_calibration
+
+    row = round_calibration(ERR, SIGMA, cal_err=2 * ERR, cal_sigma=SIGMA, pool_sigma=np.array([1.0, 3.0]))
+    assert list(row) == [str(c) for c in ROUND_COLUMNS]
+    assert row["sigma_scale"] == pytest.approx(2 * math.sqrt(z2_mean(ERR, SIGMA)))
+    assert row["z2_mean_cal"] == pytest.approx(row["z2_mean"] / row["sigma_scale"] ** 2)
+    assert row["mae_pred"] == pytest.approx(2.0 * row["sigma_scale"] * math.sqrt(2 / math.pi))
+    # a zero σ on the test set: no test metrics; an empty calibration set: no scale, no _cal, no prediction
+    bad = round_calibration(ERR, np.array([1.0, 0.0, 1.0, 1.0]), cal_err=ERR, cal_sigma=SIGMA)
+    assert np.isnan(bad["z2_mean"]) and np.isnan(bad["nll_cal"]) and np.isfinite(bad["sigma_scale"])
+    none = round_calibration(ERR, SIGMA, cal_err=np.empty(0), cal_sigma=np.empty(0), pool_sigma=SIGMA)
+    assert np.isnan(none["sigma_scale"]) and np.isnan(none["z2_mean_cal"]) and np.isnan(none["mae_pred"])
+    assert none["z2_mean"] == z2_mean(ERR, SIGMA)

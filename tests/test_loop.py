@@ -141,3 +141,44 @@ def test_hybrid_alpha_from_the_config_reaches_the_strategy(tio2_xy):
     pd.testing.assert_frame_equal(u, h)
     default = run_al(X, y, _cfg(strategies=("hybrid",)))
     assert not np.allclose(default["mae"].iloc[1:], h["mae"].iloc[1:])
+
+
+def test_calibration_columns_recalibrate_from_cross_validation_only(tio2_xy):
+    # Round 0 of one strategy, rebuilt by hand: the σ factor comes from ensembles trained on
+    # the cross-validation folds of the labelled rows (never the test set); the test columns are
+    # the calibration metrics of the test errors with that factor; mae_pred is the pool's
+    # recalibrated σ·√(2/π).
+    from alhelpers.al.seeding import stream
+    from alhelpers.calibration import ROUND_COLUMNS, calibration_metrics, cv_folds, predicted_mae, sigma_scale
+    from alhelpers.formation.models import EnsembleRegressor
+
+    X, y = tio2_xy
+    cfg = _cfg(strategies=("random",), rounds=1)
+    row = run_al(X, y, cfg).iloc[0]
+    pool, test, init, _ = split_and_init(len(y), cfg)
+    seed = int(stream(cfg.seed, "model", 0).integers(2**31))
+    err, sig = [], []
+    for train, held in cv_folds(len(init), cfg.cv_folds, stream(cfg.seed, "cv", 0)):
+        m = EnsembleRegressor(TINY, seed=seed).fit(X[init[train]], y[init[train]])
+        mean, var = m.predict(X[init[held]])
+        err.append(mean - y[init[held]])
+        sig.append(np.sqrt(var))
+    s = sigma_scale(np.concatenate(err), np.concatenate(sig))
+    assert row["sigma_scale"] == pytest.approx(s, rel=1e-6)
+    model = EnsembleRegressor(TINY, seed=seed).fit(X[init], y[init])
+    mean, var = model.predict(X[test])
+    want = calibration_metrics(mean - y[test], np.sqrt(var), scale=s)
+    for name, value in want.items():
+        assert row[name] == pytest.approx(value, rel=1e-5), name
+    rest = np.setdiff1d(pool, init)
+    assert row["mae_pred"] == pytest.approx(predicted_mae(np.sqrt(model.predict(X[rest])[1]), scale=s), rel=1e-6)
+    assert set(ROUND_COLUMNS) <= set(RUN_COLUMNS)
+
+
+def test_calibration_is_nan_not_an_error_with_too_few_labels(tio2_xy):
+    # 3 labels in 3 folds would train on 2 rows each: fine; 2 labels cannot be cross-validated
+    X, y = tio2_xy
+    assert np.isfinite(run_al(X, y, _cfg(strategies=("random",), n_init=3, rounds=1))["sigma_scale"]).all()
+    runs = run_al(X, y, _cfg(strategies=("random",), n_init=2, rounds=1))
+    assert np.isnan(runs["sigma_scale"]).all() and np.isnan(runs["z2_mean_cal"]).all()
+    assert np.isfinite(runs["z2_mean"]).all()

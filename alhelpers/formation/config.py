@@ -90,6 +90,8 @@ class ALConfig(Saveable):
     rounds: int = param(6, "ROUNDS", minimum=1)
     test_fraction: float = param(0.2, "TEST_FRACTION")
     hybrid_alpha: float = param(0.6, "HYBRID_ALPHA", minimum=0)
+    #: Folds of the cross-validation on the labelled rows that fits the σ recalibration.
+    cv_folds: int = param(3, minimum=2)
     model: EnsembleConfig = field(default_factory=EnsembleConfig)
 
     def __post_init__(self) -> None:

@@ -7,6 +7,12 @@ trains and evaluates only). Resuming, checkpoints and pool exhaustion are the sh
 (:func:`alhelpers.al.rounds.run_rounds`); what is Track A's own is the round body: the ensembles
 of all strategies are trained together in one batched computation, then each strategy is
 evaluated and queries.
+
+Calibration (:mod:`alhelpers.calibration`): with every strategy's ensemble, ``cv_folds``
+cross-validation ensembles on its labelled rows are trained in the same stacked computation;
+their held-out errors fit the σ factor (``sigma_scale``), so the test set never touches the
+recalibration. Each row carries the raw and recalibrated diagnostics of the test σ and
+``mae_pred``, the test MAE that the recalibrated σ of the unlabelled pool predicts.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from alhelpers.al.checkpoints import RoundCheckpoints, run_folder
 from alhelpers.al.rounds import Budget, Step, Track, run_rounds
 from alhelpers.al.seeding import stream
+from alhelpers.calibration import ROUND_COLUMNS, cv_folds, round_calibration
 from alhelpers.formation.config import ALConfig
 from alhelpers.formation.models import EnsembleRegressor, fit_ensembles
 from alhelpers.keys import TIMING_COLUMNS as _ALL_TIMING_COLUMNS
@@ -31,7 +38,7 @@ from alhelpers.select import QueryContext, get_strategy, needs_variance
 RUN_COLUMNS = (
     "system", "descriptor", "strategy", "seed", "round", "n_labelled", "n_pool", "n_test",
     "mae", "rmse", "max_error", "r2", "mean_sigma", "pearson_sigma_abs_err",
-    "spearman_sigma_abs_err", "fit_s", "feature_s", "query_s", "note",
+    "spearman_sigma_abs_err", *ROUND_COLUMNS, "fit_s", "feature_s", "query_s", "note",
 )
 #: Columns of this table that measure time (``feature_s``: BMDAL gradient features and GP
 #: transform, 0 for the other strategies; ``query_s``: the rest of the query).
@@ -117,7 +124,7 @@ def run_al(
 
     Round by round, the ensembles of all strategies are trained together in one batched
     computation (:func:`alhelpers.formation.models.fit_ensembles`); ``fit_s`` is each strategy's
-    share. With ``checkpoint_dir`` every (strategy, round) is checkpointed and a rerun resumes;
+    share (its cross-validation ensembles for the σ recalibration included). With ``checkpoint_dir`` every (strategy, round) is checkpointed and a rerun resumes;
     ``stop_after_round`` ends early after that round (for tests and budgets).
     ``df.attrs["resumed_rounds"]`` says how many rounds were read back instead of computed.
     ``split`` = (pool positions, test positions) replaces the seeded 80/20 split.
@@ -138,12 +145,17 @@ def run_al(
     def body(rnd: int, active: list[Track]) -> list[Step]:
         seed = int(stream(cfg.seed, "model", rnd).integers(2**31))  # same for every strategy
         t0 = time.perf_counter()
-        models = fit_ensembles([X[t.labelled] for t in active], [y[t.labelled] for t in active],
-                               cfg.model, seeds=[seed] * len(active))
+        # each strategy's model and, for the σ recalibration, its cross-validation ensembles on
+        # the labelled rows: all trained together in one stacked computation
+        folds = [cv_folds(len(t.labelled), cfg.cv_folds, stream(cfg.seed, "cv", rnd)) for t in active]
+        rows = [t.labelled for t in active] + [t.labelled[tr] for t, f in zip(active, folds) for tr, _ in f]
+        models = fit_ensembles([X[r] for r in rows], [y[r] for r in rows], cfg.model, seeds=[seed] * len(rows))
         fit_s = (time.perf_counter() - t0) / len(active)
+        cv_models = iter(models[len(active):])
         steps = []
-        for track, model in zip(active, models):
-            step = _round(track, model, X, y, pool, test, cfg, rnd, note if rnd == 0 else "")
+        for track, model, f in zip(active, models, folds):
+            held = [(track.labelled[h], next(cv_models)) for _, h in f]
+            step = _round(track, model, held, X, y, pool, test, cfg, rnd, note if rnd == 0 else "")
             step.row["fit_s"] = fit_s
             steps.append(step)
         return steps
@@ -163,27 +175,48 @@ def run_al(
     return df
 
 
-def _round(track: Track, model: EnsembleRegressor, X: np.ndarray, y: np.ndarray, pool: np.ndarray,
-           test: np.ndarray, cfg: ALConfig, rnd: int, note: str) -> Step:
-    """Evaluate one strategy's model of this round and, unless it is the last round, query."""
+def _held_out(held: list[tuple[np.ndarray, EnsembleRegressor]], X: np.ndarray, y: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Signed errors and σ of the cross-validation ensembles on their held-out labelled rows."""
+    err, sigma = [np.empty(0)], [np.empty(0)]
+    for rows, m in held:
+        mean, var = m.predict(X[rows])
+        err.append(mean - y[rows])
+        sigma.append(np.sqrt(np.maximum(var, 0.0)))
+    return np.concatenate(err), np.concatenate(sigma)
+
+
+def _round(track: Track, model: EnsembleRegressor, held: list[tuple[np.ndarray, EnsembleRegressor]],
+           X: np.ndarray, y: np.ndarray, pool: np.ndarray, test: np.ndarray, cfg: ALConfig, rnd: int,
+           note: str) -> Step:
+    """Evaluate one strategy's model of this round and, unless it is the last round, query.
+
+    ``held``: the labelled rows each cross-validation ensemble left out, with that ensemble; their
+    errors fit the σ recalibration (``sigma_scale``), which the test set never touches.
+    """
     mean, var = model.predict(X[test])
+    candidates = np.setdiff1d(pool, track.labelled, assume_unique=True)
+    pool_var = model.predict(X[candidates])[1] if len(candidates) else None
+    pool_sigma = None if pool_var is None else np.sqrt(np.maximum(pool_var, 0.0))
+    cal_err, cal_sigma = _held_out(held, X, y)
     row = {
         "system": cfg.system, "descriptor": cfg.descriptor, "strategy": track.strategy,
         "seed": cfg.seed, "round": rnd, "n_labelled": int(len(track.labelled)),
         "n_pool": int(len(pool)), "n_test": int(len(test)),
-        **regression_metrics(y[test], mean, var), "fit_s": 0.0, "feature_s": 0.0, "query_s": 0.0,
-        "note": note,
+        **regression_metrics(y[test], mean, var),
+        **round_calibration(mean - y[test], np.sqrt(np.maximum(var, 0.0)), cal_err=cal_err, cal_sigma=cal_sigma,
+                            pool_sigma=pool_sigma),
+        "fit_s": 0.0, "feature_s": 0.0, "query_s": 0.0, "note": note,
     }
     queried = np.empty(0, dtype=np.int64)
     if rnd < cfg.rounds - 1:
-        candidates = np.setdiff1d(pool, track.labelled, assume_unique=True)
         if len(candidates) == 0:
             row["note"] = (f"pool exhausted: all {len(pool)} pool points are labelled; "
                            f"stopped before the requested {cfg.budget} labels")
         else:
             t1 = time.perf_counter()
             timings: dict = {}
-            queried = _query(track.strategy, model, X, track.labelled, candidates, cfg, rnd, timings)
+            queried = _query(track.strategy, model, X, track.labelled, candidates, pool_var, cfg, rnd, timings)
             row["feature_s"] = float(timings.get("feature_s", 0.0))
             row["query_s"] = time.perf_counter() - t1 - row["feature_s"]
             if len(candidates) <= cfg.batch:
@@ -193,9 +226,9 @@ def _round(track: Track, model: EnsembleRegressor, X: np.ndarray, y: np.ndarray,
 
 
 def _query(strategy: str, model: EnsembleRegressor, X: np.ndarray, labelled: np.ndarray,
-           candidates: np.ndarray, cfg: ALConfig, rnd: int, timings: dict) -> np.ndarray:
+           candidates: np.ndarray, candidate_var: np.ndarray, cfg: ALConfig, rnd: int, timings: dict) -> np.ndarray:
     scaler = StandardScaler().fit(X[labelled])  # labelled rows only, refit each round
-    variance = model.predict(X[candidates])[1] if needs_variance(strategy) else None
+    variance = candidate_var if needs_variance(strategy) else None
     ctx = QueryContext(
         X_candidates=scaler.transform(X[candidates]),
         X_labelled=scaler.transform(X[labelled]),
