@@ -156,14 +156,21 @@ def calibration_metrics(err: np.ndarray, sigma: np.ndarray, *, scale: float = 1.
     return out
 
 
-def predicted_mae(sigma: np.ndarray, *, scale: float = 1.0) -> float:
-    """The MAE that the (recalibrated) σ predicts for a set: ``mean(scale·σ)·√(2/π)``."""
+def predicted_mae(sigma: np.ndarray, *, scale: float = 1.0, weights: np.ndarray | None = None) -> float:
+    """The MAE that the (recalibrated) σ predicts for a set: ``mean(scale·σ)·√(2/π)``.
+
+    ``weights`` (e.g. atoms per structure, when σ is a structure's per-component force σ and the
+    MAE runs over every atom's components) make it a weighted mean.
+    """
     s = np.asarray(sigma, dtype=np.float64).reshape(-1)
     if s.size == 0 or not (np.isfinite(s).all() and (s >= 0).all()):
         raise ValueError("predicted_mae needs finite, non-negative sigmas (at least one)")
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be finite and positive, got {scale}")
-    return float(scale * s.mean() * math.sqrt(2.0 / math.pi))
+    w = np.ones_like(s) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    if w.shape != s.shape or not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise ValueError("weights must be finite, non-negative, not all zero and one per sigma")
+    return float(scale * np.average(s, weights=w) * math.sqrt(2.0 / math.pi))
 
 
 def cv_folds(n: int, k: int, rng: np.random.Generator, *, min_train: int = 2
@@ -185,13 +192,14 @@ def cv_folds(n: int, k: int, rng: np.random.Generator, *, min_train: int = 2
 
 
 def round_calibration(err: np.ndarray, sigma: np.ndarray, *, cal_err: np.ndarray | None = None,
-                      cal_sigma: np.ndarray | None = None, pool_sigma: np.ndarray | None = None
-                      ) -> dict[str, float]:
+                      cal_sigma: np.ndarray | None = None, pool_sigma: np.ndarray | None = None,
+                      pool_weights: np.ndarray | None = None) -> dict[str, float]:
     """The calibration columns (:data:`ROUND_COLUMNS`) of one round of either track.
 
     ``err``/``sigma``: the test set's signed errors and σ. ``cal_err``/``cal_sigma``: a set apart
     from the test set that fits ``sigma_scale`` (without it the scale is 1, the ``_cal`` columns
-    repeat the raw ones). ``pool_sigma``: the unlabelled pool's σ, for ``mae_pred``. Columns
+    repeat the raw ones). ``pool_sigma``: the unlabelled pool's σ, for ``mae_pred`` (weighted by
+    ``pool_weights``, see :func:`predicted_mae`). Columns
     whose inputs have no calibration (a σ that is zero or not finite, an empty set) are NaN.
     """
     out = dict.fromkeys((str(c) for c in ROUND_COLUMNS), float("nan"))
@@ -213,5 +221,5 @@ def round_calibration(err: np.ndarray, sigma: np.ndarray, *, cal_err: np.ndarray
     if pool_sigma is not None and np.size(pool_sigma) and math.isfinite(scale) and scale > 0:
         ps = np.asarray(pool_sigma, dtype=np.float64).reshape(-1)
         if np.isfinite(ps).all() and (ps >= 0).all():
-            out[str(Key.mae_pred)] = predicted_mae(ps, scale=scale)
+            out[str(Key.mae_pred)] = predicted_mae(ps, scale=scale, weights=pool_weights)
     return out

@@ -183,3 +183,44 @@ def test_statistics_refuse_runs_of_different_settings(offline, tmp_path) -> None
         collect_potential_runs(layout, "offline")
     with pytest.raises(FileNotFoundError, match="SEED = 5"):
         collect_potential_runs(layout, "offline", seeds=[5])
+
+
+@pytest.mark.parametrize("strategy", ["maxdet-gp-ll", "maxdiag-qbc-f"])
+def test_calibration_columns_rebuilt_by_hand(offline, strategy) -> None:
+    # Round 0 rebuilt from the parts: the method's uncertainty on the validation split fits the σ
+    # factor, the test columns are its calibration metrics, and mae_pred is the atom-weighted
+    # recalibrated σ of the unlabelled pool (the uncertainty of test, validation and pool
+    # structures comes from one pass, so it must equal the uncertainty of each set alone).
+    from alhelpers.al.seeding import seed_int
+    from alhelpers.atomistic.al import UNCERTAINTY_STREAM
+    from alhelpers.atomistic.data import split_indices
+    from alhelpers.atomistic.features import force_rmse_per_structure
+    from alhelpers.atomistic.selection import uncertainty
+    from alhelpers.atomistic.train import predict
+    from alhelpers.calibration import calibration_metrics, predicted_mae, sigma_scale
+
+    cfg = _cfg(strategies=(strategy,), max_size=4, seed=2)
+    row = run_potentials(offline, cfg).iloc[0]
+    split = split_indices(len(offline), n_pool=cfg.n_pool, n_val=cfg.n_val, n_test=cfg.n_test, seed=cfg.seed)
+    train = offline.subset(split["pool"][: cfg.n_init])
+    n_members = cfg.ensemble if "qbc" in strategy else 1
+    models = [fit_potential(train, offline.subset(split["val"]), cfg.train, species=offline.species, hidden=cfg.hidden,
+                            seed=seed_int(cfg.seed, m, 0))[0] for m in range(n_members)]
+    method = parse_potential_method(strategy)
+    seed = seed_int(cfg.seed, UNCERTAINTY_STREAM, 0)
+
+    def unc_err(part):
+        sub = offline.subset(part)
+        unc = uncertainty(method, models, sub, train, rp_dim=cfg.rp_dim, seed=seed, cache=None)
+        _, F = predict(models[0], sub)
+        return unc, force_rmse_per_structure(F, sub)
+
+    u_val, e_val = unc_err(split["val"])
+    u_test, e_test = unc_err(split["test"])
+    s = sigma_scale(e_val, u_val)
+    assert row["sigma_scale"] == pytest.approx(s, rel=1e-5)
+    for name, value in calibration_metrics(e_test, u_test, scale=s).items():
+        assert row[name] == pytest.approx(value, rel=1e-4), name
+    rest = split["pool"][cfg.n_init:]
+    u_pool = uncertainty(method, models, offline.subset(rest), train, rp_dim=cfg.rp_dim, seed=seed, cache=None)
+    assert row["mae_pred"] == pytest.approx(predicted_mae(u_pool, scale=s, weights=offline.n_atoms[rest]), rel=1e-5)

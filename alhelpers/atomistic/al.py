@@ -16,7 +16,9 @@ Result rows (:data:`POTENTIAL_COLUMNS`, names of :class:`alhelpers.keys.Key`): e
 in eV/atom, forces per Cartesian component in eV/Å (MAXE: the largest absolute component error),
 ``unc_pearson``: Pearson correlation over the test structures between the strategy's uncertainty
 (:func:`~alhelpers.atomistic.selection.uncertainty`) and the error (QBC(F)/AE(F)/feature kernels
-against each structure's RMS force error, QBC(E) against |ΔE|/atom); times in seconds: ``fit_s``
+against each structure's RMS force error, QBC(E) against |ΔE|/atom) and the calibration columns of
+that uncertainty (:mod:`alhelpers.calibration`: raw and recalibrated on the validation split,
+``sigma_scale``, ``mae_pred``); times in seconds: ``fit_s``
 (the evaluated potential), ``feature_s`` (features, GP transform, and the extra ensemble members a
 QBC kernel needs), ``query_s`` (the rule), ``label_s`` (the oracle).
 """
@@ -35,6 +37,7 @@ import pandas as pd
 from alhelpers.al.checkpoints import RoundCheckpoints, run_folder
 from alhelpers.al.rounds import Step, Track, run_rounds
 from alhelpers.al.seeding import seed_int, stream
+from alhelpers.calibration import ROUND_COLUMNS, round_calibration
 from alhelpers.atomistic.config import PotentialsConfig
 from alhelpers.atomistic.data import split_indices
 from alhelpers.atomistic.features import force_rmse_per_structure
@@ -53,7 +56,7 @@ __all__ = ["POTENTIAL_COLUMNS", "data_hash", "potential_metrics", "queried_struc
 POTENTIAL_COLUMNS: tuple[str, ...] = (
     "system", "model", "strategy", "batch", "seed", "round", "n_labelled", "n_atoms_labelled",
     "energy_mae", "energy_rmse", "energy_maxe", "force_mae", "force_rmse", "force_maxe",
-    "unc_pearson", "fit_s", "feature_s", "query_s", "label_s", "epochs", "note",
+    "unc_pearson", *ROUND_COLUMNS, "fit_s", "feature_s", "query_s", "label_s", "epochs", "note",
 )
 
 #: Stream key of the FEAT(RP) matrices of the test-set uncertainty (the model streams use the
@@ -159,6 +162,8 @@ class _Run:
     pool: np.ndarray
     val: StructureSet | None
     test: StructureSet
+    test_idx: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    val_idx: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     cache: GraphCache = field(default_factory=GraphCache)
     round0: dict = field(default_factory=dict)  # round-0 models by (labelled set, members)
     prepared: dict = field(default_factory=dict)  # MACE's graphs of the structures, shared by every fit
@@ -208,15 +213,49 @@ class _Run:
         return select_batch(method, models=models, candidates=candidates, labelled=labelled, batch=k, rng=rng,
                             rp_dim=cfg.rp_dim, cache=self.cache, timings=timings)
 
-    def uncertainty(self, method, models, labelled: StructureSet, rnd: int):
+    def uncertainty(self, method, models, structures: StructureSet, labelled: StructureSet, rnd: int):
         cfg = self.cfg
         seed = seed_int(cfg.seed, UNCERTAINTY_STREAM, rnd)
         if cfg.model == "mace":
             from alhelpers.anymodel.select import adapter_uncertainty
 
-            return adapter_uncertainty(method, models[0], self.test.structures, labelled.structures, committee=models,
+            return adapter_uncertainty(method, models[0], structures.structures, labelled.structures, committee=models,
                                        rp_dim=cfg.rp_dim, seed=seed)
-        return uncertainty(method, models, self.test, labelled, rp_dim=cfg.rp_dim, seed=seed, cache=self.cache)
+        return uncertainty(method, models, structures, labelled, rp_dim=cfg.rp_dim, seed=seed, cache=self.cache)
+
+    def calibration(self, method, models, train: StructureSet, rnd: int, E, Fs, unlabelled: np.ndarray) -> dict:
+        """``unc_pearson`` and the calibration columns of the round's uncertainty.
+
+        The uncertainty is the method's own (QBC spread, or the GP posterior σ of its base
+        features; FEAT(LL)'s for methods with neither), on the test, validation and unlabelled
+        pool structures in one pass. Its error: the per-structure RMS force error (eV/Å), or
+        |ΔE| per atom for QBC(E) and sets without forces. The σ factor is fitted on the
+        validation split; ``mae_pred`` predicts the test ``force_mae`` (σ as a per-component force
+        σ, weighted by atoms) or ``energy_mae`` from the unlabelled pool.
+        """
+        unc_method = method if (method.kernel.startswith("qbc") or method.base) else parse_potential_method("maxdiag-gp-ll")
+        forces = self.test.has_forces and unc_method.kernel != "qbc-e"
+        idx = np.concatenate([self.test_idx, self.val_idx if self.val is not None else [], unlabelled]).astype(np.int64)
+        if len(self.test_idx) == len(self.test):
+            unc = self.uncertainty(unc_method, models, self.data.subset(idx), train, rnd)
+        else:  # test structures not given by index: the test set alone
+            unc = self.uncertainty(unc_method, models, self.test, train, rnd)
+        n_t = len(self.test)
+        n_v = len(self.val_idx) if (self.val is not None and len(unc) > n_t) else 0
+
+        def error(E_, F_, ref: StructureSet) -> np.ndarray:
+            return force_rmse_per_structure(F_, ref) if forces else np.abs(E_ - ref.energy) / ref.n_atoms
+
+        err = error(E, Fs, self.test)
+        cal_err = cal_unc = None
+        if n_v:
+            Ev, Fv = self.predict(models[0], self.val)
+            cal_err, cal_unc = error(Ev, Fv, self.val), unc[n_t:n_t + n_v]
+        pool_unc = unc[n_t + n_v:] if len(unc) > n_t else None
+        weights = self.data.n_atoms[unlabelled] if (forces and pool_unc is not None) else None
+        return {"unc_pearson": _pearson(unc[:n_t], err),
+                **round_calibration(err, unc[:n_t], cal_err=cal_err, cal_sigma=cal_unc, pool_sigma=pool_unc,
+                                    pool_weights=weights)}
 
     def models(self, track: Track, train: StructureSet, n_members: int, rnd: int):
         """The round's models (member 0 is evaluated), their epochs and fit times."""
@@ -257,12 +296,8 @@ class _Run:
         row = {"system": cfg.system, "model": cfg.model, "strategy": track.strategy, "batch": cfg.batch, "seed": cfg.seed,
                "round": rnd, "n_labelled": len(labels.index), "n_atoms_labelled": int(train.n_atoms.sum()),
                **potential_metrics(self.test, E, Fs if self.test.has_forces else None)}
-        unc_method = method if (method.kernel.startswith("qbc") or method.base) else parse_potential_method("maxdiag-gp-ll")
-        unc = self.uncertainty(unc_method, models, train, rnd)
-        err = (force_rmse_per_structure(Fs, self.test) if self.test.has_forces and unc_method.kernel != "qbc-e"
-               else np.abs(E - self.test.energy) / self.test.n_atoms)
-        row["unc_pearson"] = _pearson(unc, err)
         unlabelled = self.pool[np.isin(self.pool, np.asarray(labels.index, dtype=np.int64), invert=True)]
+        row.update(self.calibration(method, models, train, rnd, E, Fs, unlabelled))
         timings = {"feature_s": extra_s}
         queried = np.empty(0, dtype=np.int64)
         note = ""
@@ -336,7 +371,8 @@ def run_potentials(
     split = split_indices(len(data), n_pool=cfg.n_pool, n_val=cfg.n_val, n_test=cfg.n_test, seed=cfg.seed)
     run = _Run(data, cfg, oracle, split["pool"],
                _labelled_split(oracle, data, split["val"]) if cfg.n_val else None,
-               _labelled_split(oracle, data, split["test"]), progress=progress)
+               _labelled_split(oracle, data, split["test"]), test_idx=np.asarray(split["test"], dtype=np.int64),
+               val_idx=np.asarray(split["val"], dtype=np.int64), progress=progress)
     store = None
     if checkpoints is not None:
         store = _store(checkpoints, cfg, data)
