@@ -15,21 +15,25 @@ held-out set, and treats each error as a draw from ``N(0, σ²)``:
 * :func:`ence` — the expected normalised calibration error of Levi et al. (2022): the errors
   binned by σ (equal counts), ``mean_bins |RMV − RMSE| / RMV`` with RMV the root mean variance;
 * :func:`reliability_curve` — expected vs observed interval fractions (the reliability diagram);
-* :func:`sigma_scale` — the factor ``s`` with the smallest NLL of ``s·σ`` on a calibration set,
-  ``s = √mean((err/σ)²)`` (afterwards z² is exactly 1 there); fitted on data the test set never
-  touches (Track A: cross-validation on the labelled rows; Track B: the validation split);
-* :func:`calibration_metrics` — the four metrics of σ and of ``s·σ`` as one row
+* :func:`recalibrate` — the :class:`Recalibration` ``σ' = √((s·σ)² + τ²)`` (a factor s and an
+  error floor τ) with the smallest NLL on a calibration set the test set never touches (Track A:
+  cross-validation on the labelled rows; Track B: the validation split); :func:`sigma_scale` is
+  its closed form without a floor, ``s = √mean((err/σ)²)`` (z² is then exactly 1 on that set);
+* :func:`calibration_metrics` — the four metrics of σ and of σ' as one row
   (``nll, z2_mean, miscal_area, ence`` and the same with ``_cal``);
-* :func:`predicted_mae` — the MAE a calibrated σ predicts for a set, ``mean(s·σ)·√(2/π)``
+* :func:`predicted_mae` — the MAE a calibrated σ predicts for a set, ``mean(σ')·√(2/π)``
   (the mean absolute value of ``N(0, σ²)`` is ``σ√(2/π)``): the stopping rule's estimate;
 * :func:`cv_folds` — seeded K-fold splits of the labelled rows (Track A's recalibration set);
 * :func:`round_calibration` — the runs-table columns of one round: the metrics above,
-  ``sigma_scale`` and ``mae_pred`` (NaN, not an error, where σ has no calibration, e.g. a zero σ).
+  ``sigma_scale``, ``sigma_floor`` and ``mae_pred`` (NaN, not an error, where σ has no
+  calibration, e.g. a zero σ);
+* :func:`stop_reason` — the stopping rule: stop labelling once ``mae_pred`` reaches a target.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,9 +42,9 @@ from scipy import stats
 from alhelpers.keys import Key
 
 __all__ = [
-    "CALIBRATION_COLUMNS", "ROUND_COLUMNS", "calibration_metrics", "cv_folds", "ence", "gaussian_nll",
-    "miscalibration_area", "predicted_mae", "reliability_curve", "round_calibration", "sigma_scale",
-    "z2_mean",
+    "CALIBRATION_COLUMNS", "ROUND_COLUMNS", "Recalibration", "calibration_metrics", "cv_folds", "ence",
+    "gaussian_nll", "miscalibration_area", "predicted_mae", "recalibrate", "reliability_curve",
+    "round_calibration", "sigma_scale", "stop_reason", "z2_mean",
 ]
 
 #: The calibration columns of a runs table (both tracks), raw σ then the recalibrated ``s·σ``.
@@ -48,7 +52,7 @@ CALIBRATION_COLUMNS: tuple[str, ...] = (Key.nll, Key.z2_mean, Key.miscal_area, K
                                         Key.nll_cal, Key.z2_mean_cal, Key.miscal_area_cal, Key.ence_cal)
 
 #: Every calibration column of a round: the metrics, the fitted σ factor and the predicted MAE.
-ROUND_COLUMNS: tuple[str, ...] = (*CALIBRATION_COLUMNS, Key.sigma_scale, Key.mae_pred)
+ROUND_COLUMNS: tuple[str, ...] = (*CALIBRATION_COLUMNS, Key.sigma_scale, Key.sigma_floor, Key.mae_pred)
 
 #: Levels p of the miscalibration area (uncertainty-toolbox's default).
 MISCAL_LEVELS: int = 100
@@ -138,17 +142,80 @@ def sigma_scale(err: np.ndarray, sigma: np.ndarray) -> float:
     return math.sqrt(z2_mean(err, sigma))
 
 
-def calibration_metrics(err: np.ndarray, sigma: np.ndarray, *, scale: float = 1.0) -> dict[str, float]:
-    """The calibration columns of one round: the metrics of σ and of ``scale·σ`` (``_cal``).
+@dataclass(frozen=True)
+class Recalibration:
+    """``σ' = √((scale·σ)² + floor²)``: a σ factor and an error floor (same unit as the errors).
 
-    ``scale`` comes from :func:`sigma_scale` on data apart from ``err`` (the test set); with the
-    default 1 the ``_cal`` columns repeat the raw ones.
+    The floor is the error that no amount of model agreement removes: Track A's composition
+    descriptors cannot tell polymorphs apart, so an ensemble is sure (σ → 0) of a test compound
+    whose composition it was trained on and still off by the energy difference of the polymorphs.
+    ``Recalibration()`` leaves σ as it is.
     """
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be finite and positive, got {scale}")
+
+    scale: float = 1.0
+    floor: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale must be finite and positive, got {self.scale}")
+        if not (math.isfinite(self.floor) and self.floor >= 0):
+            raise ValueError(f"floor must be finite and non-negative, got {self.floor}")
+
+    def apply(self, sigma: np.ndarray) -> np.ndarray:
+        """The recalibrated σ'."""
+        s = np.asarray(sigma, dtype=np.float64)
+        return np.sqrt((self.scale * s) ** 2 + self.floor**2)
+
+
+#: Grid of the error floor's profile likelihood: ``t = floor² / scale²`` from 10⁻⁶ to 10⁴ times
+#: the median σ², evenly in log t (a floor resolved to about ±1.5 %).
+_FLOOR_GRID = np.exp(np.linspace(np.log(1e-6), np.log(1e4), 400))
+#: Relative NLL within which two fits count as equally good: the simpler one (smaller floor) wins,
+#: so a flat likelihood (the floor swallowing σ) gives one answer, not whichever rounding wins.
+_NLL_TIE = 1e-9
+
+
+def recalibrate(err: np.ndarray, sigma: np.ndarray, *, floor: bool = True) -> Recalibration:
+    """The :class:`Recalibration` with the smallest Gaussian NLL on a calibration set.
+
+    Without ``floor`` it is :func:`sigma_scale` (closed form; z² is then exactly 1 on the set).
+    With it, σ'² = c·(σ² + t): for each t the best c is ``mean(err² / (σ² + t))`` in closed form,
+    and t is the smallest point of a fixed log grid whose profile NLL is within a relative 10⁻⁹ of
+    the grid's minimum (t = 0, no floor, is tried first). Deterministic, and the same for inputs
+    that differ only by rounding.
+    """
+    e, s = _checked(err, sigma)
+    e2, s2 = e**2, s**2
+
+    def profile(t: float) -> tuple[float, float]:
+        v = s2 + t
+        c = float(np.mean(e2 / v))
+        return float(np.mean(0.5 * np.log(2.0 * np.pi * c * v)) + 0.5), c
+
+    nll0, c0 = profile(0.0)
+    if not floor or e.size < 3:
+        return Recalibration(math.sqrt(c0), 0.0)
+    ts = _FLOOR_GRID * float(np.median(s2))
+    fits = [profile(float(t)) for t in ts]
+    nll = np.array([f[0] for f in fits])
+    best = float(nll.min())
+    if nll0 <= best + _NLL_TIE * abs(best):
+        return Recalibration(math.sqrt(c0), 0.0)
+    k = int(np.flatnonzero(nll <= best + _NLL_TIE * abs(best))[0])
+    c, t = fits[k][1], float(ts[k])
+    return Recalibration(math.sqrt(c), math.sqrt(c * t))
+
+
+def calibration_metrics(err: np.ndarray, sigma: np.ndarray, *, recal: Recalibration = Recalibration()
+                        ) -> dict[str, float]:
+    """The calibration columns of one round: the metrics of σ and of the recalibrated σ' (``_cal``).
+
+    ``recal`` comes from :func:`recalibrate` on data apart from ``err`` (the test set); with the
+    default the ``_cal`` columns repeat the raw ones.
+    """
     e, s = _checked(err, sigma)
     out: dict[str, float] = {}
-    for suffix, sd in (("", s), ("_cal", s * scale)):
+    for suffix, sd in (("", s), ("_cal", recal.apply(s))):
         out["nll" + suffix] = gaussian_nll(e, sd)
         out["z2_mean" + suffix] = z2_mean(e, sd)
         out["miscal_area" + suffix] = miscalibration_area(e, sd)
@@ -156,8 +223,9 @@ def calibration_metrics(err: np.ndarray, sigma: np.ndarray, *, scale: float = 1.
     return out
 
 
-def predicted_mae(sigma: np.ndarray, *, scale: float = 1.0, weights: np.ndarray | None = None) -> float:
-    """The MAE that the (recalibrated) σ predicts for a set: ``mean(scale·σ)·√(2/π)``.
+def predicted_mae(sigma: np.ndarray, *, recal: Recalibration = Recalibration(),
+                  weights: np.ndarray | None = None) -> float:
+    """The MAE that the (recalibrated) σ predicts for a set: ``mean(σ')·√(2/π)``.
 
     ``weights`` (e.g. atoms per structure, when σ is a structure's per-component force σ and the
     MAE runs over every atom's components) make it a weighted mean.
@@ -165,12 +233,10 @@ def predicted_mae(sigma: np.ndarray, *, scale: float = 1.0, weights: np.ndarray 
     s = np.asarray(sigma, dtype=np.float64).reshape(-1)
     if s.size == 0 or not (np.isfinite(s).all() and (s >= 0).all()):
         raise ValueError("predicted_mae needs finite, non-negative sigmas (at least one)")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be finite and positive, got {scale}")
     w = np.ones_like(s) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
     if w.shape != s.shape or not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
         raise ValueError("weights must be finite, non-negative, not all zero and one per sigma")
-    return float(scale * np.average(s, weights=w) * math.sqrt(2.0 / math.pi))
+    return float(np.average(recal.apply(s), weights=w) * math.sqrt(2.0 / math.pi))
 
 
 def cv_folds(n: int, k: int, rng: np.random.Generator, *, min_train: int = 2
@@ -191,35 +257,50 @@ def cv_folds(n: int, k: int, rng: np.random.Generator, *, min_train: int = 2
     return [(np.setdiff1d(perm, h), h) for h in held]
 
 
+def _usable(e, s) -> bool:
+    if e is None or s is None:
+        return False
+    e, s = np.asarray(e, dtype=np.float64).reshape(-1), np.asarray(s, dtype=np.float64).reshape(-1)
+    return e.size > 0 and e.shape == s.shape and bool(np.isfinite(e).all() and np.isfinite(s).all() and (s > 0).all())
+
+
 def round_calibration(err: np.ndarray, sigma: np.ndarray, *, cal_err: np.ndarray | None = None,
                       cal_sigma: np.ndarray | None = None, pool_sigma: np.ndarray | None = None,
                       pool_weights: np.ndarray | None = None) -> dict[str, float]:
     """The calibration columns (:data:`ROUND_COLUMNS`) of one round of either track.
 
     ``err``/``sigma``: the test set's signed errors and σ. ``cal_err``/``cal_sigma``: a set apart
-    from the test set that fits ``sigma_scale`` (without it the scale is 1, the ``_cal`` columns
-    repeat the raw ones). ``pool_sigma``: the unlabelled pool's σ, for ``mae_pred`` (weighted by
-    ``pool_weights``, see :func:`predicted_mae`). Columns
-    whose inputs have no calibration (a σ that is zero or not finite, an empty set) are NaN.
+    from the test set that fits the :class:`Recalibration` (``sigma_scale``, ``sigma_floor``;
+    without it σ is left as it is and the ``_cal`` columns repeat the raw ones). ``pool_sigma``:
+    the unlabelled pool's σ, for ``mae_pred`` (weighted by ``pool_weights``, see
+    :func:`predicted_mae`). Columns whose inputs have no calibration (a σ that is zero or not
+    finite, an empty set) are NaN.
     """
     out = dict.fromkeys((str(c) for c in ROUND_COLUMNS), float("nan"))
-
-    def usable(e, s) -> bool:
-        if e is None or s is None:
-            return False
-        e, s = np.asarray(e, dtype=np.float64).reshape(-1), np.asarray(s, dtype=np.float64).reshape(-1)
-        return e.size > 0 and e.shape == s.shape and bool(np.isfinite(e).all() and np.isfinite(s).all() and (s > 0).all())
-
-    scale = sigma_scale(cal_err, cal_sigma) if usable(cal_err, cal_sigma) else (1.0 if cal_err is None else float("nan"))
-    if usable(err, sigma):
-        if math.isfinite(scale) and scale > 0:
-            out.update(calibration_metrics(err, sigma, scale=scale))
-        else:
-            raw = calibration_metrics(err, sigma)
-            out.update({k: v for k, v in raw.items() if not k.endswith("_cal")})
-    out[str(Key.sigma_scale)] = scale
-    if pool_sigma is not None and np.size(pool_sigma) and math.isfinite(scale) and scale > 0:
-        ps = np.asarray(pool_sigma, dtype=np.float64).reshape(-1)
-        if np.isfinite(ps).all() and (ps >= 0).all():
-            out[str(Key.mae_pred)] = predicted_mae(ps, scale=scale, weights=pool_weights)
+    recal: Recalibration | None = None
+    if cal_err is None:
+        recal = Recalibration()
+    elif _usable(cal_err, cal_sigma):
+        recal = recalibrate(cal_err, cal_sigma)
+    if _usable(err, sigma):
+        row = calibration_metrics(err, sigma, recal=recal or Recalibration())
+        out.update(row if recal is not None else {k: v for k, v in row.items() if not k.endswith("_cal")})
+    if recal is not None:
+        out[str(Key.sigma_scale)], out[str(Key.sigma_floor)] = recal.scale, recal.floor
+        if pool_sigma is not None and np.size(pool_sigma):
+            ps = np.asarray(pool_sigma, dtype=np.float64).reshape(-1)
+            if np.isfinite(ps).all() and (ps >= 0).all():
+                out[str(Key.mae_pred)] = predicted_mae(ps, recal=recal, weights=pool_weights)
     return out
+
+
+def stop_reason(mae_pred: float, target: float, unit: str = "") -> str:
+    """Why labelling stops under the stopping rule, or ``""`` to go on.
+
+    Stop when the target is set (> 0) and the predicted MAE is known and at or below it; an
+    unknown prediction (NaN: too few labels to recalibrate) never stops a run.
+    """
+    if target > 0 and math.isfinite(mae_pred) and mae_pred <= target:
+        return (f"stopped: predicted test MAE {mae_pred:.4g}{unit} is at or below TARGET_MAE = {target:g}{unit} "
+                "(calibrated σ of the pool)")
+    return ""

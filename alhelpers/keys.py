@@ -55,6 +55,7 @@ class Key(StrEnum):
     miscal_area_cal = "miscal_area_cal"
     ence_cal = "ence_cal"
     sigma_scale = "sigma_scale"  # σ factor fitted without the test set (Track A: CV on the labelled rows)
+    sigma_floor = "sigma_floor"  # error floor of the recalibrated σ' = √((scale·σ)² + floor²)
     mae_pred = "mae_pred"  # test MAE predicted from the recalibrated σ of the unlabelled pool
 
 

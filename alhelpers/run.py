@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=15, help="materials queried per round (default 15)")
     s.add_argument("--rounds", type=int, default=6, help="train/evaluate rounds (default 6: 30 → 105 labels)")
     s.add_argument("--members", type=int, default=5, help="ensemble members (default 5)")
+    s.add_argument("--target-mae", type=float, default=0.0,
+                   help="stop a strategy's labelling once its predicted test MAE (eV/atom, from the "
+                        "calibrated σ of the pool) is at or below this (default 0: never)")
     s.add_argument("--smoke", action="store_true", help="tiny runs to check the pipeline")
     s.add_argument("--no-cross-db", dest="cross_db", action="store_false",
                    help="skip the cross-database stage (notebook 06)")
@@ -120,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n-init", type=int, default=10)
     t.add_argument("--max-size", type=int, default=100)
     t.add_argument("--epochs", type=int, default=0, help="maximum training epochs per round (0: default)")
+    t.add_argument("--target-mae", type=float, default=0.0,
+                   help="stop a strategy's labelling once its predicted test force MAE (eV/Å) is at or "
+                        "below this (default 0: never)")
     t.add_argument("--oracle", default="pool", choices=["pool", "tblite"],
                    help="pool: the set's stored labels; tblite: GFN2-xTB labels computed on the fly")
     t.add_argument("--smoke", action="store_true", help="tiny runs to check the pipeline")
@@ -147,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             for b in args.batch:
                 PotentialsConfig(system=args.system, strategies=tuple(args.strategies), batch=b,
-                                 n_init=args.n_init, max_size=args.max_size)
+                                 n_init=args.n_init, max_size=args.max_size, target_mae=args.target_mae)
         else:
             for system in args.systems:
                 if not (system == "all" and args.source == "file"):

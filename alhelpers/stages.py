@@ -308,7 +308,7 @@ def statistics_stage(layout: Layout, runs: pd.DataFrame, *, baseline: str = "ran
     strategy against ``baseline``, paired by seed), ``savings``, ``auc`` and ``leakage`` (a linear
     model on each descriptor set alone; the features come from notebook 02's files, made if missing).
     """
-    from alhelpers import stats
+    from alhelpers import curves, stats
     from alhelpers.data import summarize_system
     from alhelpers.formation.leakage import leakage_table
 
@@ -327,9 +327,9 @@ def statistics_stage(layout: Layout, runs: pd.DataFrame, *, baseline: str = "ran
         leak.append(leakage_table(sets).assign(system=system))
     out["table1"] = summarize_system(pd.concat(entries, ignore_index=True))
     out["final_table"] = stats.final_table(runs, baseline=baseline, alpha=alpha)
-    out["savings"] = stats.label_savings(runs, baseline=baseline, n_boot=n_boot,
+    out["savings"] = curves.label_savings(runs, baseline=baseline, n_boot=n_boot,
                                          rng=stream(boot_seed))
-    out["auc"] = stats.learning_curve_auc(runs, n_boot=n_boot, rng=stream(boot_seed))
+    out["auc"] = curves.learning_curve_auc(runs, n_boot=n_boot, rng=stream(boot_seed))
     out["leakage"] = pd.concat(leak, ignore_index=True)
     for name in ("table1", "final_table", "savings", "auc", "leakage"):
         save_table(layout, name, out[name], config_id=config_id)

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from alhelpers.calibration import (
+    Recalibration,
     calibration_metrics,
     ence,
     gaussian_nll,
     miscalibration_area,
     predicted_mae,
+    recalibrate,
     reliability_curve,
     sigma_scale,
     z2_mean,
@@ -88,20 +90,42 @@ def test_recalibration_of_a_known_misscaled_gaussian():
     sigma = rng.uniform(0.02, 0.2, 4000)
     err = rng.normal(0.0, 3.0 * sigma)  # σ three times too small (over-confident)
     cal, test = slice(0, 1000), slice(1000, None)
-    s = sigma_scale(err[cal], sigma[cal])
-    assert s == pytest.approx(3.0, rel=0.1)
-    row = calibration_metrics(err[test], sigma[test], scale=s)
+    assert sigma_scale(err[cal], sigma[cal]) == pytest.approx(3.0, rel=0.1)
+    r = recalibrate(err[cal], sigma[cal])
+    # no floor in these data: the fitted one stays small next to every scaled σ (sampling noise)
+    assert r.scale == pytest.approx(3.0, rel=0.1) and r.floor < 0.5 * r.scale * sigma.min()
+    row = calibration_metrics(err[test], sigma[test], recal=r)
     assert row["z2_mean"] == pytest.approx(9.0, rel=0.1)
     assert row["z2_mean_cal"] == pytest.approx(1.0, abs=0.1)
     assert row["nll_cal"] < row["nll"]
     assert row["miscal_area_cal"] < 0.03 < row["miscal_area"]
     assert row["ence_cal"] < 0.1 < row["ence"]
     # the stopping rule's estimate: the calibrated σ predicts the test MAE
-    assert predicted_mae(sigma[test], scale=s) == pytest.approx(np.abs(err[test]).mean(), rel=0.05)
+    assert predicted_mae(sigma[test], recal=r) == pytest.approx(np.abs(err[test]).mean(), rel=0.05)
+
+
+def test_recalibration_finds_a_known_error_floor():
+    # errors ~ N(0, (1.5σ)² + 0.05²) with many σ near 0 (a model sure of what it cannot know):
+    # the floor is needed; scaling alone cannot make those errors calibrated
+    rng = np.random.default_rng(5)
+    sigma = np.concatenate([rng.uniform(1e-4, 1e-3, 1500), rng.uniform(0.02, 0.3, 2500)])
+    rng.shuffle(sigma)
+    err = rng.normal(0.0, np.sqrt((1.5 * sigma) ** 2 + 0.05**2))
+    cal, test = slice(0, 1500), slice(1500, None)
+    r = recalibrate(err[cal], sigma[cal])
+    assert r.scale == pytest.approx(1.5, rel=0.1) and r.floor == pytest.approx(0.05, rel=0.15)
+    row = calibration_metrics(err[test], sigma[test], recal=r)
+    assert row["z2_mean_cal"] == pytest.approx(1.0, abs=0.1) and row["z2_mean"] > 100
+    scale_only = calibration_metrics(err[test], sigma[test], recal=recalibrate(err[cal], sigma[cal], floor=False))
+    assert scale_only["nll_cal"] > row["nll_cal"] and scale_only["miscal_area_cal"] > row["miscal_area_cal"]
+    np.testing.assert_allclose(r.apply(np.array([0.0, 1.0])), [r.floor, np.hypot(r.scale, r.floor)])
 
 
 def test_predicted_mae_by_hand():
-    assert predicted_mae([1.0, 3.0], scale=0.5) == pytest.approx(1.0 * math.sqrt(2 / math.pi), abs=1e-15)
+    assert predicted_mae([1.0, 3.0], recal=Recalibration(0.5)) == pytest.approx(math.sqrt(2 / math.pi), abs=1e-15)
+    assert predicted_mae([0.0, 0.0], recal=Recalibration(1.0, 1.0)) == pytest.approx(math.sqrt(2 / math.pi))
+    # atom-weighted: (1·1 + 3·3) / 4
+    assert predicted_mae([1.0, 3.0], weights=[1, 3]) == pytest.approx(2.5 * math.sqrt(2 / math.pi), abs=1e-15)
 
 
 def test_calibration_metrics_without_scale_repeats_raw():
@@ -121,9 +145,11 @@ def test_bad_input_is_named(err, sigma, message):
         z2_mean(err, sigma)
 
 
-def test_bad_scale_is_named():
+def test_bad_recalibration_is_named():
     with pytest.raises(ValueError, match="scale"):
-        calibration_metrics(ERR, SIGMA, scale=0.0)
+        Recalibration(0.0)
+    with pytest.raises(ValueError, match="floor"):
+        Recalibration(1.0, -1.0)
 
 
 def test_cv_folds_cover_every_row_once():
@@ -142,11 +168,13 @@ def test_cv_folds_cover_every_row_once():
 def test_round_calibration_nan_where_undefined():
     from alhelpers.calibration import ROUND_COLUMNS, round_calibration
 
-    row = round_calibration(ERR, SIGMA, cal_err=2 * ERR, cal_sigma=SIGMA, pool_sigma=np.array([1.0, 3.0]))
+    # every calibration error exactly 2σ: the factor 2 and no floor have the smallest NLL
+    row = round_calibration(ERR, SIGMA, cal_err=2 * SIGMA * [1, -1, 1, -1], cal_sigma=SIGMA,
+                            pool_sigma=np.array([1.0, 3.0]))
     assert list(row) == [str(c) for c in ROUND_COLUMNS]
-    assert row["sigma_scale"] == pytest.approx(2 * math.sqrt(z2_mean(ERR, SIGMA)))
-    assert row["z2_mean_cal"] == pytest.approx(row["z2_mean"] / row["sigma_scale"] ** 2)
-    assert row["mae_pred"] == pytest.approx(2.0 * row["sigma_scale"] * math.sqrt(2 / math.pi))
+    assert row["sigma_scale"] == pytest.approx(2.0, abs=1e-12) and row["sigma_floor"] == 0.0
+    assert row["z2_mean_cal"] == pytest.approx(row["z2_mean"] / 4)
+    assert row["mae_pred"] == pytest.approx(2.0 * 2.0 * math.sqrt(2 / math.pi))
     # a zero σ on the test set: no test metrics; an empty calibration set: no scale, no _cal, no prediction
     bad = round_calibration(ERR, np.array([1.0, 0.0, 1.0, 1.0]), cal_err=ERR, cal_sigma=SIGMA)
     assert np.isnan(bad["z2_mean"]) and np.isnan(bad["nll_cal"]) and np.isfinite(bad["sigma_scale"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,7 +151,7 @@ def test_calibration_columns_recalibrate_from_cross_validation_only(tio2_xy):
     # the calibration metrics of the test errors with that factor; mae_pred is the pool's
     # recalibrated σ·√(2/π).
     from alhelpers.al.seeding import stream
-    from alhelpers.calibration import ROUND_COLUMNS, calibration_metrics, cv_folds, predicted_mae, sigma_scale
+    from alhelpers.calibration import ROUND_COLUMNS, calibration_metrics, cv_folds, predicted_mae, recalibrate
     from alhelpers.formation.models import EnsembleRegressor
 
     X, y = tio2_xy
@@ -163,15 +165,16 @@ def test_calibration_columns_recalibrate_from_cross_validation_only(tio2_xy):
         mean, var = m.predict(X[init[held]])
         err.append(mean - y[init[held]])
         sig.append(np.sqrt(var))
-    s = sigma_scale(np.concatenate(err), np.concatenate(sig))
-    assert row["sigma_scale"] == pytest.approx(s, rel=1e-6)
+    r = recalibrate(np.concatenate(err), np.concatenate(sig))
+    assert row["sigma_scale"] == pytest.approx(r.scale, rel=1e-6)
+    assert row["sigma_floor"] == pytest.approx(r.floor, rel=1e-6, abs=1e-12)
     model = EnsembleRegressor(TINY, seed=seed).fit(X[init], y[init])
     mean, var = model.predict(X[test])
-    want = calibration_metrics(mean - y[test], np.sqrt(var), scale=s)
+    want = calibration_metrics(mean - y[test], np.sqrt(var), recal=r)
     for name, value in want.items():
         assert row[name] == pytest.approx(value, rel=1e-5), name
     rest = np.setdiff1d(pool, init)
-    assert row["mae_pred"] == pytest.approx(predicted_mae(np.sqrt(model.predict(X[rest])[1]), scale=s), rel=1e-6)
+    assert row["mae_pred"] == pytest.approx(predicted_mae(np.sqrt(model.predict(X[rest])[1]), recal=r), rel=1e-6)
     assert set(ROUND_COLUMNS) <= set(RUN_COLUMNS)
 
 
@@ -182,3 +185,29 @@ def test_calibration_is_nan_not_an_error_with_too_few_labels(tio2_xy):
     runs = run_al(X, y, _cfg(strategies=("random",), n_init=2, rounds=1))
     assert np.isnan(runs["sigma_scale"]).all() and np.isnan(runs["z2_mean_cal"]).all()
     assert np.isfinite(runs["z2_mean"]).all()
+
+
+def test_stopping_rule_ends_labelling_at_the_target_and_resumes(tio2_xy, tmp_path):
+    # Each strategy stops after the first round (before the last) whose predicted MAE is at or below
+    # the target; until then its rows are those of the run without a target.
+    X, y = tio2_xy
+    strategies = ("random", "uncertainty")
+    free = run_al(X, y, _cfg(strategies=strategies))
+    cols = ["strategy", "round", "n_labelled", "mae", "mae_pred", "sigma_scale"]
+    # the shared round 0 at the target: both stop there; below every prediction: none stops
+    for k, target in enumerate([float(free["mae_pred"].iloc[0]), 0.99 * float(free["mae_pred"].min())]):
+        cfg = _cfg(strategies=strategies, target_mae=target)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runs = run_al(X, y, cfg, checkpoint_dir=tmp_path / str(k))
+        assert sum("stopped: predicted test MAE" in str(w.message) for w in caught) == (2 if k == 0 else 0)
+        for strategy, g in free.groupby("strategy"):
+            hit = g.index[(g["mae_pred"] <= target) & (g["round"] < cfg.rounds - 1)]
+            want = g.loc[: hit[0]] if len(hit) else g
+            got = runs[runs["strategy"] == strategy]
+            pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), want[cols].reset_index(drop=True))
+            if len(hit):
+                assert got["note"].iloc[-1].startswith("stopped: predicted test MAE")
+        assert runs["round"].max() == (0 if k == 0 else cfg.rounds - 1)
+        again = run_al(X, y, cfg, checkpoint_dir=tmp_path / str(k))  # a stopped strategy stays stopped
+        pd.testing.assert_frame_equal(_strip(runs), _strip(again))

@@ -197,7 +197,7 @@ def test_calibration_columns_rebuilt_by_hand(offline, strategy) -> None:
     from alhelpers.atomistic.features import force_rmse_per_structure
     from alhelpers.atomistic.selection import uncertainty
     from alhelpers.atomistic.train import predict
-    from alhelpers.calibration import calibration_metrics, predicted_mae, sigma_scale
+    from alhelpers.calibration import calibration_metrics, predicted_mae, recalibrate
 
     cfg = _cfg(strategies=(strategy,), max_size=4, seed=2)
     row = run_potentials(offline, cfg).iloc[0]
@@ -217,10 +217,24 @@ def test_calibration_columns_rebuilt_by_hand(offline, strategy) -> None:
 
     u_val, e_val = unc_err(split["val"])
     u_test, e_test = unc_err(split["test"])
-    s = sigma_scale(e_val, u_val)
-    assert row["sigma_scale"] == pytest.approx(s, rel=1e-5)
-    for name, value in calibration_metrics(e_test, u_test, scale=s).items():
+    r = recalibrate(e_val, u_val)
+    assert row["sigma_scale"] == pytest.approx(r.scale, rel=1e-5)
+    assert row["sigma_floor"] == pytest.approx(r.floor, rel=1e-5, abs=1e-12)
+    for name, value in calibration_metrics(e_test, u_test, recal=r).items():
         assert row[name] == pytest.approx(value, rel=1e-4), name
     rest = split["pool"][cfg.n_init:]
     u_pool = uncertainty(method, models, offline.subset(rest), train, rp_dim=cfg.rp_dim, seed=seed, cache=None)
-    assert row["mae_pred"] == pytest.approx(predicted_mae(u_pool, scale=s, weights=offline.n_atoms[rest]), rel=1e-5)
+    assert row["mae_pred"] == pytest.approx(predicted_mae(u_pool, recal=r, weights=offline.n_atoms[rest]), rel=1e-5)
+
+
+def test_stopping_rule_stops_labelling_at_the_target(offline) -> None:
+    free = run_potentials(offline, _cfg(strategies=("random", "maxdiag-qbc-f"), max_size=12, seed=2))
+    r0 = free[free["round"] == 0].set_index("strategy")["mae_pred"]
+    assert np.isfinite(r0).all()  # force MAE in eV/Å predicted from the pool
+    target = float(r0.max())
+    with pytest.warns(UserWarning, match="stopped: predicted test MAE .* eV/Å"):
+        runs = run_potentials(offline, _cfg(strategies=("random", "maxdiag-qbc-f"), max_size=12, seed=2,
+                                             target_mae=target))
+    assert runs["round"].tolist() == [0, 0] and runs["note"].str.startswith("stopped").all()
+    cols = ["strategy", "n_labelled", "force_mae", "mae_pred"]
+    pd.testing.assert_frame_equal(runs[cols], free[free["round"] == 0][cols].reset_index(drop=True))

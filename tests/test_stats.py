@@ -15,15 +15,8 @@ from statsmodels.stats.multitest import multipletests
 from alhelpers.al.runs import final_round
 from alhelpers.formation.leakage import leakage_audit, leakage_table
 from alhelpers.formation.loop import RUN_COLUMNS
-from alhelpers.stats import (
-    VERDICTS,
-    final_table,
-    label_savings,
-    labels_to_reach,
-    learning_curve_auc,
-    mean_curve,
-    verdict_summary,
-)
+from alhelpers.curves import label_savings, labels_to_reach, learning_curve_auc, mean_curve
+from alhelpers.stats import VERDICTS, final_table, verdict_summary
 
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -382,7 +375,8 @@ def _power_curves(n: np.ndarray, saving: float) -> np.ndarray:
 def test_label_savings_interval_covers_a_known_saving(k):
     # Synthetic curves with a known saving of 15 % (per-seed level offsets and per-point noise,
     # both multiplicative): the nominal 95 % interval must cover the true saving 90–99 % of the time.
-    from alhelpers.stats import _boot_weights, _savings, _t_interval, _weighted_curves
+    from alhelpers.curves import _boot_weights, _savings, _weighted_curves
+    from alhelpers.stats import t_interval
 
     rng = np.random.default_rng(2026)
     grid = np.arange(10.0, 101.0, 10.0)
@@ -398,7 +392,7 @@ def test_label_savings_interval_covers_a_known_saving(k):
         w = _boot_weights(k, 500, rng)
         boot = _savings(grid, _weighted_curves(w, B), _weighted_curves(w, A), fractions)["saving"]
         for j in range(3):
-            lo, hi = _t_interval(point[j], boot[:, j], k, 0.95)
+            lo, hi = t_interval(point[j], boot[:, j], k, 0.95)
             covered[j] += lo <= truth[j] <= hi
     coverage = covered / reps
     assert ((coverage >= 0.90) & (coverage <= 0.99)).all(), coverage

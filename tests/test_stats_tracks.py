@@ -9,13 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from alhelpers.stats import (
-    final_table,
-    label_savings,
-    learning_curve_auc,
-    mean_curve,
-    verdict_summary,
-)
+from alhelpers.curves import label_savings, learning_curve_auc, mean_curve
+from alhelpers.stats import final_table, verdict_summary
 
 #: Track B's runs columns (no descriptor, no r2; batch is a setting column).
 TRACK_B_COLUMNS = ("system", "strategy", "batch", "seed", "round", "n_labelled", "n_atoms_labelled",

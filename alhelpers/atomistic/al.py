@@ -37,7 +37,7 @@ import pandas as pd
 from alhelpers.al.checkpoints import RoundCheckpoints, run_folder
 from alhelpers.al.rounds import Step, Track, run_rounds
 from alhelpers.al.seeding import seed_int, stream
-from alhelpers.calibration import ROUND_COLUMNS, round_calibration
+from alhelpers.calibration import ROUND_COLUMNS, round_calibration, stop_reason
 from alhelpers.atomistic.config import PotentialsConfig
 from alhelpers.atomistic.data import split_indices
 from alhelpers.atomistic.features import force_rmse_per_structure
@@ -223,6 +223,11 @@ class _Run:
                                        rp_dim=cfg.rp_dim, seed=seed)
         return uncertainty(method, models, structures, labelled, rp_dim=cfg.rp_dim, seed=seed, cache=self.cache)
 
+    @staticmethod
+    def _unc_method(method):
+        """The method whose uncertainty a strategy reports: its own, or GP(LL) for one without."""
+        return method if (method.kernel.startswith("qbc") or method.base) else parse_potential_method("maxdiag-gp-ll")
+
     def calibration(self, method, models, train: StructureSet, rnd: int, E, Fs, unlabelled: np.ndarray) -> dict:
         """``unc_pearson`` and the calibration columns of the round's uncertainty.
 
@@ -233,7 +238,7 @@ class _Run:
         validation split; ``mae_pred`` predicts the test ``force_mae`` (σ as a per-component force
         σ, weighted by atoms) or ``energy_mae`` from the unlabelled pool.
         """
-        unc_method = method if (method.kernel.startswith("qbc") or method.base) else parse_potential_method("maxdiag-gp-ll")
+        unc_method = self._unc_method(method)
         forces = self.test.has_forces and unc_method.kernel != "qbc-e"
         idx = np.concatenate([self.test_idx, self.val_idx if self.val is not None else [], unlabelled]).astype(np.int64)
         if len(self.test_idx) == len(self.test):
@@ -300,8 +305,9 @@ class _Run:
         row.update(self.calibration(method, models, train, rnd, E, Fs, unlabelled))
         timings = {"feature_s": extra_s}
         queried = np.empty(0, dtype=np.int64)
-        note = ""
-        if len(labels.index) < cfg.max_size and len(unlabelled):
+        note = stop_reason(row["mae_pred"], cfg.target_mae,
+                           " eV/Å" if (self.test.has_forces and self._unc_method(method).kernel != "qbc-e") else " eV/atom")
+        if not note and len(labels.index) < cfg.max_size and len(unlabelled):
             k = min(cfg.batch, cfg.max_size - len(labels.index), len(unlabelled))
             pos = self.select(method, models, data.subset(unlabelled), train, k, stream(cfg.seed, track.strategy, rnd),
                               timings)
@@ -329,10 +335,9 @@ def _descriptor(species, cutoff: float):
 
 
 def _store(checkpoints: str | Path, cfg: PotentialsConfig, data: StructureSet) -> RoundCheckpoints:
-    """The checkpoints of the run ``cfg`` on ``data`` (its folder: the config's and data's hash)."""
-    identity = cfg.to_dict()
-    if identity.get("model") == "gm":  # the folders of runs from before models could be chosen stay valid
-        del identity["model"]
+    """The checkpoints of the run ``cfg`` on ``data`` (its folder: the hash of the config, the data
+    and the row columns, so that rows of another layout are recomputed, never mixed in)."""
+    identity = {**cfg.to_dict(), "columns": list(POTENTIAL_COLUMNS)}
     return RoundCheckpoints(run_folder(checkpoints, cfg.system, f"seed{cfg.seed}", config=identity,
                                        data=[data_hash(data).encode()]))
 

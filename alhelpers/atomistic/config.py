@@ -84,6 +84,9 @@ class PotentialsConfig(Saveable):
     cutoff: float | None = param(None)
     train: TrainConfig = field(default_factory=lambda: STUDY_TRAIN)
     warm_start: bool = param(False)
+    #: Stop a strategy's labelling once its predicted test error (``mae_pred``: force MAE in eV/Å,
+    #: or energy MAE in eV/atom for QBC(E) and sets without forces) is at or below this; 0: never.
+    target_mae: float = param(0.0, "TARGET_MAE", minimum=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()

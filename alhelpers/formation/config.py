@@ -92,6 +92,9 @@ class ALConfig(Saveable):
     hybrid_alpha: float = param(0.6, "HYBRID_ALPHA", minimum=0)
     #: Folds of the cross-validation on the labelled rows that fits the σ recalibration.
     cv_folds: int = param(3, minimum=2)
+    #: Stop a strategy's labelling once its predicted test MAE (``mae_pred``, eV/atom) is at or
+    #: below this; 0: never (the whole budget).
+    target_mae: float = param(0.0, "TARGET_MAE", minimum=0)
     model: EnsembleConfig = field(default_factory=EnsembleConfig)
 
     def __post_init__(self) -> None:

@@ -28,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from alhelpers.al.checkpoints import RoundCheckpoints, run_folder
 from alhelpers.al.rounds import Budget, Step, Track, run_rounds
 from alhelpers.al.seeding import stream
-from alhelpers.calibration import ROUND_COLUMNS, cv_folds, round_calibration
+from alhelpers.calibration import ROUND_COLUMNS, cv_folds, round_calibration, stop_reason
 from alhelpers.formation.config import ALConfig
 from alhelpers.formation.models import EnsembleRegressor, fit_ensembles
 from alhelpers.keys import TIMING_COLUMNS as _ALL_TIMING_COLUMNS
@@ -106,7 +106,8 @@ def checkpoint_root(root: Path, cfg: ALConfig, X: np.ndarray, y: np.ndarray,
     """The checkpoint folder of one run, keyed by its config and a hash of its data."""
     data = [np.sort(np.asarray(part, dtype=np.int64)).tobytes() for part in split] if split is not None else []
     data += [np.ascontiguousarray(X, dtype=np.float64).tobytes(), np.ascontiguousarray(y, dtype=np.float64).tobytes()]
-    return run_folder(root, cfg.system, cfg.descriptor, f"seed{cfg.seed}", config=cfg.to_dict(), data=data)
+    identity = {**cfg.to_dict(), "columns": list(RUN_COLUMNS)}  # rows of another layout are recomputed
+    return run_folder(root, cfg.system, cfg.descriptor, f"seed{cfg.seed}", config=identity, data=data)
 
 
 def run_al(
@@ -209,7 +210,10 @@ def _round(track: Track, model: EnsembleRegressor, held: list[tuple[np.ndarray, 
         "fit_s": 0.0, "feature_s": 0.0, "query_s": 0.0, "note": note,
     }
     queried = np.empty(0, dtype=np.int64)
-    if rnd < cfg.rounds - 1:
+    stop = stop_reason(row["mae_pred"], cfg.target_mae, " eV/atom")
+    if rnd < cfg.rounds - 1 and stop:
+        row["note"] = stop
+    elif rnd < cfg.rounds - 1:
         if len(candidates) == 0:
             row["note"] = (f"pool exhausted: all {len(pool)} pool points are labelled; "
                            f"stopped before the requested {cfg.budget} labels")

@@ -55,7 +55,7 @@ def al_config(args: argparse.Namespace, system: str, descriptor: str, seed: int)
     """Notebook 03's config of one run, as the notebook builds it from the runner's parameters."""
     cfg = ALConfig(system=system, source=args.source, descriptor=descriptor, seed=seed,
                    strategies=tuple(args.strategies), n_init=args.n_init, batch=args.batch,
-                   rounds=args.rounds, model=EnsembleConfig(n_members=args.members))
+                   rounds=args.rounds, target_mae=args.target_mae, model=EnsembleConfig(n_members=args.members))
     return smoke(cfg) if args.smoke else cfg
 
 
@@ -81,7 +81,8 @@ def featurize_tasks(layout: Layout, args: argparse.Namespace) -> tuple[list[Task
 
 def _protocol_params(args: argparse.Namespace) -> dict:
     return {"SOURCE": args.source, "STRATEGIES": list(args.strategies), "N_INIT": args.n_init,
-            "BATCH": args.batch, "ROUNDS": args.rounds, "MEMBERS": args.members, "SMOKE": args.smoke,
+            "BATCH": args.batch, "ROUNDS": args.rounds, "MEMBERS": args.members, "TARGET_MAE": args.target_mae,
+            "SMOKE": args.smoke,
             "PROGRESS": False}
 
 
