@@ -56,7 +56,8 @@ def _verdicts(final: pd.DataFrame) -> str:
 
 
 _FINAL_COLUMNS = ("system", "strategy", "n_labelled", "n_pairs", "mae_mean", "mae_std", "r2_mean", "diff_pct",
-                  "p_paired", "p_welch", "p_wilcoxon", "p_holm", "effect_size", "verdict")
+                  "p_paired", "p_welch", "p_wilcoxon", "p_holm", "effect_size", "verdict", "mde_pct",
+                  "seeds_needed", "seeds_for_5pct")
 _LEAKAGE_COLUMNS = ("system", "descriptor", "n_samples", "n_features", "r2", "mae", "top_feature", "top_r",
                     "leaks")
 
@@ -76,7 +77,10 @@ def write_report(out_dir: str | Path, *, config: dict) -> Path:
                           "MAE in eV/atom, mean ± std over seeds; `diff_pct` = (strategy − random) / random in %; "
                           "p-values: paired t-test by seed, Welch, Wilcoxon signed-rank; `p_holm`: paired p "
                           "Holm-corrected across strategies; `effect_size`: Cohen's d_z (negative = lower MAE). "
-                          "With 5 seeds the Wilcoxon test cannot go below p = 0.0625.",
+                          "With 5 seeds the Wilcoxon test cannot go below p = 0.0625. Power (paired t-test, "
+                          "80 %, at the Holm family's strictest level): `mde_pct`, the smallest difference "
+                          "(% of random's MAE) these seeds could detect; `seeds_needed`, the seeds the observed "
+                          "difference would need; `seeds_for_5pct`, the seeds a 5 % difference would need.",
                           columns=_FINAL_COLUMNS, after=_verdicts)
     parts += _csv_section(out / "savings.csv", "Label savings",
                           "Targets: random's mean MAE at 50 %, 75 % and 100 % of its labelling budget "

@@ -45,6 +45,7 @@ __all__ = [
     "comparisons",
     "final_table",
     "percentile_ci",
+    "power_columns",
     "sample_sd",
     "t_interval",
     "verdict_summary",
@@ -201,6 +202,73 @@ def _paired_tests(s: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return out
 
 
+#: Power at which :func:`power_columns` states detectable effects and seeds needed.
+POWER: float = 0.8
+
+
+#: Largest number of seeds :func:`power_columns` searches (beyond it: ``inf``).
+MAX_SEEDS: int = 100_000
+
+
+def _ttest_power():
+    from statsmodels.tools import sm_exceptions  # noqa: F401  (its import resets warning filters)
+    from statsmodels.stats.power import TTestPower
+
+    return TTestPower()
+
+
+def power_columns(d: np.ndarray, base_mean: float, *, alpha: float, family: int, power: float = POWER
+                  ) -> dict[str, float]:
+    """What the paired seeds could detect, from their differences ``d`` (strategy − baseline).
+
+    With the Bonferroni level ``alpha / family`` (the first and strictest step of Holm's
+    correction) and the paired t-test's power (:class:`statsmodels.stats.power.TTestPower`):
+
+    * ``mde_pct`` — the smallest mean difference, in % of the baseline's mean, that ``len(d)``
+      pairs detect with probability ``power``, given the spread of the observed differences;
+    * ``seeds_needed`` — pairs needed to detect the observed mean difference with that power;
+    * ``seeds_for_5pct`` — pairs needed for a 5 % difference (the low end of the paper's claim).
+
+    NaN with fewer than 3 pairs or no spread; ``inf`` seeds for a zero difference.
+    """
+    n = len(d)
+    out = {"mde_pct": float("nan"), "seeds_needed": float("nan"), "seeds_for_5pct": float("nan")}
+    sd = float(np.std(d, ddof=1)) if n >= 2 else 0.0
+    if n < 3 or sd <= 0 or not base_mean:
+        return out
+    level = alpha / max(int(family), 1)
+    tt = _ttest_power()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dz = float(tt.solve_power(nobs=n, alpha=level, power=power, alternative="two-sided"))
+    out["mde_pct"] = 100.0 * dz * sd / abs(base_mean)
+
+    def enough(effect: float, k: int) -> bool:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return bool(tt.power(effect, k, level, alternative="two-sided") >= power)
+
+    def seeds(effect: float) -> float:
+        """The smallest number of pairs whose power reaches ``power`` (power grows with the pairs:
+        doubling, then bisection on the integers)."""
+        effect = abs(effect)
+        if effect < 1e-9:  # no difference (up to rounding): no number of seeds finds it
+            return float("inf")
+        lo, hi = 1, 2
+        while not enough(effect, hi):
+            lo, hi = hi, 2 * hi
+            if hi > MAX_SEEDS:
+                return float("inf")
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if enough(effect, mid) else (mid, hi)
+        return float(hi)
+
+    out["seeds_needed"] = seeds(float(np.mean(d)) / sd)
+    out["seeds_for_5pct"] = seeds(0.05 * abs(base_mean) / sd)
+    return out
+
+
 def _verdict(p_holm: float, diff: float, n_pairs: int, alpha: float, higher_is_better: bool) -> str:
     if n_pairs < 2:
         return "n/a"
@@ -246,7 +314,9 @@ def final_table(
       ``"similar"`` otherwise (including a NaN p-value, which scipy returns when every paired
       difference is the same, e.g. identical runs), ``"n/a"`` with fewer than 2 pairs, and
       ``"baseline"`` for the baseline's own row (its p-values and effect size are NaN, its
-      ``diff_mean`` 0).
+      ``diff_mean`` 0);
+    * ``mde_pct``, ``seeds_needed``, ``seeds_for_5pct`` — the power of the comparison
+      (:func:`power_columns`, at the Holm family's strictest level ``alpha / (strategies − 1)``).
 
     Every setting must contain the baseline strategy. The returned frame carries
     ``attrs`` ``{"metric", "baseline", "alpha"}`` for :func:`verdict_summary`.
@@ -275,10 +345,12 @@ def final_table(
             b = base.loc[common].to_numpy(dtype=float)
             if strategy == baseline:
                 row.update(diff_mean=0.0, diff_pct=0.0, p_paired=np.nan, p_welch=np.nan,
-                           p_wilcoxon=np.nan, effect_size=np.nan)
+                           p_wilcoxon=np.nan, effect_size=np.nan, mde_pct=np.nan, seeds_needed=np.nan,
+                           seeds_for_5pct=np.nan)
             else:
                 row.update(_paired_tests(s, b))
                 bmean = float(b.mean()) if len(b) else float("nan")
+                row["_d"], row["_b"] = s - b, bmean
                 row["diff_pct"] = 100.0 * row["diff_mean"] / bmean if bmean else float("nan")
                 row["p_welch"] = float("nan")
                 if len(vals) >= 2 and len(base) >= 2:
@@ -288,6 +360,8 @@ def final_table(
                             sps.ttest_ind(vals.to_numpy(float), base.to_numpy(float), equal_var=False).pvalue
                         )
             sys_rows.append(row)
+        for r in sys_rows[1:]:
+            r.update(power_columns(r.pop("_d"), r.pop("_b"), alpha=alpha, family=len(sys_rows) - 1))
         p_holm = _holm(np.array([r["p_paired"] for r in sys_rows[1:]], dtype=float))
         sys_rows[0]["p_holm"] = np.nan
         sys_rows[0]["verdict"] = "baseline"
@@ -299,7 +373,7 @@ def final_table(
     for m in summary_metrics:
         columns += [f"{m}_mean", f"{m}_std"]
     columns += ["diff_mean", "diff_pct", "p_paired", "p_welch", "p_wilcoxon", "p_holm",
-                "effect_size", "verdict"]
+                "effect_size", "verdict", "mde_pct", "seeds_needed", "seeds_for_5pct"]
     out = pd.DataFrame(rows, columns=columns)
     out.attrs.update(metric=metric, baseline=baseline, alpha=alpha)
     return out

@@ -396,3 +396,40 @@ def test_label_savings_interval_covers_a_known_saving(k):
             covered[j] += lo <= truth[j] <= hi
     coverage = covered / reps
     assert ((coverage >= 0.90) & (coverage <= 0.99)).all(), coverage
+
+
+def _paired_t_power(effect: float, n: int, alpha: float) -> float:
+    """Two-sided paired t-test power from the noncentral t distribution (by hand)."""
+    crit = sps.t.ppf(1 - alpha / 2, n - 1)
+    nc = effect * np.sqrt(n)
+    return float(sps.nct.sf(crit, n - 1, nc) + sps.nct.cdf(-crit, n - 1, nc))
+
+
+def test_power_columns_against_the_noncentral_t():
+    from alhelpers.stats import power_columns
+
+    d = np.array([-0.02, -0.01, -0.03, 0.0, -0.015])  # differences of MAE, baseline mean 0.3
+    sd = np.std(d, ddof=1)
+    out = power_columns(d, 0.3, alpha=0.05, family=3)
+    level = 0.05 / 3
+    # the detectable difference has 80 % power with 5 pairs at the Bonferroni level
+    dz = out["mde_pct"] / 100 * 0.3 / sd
+    assert _paired_t_power(dz, 5, level) == pytest.approx(0.8, abs=1e-6)
+    # seeds_needed: the smallest n with power ≥ 0.8 for the observed effect (n − 1 falls short)
+    k = int(out["seeds_needed"])
+    eff = abs(d.mean()) / sd
+    assert _paired_t_power(eff, k, level) >= 0.8 and (k == 2 or _paired_t_power(eff, k - 1, level) < 0.8)
+    k5 = int(out["seeds_for_5pct"])
+    assert _paired_t_power(0.015 / sd, k5, level) >= 0.8 > _paired_t_power(0.015 / sd, k5 - 1, level)
+    assert k5 > 5  # a 5 % difference needs more than these five seeds
+    assert np.isnan(power_columns(d[:2], 0.3, alpha=0.05, family=3)["mde_pct"])
+    assert power_columns(d - d.mean(), 0.3, alpha=0.05, family=1)["seeds_needed"] == np.inf
+
+
+def test_final_table_states_its_power(three):
+    assert {"mde_pct", "seeds_needed", "seeds_for_5pct"} <= set(three.columns)
+    base = three.set_index("strategy").loc["random"]
+    assert np.isnan(base["mde_pct"])
+    better = three.set_index("strategy").loc["better"]
+    assert 2 <= better["seeds_needed"] <= 5  # a clear effect: five seeds were enough
+    assert better["mde_pct"] < abs(better["diff_pct"])

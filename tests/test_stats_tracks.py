@@ -75,7 +75,7 @@ def test_final_table_on_track_b_columns(runs):
     assert t.columns.tolist() == [
         "system", "batch", "strategy", "n_seeds", "n_pairs", "n_labelled", "force_mae_mean",
         "force_mae_std", "diff_mean", "diff_pct", "p_paired", "p_welch", "p_wilcoxon", "p_holm",
-        "effect_size", "verdict"]
+        "effect_size", "verdict", "mde_pct", "seeds_needed", "seeds_for_5pct"]
     assert "descriptor" not in t.columns and not [c for c in t.columns if c.startswith("r2")]
     assert t[["system", "batch", "strategy"]].values.tolist() == [
         ["tio2", 10, "random"], ["tio2", 10, LCMD], ["tio2", 20, "random"], ["tio2", 20, LCMD]]
