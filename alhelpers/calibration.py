@@ -42,7 +42,7 @@ from scipy import stats
 from alhelpers.keys import Key
 
 __all__ = [
-    "CALIBRATION_COLUMNS", "ROUND_COLUMNS", "Recalibration", "calibration_metrics", "cv_folds", "ence",
+    "CALIBRATION_COLUMNS", "RELIABILITY_COLUMNS", "RELIABILITY_LEVELS", "ROUND_COLUMNS", "Recalibration", "calibration_metrics", "cv_folds", "ence",
     "gaussian_nll", "miscalibration_area", "predicted_mae", "recalibrate", "reliability_curve",
     "round_calibration", "sigma_scale", "stop_reason", "z2_mean",
 ]
@@ -51,8 +51,17 @@ __all__ = [
 CALIBRATION_COLUMNS: tuple[str, ...] = (Key.nll, Key.z2_mean, Key.miscal_area, Key.ence,
                                         Key.nll_cal, Key.z2_mean_cal, Key.miscal_area_cal, Key.ence_cal)
 
-#: Every calibration column of a round: the metrics, the fitted σ factor and the predicted MAE.
-ROUND_COLUMNS: tuple[str, ...] = (*CALIBRATION_COLUMNS, Key.sigma_scale, Key.sigma_floor, Key.mae_pred)
+#: Interval probabilities of the reliability diagram kept in the runs tables.
+RELIABILITY_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: Observed fractions inside the central interval of each level: ``rel_10`` … ``rel_90`` for σ,
+#: ``rel_cal_10`` … ``rel_cal_90`` for the recalibrated σ' (the reliability diagram of a round).
+RELIABILITY_COLUMNS: tuple[str, ...] = (*(f"rel_{round(100 * p)}" for p in RELIABILITY_LEVELS),
+                                        *(f"rel_cal_{round(100 * p)}" for p in RELIABILITY_LEVELS))
+
+#: Every calibration column of a round: the metrics, the fitted σ factor and floor, the predicted
+#: MAE and the reliability diagram.
+ROUND_COLUMNS: tuple[str, ...] = (*CALIBRATION_COLUMNS, Key.sigma_scale, Key.sigma_floor, Key.mae_pred,
+                                  *RELIABILITY_COLUMNS)
 
 #: Levels p of the miscalibration area (uncertainty-toolbox's default).
 MISCAL_LEVELS: int = 100
@@ -284,7 +293,12 @@ def round_calibration(err: np.ndarray, sigma: np.ndarray, *, cal_err: np.ndarray
         recal = recalibrate(cal_err, cal_sigma)
     if _usable(err, sigma):
         row = calibration_metrics(err, sigma, recal=recal or Recalibration())
-        out.update(row if recal is not None else {k: v for k, v in row.items() if not k.endswith("_cal")})
+        levels = np.asarray(RELIABILITY_LEVELS)
+        row.update(zip(RELIABILITY_COLUMNS[: levels.size], map(float, _interval_fractions(err, sigma, levels)), strict=True))
+        row.update(zip(RELIABILITY_COLUMNS[levels.size:],
+                       map(float, _interval_fractions(err, (recal or Recalibration()).apply(sigma), levels)),
+                       strict=True))
+        out.update(row if recal is not None else {k: v for k, v in row.items() if "_cal" not in k})
     if recal is not None:
         out[str(Key.sigma_scale)], out[str(Key.sigma_floor)] = recal.scale, recal.floor
         if pool_sigma is not None and np.size(pool_sigma):

@@ -110,6 +110,45 @@ def uncertainty_diagnostics(runs: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def reliability_diagram(runs: pd.DataFrame, *, title: str = "Reliability of σ in the final round") -> plt.Figure:
+    """Observed fraction of test errors inside σ's central intervals against their probability
+    (:data:`alhelpers.calibration.RELIABILITY_COLUMNS`), final round, mean over seeds: one panel
+    per system, a line per strategy, dashed for σ as the model gives it, solid recalibrated.
+    On the diagonal a σ is calibrated; below it, over-confident."""
+    from alhelpers.calibration import RELIABILITY_COLUMNS, RELIABILITY_LEVELS
+
+    missing = [c for c in RELIABILITY_COLUMNS if c not in runs.columns]
+    if missing:
+        raise ValueError(f"the runs lack the reliability columns {missing[:2]}…: they were made before the "
+                         "calibration was recorded; rerun the active-learning notebook (03 or 07) to add them")
+    fin = final_round(runs)
+    systems = list(pd.unique(fin["system"]))
+    order = _strategies(fin)
+    pal = strategy_palette(order)
+    k = len(RELIABILITY_LEVELS)
+    fig, axes = plt.subplots(1, len(systems), figsize=(4.2 * len(systems), 4.0), squeeze=False)
+    p = np.array([0.0, *RELIABILITY_LEVELS, 1.0])
+    for ax, system in zip(axes[0], systems):
+        block = fin[fin["system"] == system]
+        for strategy in order:
+            part = block[block["strategy"] == strategy]
+            if part.empty:
+                continue
+            for cols, ls, label in ((RELIABILITY_COLUMNS[:k], "--", "σ"), (RELIABILITY_COLUMNS[k:], "-", "σ'")):
+                obs = part[list(cols)].mean().to_numpy(dtype=float)
+                if np.isfinite(obs).all():
+                    ax.plot(p, [0.0, *obs, 1.0], ls=ls, color=pal[strategy], marker="o", ms=3,
+                            label=f"{strategy} ({label})")
+        ax.plot([0, 1], [0, 1], color="black", lw=0.8)
+        ax.set(xlabel="interval probability", ylabel="observed fraction of test errors inside",
+               title=f"{system}", xlim=(0, 1), ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, ncols=1, loc="lower right")
+    fig.suptitle(f"{title}: dashed as given, solid recalibrated (σ')")
+    fig.tight_layout()
+    return fig
+
+
 def cross_database_curves(cross: pd.DataFrame, *, floor: pd.DataFrame | None = None) -> plt.Figure:
     """Learning curves when training on one database and testing on the other (STUDY §6).
 

@@ -98,6 +98,8 @@ def write_report(out_dir: str | Path, *, config: dict) -> Path:
         "learning_curves.png": "Learning curves: mean test MAE ± 1 std over seeds per system.",
         "final_mae.png": "Final-round MAE per system and strategy (mean ± std).",
         "uncertainty.png": "Uncertainty diagnostics: rank correlation of σ with |error|, and mean σ vs MAE.",
+        "reliability.png": "Reliability of σ: observed vs expected fraction of test errors inside σ's intervals, "
+                           "as given (dashed) and recalibrated by cross-validation on the labelled set (solid).",
         "cross_database.png": "Cross-database learning curves; dashed: MP vs OQMD disagreement on shared compositions.",
     }
     if figs.exists():

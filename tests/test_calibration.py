@@ -181,3 +181,13 @@ def test_round_calibration_nan_where_undefined():
     none = round_calibration(ERR, SIGMA, cal_err=np.empty(0), cal_sigma=np.empty(0), pool_sigma=SIGMA)
     assert np.isnan(none["sigma_scale"]) and np.isnan(none["z2_mean_cal"]) and np.isnan(none["mae_pred"])
     assert none["z2_mean"] == z2_mean(ERR, SIGMA)
+
+
+def test_round_calibration_keeps_the_reliability_diagram():
+    from alhelpers.calibration import RELIABILITY_COLUMNS, round_calibration
+
+    # |z| = 1, 1, 2, 0.5; the central interval of probability p is ±Φ⁻¹(½ + p/2): 0.524 at p = 0.4,
+    # 1.036 at p = 0.7, so 1 of 4 errors is inside at 0.4–0.6 and 3 of 4 at 0.7–0.9
+    row = round_calibration(ERR, SIGMA)
+    assert [row[c] for c in RELIABILITY_COLUMNS[:9]] == [0, 0, 0, 0.25, 0.25, 0.25, 0.75, 0.75, 0.75]
+    assert [row[c] for c in RELIABILITY_COLUMNS[9:]] == [row[c] for c in RELIABILITY_COLUMNS[:9]]

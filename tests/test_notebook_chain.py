@@ -57,7 +57,7 @@ def test_a_student_runs_01_to_09_by_hand_in_order(tmp_path, monkeypatch):
     assert runs[runs["seed"] == 0]["mae"].tolist() == seed0.sort_values(["strategy", "round"])["mae"].tolist()
     assert pd.read_csv(results / "final_table.csv")["config_id"].nunique() == 1
     r5 = run("05_figures.ipynb", ex / "05.ipynb")
-    assert set(r5["figures"]) == {"learning_curves", "final_mae", "uncertainty"}
+    assert set(r5["figures"]) == {"learning_curves", "final_mae", "uncertainty", "reliability"}
     assert all(v > 10_000 for v in r5["sizes"].values())
     r6 = run("06_cross_database.ipynb", ex / "06.ipynb", SYSTEM="Ti-O", SMOKE=True, PROGRESS=False)
     assert r6["counts"] == {"mp": 65, "oqmd": 83, "enough": 1} and r6["cross_path"] == "cross/Ti-O_magpie.parquet"

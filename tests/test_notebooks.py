@@ -101,7 +101,7 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
     assert len(pd.read_csv(out / "auc.csv")) == 4
     leak = pd.read_csv(out / "leakage.csv")
     assert set(leak["descriptor"]) == {"magpie", "paper17"} and not leak["leaks"].any()
-    for name in ("learning_curves", "final_mae", "uncertainty", "cross_database"):
+    for name in ("learning_curves", "final_mae", "uncertainty", "reliability", "cross_database"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
     cross = pd.read_parquet(out / "cross" / "Ti-O_magpie.parquet")
     assert set(cross["direction"]) == {"mp→oqmd", "oqmd→mp"} and cross["mae"].between(0.01, 2).all()

@@ -46,3 +46,19 @@ def test_every_figure_is_written(tmp_path):
         path = plots.save(fig, tmp_path / f"{name}.png")
         assert path.stat().st_size > 10_000, name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reliability_diagram_draws_the_seed_mean_of_the_final_round(tmp_path):
+    from alhelpers.calibration import RELIABILITY_COLUMNS, RELIABILITY_LEVELS
+
+    runs = _runs()
+    p = np.array(RELIABILITY_LEVELS)
+    for c, v in zip(RELIABILITY_COLUMNS, [*0.5 * p, *p], strict=True):  # raw: over-confident; σ': calibrated
+        runs[c] = v + 0.01 * runs["seed"]
+    fig = plots.reliability_diagram(runs)
+    assert len(fig.axes) == 2 and [a.get_title() for a in fig.axes] == ["C", "Ti-O"]
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    raw = lines["random (σ)"].get_ydata()
+    np.testing.assert_allclose(raw, [0.0, *(0.5 * p + 0.01), 1.0])  # seeds 0, 1, 2: mean offset 0.01
+    np.testing.assert_allclose(lines["random (σ')"].get_ydata(), [0.0, *(p + 0.01), 1.0])
+    assert plots.save(fig, tmp_path / "rel.png").stat().st_size > 10_000
