@@ -207,8 +207,8 @@ def label_savings(
       same seeds for baseline and strategy) and recompute both mean curves, the target, both
       crossings and the saving; the half-width is Student's t quantile (k − 1 degrees of freedom,
       k seeds) times the replicates' standard deviation times √(k/(k − 1)). The percentile
-      interval of the replicates covers a known saving only 84–88 % of the time with 5 seeds (at
-      a nominal 95 %); this one 93–98 % with 3–30 seeds (simulated in the tests), and it always
+      interval of the replicates covers a known saving only 85–92 % of the time with 5 seeds (at
+      a nominal 95 %); this one 92–98 % with 3–30 seeds (simulated in the tests), and it always
       contains its point estimate. ``reach_frac`` is the fraction of replicates in which the
       strategy reached the target. Replicates that never reach it have no saving; ``unreached``
       says how the interval treats them: ``"drop"`` (default) — the standard deviation of the
