@@ -27,7 +27,8 @@ held-out set, and treats each error as a draw from ``N(0, σ²)``:
 * :func:`round_calibration` — the runs-table columns of one round: the metrics above,
   ``sigma_scale``, ``sigma_floor`` and ``mae_pred`` (NaN, not an error, where σ has no
   calibration, e.g. a zero σ);
-* :func:`stop_reason` — the stopping rule: stop labelling once ``mae_pred`` reaches a target.
+* :func:`stop_reason` — the stopping rule: stop labelling once ``mae_pred`` reaches a target;
+* :func:`calibration_table` — the runs table's calibration, averaged over seeds per round.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alhelpers.al.runs import appearance_sort, curve_columns
 from alhelpers.keys import Key
 
 __all__ = [
     "CALIBRATION_COLUMNS", "RELIABILITY_COLUMNS", "RELIABILITY_LEVELS", "ROUND_COLUMNS", "Recalibration", "calibration_metrics", "cv_folds", "ence",
     "gaussian_nll", "miscalibration_area", "predicted_mae", "recalibrate", "reliability_curve",
-    "round_calibration", "sigma_scale", "stop_reason", "z2_mean",
+    "calibration_table", "round_calibration", "sigma_scale", "stop_reason", "z2_mean",
 ]
 
 #: The calibration columns of a runs table (both tracks), raw σ then the recalibrated ``s·σ``.
@@ -318,3 +320,23 @@ def stop_reason(mae_pred: float, target: float, unit: str = "") -> str:
         return (f"stopped: predicted test MAE {mae_pred:.4g}{unit} is at or below TARGET_MAE = {target:g}{unit} "
                 "(calibrated σ of the pool)")
     return ""
+
+
+def calibration_table(runs: pd.DataFrame, *, metric: str = "mae") -> pd.DataFrame:
+    """Per setting, strategy and ``n_labelled``: the mean over seeds of the test ``metric``, its
+    prediction ``mae_pred``, their ratio ``pred_ratio`` (1: the stopping rule's estimate is right)
+    and the calibration columns raw and recalibrated, with ``n_seeds`` (a tidy table of a runs
+    table of either track: Track A's ``mae``, Track B's ``force_mae``)."""
+    cols = [metric, str(Key.mae_pred), *(str(c) for c in CALIBRATION_COLUMNS), str(Key.sigma_scale),
+            str(Key.sigma_floor)]
+    missing = [c for c in [*cols, "n_labelled", "seed"] if c not in runs.columns]
+    if missing:
+        raise ValueError(f"the runs lack {missing}: they were made before the calibration was recorded; "
+                         "rerun the active-learning notebook (03 or 07) to add them")
+    keys = [*curve_columns(runs), "n_labelled"]
+    g = runs.groupby(keys, sort=False, observed=True)
+    out = g[cols].mean()
+    out.insert(0, "n_seeds", g["seed"].nunique())
+    out["pred_ratio"] = out[str(Key.mae_pred)] / out[metric]
+    out = out.reset_index()
+    return appearance_sort(out[[*keys, "n_seeds", metric, str(Key.mae_pred), "pred_ratio", *cols[2:]]], keys)

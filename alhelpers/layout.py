@@ -9,7 +9,8 @@ Drive in Colab) holds everything one study produces::
     runs/<system>_<descriptor>_seed<seed>.parquet       notebook 03 (+ .config.json)
     checkpoints/                                        per-round checkpoints (keyed by config + data hash)
     cross/<system>_<descriptor>.parquet, cross/<system>_disagreement.{csv,json}   notebook 06
-    runs.parquet, table1.csv, final_table.csv, savings.csv, auc.csv, leakage.csv  notebook 04
+    runs.parquet, table1.csv, final_table.csv, savings.csv, auc.csv, calibration.csv,
+    leakage.csv                                        notebook 04
     figures/*.png                                       notebook 05
     potentials/<dataset>_batch<b>_seed<s>.parquet       notebook 07 (Track B)
     notebooks/                                          executed notebooks (runner)
@@ -109,7 +110,7 @@ class Layout:
     runs_table = _under("runs.parquet", "Notebook 04: all of Track A's runs in one table.")
 
     def table(self, name: str) -> Path:
-        """A study table: ``table1``, ``final_table``, ``savings``, ``auc``, ``leakage`` (CSV)."""
+        """A study table: ``table1``, ``final_table``, ``savings``, ``auc``, ``calibration``, ``leakage`` (CSV)."""
         return self.root / f"{name}.csv"
 
     figures = _under("figures")

@@ -33,16 +33,18 @@ def _csv_section(
     columns: Sequence[str] | None = None,
     drop: Sequence[str] = (),
     after: Callable[[pd.DataFrame], str] | None = None,
+    rows: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> list[str]:
     """The ``## title`` section of the result table ``path``, or nothing when the file is missing.
 
-    The intro paragraph, then the table in Markdown (only ``columns`` where given, without
-    ``drop``), then the paragraph ``after(table)`` where given (called with the whole table).
+    The intro paragraph, then the table in Markdown (only ``rows(table)`` where given, only
+    ``columns`` where given, without ``drop``), then the paragraph ``after(table)`` where given
+    (called with the whole table).
     """
     df = _read_csv(path)
     if df is None:
         return []
-    shown = df.drop(columns=[c for c in drop if c in df])
+    shown = (df if rows is None else rows(df)).drop(columns=[c for c in drop if c in df])
     lines = [f"## {title}", "", intro, "", _md(shown if columns is None else _present(shown, columns)), ""]
     return lines if after is None else [*lines, after(df), ""]
 
@@ -58,6 +60,25 @@ def _verdicts(final: pd.DataFrame) -> str:
 _FINAL_COLUMNS = ("system", "strategy", "n_labelled", "n_pairs", "mae_mean", "mae_std", "r2_mean", "diff_pct",
                   "p_paired", "p_welch", "p_wilcoxon", "p_holm", "effect_size", "verdict", "mde_pct",
                   "seeds_needed", "seeds_for_5pct")
+_CALIBRATION_COLUMNS = ("system", "strategy", "n_labelled", "mae", "mae_pred", "pred_ratio", "z2_mean",
+                        "z2_mean_cal", "nll", "nll_cal", "miscal_area", "miscal_area_cal", "ence", "ence_cal",
+                        "sigma_scale", "sigma_floor")
+
+
+def _final_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each (system, strategy) at its largest ``n_labelled``."""
+    last = df.groupby(["system", "strategy"], sort=False)["n_labelled"].transform("max")
+    return df[df["n_labelled"] == last]
+
+
+def _prediction_summary(cal: pd.DataFrame) -> str:
+    """How far the stopping rule's predicted MAE is from the test MAE, per system, over all rounds."""
+    err = (cal["pred_ratio"] - 1.0).abs()
+    per = cal.assign(err=err).groupby("system", sort=False)["err"].median()
+    return ("Predicted vs actual test MAE over every round and strategy (median |mae_pred / mae − 1|): "
+            + "; ".join(f"{s} {100 * v:.0f} %" for s, v in per.items()) + ".")
+
+
 _LEAKAGE_COLUMNS = ("system", "descriptor", "n_samples", "n_features", "r2", "mae", "top_feature", "top_r",
                     "leaks")
 
@@ -90,6 +111,15 @@ def write_report(out_dir: str | Path, *, config: dict) -> Path:
                           "interval from a bootstrap over seeds (Student's t with the bootstrap's standard "
                           "error), and `reach_frac`, the share of replicates that reached the target. The claim "
                           "under test: 5–13 % fewer labels.", drop=("descriptor",))
+    parts += _csv_section(out / "calibration.csv", "Calibration of σ and the predicted MAE",
+                          "Final round, mean over seeds. Raw: the ensemble's σ on the test set; `_cal`: σ' = "
+                          "√((s·σ)² + τ²) with `sigma_scale` s and `sigma_floor` τ fitted by 3-fold cross-validation "
+                          "on the labelled materials only. `z2_mean` is 1 for a calibrated σ (above 1: "
+                          "over-confident), `nll` the Gaussian negative log-likelihood, `miscal_area` the area "
+                          "between the reliability curve and the diagonal (0 perfect), `ence` the normalised "
+                          "calibration error in σ bins. `mae_pred`: the test MAE that σ' of the unlabelled pool "
+                          "predicts (the stopping rule's estimate); `pred_ratio` = mae_pred / mae.",
+                          columns=_CALIBRATION_COLUMNS, rows=_final_rows, after=_prediction_summary)
     parts += _csv_section(out / "auc.csv", "Area under the learning curve",
                           "Mean test MAE over the labelling budget (normalised trapezoid area), bootstrap 95 % CI.")
 

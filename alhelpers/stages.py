@@ -305,10 +305,12 @@ def statistics_stage(layout: Layout, runs: pd.DataFrame, *, baseline: str = "ran
     """Notebook 04's tables from a runs table, each saved with its configuration id.
 
     ``runs`` (saved as ``runs.parquet``), ``table1`` (data per system), ``final_table`` (each
-    strategy against ``baseline``, paired by seed), ``savings``, ``auc`` and ``leakage`` (a linear
-    model on each descriptor set alone; the features come from notebook 02's files, made if missing).
+    strategy against ``baseline``, paired by seed), ``savings``, ``auc``, ``calibration`` (σ's
+    calibration and the predicted MAE per round, mean over seeds) and ``leakage`` (a linear model
+    on each descriptor set alone; the features come from notebook 02's files, made if missing).
     """
     from alhelpers import curves, stats
+    from alhelpers.calibration import calibration_table
     from alhelpers.data import summarize_system
     from alhelpers.formation.leakage import leakage_table
 
@@ -330,8 +332,9 @@ def statistics_stage(layout: Layout, runs: pd.DataFrame, *, baseline: str = "ran
     out["savings"] = curves.label_savings(runs, baseline=baseline, n_boot=n_boot,
                                          rng=stream(boot_seed))
     out["auc"] = curves.learning_curve_auc(runs, n_boot=n_boot, rng=stream(boot_seed))
+    out["calibration"] = calibration_table(runs)
     out["leakage"] = pd.concat(leak, ignore_index=True)
-    for name in ("table1", "final_table", "savings", "auc", "leakage"):
+    for name in ("table1", "final_table", "savings", "auc", "calibration", "leakage"):
         save_table(layout, name, out[name], config_id=config_id)
     return out
 
@@ -346,7 +349,7 @@ def ensure_statistics(layout: Layout, *, systems: Sequence[str] | None = None,
                       say: Say = print) -> dict[str, pd.DataFrame]:
     """Notebook 04's tables for notebook 05: read when they are there, else computed from the runs
     of ``systems`` × ``seeds`` (default: the study's four systems, seeds 0–4; missing runs are made)."""
-    names = ("final_table", "savings", "auc", "table1", "leakage")
+    names = ("final_table", "savings", "auc", "calibration", "table1", "leakage")
     try:
         runs = read_parquet(layout.runs_table, todo="Run notebooks/04_statistics.ipynb again.")
         return {"runs": runs, **{n: read_table(layout, n) for n in names}}

@@ -191,3 +191,23 @@ def test_round_calibration_keeps_the_reliability_diagram():
     row = round_calibration(ERR, SIGMA)
     assert [row[c] for c in RELIABILITY_COLUMNS[:9]] == [0, 0, 0, 0.25, 0.25, 0.25, 0.75, 0.75, 0.75]
     assert [row[c] for c in RELIABILITY_COLUMNS[9:]] == [row[c] for c in RELIABILITY_COLUMNS[:9]]
+
+
+def test_calibration_table_means_over_seeds():
+    import pandas as pd
+
+    from alhelpers.calibration import CALIBRATION_COLUMNS, calibration_table
+
+    rows = []
+    for seed, (mae, pred) in enumerate([(0.2, 0.1), (0.4, 0.5)]):
+        for rnd, n in enumerate((10, 20)):
+            row = dict(system="C", descriptor="magpie", strategy="random", seed=seed, round=rnd, n_labelled=n,
+                       mae=mae / (rnd + 1), mae_pred=pred / (rnd + 1), sigma_scale=2.0 + seed, sigma_floor=0.1)
+            row.update({str(c): float(seed) for c in CALIBRATION_COLUMNS})
+            rows.append(row)
+    t = calibration_table(pd.DataFrame(rows)).set_index("n_labelled")
+    assert t.loc[10, "mae"] == pytest.approx(0.3) and t.loc[10, "mae_pred"] == pytest.approx(0.3)
+    assert t.loc[20, "pred_ratio"] == pytest.approx(0.15 / 0.15) and t.loc[10, "n_seeds"] == 2
+    assert t.loc[20, "z2_mean_cal"] == 0.5 and t.loc[20, "sigma_scale"] == 2.5
+    with pytest.raises(ValueError, match="rerun the active-learning notebook"):
+        calibration_table(pd.DataFrame(rows).drop(columns="mae_pred"))

@@ -108,9 +108,15 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
     floor = json.loads((out / "cross" / "Ti-O_disagreement.json").read_text())
     assert floor["n_shared"] > 10 and 0 < floor["mae_shared"] < 1
     report = (out / "report.md").read_text()
-    for section in ("Table 1", "Final round", "Label savings", "Cross-database", "Leakage audit",
-                    "figures/learning_curves.png", "Package versions"):
+    for section in ("Table 1", "Final round", "Label savings", "Calibration of σ", "Predicted vs actual test MAE",
+                    "Cross-database", "Leakage audit", "figures/learning_curves.png", "figures/reliability.png",
+                    "Package versions"):
         assert section in report, section
+    cal = pd.read_csv(out / "calibration.csv")  # per strategy and round, mean over the 2 seeds
+    assert len(cal) == 4 * 2 and cal["n_seeds"].eq(2).all()
+    want = runs.groupby(["strategy", "n_labelled"])[["mae", "mae_pred", "z2_mean_cal"]].mean()
+    got = cal.set_index(["strategy", "n_labelled"])[["mae", "mae_pred", "z2_mean_cal"]]
+    pd.testing.assert_frame_equal(got.sort_index(), want.sort_index(), check_exact=False, rtol=1e-9)
 
     mtime = (out / "notebooks" / "01_fetch_Ti-O.ipynb").stat().st_mtime
     assert main(args) == 0  # finished work is skipped

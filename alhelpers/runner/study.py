@@ -159,7 +159,8 @@ def validate_study(args: argparse.Namespace) -> dict:
 
 
 _STUDY_ITEMS = ("data", "runs", "cross", "figures", "notebooks", "runs.parquet", "table1.csv",
-                "final_table.csv", "savings.csv", "auc.csv", "leakage.csv", "report.md", "study.json")
+                "final_table.csv", "savings.csv", "auc.csv", "calibration.csv", "leakage.csv", "report.md",
+                "study.json")
 
 
 def check_study_folder(layout: Layout, protocol: dict, *, replace: bool) -> None:
