@@ -203,3 +203,35 @@ def test_notebooks_are_stripped_and_parameterised(nb):
     src = "".join(tagged[0]["source"])
     assert "KEY" not in src.upper().replace("MP_LIMIT", ""), "no secrets as papermill parameters"
     assert "google.colab" in "".join("".join(c["source"]) for c in code)
+
+
+def _notebook_parameters(name: str) -> set[str]:
+    """Names assigned in a notebook's ``parameters`` cell."""
+    import ast
+
+    from alhelpers.data.paths import REPO_ROOT
+
+    nb = json.loads((REPO_ROOT / "notebooks" / name).read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+
+
+@pytest.mark.parametrize("argv", [["study", "--target-mae", "0.1"], ["potentials", "--system", "tio2", "--model", "mace"]])
+def test_every_runner_parameter_is_a_parameter_of_its_notebook(tmp_path, argv):
+    # papermill only warns ("Passed unknown parameter") and the notebook silently ignores the value
+    from alhelpers.layout import Layout
+    from alhelpers.run import build_parser
+    from alhelpers.runner import potentials, study
+
+    args = build_parser().parse_args([*argv, "--out", str(tmp_path)])
+    layout = Layout.at(str(tmp_path))
+    if argv[0] == "study":
+        fetch, feat = study.featurize_tasks(layout, args)
+        tasks = [*fetch, *feat, *study.al_tasks(layout, args), *study.cross_tasks(layout, args),
+                 *study.report_tasks(layout, args)]
+    else:
+        tasks = [*potentials.potential_tasks(layout, args), potentials.statistics_task(layout, args)]
+    for task in tasks:
+        unknown = set(task.parameters) - _notebook_parameters(task.notebook)
+        assert not unknown, f"{task.notebook}: {sorted(unknown)}"
