@@ -24,6 +24,7 @@ import papermill as pm
 import pytest
 
 from alhelpers.nb import read_records
+from alhelpers.runner.tasks import KERNEL_START_S
 
 REPO = Path(__file__).resolve().parents[1]
 NB = REPO / "notebooks"
@@ -31,7 +32,7 @@ NB = REPO / "notebooks"
 
 def run(name: str, out: Path, kernel: str = "python3", **params) -> dict:
     pm.execute_notebook(str(NB / name), str(out), parameters=params, kernel_name=kernel,
-                        progress_bar=False, cwd=str(NB))
+                        progress_bar=False, cwd=str(NB), start_timeout=KERNEL_START_S)
     return read_records(out)
 
 

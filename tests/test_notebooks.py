@@ -10,13 +10,14 @@ import papermill as pm
 import pytest
 
 from alhelpers.nb import read_records
+from alhelpers.runner.tasks import KERNEL_START_S
 
 NB = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def run(name: str, out: Path, **params) -> dict:
     pm.execute_notebook(str(NB / name), str(out), parameters=params, kernel_name="python3",
-                        progress_bar=False, cwd=str(NB))
+                        progress_bar=False, cwd=str(NB), start_timeout=KERNEL_START_S)
     return read_records(out)
 
 

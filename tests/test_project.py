@@ -235,3 +235,24 @@ def test_every_runner_parameter_is_a_parameter_of_its_notebook(tmp_path, argv):
     for task in tasks:
         unknown = set(task.parameters) - _notebook_parameters(task.notebook)
         assert not unknown, f"{task.notebook}: {sorted(unknown)}"
+
+
+def test_runner_gives_a_busy_machine_time_to_start_a_kernel(tmp_path, monkeypatch):
+    # papermill waits 60 s for a kernel by default; on a 2-core machine running two notebooks and
+    # a study beside them a kernel took longer ("Kernel didn't respond in 60 seconds")
+    import papermill as pm
+
+    from alhelpers.layout import Layout
+    from alhelpers.runner.tasks import KERNEL_START_S, Task, execute
+
+    seen = {}
+
+    def fake(*args, **kw):
+        seen.update(kw)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(pm, "execute_notebook", fake)
+    task = Task("05_figures.ipynb", tmp_path / "05.ipynb", {"OUT_DIR": str(Layout.at(str(tmp_path)).root)})
+    with pytest.raises(RuntimeError, match="stop here"):
+        execute(task)
+    assert seen["start_timeout"] == KERNEL_START_S >= 300

@@ -184,13 +184,14 @@ def test_config_objects_check_parameter_types():
 def test_notebook_parameters_of_the_wrong_type_fail_in_the_config_cell(tmp_path, params, message):
     """papermill's ``-r SEED 0`` passes a string; a string for a list used to fail as 'unknown strategy r'."""
     from alhelpers.data.paths import REPO_ROOT
+    from alhelpers.runner.tasks import KERNEL_START_S
 
     NB = REPO_ROOT / "notebooks"
     with pytest.raises(pm.PapermillExecutionError) as err:
         pm.execute_notebook(str(NB / "03_active_learning.ipynb"), str(tmp_path / "o.ipynb"),
                             parameters={"SYSTEM": "Ti-O", "SMOKE": True, "PROGRESS": False,
                                         "OUT_DIR": str(tmp_path), **params},
-                            kernel_name="python3", progress_bar=False)
+                            kernel_name="python3", progress_bar=False, start_timeout=KERNEL_START_S)
     assert message in str(err.value)
     assert not (tmp_path / "data").exists()  # failed before any work
 

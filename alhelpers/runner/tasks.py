@@ -34,6 +34,9 @@ _NOT_IDENTITY = ("OUT_DIR", "PROGRESS", "DRIVE")
 #: The kernel's own log: only errors (its "running over TCP without encryption" warning, printed once
 #: per notebook, is about the local connection between runner and kernel; nothing a user can act on).
 _KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+#: Seconds a notebook's kernel may take to start (papermill's default, 60 s, is too short on a
+#: 2-core machine running two notebooks and other work beside them).
+KERNEL_START_S: int = 300
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def execute(task: Task, *, log_output: bool = False) -> dict:
     pm.execute_notebook(
         str(NOTEBOOKS / task.notebook), str(tmp), parameters=task.parameters,
         kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(NOTEBOOKS),
-        extra_arguments=_KERNEL_ARGS,
+        extra_arguments=_KERNEL_ARGS, start_timeout=KERNEL_START_S,
     )
     nb = nbformat.read(tmp, as_version=4)
     rec = records_of(nb)
