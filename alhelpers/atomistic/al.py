@@ -162,8 +162,8 @@ class _Run:
     pool: np.ndarray
     val: StructureSet | None
     test: StructureSet
-    test_idx: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    val_idx: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    test_idx: np.ndarray  # positions in ``data`` of the test structures
+    val_idx: np.ndarray  # and of the validation structures
     cache: GraphCache = field(default_factory=GraphCache)
     round0: dict = field(default_factory=dict)  # round-0 models by (labelled set, members)
     prepared: dict = field(default_factory=dict)  # MACE's graphs of the structures, shared by every fit
@@ -240,13 +240,10 @@ class _Run:
         """
         unc_method = self._unc_method(method)
         forces = self.test.has_forces and unc_method.kernel != "qbc-e"
-        idx = np.concatenate([self.test_idx, self.val_idx if self.val is not None else [], unlabelled]).astype(np.int64)
-        if len(self.test_idx) == len(self.test):
-            unc = self.uncertainty(unc_method, models, self.data.subset(idx), train, rnd)
-        else:  # test structures not given by index: the test set alone
-            unc = self.uncertainty(unc_method, models, self.test, train, rnd)
-        n_t = len(self.test)
-        n_v = len(self.val_idx) if (self.val is not None and len(unc) > n_t) else 0
+        val_idx = self.val_idx if self.val is not None else np.empty(0, dtype=np.int64)
+        idx = np.concatenate([self.test_idx, val_idx, unlabelled]).astype(np.int64)
+        unc = self.uncertainty(unc_method, models, self.data.subset(idx), train, rnd)
+        n_t, n_v = len(self.test_idx), len(val_idx)
 
         def error(E_, F_, ref: StructureSet) -> np.ndarray:
             return force_rmse_per_structure(F_, ref) if forces else np.abs(E_ - ref.energy) / ref.n_atoms
@@ -256,8 +253,8 @@ class _Run:
         if n_v:
             Ev, Fv = self.predict(models[0], self.val)
             cal_err, cal_unc = error(Ev, Fv, self.val), unc[n_t:n_t + n_v]
-        pool_unc = unc[n_t + n_v:] if len(unc) > n_t else None
-        weights = self.data.n_atoms[unlabelled] if (forces and pool_unc is not None) else None
+        pool_unc = unc[n_t + n_v:]
+        weights = self.data.n_atoms[unlabelled] if forces else None
         return {"unc_pearson": _pearson(unc[:n_t], err),
                 **round_calibration(err, unc[:n_t], cal_err=cal_err, cal_sigma=cal_unc, pool_sigma=pool_unc,
                                     pool_weights=weights)}
