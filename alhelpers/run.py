@@ -122,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="SEED")
     t.add_argument("--n-init", type=int, default=10)
     t.add_argument("--max-size", type=int, default=100)
-    t.add_argument("--epochs", type=int, default=0, help="maximum training epochs per round (0: default)")
+    t.add_argument("--epochs", type=int, default=0,
+                   help="maximum training epochs of a model trained from scratch (0: default)")
+    t.add_argument("--cold-start", action="store_true",
+                   help="train every round from scratch (the protocol before warm starts, ~3x slower) instead of "
+                        "continuing from the previous round's model")
     t.add_argument("--target-mae", type=float, default=0.0,
                    help="stop a strategy's labelling once its predicted test force MAE (eV/Å) is at or "
                         "below this (default 0: never)")

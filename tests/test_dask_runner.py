@@ -77,3 +77,25 @@ def test_study_exits_1_and_keeps_finished_runs_when_a_task_fails(tmp_path, monke
     runs = collect_runs(Layout(out))  # the finished run is kept
     assert set(runs["seed"]) == {0} and len(runs) == 8
     assert not (out / "report.md").exists()
+
+
+def test_side_by_side_kernels_share_the_cores(monkeypatch):
+    """Two kernels of two torch threads each on two cores ran an epoch 5× slower than one; the
+    local runner gives each of its ``jobs`` kernels cores // jobs threads, and keeps a user's setting."""
+    import os
+
+    from alhelpers.runner.tasks import kernel_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    with kernel_threads(2) as n:
+        assert n == 1 and os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in os.environ  # restored
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    with kernel_threads(3) as n:
+        assert n == 5 and os.environ["OPENBLAS_NUM_THREADS"] == "5"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    with kernel_threads(2):
+        assert os.environ["OMP_NUM_THREADS"] == "3"
+    assert os.environ["OMP_NUM_THREADS"] == "3"

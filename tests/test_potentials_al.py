@@ -4,6 +4,7 @@ selection, seeding, checkpoints and resume, on-the-fly labelling, and the runner
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -146,6 +147,39 @@ def test_checkpoints_resume_exactly(offline, tmp_path) -> None:
     other = run_potentials(offline, _cfg(max_size=12, batch=8, strategies=("lcmd-feat-rp",), seed=1),
                            checkpoints=tmp_path)
     assert other["n_labelled"].tolist() == [4, 12]
+
+
+def test_resume_is_exact_with_warm_starts(offline, tmp_path) -> None:
+    """Warm starts continue from the last round's models, so those are checkpointed (the last three
+    rounds' snapshots kept); a resumed run reads them and matches an uninterrupted one exactly."""
+    cfg = _cfg(max_size=16, strategies=("maxdiag-qbc-f", "lcmd-feat-ll"), seed=2, warm_start=True)
+    full = run_potentials(offline, cfg, checkpoints=tmp_path)
+    assert full["n_labelled"].tolist() == [4, 8, 12, 16] * 2
+    folder = next(tmp_path.rglob("lcmd-feat-ll")).parent
+    assert sorted(p.name for p in (folder / "lcmd-feat-ll").glob("*.pt")) == ["round01.pt", "round02.pt", "round03.pt"]
+    cols = ["strategy", "round", "n_labelled", "energy_mae", "force_mae", "unc_pearson", "epochs"]
+    cold = run_potentials(offline, replace(cfg, warm_start=False))
+    assert not np.allclose(cold["force_mae"].iloc[1:4], full["force_mae"].iloc[1:4])  # warm starts matter
+    for strategy in cfg.strategies:  # interrupted after round 2
+        (folder / strategy / "round03.json").unlink()
+    resumed = run_potentials(offline, cfg, checkpoints=tmp_path)
+    pd.testing.assert_frame_equal(full[cols], resumed[cols])
+    # a truncated snapshot: named, its round recomputed from the one before, the same numbers
+    for strategy in cfg.strategies:
+        (folder / strategy / "round03.json").unlink()
+    snap = folder / "lcmd-feat-ll" / "round02.pt"
+    snap.write_bytes(snap.read_bytes()[:200])
+    with pytest.warns(UserWarning, match=rf"{snap} is unreadable \(not a snapshot torch.load can read.*"
+                                         r"round is recomputed"):
+        again = run_potentials(offline, cfg, checkpoints=tmp_path)
+    assert again.attrs["resumed_rounds"] == 2
+    pd.testing.assert_frame_equal(full[cols], again[cols])
+    # a truncated round file: named, recomputed (never a bare JSONDecodeError)
+    ck = folder / "maxdiag-qbc-f" / "round03.json"
+    ck.write_text(ck.read_text()[:50])
+    with pytest.warns(UserWarning, match=rf"{ck} is unreadable \(not valid JSON.*round is recomputed"):
+        last = run_potentials(offline, cfg, checkpoints=tmp_path)
+    pd.testing.assert_frame_equal(full[cols], last[cols])
 
 
 def test_on_the_fly_labels_only_what_is_selected(offline) -> None:

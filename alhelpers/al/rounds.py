@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from alhelpers.al.checkpoints import RoundCheckpoints
+from alhelpers.files import UnreadableFileError
 
 __all__ = ["Budget", "BudgetExceeded", "Step", "Track", "run_rounds"]
 
@@ -41,6 +42,7 @@ class Track:
     extras: list[dict] = field(default_factory=list)  # the checkpointed payloads, one per round
     exhausted: bool = False
     state: Any = None  # the loop's own (not checkpointed; rebuilt from ``extras`` on resume)
+    snapshot: Any = None  # on resume: the snapshot the last finished round left (None if none)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Step:
     row: dict
     queried: np.ndarray
     extra: dict | None = None
+    snapshot: Any = None  # what the next round needs and the row cannot rebuild (saved with torch.save)
 
 
 class BudgetExceeded(RuntimeError):
@@ -109,7 +112,25 @@ def _resume(strategies: Sequence[str], n_rounds: int, init: np.ndarray, store: R
     def ended(ck: list[dict]) -> bool:  # ran out of pool before the last round
         return bool(ck) and not ck[-1]["queried"] and ck[-1]["row"]["round"] < n_rounds - 1
 
-    n_done = min((n_rounds if ended(ck) else len(ck)) for ck in loaded.values())
+    snapshots: dict[str, Any] = {}
+    while True:  # the last finished round's snapshots; an unreadable one: that round again
+        n_done = min((n_rounds if ended(ck) else len(ck)) for ck in loaded.values())
+        retry = False
+        for s, ck in loaded.items():
+            last = min(n_done, len(ck)) - 1
+            if store is None or last < 0 or not ck[last].get("snapshot") or s in snapshots:
+                continue
+            try:
+                snapshots[s] = store.load_snapshot(s, last)
+            except UnreadableFileError as err:
+                warnings.warn(str(err), stacklevel=4)
+                store.drop(s, last)
+                loaded[s] = ck[:last]
+                snapshots.clear()
+                retry = True
+                break
+        if not retry:
+            break
     tracks = []
     for s, ck in loaded.items():
         ck = ck[:n_done]
@@ -117,7 +138,7 @@ def _resume(strategies: Sequence[str], n_rounds: int, init: np.ndarray, store: R
         for c in ck:
             labelled = _grow(labelled, c["queried"], keep_order)
         tracks.append(Track(s, labelled, [c["row"] for c in ck], [c.get("extra", {}) for c in ck],
-                            exhausted=ended(ck)))
+                            exhausted=ended(ck), snapshot=snapshots.get(s)))
     return tracks, n_done
 
 
@@ -160,7 +181,7 @@ def run_rounds(
             track.rows.append(step.row)
             track.extras.append(step.extra or {})
             if checkpoints is not None:
-                checkpoints.save(track.strategy, rnd, step.row, queried, step.extra)
+                checkpoints.save(track.strategy, rnd, step.row, queried, step.extra, step.snapshot)
             track.labelled = _grow(track.labelled, queried, keep_order)
             if len(queried) == 0 and rnd < n_rounds - 1:
                 track.exhausted = True

@@ -81,12 +81,30 @@ def read_structures(source: str | os.PathLike | Sequence[Atoms], what: str = "st
         except Exception as err:
             raise ValueError(f"the {what} file {os.fspath(source)!r} could not be read by ase.io ({err}); "
                              "give an extxyz file (or any format ase.io.read knows)") from err
+        _check_frames(frames, os.fspath(source))
         return list(frames)
     out = list(source)
     bad = [k for k, a in enumerate(out) if not isinstance(a, Atoms)]
     if bad:
         raise TypeError(f"the {what} must be ase.Atoms; items {bad[:5]} are not")
     return out
+
+
+def _check_frames(frames: Sequence[Atoms], source: str) -> None:
+    """Refuse a frame with non-finite numbers or atoms too close, naming the file, the frame and
+    (for the xyz family, where a frame is its atom count, a comment line and one line per atom)
+    the line it starts on."""
+    from alhelpers.atomistic.structures import structure_problem
+
+    xyz = source.lower().endswith((".xyz", ".extxyz"))
+    line = 1
+    for k, atoms in enumerate(frames):
+        results = atoms.calc.results if atoms.calc is not None else {}
+        problem = structure_problem(atoms, float(results.get("energy", np.nan)), results.get("forces"))
+        if problem:
+            at = f":{line}" if xyz else ""
+            raise ValueError(f"{source}{at}: frame {k}: {problem}")
+        line += len(atoms) + 2
 
 
 @dataclass

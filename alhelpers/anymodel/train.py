@@ -23,7 +23,7 @@ import torch
 from alhelpers.al.seeding import stream
 from alhelpers.anymodel.adapter import DEFAULT_MAX_ATOMS, PotentialAdapter, batches
 from alhelpers.atomistic.structures import StructureSet
-from alhelpers.atomistic.train import TrainConfig, check_labelled, resolve_device
+from alhelpers.atomistic.train import TrainConfig, check_finite_loss, check_labelled, resolve_device
 
 __all__ = ["fit_adapter", "predict_adapter"]
 
@@ -51,7 +51,7 @@ def _loss(adapter: PotentialAdapter, items: Sequence[Any], idx: np.ndarray, targ
         dF = ((F - torch.cat([F_t[i] for i in idx])) ** 2).sum(1)
         sq = torch.zeros_like(n).index_add(0, batch.atom_structure, dF)
         per = per + cfg.lambda_forces * ok[torch.as_tensor(idx, device=ok.device)] * sq / (3.0 * n)
-    return per.mean(), dE.detach(), n
+    return per, dE.detach(), n
 
 
 def fit_adapter(adapter: PotentialAdapter, train: StructureSet, val: StructureSet | None = None,
@@ -85,7 +85,9 @@ def fit_adapter(adapter: PotentialAdapter, train: StructureSet, val: StructureSe
         order, total = rng.permutation(len(train)), 0.0
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
-            loss, _, _ = _loss(adapter, items, idx, tg, cfg, use_forces, create_graph=True)
+            per, _, _ = _loss(adapter, items, idx, tg, cfg, use_forces, create_graph=True)
+            check_finite_loss(per, idx, train, epoch)
+            loss = per.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -95,8 +97,8 @@ def fit_adapter(adapter: PotentialAdapter, train: StructureSet, val: StructureSe
             model.eval()
             vl, dev, vn = 0.0, [], []
             for idx, _ in batches(adapter, v_items, val.n_atoms, max_atoms=DEFAULT_MAX_ATOMS):
-                loss, dE, n = _loss(adapter, v_items, idx, v_tg, cfg, v_forces, create_graph=False)
-                vl += float(loss.detach()) * idx.size
+                per, dE, n = _loss(adapter, v_items, idx, v_tg, cfg, v_forces, create_graph=False)
+                vl += float(per.detach().mean()) * idx.size
                 dev.append(dE), vn.append(n)
             row["val_loss"] = vl / len(val)
             row["val_energy_mae_per_atom"] = float((torch.cat(dev).abs() / torch.cat(vn)).mean())

@@ -49,7 +49,7 @@ from alhelpers.atomistic.selection import (
     uncertainty,
 )
 from alhelpers.atomistic.structures import StructureSet
-from alhelpers.atomistic.train import fit_potential, predict
+from alhelpers.atomistic.train import FrozenStore, fit_potential, graphs_of, predict, resolve_device
 
 __all__ = ["POTENTIAL_COLUMNS", "data_hash", "potential_metrics", "queried_structures", "run_potentials"]
 
@@ -58,6 +58,10 @@ POTENTIAL_COLUMNS: tuple[str, ...] = (
     "energy_mae", "energy_rmse", "energy_maxe", "force_mae", "force_rmse", "force_maxe",
     "unc_pearson", *ROUND_COLUMNS, "fit_s", "feature_s", "query_s", "label_s", "epochs", "note",
 )
+
+#: Sets of at most this many atoms are frozen once per run (:class:`FrozenStore`: TiO2, 22k atoms,
+#: takes 361 MiB in float32); larger ones (QM9) are frozen chunk by chunk as they are used.
+FROZEN_STORE_MAX_ATOMS = 60_000
 
 #: Stream key of the FEAT(RP) matrices of the test-set uncertainty (the model streams use the
 #: member number 0 … ensemble − 1 in this place, so this one never meets them).
@@ -175,9 +179,22 @@ class _Run:
         if cfg.model == "mace":
             return self._fit_mace(train, seed, init_from)
         kw = {} if cfg.cutoff is None else {"descriptor": _descriptor(self.data.species, cfg.cutoff)}
-        model, hist = fit_potential(train, self.val, cfg.train, species=self.data.species, hidden=cfg.hidden,
-                                    seed=seed, cache=self.cache, init_from=init_from, **kw)
+        model, hist = fit_potential(train, self.val, cfg.train if init_from is None else cfg.warm_train,
+                                    species=self.data.species, hidden=cfg.hidden, seed=seed, cache=self.cache,
+                                    init_from=init_from, restandardise=init_from is not None, **kw)
         return model, len(hist)
+
+    def store_frozen(self) -> None:
+        """Freeze every structure of the set once (:class:`FrozenStore`); fits, predictions and
+        features then gather their rows."""
+        from alhelpers.atomistic.descriptor import DescriptorConfig
+
+        cfg = self.cfg
+        desc = (DescriptorConfig(species=tuple(int(z) for z in self.data.species)) if cfg.cutoff is None
+                else _descriptor(self.data.species, cfg.cutoff))
+        self.cache.frozen = FrozenStore(graphs_of(self.data, desc.cutoff, self.cache), desc,
+                                        dtype=cfg.train.torch_dtype, device=resolve_device(cfg.train.device),
+                                        chunk_atoms=cfg.train.chunk_atoms)
 
     def _fit_mace(self, train: StructureSet, seed: int, init_from=None):
         import copy
@@ -192,7 +209,8 @@ class _Run:
             kw = {} if self.cfg.cutoff is None else {"r_max": float(self.cfg.cutoff)}
             adapter = small_mace(train.structures, train.energy, train.forces, species=self.data.species, seed=seed,
                                  dtype=self.cfg.train.torch_dtype, prepared=self.prepared, **kw)
-        adapter, hist = fit_adapter(adapter, train, self.val, self.cfg.train, seed=seed)
+        adapter, hist = fit_adapter(adapter, train, self.val, self.cfg.train if init_from is None else self.cfg.warm_train,
+                                    seed=seed)
         return adapter, len(hist)
 
     def predict(self, model, data: StructureSet):
@@ -202,7 +220,8 @@ class _Run:
             return predict_adapter(model, data.structures)
         return predict(model, data, cache=self.cache)
 
-    def select(self, method, models, candidates: StructureSet, labelled: StructureSet, k: int, rng, timings: dict):
+    def select(self, method, models, candidates: StructureSet, labelled: StructureSet, k: int, rng, timings: dict,
+               known: dict | None = None):
         cfg = self.cfg
         if cfg.model == "mace":
             from alhelpers.anymodel.select import adapter_select
@@ -211,9 +230,10 @@ class _Run:
                                   committee=models, rp_dim=cfg.rp_dim, labels=(candidates.energy, candidates.forces),
                                   timings=timings)
         return select_batch(method, models=models, candidates=candidates, labelled=labelled, batch=k, rng=rng,
-                            rp_dim=cfg.rp_dim, cache=self.cache, timings=timings)
+                            rp_dim=cfg.rp_dim, cache=self.cache, timings=timings, known=known)
 
-    def uncertainty(self, method, models, structures: StructureSet, labelled: StructureSet, rnd: int):
+    def uncertainty(self, method, models, structures: StructureSet, labelled: StructureSet, rnd: int,
+                    keep: dict | None = None):
         cfg = self.cfg
         seed = seed_int(cfg.seed, UNCERTAINTY_STREAM, rnd)
         if cfg.model == "mace":
@@ -221,14 +241,16 @@ class _Run:
 
             return adapter_uncertainty(method, models[0], structures.structures, labelled.structures, committee=models,
                                        rp_dim=cfg.rp_dim, seed=seed)
-        return uncertainty(method, models, structures, labelled, rp_dim=cfg.rp_dim, seed=seed, cache=self.cache)
+        return uncertainty(method, models, structures, labelled, rp_dim=cfg.rp_dim, seed=seed, cache=self.cache,
+                           keep=keep)
 
     @staticmethod
     def _unc_method(method):
         """The method whose uncertainty a strategy reports: its own, or GP(LL) for one without."""
         return method if (method.kernel.startswith("qbc") or method.base) else parse_potential_method("maxdiag-gp-ll")
 
-    def calibration(self, method, models, train: StructureSet, rnd: int, E, Fs, unlabelled: np.ndarray) -> dict:
+    def calibration(self, method, models, train: StructureSet, rnd: int, E, Fs, unlabelled: np.ndarray,
+                    known: dict | None = None) -> dict:
         """``unc_pearson`` and the calibration columns of the round's uncertainty.
 
         The uncertainty is the method's own (QBC spread, or the GP posterior σ of its base
@@ -237,13 +259,18 @@ class _Run:
         |ΔE| per atom for QBC(E) and sets without forces. The σ factor is fitted on the
         validation split; ``mae_pred`` predicts the test ``force_mae`` (σ as a per-component force
         σ, weighted by atoms) or ``energy_mae`` from the unlabelled pool.
+        ``known`` receives what the selection can reuse for the unlabelled
+        pool (FEAT(LL), QBC(F) scores; :func:`~alhelpers.atomistic.selection.select_batch`).
         """
         unc_method = self._unc_method(method)
         forces = self.test.has_forces and unc_method.kernel != "qbc-e"
         val_idx = self.val_idx if self.val is not None else np.empty(0, dtype=np.int64)
         idx = np.concatenate([self.test_idx, val_idx, unlabelled]).astype(np.int64)
-        unc = self.uncertainty(unc_method, models, self.data.subset(idx), train, rnd)
+        kept: dict = {}
+        unc = self.uncertainty(unc_method, models, self.data.subset(idx), train, rnd, keep=kept)
         n_t, n_v = len(self.test_idx), len(val_idx)
+        if known is not None and unc_method == method:  # the selection's own features, pool rows
+            known.update({k: (v[0][n_t + n_v:], v[1]) if k == "ll" else v[n_t + n_v:] for k, v in kept.items()})
 
         def error(E_, F_, ref: StructureSet) -> np.ndarray:
             return force_rmse_per_structure(F_, ref) if forces else np.abs(E_ - ref.energy) / ref.n_atoms
@@ -290,6 +317,8 @@ class _Run:
             if not track.extras:
                 labelled_now, label_s = _ask(self.oracle, data, track.labelled)
                 track.state.labels.add(labelled_now)
+            if track.snapshot is not None:  # resumed with warm starts: the last round's models
+                track.state.prev = self._restore(track.snapshot)
         labels = track.state.labels
         train = labels.as_set(data)
         models, epochs, fit_s, extra_s = self.models(track, train, n_members, rnd)
@@ -299,7 +328,8 @@ class _Run:
                "round": rnd, "n_labelled": len(labels.index), "n_atoms_labelled": int(train.n_atoms.sum()),
                **potential_metrics(self.test, E, Fs if self.test.has_forces else None)}
         unlabelled = self.pool[np.isin(self.pool, np.asarray(labels.index, dtype=np.int64), invert=True)]
-        row.update(self.calibration(method, models, train, rnd, E, Fs, unlabelled))
+        known: dict = {}
+        row.update(self.calibration(method, models, train, rnd, E, Fs, unlabelled, known))
         timings = {"feature_s": extra_s}
         queried = np.empty(0, dtype=np.int64)
         note = stop_reason(row["mae_pred"], cfg.target_mae,
@@ -307,7 +337,7 @@ class _Run:
         if not note and len(labels.index) < cfg.max_size and len(unlabelled):
             k = min(cfg.batch, cfg.max_size - len(labels.index), len(unlabelled))
             pos = self.select(method, models, data.subset(unlabelled), train, k, stream(cfg.seed, track.strategy, rnd),
-                              timings)
+                              timings, known)
             queried = unlabelled[pos]
             payload, secs = _ask(self.oracle, data, queried)
             labels.add(payload)
@@ -322,7 +352,18 @@ class _Run:
             self.progress(f"[{cfg.system} {track.strategy} seed {cfg.seed}] round {rnd}: n={row['n_labelled']} "
                           f"E {row['energy_mae'] * 1000:.1f} meV/atom, F {row['force_mae']:.3f} eV/Å "
                           f"(fit {fit_s:.1f} s, features {row['feature_s']:.2f} s, select {row['query_s']:.2f} s)")
-        return Step(row, queried, labelled_now)
+        return Step(row, queried, labelled_now, snapshot=self._snapshot(models) if cfg.warm_start else None)
+
+    def _snapshot(self, models: list) -> list:
+        """The round's models as the next round warm-starts from them (saved with the checkpoint)."""
+        return [m.model if self.cfg.model == "mace" else m for m in models]
+
+    def _restore(self, snapshot: list) -> list:
+        if self.cfg.model == "mace":
+            from alhelpers.anymodel.mace import MaceAdapter
+
+            return [MaceAdapter(m, prepared=self.prepared) for m in snapshot]
+        return list(snapshot)
 
 
 def _descriptor(species, cutoff: float):
@@ -368,6 +409,8 @@ def run_potentials(
             a :class:`~alhelpers.atomistic.oracle.CalculatorOracle` labels on the fly.
         checkpoints: Folder for per-round checkpoints (None: none); finished rounds are resumed.
         progress: Called with one line per strategy and round (e.g. ``print``).
+
+    ``df.attrs["resumed_rounds"]`` says how many rounds were read back from checkpoints.
     """
     oracle = oracle if oracle is not None else PoolOracle(data)
     split = split_indices(len(data), n_pool=cfg.n_pool, n_val=cfg.n_val, n_test=cfg.n_test, seed=cfg.seed)
@@ -375,11 +418,15 @@ def run_potentials(
                _labelled_split(oracle, data, split["val"]) if cfg.n_val else None,
                _labelled_split(oracle, data, split["test"]), test_idx=np.asarray(split["test"], dtype=np.int64),
                val_idx=np.asarray(split["val"], dtype=np.int64), progress=progress)
+    if cfg.model == "gm" and int(data.n_atoms.sum()) <= FROZEN_STORE_MAX_ATOMS:
+        run.store_frozen()
     store = None
     if checkpoints is not None:
         store = _store(checkpoints, cfg, data)
         cfg.save(store.folder / "config.json")
-    tracks, _ = run_rounds(cfg.strategies, cfg.rounds, split["pool"][: cfg.n_init],
-                           lambda rnd, active: [run.round(t, rnd) for t in active],
-                           checkpoints=store, keep_order=True, label=f"{cfg.system} seed {cfg.seed} ")
-    return pd.DataFrame([r for t in tracks for r in t.rows], columns=list(POTENTIAL_COLUMNS))
+    tracks, n_done = run_rounds(cfg.strategies, cfg.rounds, split["pool"][: cfg.n_init],
+                                lambda rnd, active: [run.round(t, rnd) for t in active],
+                                checkpoints=store, keep_order=True, label=f"{cfg.system} seed {cfg.seed} ")
+    df = pd.DataFrame([r for t in tracks for r in t.rows], columns=list(POTENTIAL_COLUMNS))
+    df.attrs["resumed_rounds"] = n_done
+    return df

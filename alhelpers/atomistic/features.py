@@ -39,8 +39,9 @@ from ase import Atoms
 from alhelpers.anymodel.committee import energy_spread, force_spread
 from alhelpers.atomistic.frozen import FrozenBatch
 from alhelpers.atomistic.model import AtomisticModel, chunk_structures
-from alhelpers.atomistic.neighbours import Graph, GraphCache, build_graphs
+from alhelpers.atomistic.neighbours import Graph, GraphCache
 from alhelpers.atomistic.structures import StructureSet
+from alhelpers.atomistic.train import frozen_chunks, graphs_of, stored_frozen
 from alhelpers.select.features import DEFAULT_RP_DIM, GradientSketch, last_layer_gradient, segment_sum
 
 __all__ = [
@@ -62,35 +63,20 @@ DEFAULT_CHUNK_ATOMS: int = 4096
 
 
 def _graphs(data: Structures, cutoff: float, cache: GraphCache | None) -> list[Graph]:
-    items = data.structures if isinstance(data, StructureSet) else list(data)
-    if not items:
-        raise ValueError("no structures given: the set is empty")
-    if all(isinstance(x, Graph) for x in items):
-        if any(g.cutoff + 1e-9 < cutoff for g in items):
-            raise ValueError(f"graphs were built with a cutoff below the model's {cutoff} Å; rebuild them")
-        return list(items)
-    return build_graphs(items, cutoff, cache=cache)
-
-
-def _frozen_chunks(fb: FrozenBatch, chunk_atoms: int) -> Iterator[FrozenBatch]:
-    n = fb.n_atoms.cpu().numpy()
-    start = 0
-    while start < n.size:
-        stop, total = start + 1, int(n[start])
-        while stop < n.size and total + n[stop] <= chunk_atoms:
-            total += int(n[stop])
-            stop += 1
-        yield fb if (start == 0 and stop == n.size) else fb.select(np.arange(start, stop))
-        start = stop
+    return graphs_of(data, cutoff, cache)
 
 
 def _chunks(model: AtomisticModel, data: Structures | FrozenBatch, chunk_atoms: int, cache: GraphCache | None
             ) -> Iterator[FrozenBatch]:
     """Frozen chunks of ``data`` for ``model`` (a given :class:`FrozenBatch` is only split)."""
     if isinstance(data, FrozenBatch):
-        yield from _frozen_chunks(data, chunk_atoms)
+        yield from frozen_chunks(data, chunk_atoms)
         return
     graphs = _graphs(data, model.cutoff, cache)
+    stored = stored_frozen(graphs, model.descriptor_cfg, model.dtype, model.device, cache)
+    if stored is not None:
+        yield from frozen_chunks(stored, chunk_atoms)
+        return
     for idx in chunk_structures(graphs, chunk_atoms):
         yield model.freeze(model.collate(graphs, idx))
 

@@ -133,16 +133,16 @@ class FrozenBatch:
         slots = (atoms.unsqueeze(1) * n_sp + torch.arange(n_sp, device=dev)).reshape(-1)
         L = max(int(self.slot_len[idx].max()), 1)
         shift = (old_start[idx] - new_start)[struct_new].repeat_interleave(n_sp)
-        per_slot = {k: getattr(self, k)[slots, :L] for k in self._PER_SLOT}
+        per_slot = {k: getattr(self, k).narrow(1, 0, L).index_select(0, slots) for k in self._PER_SLOT}
         per_slot["neighbour"] = per_slot["neighbour"] - shift.unsqueeze(1)
         return FrozenBatch(
             cfg=self.cfg,
-            species=self.species[atoms],
+            species=self.species.index_select(0, atoms),
             structure=struct_new,
             n_structures=int(idx.numel()),
             n_atoms=n_new,
-            moments=self.moments[atoms],
-            descriptor=self.descriptor[atoms],
+            moments=self.moments.index_select(0, atoms),
+            descriptor=self.descriptor.index_select(0, atoms),
             slot_len=self.slot_len[idx],
             **per_slot,
         )

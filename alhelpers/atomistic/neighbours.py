@@ -31,7 +31,23 @@ import numpy as np
 import torch
 from ase import Atoms
 
-__all__ = ["Batch", "Graph", "GraphCache", "build_graph", "build_graphs", "collate"]
+__all__ = ["MIN_DISTANCE", "BadStructureError", "Batch", "Graph", "GraphCache", "build_graph", "build_graphs", "collate",
+           "neighbour_distances"]
+
+#: Closest two atoms may be (Å): below any bond (H2: 0.74 Å), well above coincident atoms.
+MIN_DISTANCE = 0.5
+
+
+class BadStructureError(ValueError):
+    """A structure no model can be trained on or asked about: non-finite numbers, atoms too close.
+
+    ``index`` is the structure's position in the list it came in (None if unknown), ``reason``
+    the message without the structure's name, so callers can name it in their own terms.
+    """
+
+    def __init__(self, reason: str, index: int | None = None, name: str | None = None) -> None:
+        self.reason, self.index = reason, index
+        super().__init__(f"{name}: {reason}" if name else reason)
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,13 +112,25 @@ def _neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray
     return neighbor_list("ijS", atoms, cutoff)
 
 
+def neighbour_distances(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every directed pair ``i → j`` (periodic images included) closer than ``cutoff`` Å, and its distance."""
+    i, j, S = _neighbour_list(atoms, float(cutoff))
+    pos = np.asarray(atoms.positions, dtype=np.float64)
+    d = np.linalg.norm(pos[j] - pos[i] + np.asarray(S, dtype=np.float64) @ np.asarray(atoms.cell[:], dtype=np.float64),
+                       axis=1)
+    return np.asarray(i), np.asarray(j), d
+
+
 def build_graph(atoms: Atoms, cutoff: float) -> Graph:
     """The neighbour graph of ``atoms`` for the given ``cutoff`` (Å).
 
     Raises:
         ValueError: Empty structure, non-positive cutoff, or a periodic direction with a
             degenerate cell (the neighbour list would be meaningless).
+        BadStructureError: Non-finite positions, or two atoms closer than
+            :data:`~alhelpers.atomistic.structures.MIN_DISTANCE` (the descriptor would be NaN).
     """
+
     if not cutoff > 0:
         raise ValueError(f"cutoff must be > 0, got {cutoff}")
     if len(atoms) == 0:
@@ -114,7 +142,15 @@ def build_graph(atoms: Atoms, cutoff: float) -> Graph:
             f"structure {atoms.get_chemical_formula()} is periodic along {pbc.tolist()} but its cell "
             f"is degenerate ({cell.tolist()}); give it a proper cell or set pbc=False"
         )
+    if not np.isfinite(atoms.positions).all():
+        raise BadStructureError("non-finite coordinates")
     i, j, S = _neighbour_list(atoms, float(cutoff))
+    if len(i):
+        d = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + S @ cell, axis=1)
+        if d.min() < MIN_DISTANCE:
+            k = int(np.argmin(d))
+            raise BadStructureError(f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than "
+                                    f"{MIN_DISTANCE} Å (its descriptor would be singular); fix or drop this structure")
     return Graph(
         numbers=np.array(atoms.numbers, dtype=np.int64),
         positions=np.array(atoms.positions, dtype=np.float64),
@@ -150,6 +186,9 @@ class GraphCache:
 
     def __init__(self) -> None:
         self._graphs: dict[bytes, Graph] = {}
+        #: Optional :class:`~alhelpers.atomistic.train.FrozenStore` of a whole set's structures
+        #: (set by an AL run), which fits, predictions and features then gather from.
+        self.frozen = None
 
     def __len__(self) -> int:
         return len(self._graphs)
@@ -163,14 +202,24 @@ class GraphCache:
         return graph
 
     def graphs(self, structures: Sequence[Atoms], cutoff: float) -> list[Graph]:
-        return [self.get(a, cutoff) for a in structures]
+        return build_graphs(structures, cutoff, cache=self)
 
 
 def build_graphs(structures: Sequence[Atoms], cutoff: float, *, cache: GraphCache | None = None) -> list[Graph]:
-    """One :class:`Graph` per structure (through ``cache`` when given)."""
-    if cache is not None:
-        return cache.graphs(structures, cutoff)
-    return [build_graph(a, cutoff) for a in structures]
+    """One :class:`Graph` per structure (through ``cache`` when given).
+
+    A structure no graph can be built for raises :class:`BadStructureError` with its position
+    ``index`` in ``structures``.
+    """
+    get = cache.get if cache is not None else build_graph
+    out = []
+    for k, atoms in enumerate(structures):
+        try:
+            out.append(get(atoms, cutoff))
+        except BadStructureError as err:
+            src = atoms.info.get("source")
+            raise BadStructureError(err.reason, k, f"structure {k}" + (f" [{src}]" if src else "")) from None
+    return out
 
 
 @dataclass(eq=False)

@@ -80,36 +80,52 @@ def select_batch(
     rp_dim: int = DEFAULT_RP_DIM,
     cache: GraphCache | None = None,
     timings: dict | None = None,
+    known: dict | None = None,
 ) -> np.ndarray:
     """Positions in ``candidates`` of the next batch (selection order) for a potential.
 
     ``models[0]`` is the current potential; QBC kernels use all ``models``. AE kernels read the
     candidates' labels and raise if they are missing. ``timings`` receives ``feature_s`` and
-    ``query_s``.
+    ``query_s``. ``known``: what :func:`uncertainty` already computed for these candidates with
+    these models (``keep``, rows in the candidates' order), so it is not computed again:
+    ``"ll"``: (FEAT(LL) of the candidates, of ``labelled``), ``"qbc-f"``/``"qbc-e"``: their scores.
     """
     m = parse_potential_method(method)
     cache = cache if cache is not None else GraphCache()
+    known = known or {}
 
     def features(base: str, order: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        if base in known:  # seed-free (FEAT(LL))
+            phi_c, phi_l = known[base]
+            return phi_c[order], phi_l
         phi_c, phi_l = base_features(base, models[0], [candidates.subset(order), labelled], p=rp_dim,
                                      seed=seed, cache=cache)
         return phi_c, phi_l  # one map for both, so FEAT(RP) uses the same matrices
 
-    return bmdal_batch(m, len(candidates), batch, rng, diagonal=_diagonal(m, models, candidates, cache),
-                       features=features, timings=timings)
+    compute = _diagonal(m, models, candidates, cache)
+
+    def diagonal(kernel: str, order: np.ndarray) -> np.ndarray:
+        return known[kernel][order] if kernel in known else compute(kernel, order)
+
+    return bmdal_batch(m, len(candidates), batch, rng, diagonal=diagonal, features=features, timings=timings)
 
 
 def uncertainty(method: Method, models: Sequence, test: StructureSet, labelled: StructureSet, *,
-                rp_dim: int, seed: int, cache: GraphCache) -> np.ndarray:
+                rp_dim: int, seed: int, cache: GraphCache, keep: dict | None = None) -> np.ndarray:
     """A method's uncertainty on the test structures: the ensemble spread for QBC kernels, else
     the GP posterior standard deviation of the method's base features (FEAT(LL) for methods with
-    neither, e.g. ``random``)."""
+    neither, e.g. ``random``). ``keep`` receives what :func:`select_batch` can reuse (its
+    ``known``): the QBC(F) scores, or FEAT(LL) of ``test`` and of ``labelled``."""
+    keep = keep if keep is not None else {}
     if method.kernel == "qbc-f":
-        return qbc_forces(models, test, cache=cache)
+        keep["qbc-f"] = qbc_forces(models, test, cache=cache)
+        return keep["qbc-f"]
     if method.kernel == "qbc-e":
-        return qbc_energy(models, test, per_atom=True, cache=cache)
+        return qbc_energy(models, test, per_atom=True, cache=cache)  # per atom: not the selection's score
     base = method.base or "ll"
     phi_t, phi_l = base_features(base, models[0], [test, labelled], p=rp_dim, seed=seed, cache=cache)
+    if base == "ll":
+        keep["ll"] = (phi_t, phi_l)
     A = gp_posterior_matrix(phi_l).numpy()
     psi = phi_t @ A
     return np.sqrt((psi * psi).sum(1))

@@ -43,13 +43,15 @@ def load_potential_data(system: str, *, say: Say = print) -> StructureSet:
 def potentials_config(system: str, n_structures: int, *, seed: int = 0,
                       strategies: tuple[str, ...] | list[str] = DEFAULT_STRATEGIES, batch: int = 10,
                       n_init: int = 10, max_size: int = 100, epochs: int = 0, smoke: bool = False,
-                      model: str = "gm", target_mae: float = 0.0) -> PotentialsConfig:
-    """Notebook 07's config from its parameters (``smoke``: a tiny run of three rounds)."""
+                      model: str = "gm", target_mae: float = 0.0, warm_start: bool | None = None) -> PotentialsConfig:
+    """Notebook 07's config from its parameters (``smoke``: a tiny run of three rounds;
+    ``warm_start`` None: the model's default, on for ``gm``, off for ``mace``)."""
+    warm = {} if warm_start is None else {"warm_start": warm_start}
     if smoke:
         return PotentialsConfig.smoke(system, seed=seed, strategies=strategies, batch=batch, max_size=4 + 2 * batch,
-                                      model=model, target_mae=target_mae)
+                                      model=model, target_mae=target_mae, **warm)
     cfg = PotentialsConfig.for_system(system, n_structures, seed=seed, strategies=strategies, n_init=n_init,
-                                      batch=batch, max_size=max_size, model=model, target_mae=target_mae)
+                                      batch=batch, max_size=max_size, model=model, target_mae=target_mae, **warm)
     return replace(cfg, train=replace(cfg.train, max_epochs=epochs)) if epochs else cfg
 
 

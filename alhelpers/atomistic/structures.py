@@ -5,6 +5,13 @@ pbc) with one energy per structure (eV, *after* subtracting the isolated-atom re
 cohesive/atomisation energy) and one ``(n_atoms, 3)`` force array per structure (eV/Å). Energies
 or forces may be missing for a pool that is labelled on demand (:mod:`alhelpers.atomistic.oracle`)
 or for an energies-only set (QM9): they are ``NaN`` then, and ``has_forces`` is False.
+
+What a set refuses, naming the structure (its index in the set it was read as, and its source
+file where known): non-finite positions or cell vectors, infinite energies or forces
+(:class:`BadStructureError`, on construction), and, in :meth:`StructureSet.check_geometry` (the
+readers call it) and whenever a neighbour graph is built, two atoms closer than
+:data:`MIN_DISTANCE` — at such distances the descriptor is singular (at 0 Å: NaN) and no DFT
+label is meaningful.
 """
 
 from __future__ import annotations
@@ -15,7 +22,71 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
-__all__ = ["StructureSet"]
+from alhelpers.atomistic.neighbours import MIN_DISTANCE, BadStructureError, neighbour_distances
+
+__all__ = ["MIN_DISTANCE", "BadStructureError", "StructureSet", "closest_pair", "structure_problem"]
+
+def closest_pair(atoms: Atoms, below: float = MIN_DISTANCE) -> tuple[int, int, float] | None:
+    """The closest two atoms ``(i, j, distance)`` if any pair (with periodic images) is closer
+    than ``below`` Å, else None."""
+    i, j, d = neighbour_distances(atoms, below)
+    if d.size == 0:
+        return None
+    k = int(np.argmin(d))
+    return int(i[k]), int(j[k]), float(d[k])
+
+
+def _too_close(atoms: Atoms, min_distance: float) -> str | None:
+    pair = closest_pair(atoms, min_distance)
+    if pair is None:
+        return None
+    i, j, d = pair
+    return (f"atoms {i} and {j} ({atoms[i].symbol}, {atoms[j].symbol}) are {d:.3f} Å apart, closer than "
+            f"{min_distance} Å; a duplicated or misplaced atom? Fix or drop this structure")
+
+
+def structure_problem(atoms: Atoms, energy: float = float("nan"), forces: np.ndarray | None = None, *,
+                      min_distance: float = MIN_DISTANCE) -> str | None:
+    """What makes one structure unusable, in words (None if nothing): non-finite coordinates or
+    cell, an infinite energy or force, NaN forces for some atoms only, atoms closer than
+    ``min_distance`` Å."""
+    f = np.full((len(atoms), 3), np.nan) if forces is None else forces
+    return _finite_problem(atoms, energy, f) or _too_close(atoms, min_distance)
+
+
+def _all_finite(data: "StructureSet") -> bool:
+    """One vectorised pass: positions and cells finite, no infinite label, NaN forces all-or-none."""
+    pos = np.concatenate([a.positions for a in data.structures])
+    cells = np.stack([a.cell[:] for a in data.structures])
+    if not (np.isfinite(pos).all() and np.isfinite(cells).all()) or np.isinf(data.energy).any():
+        return False
+    F = np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1) for f in data.forces])
+    if np.isinf(F).any():
+        return False
+    if np.isnan(F).any():  # NaN forces are fine only for a whole structure (unlabelled)
+        return all(np.isnan(f).all() or not np.isnan(f).any() for f in data.forces)
+    return True
+
+
+def _finite_problem(atoms: Atoms, energy: float, forces: np.ndarray) -> str | None:
+    """What is non-finite in one structure (None if nothing)."""
+    pos = np.asarray(atoms.positions, dtype=np.float64)
+    if not np.isfinite(pos).all():
+        bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
+        return f"non-finite coordinates (atoms {bad[:5].tolist()}: {pos[bad[0]].tolist()})"
+    if not np.isfinite(np.asarray(atoms.cell[:], dtype=np.float64)).all():
+        return f"non-finite cell vectors {np.asarray(atoms.cell[:]).tolist()}"
+    if np.isinf(energy):
+        return f"an infinite energy ({energy})"
+    f = np.asarray(forces, dtype=np.float64)
+    if np.isinf(f).any():
+        bad = np.flatnonzero(np.isinf(f).any(axis=1))
+        return f"infinite forces (atoms {bad[:5].tolist()}: {f[bad[0]].tolist()})"
+    if np.isnan(f).any() and not np.isnan(f).all():
+        bad = np.flatnonzero(np.isnan(f).any(axis=1))
+        return (f"NaN in the forces of atoms {bad[:5].tolist()} but not of the others (NaN forces mean "
+                "'not labelled' and must then be NaN for every atom)")
+    return None
 
 
 @dataclass
@@ -55,6 +126,12 @@ class StructureSet:
                     f"of shape {np.shape(f)}; expected ({len(atoms)}, 3)"
                 )
 
+        if n and not _all_finite(self):
+            for s, (atoms, f) in enumerate(zip(self.structures, self.forces)):
+                problem = _finite_problem(atoms, self.energy[s], f)
+                if problem:
+                    raise BadStructureError(f"{problem}; fix or drop it", s, self.describe(s))
+
     def __len__(self) -> int:
         return len(self.structures)
 
@@ -68,6 +145,23 @@ class StructureSet:
         """Sorted atomic numbers present in the set."""
         return tuple(sorted({int(z) for a in self.structures for z in a.numbers}))
 
+    def describe(self, k: int) -> str:
+        """``structure k of set 'name'`` with its index in the set as read and its source file."""
+        k = int(k)
+        original = self.meta.get("index")
+        at = "" if original is None else f" (structure {int(original[k])} as read)"
+        where = [str(x) for x in (self.meta.get("source_file"), self.structures[k].info.get("source")) if x]
+        src = f" [{': '.join(where)}]" if where else ""
+        return f"structure {k} of {self.name!r}{at}{src}"
+
+    def check_geometry(self, min_distance: float = MIN_DISTANCE) -> None:
+        """Raise :class:`BadStructureError` naming the first structure with two atoms closer than
+        ``min_distance`` Å (periodic images included)."""
+        for k, atoms in enumerate(self.structures):
+            problem = _too_close(atoms, min_distance)
+            if problem:
+                raise BadStructureError(problem, k, self.describe(k))
+
     def subset(self, indices: Sequence[int] | np.ndarray) -> "StructureSet":
         """The structures at ``indices`` (in that order), sharing the Atoms objects."""
         idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
@@ -78,5 +172,5 @@ class StructureSet:
             forces=[self.forces[i] for i in idx],
             references=dict(self.references),
             has_forces=self.has_forces,
-            meta=dict(self.meta),
+            meta={**self.meta, "index": np.asarray(self.meta.get("index", np.arange(len(self))))[idx]},
         )

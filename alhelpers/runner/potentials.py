@@ -29,7 +29,8 @@ def potential_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
              layout.notebooks / f"07_bmdal_potentials_{label}_batch{b}_seed{seed}.ipynb",
              task_params(layout, SYSTEM=args.system, MODEL=args.model, STRATEGIES=list(args.strategies), BATCH=b,
                          N_INIT=args.n_init, MAX_SIZE=args.max_size, SEED=seed, ORACLE=args.oracle,
-                         EPOCHS=args.epochs, TARGET_MAE=args.target_mae, SMOKE=args.smoke, PROGRESS=False))
+                         EPOCHS=args.epochs, WARM_START=not args.cold_start, TARGET_MAE=args.target_mae,
+                         SMOKE=args.smoke, PROGRESS=False))
         for b in args.batch for seed in args.seeds
     ]
 
