@@ -256,3 +256,21 @@ def test_runner_gives_a_busy_machine_time_to_start_a_kernel(tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match="stop here"):
         execute(task)
     assert seen["start_timeout"] == KERNEL_START_S >= 300
+
+
+def test_notebook_07_defaults_are_the_documented_ones():
+    """Notebook 07 teaches with NOTEBOOK_STRATEGIES (notebook 08 runs them when it finds no runs);
+    "study" is the study's seven, one parameter away."""
+    import ast
+
+    from alhelpers.atomistic.config import DEFAULT_STRATEGIES, NOTEBOOK_STRATEGIES, resolve_strategies
+    from alhelpers.data.paths import REPO_ROOT
+
+    nb = json.loads((REPO_ROOT / "notebooks" / "07_bmdal_potentials.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    values = {t.id: ast.literal_eval(node.value) for node in ast.parse("".join(cell["source"])).body
+              if isinstance(node, ast.Assign) for t in node.targets}
+    assert tuple(values["STRATEGIES"]) == NOTEBOOK_STRATEGIES
+    assert (values["N_INIT"], values["BATCH"], values["MAX_SIZE"], values["WARM_START"]) == (10, 10, 100, True)
+    assert resolve_strategies("study") == DEFAULT_STRATEGIES == resolve_strategies(" Study")
+    assert resolve_strategies(["random"]) == ["random"]

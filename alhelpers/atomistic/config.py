@@ -14,8 +14,8 @@ from alhelpers.atomistic.selection import parse_potential_method
 from alhelpers.atomistic.train import TrainConfig
 from alhelpers.select.features import DEFAULT_RP_DIM
 
-__all__ = ["DEFAULT_STRATEGIES", "MACE_TRAIN", "METHODS", "MODELS", "STUDY_TRAIN", "WARM_TRAIN", "PotentialsConfig",
-           "run_label"]
+__all__ = ["DEFAULT_STRATEGIES", "MACE_TRAIN", "METHODS", "MODELS", "NOTEBOOK_STRATEGIES", "STUDY_TRAIN", "WARM_TRAIN",
+           "PotentialsConfig", "resolve_strategies", "run_label"]
 
 #: Every method of STUDY §7 for a potential (``random`` is MAXDIAG on RND under its usual name).
 METHODS: tuple[str, ...] = (
@@ -28,6 +28,18 @@ METHODS: tuple[str, ...] = (
 DEFAULT_STRATEGIES: tuple[str, ...] = (
     "random", "maxdiag-qbc-f", "maxdiag-gp-ll", "maxdet-gp-ll", "maxdist-feat-ll", "lcmd-feat-ll", "lcmd-feat-rp",
 )
+
+#: Notebook 07's default strategies: four that teach the contrast (the baseline, a committee, a
+#: batch method on the GP posterior, a clustering method) in minutes; ``STRATEGIES = "study"``
+#: runs the study's seven (:data:`DEFAULT_STRATEGIES`, the runner's default).
+NOTEBOOK_STRATEGIES: tuple[str, ...] = ("random", "maxdiag-qbc-f", "maxdet-gp-ll", "lcmd-feat-ll")
+
+
+def resolve_strategies(strategies: str | list[str] | tuple[str, ...]) -> tuple[str, ...] | str | list[str]:
+    """``"study"`` → the study's seven strategies (:data:`DEFAULT_STRATEGIES`); anything else as given
+    (and checked by :class:`PotentialsConfig`)."""
+    return DEFAULT_STRATEGIES if isinstance(strategies, str) and strategies.strip().lower() == "study" else strategies
+
 
 #: Training settings of the Track B study: float32 (the same errors as float64 at about half the
 #: time, measured on TiO2), at most 80 epochs with early stopping, on a CUDA GPU when there is one.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from alhelpers.atomistic.al import run_potentials
-from alhelpers.atomistic.config import DEFAULT_STRATEGIES, PotentialsConfig, run_label
+from alhelpers.atomistic.config import NOTEBOOK_STRATEGIES, PotentialsConfig, resolve_strategies, run_label
 from alhelpers.atomistic.oracle import Oracle
 from alhelpers.atomistic.structures import StructureSet
 from alhelpers.atomistic.summary import found_runs
@@ -41,12 +41,14 @@ def load_potential_data(system: str, *, say: Say = print) -> StructureSet:
 
 
 def potentials_config(system: str, n_structures: int, *, seed: int = 0,
-                      strategies: tuple[str, ...] | list[str] = DEFAULT_STRATEGIES, batch: int = 10,
+                      strategies: tuple[str, ...] | list[str] | str = NOTEBOOK_STRATEGIES, batch: int = 10,
                       n_init: int = 10, max_size: int = 100, epochs: int = 0, smoke: bool = False,
                       model: str = "gm", target_mae: float = 0.0, warm_start: bool | None = None) -> PotentialsConfig:
     """Notebook 07's config from its parameters (``smoke``: a tiny run of three rounds;
-    ``warm_start`` None: the model's default, on for ``gm``, off for ``mace``)."""
+    ``strategies="study"``: the study's seven; ``warm_start`` None: the model's default, on for
+    ``gm``, off for ``mace``)."""
     warm = {} if warm_start is None else {"warm_start": warm_start}
+    strategies = resolve_strategies(strategies)
     if smoke:
         return PotentialsConfig.smoke(system, seed=seed, strategies=strategies, batch=batch, max_size=4 + 2 * batch,
                                       model=model, target_mae=target_mae, **warm)
