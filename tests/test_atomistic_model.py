@@ -351,3 +351,11 @@ def test_clear_errors_for_empty_or_unlabelled_sets(lj_data):
         fit_potential(unlabelled, None, TrainConfig(max_epochs=1), seed=0, **TINY)
     with pytest.raises(ValueError, match="dtype"):
         TrainConfig(dtype="float16")
+
+
+def test_max_steps_grows_the_mini_batches_of_large_sets():
+    cfg = TrainConfig(batch_size=8, max_steps=7)
+    assert [cfg.batch_for(n) for n in (5, 56, 57, 70, 100)] == [8, 8, 9, 10, 15]
+    assert TrainConfig(batch_size=8).batch_for(1000) == 8
+    with pytest.raises(ValueError, match="max_steps"):
+        TrainConfig(max_steps=-1)

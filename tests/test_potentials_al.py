@@ -151,34 +151,43 @@ def test_checkpoints_resume_exactly(offline, tmp_path) -> None:
 
 def test_resume_is_exact_with_warm_starts(offline, tmp_path) -> None:
     """Warm starts continue from the last round's models, so those are checkpointed (the last three
-    rounds' snapshots kept); a resumed run reads them and matches an uninterrupted one exactly."""
+    rounds' snapshots; none once the run has finished); a resumed run reads them and matches an
+    uninterrupted one exactly, also when a snapshot or a round file was truncated."""
     cfg = _cfg(max_size=16, strategies=("maxdiag-qbc-f", "lcmd-feat-ll"), seed=2, warm_start=True)
-    full = run_potentials(offline, cfg, checkpoints=tmp_path)
-    assert full["n_labelled"].tolist() == [4, 8, 12, 16] * 2
-    folder = next(tmp_path.rglob("lcmd-feat-ll")).parent
-    assert sorted(p.name for p in (folder / "lcmd-feat-ll").glob("*.pt")) == ["round01.pt", "round02.pt", "round03.pt"]
     cols = ["strategy", "round", "n_labelled", "energy_mae", "force_mae", "unc_pearson", "epochs"]
+    full = run_potentials(offline, cfg)
+    assert full["n_labelled"].tolist() == [4, 8, 12, 16] * 2
     cold = run_potentials(offline, replace(cfg, warm_start=False))
     assert not np.allclose(cold["force_mae"].iloc[1:4], full["force_mae"].iloc[1:4])  # warm starts matter
-    for strategy in cfg.strategies:  # interrupted after round 2
-        (folder / strategy / "round03.json").unlink()
-    resumed = run_potentials(offline, cfg, checkpoints=tmp_path)
+
+    def interrupted(folder):  # a run stopped after round 2
+        part = run_potentials(offline, cfg, checkpoints=folder, stop_after_round=2)
+        assert part["round"].max() == 2
+        return next(folder.rglob("lcmd-feat-ll")).parent
+
+    run = interrupted(tmp_path / "a")
+    assert sorted(p.name for p in (run / "lcmd-feat-ll").glob("*.pt")) == ["round00.pt", "round01.pt", "round02.pt"]
+    resumed = run_potentials(offline, cfg, checkpoints=tmp_path / "a")
+    assert resumed.attrs["resumed_rounds"] == 3
     pd.testing.assert_frame_equal(full[cols], resumed[cols])
-    # a truncated snapshot: named, its round recomputed from the one before, the same numbers
-    for strategy in cfg.strategies:
-        (folder / strategy / "round03.json").unlink()
-    snap = folder / "lcmd-feat-ll" / "round02.pt"
+    assert not list(run.rglob("*.pt"))  # finished: no snapshots kept, and none needed
+    assert run_potentials(offline, cfg, checkpoints=tmp_path / "a").attrs["resumed_rounds"] == 4
+
+    run = interrupted(tmp_path / "b")  # a truncated snapshot: named, its round recomputed
+    snap = run / "lcmd-feat-ll" / "round02.pt"
     snap.write_bytes(snap.read_bytes()[:200])
     with pytest.warns(UserWarning, match=rf"{snap} is unreadable \(not a snapshot torch.load can read.*"
                                          r"round is recomputed"):
-        again = run_potentials(offline, cfg, checkpoints=tmp_path)
+        again = run_potentials(offline, cfg, checkpoints=tmp_path / "b")
     assert again.attrs["resumed_rounds"] == 2
     pd.testing.assert_frame_equal(full[cols], again[cols])
-    # a truncated round file: named, recomputed (never a bare JSONDecodeError)
-    ck = folder / "maxdiag-qbc-f" / "round03.json"
+
+    run = interrupted(tmp_path / "c")  # a truncated round file: named, recomputed (no bare JSONDecodeError)
+    ck = run / "maxdiag-qbc-f" / "round02.json"
     ck.write_text(ck.read_text()[:50])
     with pytest.warns(UserWarning, match=rf"{ck} is unreadable \(not valid JSON.*round is recomputed"):
-        last = run_potentials(offline, cfg, checkpoints=tmp_path)
+        last = run_potentials(offline, cfg, checkpoints=tmp_path / "c")
+    assert last.attrs["resumed_rounds"] == 2
     pd.testing.assert_frame_equal(full[cols], last[cols])
 
 

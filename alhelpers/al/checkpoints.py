@@ -7,7 +7,8 @@ the oracle returned that round); nothing earlier is rewritten. A round may also 
 *snapshot* (``roundNN.pt``, :func:`torch.save`): what the next round needs that the row cannot
 rebuild — Track B's trained models, from which the next round warm-starts. It is written before
 the round's JSON (so a round with a JSON always has its snapshot), and only the last three rounds'
-snapshots are kept (an unreadable last one then costs one round, not the run). Every write is atomic. A file that cannot be read (truncated by a crash, say)
+snapshots are kept (an unreadable last one then costs one round, not the run), and none once the
+run has finished. Every write is atomic. A file that cannot be read (truncated by a crash, say)
 is reported, removed and its round recomputed, with the rounds after it.
 """
 
@@ -74,6 +75,12 @@ class RoundCheckpoints:
         except Exception as err:  # truncated zip, bad pickle, …
             raise UnreadableFileError(path, f"not a snapshot torch.load can read: {type(err).__name__}: {err}",
                                       _RECOMPUTE) from None
+
+    def drop_snapshots(self, strategies: Iterable[str]) -> None:
+        """Remove every snapshot of ``strategies`` (a finished run needs none)."""
+        for strategy in strategies:
+            for path in (self.folder / strategy).glob("round*.pt"):
+                path.unlink()
 
     def drop(self, strategy: str, rnd: int) -> None:
         """Remove round ``rnd`` and every later round of ``strategy`` (they are recomputed)."""

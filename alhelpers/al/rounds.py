@@ -118,7 +118,8 @@ def _resume(strategies: Sequence[str], n_rounds: int, init: np.ndarray, store: R
         retry = False
         for s, ck in loaded.items():
             last = min(n_done, len(ck)) - 1
-            if store is None or last < 0 or not ck[last].get("snapshot") or s in snapshots:
+            if (store is None or last < 0 or n_done >= n_rounds or ended(ck[: n_done]) or not ck[last].get("snapshot")
+                    or s in snapshots):  # nothing left to run: no snapshot needed
                 continue
             try:
                 snapshots[s] = store.load_snapshot(s, last)
@@ -188,6 +189,8 @@ def run_rounds(
         last_round_s = time.perf_counter() - t_round
         if stop_after_round is not None and rnd >= stop_after_round:
             break
+    if checkpoints is not None and all(t.exhausted or len(t.rows) == n_rounds for t in tracks):
+        checkpoints.drop_snapshots(strategies)  # finished: no round will start from them
     for t in tracks:
         if t.exhausted and t.rows and t.rows[-1].get("note"):
             warnings.warn(f"{label}{t.strategy}: {t.rows[-1]['note']}", stacklevel=3)

@@ -83,8 +83,9 @@ def fit_adapter(adapter: PotentialAdapter, train: StructureSet, val: StructureSe
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
         order, total = rng.permutation(len(train)), 0.0
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
+        batch = cfg.batch_for(len(order))
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
             per, _, _ = _loss(adapter, items, idx, tg, cfg, use_forces, create_graph=True)
             check_finite_loss(per, idx, train, epoch)
             loss = per.mean()

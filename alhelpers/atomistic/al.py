@@ -398,6 +398,7 @@ def run_potentials(
     oracle: Oracle | None = None,
     checkpoints: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    stop_after_round: int | None = None,
 ) -> pd.DataFrame:
     """Run every strategy of ``cfg`` for its seed; tidy rows with :data:`POTENTIAL_COLUMNS`.
 
@@ -409,6 +410,7 @@ def run_potentials(
             a :class:`~alhelpers.atomistic.oracle.CalculatorOracle` labels on the fly.
         checkpoints: Folder for per-round checkpoints (None: none); finished rounds are resumed.
         progress: Called with one line per strategy and round (e.g. ``print``).
+        stop_after_round: End after this round (as if interrupted; tests).
 
     ``df.attrs["resumed_rounds"]`` says how many rounds were read back from checkpoints.
     """
@@ -426,7 +428,8 @@ def run_potentials(
         cfg.save(store.folder / "config.json")
     tracks, n_done = run_rounds(cfg.strategies, cfg.rounds, split["pool"][: cfg.n_init],
                                 lambda rnd, active: [run.round(t, rnd) for t in active],
-                                checkpoints=store, keep_order=True, label=f"{cfg.system} seed {cfg.seed} ")
+                                checkpoints=store, keep_order=True, label=f"{cfg.system} seed {cfg.seed} ",
+                                stop_after_round=stop_after_round)
     df = pd.DataFrame([r for t in tracks for r in t.rows], columns=list(POTENTIAL_COLUMNS))
     df.attrs["resumed_rounds"] = n_done
     return df

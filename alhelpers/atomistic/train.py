@@ -70,6 +70,9 @@ class TrainConfig:
         energy_per_atom: Use the per-atom energy error ``ΔE_s/N_s`` in the loss (default) instead
             of the total-energy error.
         batch_size: Structures per Adam step.
+        max_steps: When > 0, the mini-batches grow beyond ``batch_size`` so that an epoch takes at
+            most this many Adam steps (:meth:`batch_for`): small sets keep ``batch_size``, large
+            ones take bigger, cheaper steps. 0: always ``batch_size``.
         max_epochs: Upper limit of passes over the training structures.
         patience: Stop after this many epochs without a better validation loss.
         lr_patience: Multiply the learning rate by ``lr_factor`` after this many epochs without a
@@ -87,6 +90,7 @@ class TrainConfig:
     lambda_forces: float = 10.0
     energy_per_atom: bool = True
     batch_size: int = 8
+    max_steps: int = 0
     max_epochs: int = 100
     patience: int = 25
     lr_patience: int = 10
@@ -99,8 +103,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-        if self.batch_size < 1 or self.max_epochs < 0 or self.patience < 1:
-            raise ValueError("batch_size and patience must be >= 1 and max_epochs >= 0")
+        if self.batch_size < 1 or self.max_epochs < 0 or self.patience < 1 or self.max_steps < 0:
+            raise ValueError("batch_size and patience must be >= 1, max_epochs and max_steps >= 0")
         if not self.lr > 0 or self.lambda_energy < 0 or self.lambda_forces < 0:
             raise ValueError("lr must be > 0 and the loss weights >= 0")
         if self.lr_patience < 0 or not 0 < self.lr_factor <= 1 or self.min_lr < 0:
@@ -110,6 +114,12 @@ class TrainConfig:
     @property
     def torch_dtype(self) -> torch.dtype:
         return _DTYPES[self.dtype]
+
+    def batch_for(self, n_structures: int) -> int:
+        """Structures per Adam step for a training set of ``n_structures``."""
+        if self.max_steps <= 0:
+            return self.batch_size
+        return max(self.batch_size, -(-int(n_structures) // self.max_steps))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -412,6 +422,7 @@ def fit_potential(
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng = stream(seed)
     S = len(train)
+    batch = cfg.batch_for(S)
     best_loss, best_state, best_epoch = float("inf"), None, -1
     plateau_best, plateau_epoch = float("inf"), 0
     rows = []
@@ -419,8 +430,8 @@ def fit_potential(
         model.train()
         order = rng.permutation(S)
         total, count = 0.0, 0
-        for start in range(0, S, cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
+        for start in range(0, S, batch):
+            idx = order[start : start + batch]
             if idx.size == S:  # the whole set, in its own order
                 fb, tg, idx = fb_train, tg_train, np.arange(S)
             else:
