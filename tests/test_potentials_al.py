@@ -139,8 +139,10 @@ def test_checkpoints_resume_exactly(offline, tmp_path) -> None:
     assert [len(r["extra"].get("index", [])) for r in rounds] == [8, 4, 0]
     assert [len(r["queried"]) for r in rounds] == [4, 4, 0]
     assert rounds[1]["extra"]["index"] == rounds[1]["queried"]
-    ck[-1].unlink()  # interrupted after round 1
-    resumed = run_potentials(offline, cfg, checkpoints=tmp_path)
+    part = run_potentials(offline, cfg, checkpoints=tmp_path / "part", stop_after_round=1)  # interrupted
+    assert part["round"].tolist() == [0, 1]
+    resumed = run_potentials(offline, cfg, checkpoints=tmp_path / "part")
+    assert resumed.attrs["resumed_rounds"] == 2
     cols = ["round", "n_labelled", "energy_mae", "force_mae"]
     pd.testing.assert_frame_equal(full[cols], resumed[cols])
     # another configuration never resumes these checkpoints
