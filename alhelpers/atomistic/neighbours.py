@@ -115,10 +115,14 @@ def _neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray
 def neighbour_distances(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every directed pair ``i → j`` (periodic images included) closer than ``cutoff`` Å, and its distance."""
     i, j, S = _neighbour_list(atoms, float(cutoff))
+    return np.asarray(i), np.asarray(j), _pair_distances(atoms, i, j, S)
+
+
+def _pair_distances(atoms: Atoms, i: np.ndarray, j: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """``|pos[j] − pos[i] + S @ cell|`` of each pair (Å)."""
     pos = np.asarray(atoms.positions, dtype=np.float64)
-    d = np.linalg.norm(pos[j] - pos[i] + np.asarray(S, dtype=np.float64) @ np.asarray(atoms.cell[:], dtype=np.float64),
-                       axis=1)
-    return np.asarray(i), np.asarray(j), d
+    cell = np.asarray(atoms.cell[:], dtype=np.float64)
+    return np.linalg.norm(pos[j] - pos[i] + np.asarray(S, dtype=np.float64) @ cell, axis=1)
 
 
 def build_graph(atoms: Atoms, cutoff: float) -> Graph:
@@ -146,7 +150,7 @@ def build_graph(atoms: Atoms, cutoff: float) -> Graph:
         raise BadStructureError("non-finite coordinates")
     i, j, S = _neighbour_list(atoms, float(cutoff))
     if len(i):
-        d = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + S @ cell, axis=1)
+        d = _pair_distances(atoms, i, j, S)
         if d.min() < MIN_DISTANCE:
             k = int(np.argmin(d))
             raise BadStructureError(f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than "
