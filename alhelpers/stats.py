@@ -27,7 +27,7 @@ Conventions used throughout:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,10 @@ __all__ = [
     "check_rng",
     "check_runs",
     "comparisons",
+    "conclusion_lines",
     "final_table",
+    "finding",
+    "pct_with_ci",
     "percentile_ci",
     "power_columns",
     "sample_sd",
@@ -180,17 +183,22 @@ def _holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _paired_tests(s: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Paired statistics of strategy values ``s`` against baseline values ``b`` (same seed order)."""
+def _paired_tests(s: np.ndarray, b: np.ndarray, *, ci: float = 0.95) -> dict[str, float]:
+    """Paired statistics of strategy values ``s`` against baseline values ``b`` (same seed order);
+    ``diff_low``/``diff_high``: the paired t-test's ``ci`` confidence interval of the mean difference."""
     d = s - b
     n = len(d)
-    out = {"diff_mean": float(d.mean()) if n else float("nan"), "p_paired": float("nan"),
-           "p_wilcoxon": float("nan"), "effect_size": float("nan")}
+    out = {"diff_mean": float(d.mean()) if n else float("nan"), "diff_low": float("nan"),
+           "diff_high": float("nan"), "p_paired": float("nan"), "p_wilcoxon": float("nan"),
+           "effect_size": float("nan")}
     if n < 2:
         return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        out["p_paired"] = float(sps.ttest_rel(s, b).pvalue)
+        test = sps.ttest_rel(s, b)
+        out["p_paired"] = float(test.pvalue)
+        low, high = test.confidence_interval(ci)
+        out["diff_low"], out["diff_high"] = float(low), float(high)
         if np.any(d != 0):
             # zero_method="wilcox" (scipy's default): zero differences are dropped before ranking;
             # ties among the remaining |d| get average ranks and method="auto" then uses the normal
@@ -278,6 +286,31 @@ def _verdict(p_holm: float, diff: float, n_pairs: int, alpha: float, higher_is_b
     return "better" if improves else "worse"
 
 
+def finding(verdict: str, diff: float, p_paired: float, alpha: float = 0.05, *,
+            higher_is_better: bool = False) -> str:
+    """The verdict in words a reader needs: the direction of the observed difference and whether it
+    survives the Holm correction.
+
+    ``"better, significant"`` / ``"worse, significant"`` (the verdict, Holm p < α);
+    ``"worse, not significant after correction"`` when the paired p alone is below α but the Holm
+    p is not; ``"worse, not significant"`` when neither is; ``"no difference"`` when the paired
+    differences are all zero (or the mean is); ``"baseline"`` and ``"not testable (fewer than 2
+    paired seeds)"`` for ``"baseline"`` and ``"n/a"``.
+    """
+    if verdict == "baseline":
+        return "baseline"
+    if verdict == "n/a":
+        return "not testable (fewer than 2 paired seeds)"
+    if verdict in ("better", "worse"):
+        return f"{verdict}, significant"
+    if not np.isfinite(diff) or diff == 0:
+        return "no difference"
+    direction = "better" if (diff > 0) == higher_is_better else "worse"
+    if np.isfinite(p_paired) and p_paired < alpha:
+        return f"{direction}, not significant after correction"
+    return f"{direction}, not significant"
+
+
 def final_table(
     runs: pd.DataFrame,
     *,
@@ -296,8 +329,10 @@ def final_table(
       pool ran out);
     * ``{metric}_mean``, ``{metric}_std`` (ddof=1) over all seeds, and ``r2_mean``, ``r2_std``
       when the runs have an ``r2`` column (Track A);
-    * ``diff_mean`` — mean over paired seeds of (strategy − baseline) ``metric``; ``diff_pct`` —
-      the same as a percentage of the baseline's mean over those seeds;
+    * ``diff_mean`` — mean over paired seeds of (strategy − baseline) ``metric``; ``diff_low``,
+      ``diff_high`` — its ``1 − alpha`` confidence interval from the paired t-test
+      (:meth:`scipy.stats.ttest_rel`'s ``confidence_interval``); ``diff_pct``, ``diff_pct_low``,
+      ``diff_pct_high`` — the same as percentages of the baseline's mean over those seeds;
     * ``p_paired`` — :func:`scipy.stats.ttest_rel` over the paired seeds;
     * ``p_welch`` — :func:`scipy.stats.ttest_ind` with ``equal_var=False`` over all seeds of each;
     * ``p_wilcoxon`` — :func:`scipy.stats.wilcoxon` of the paired differences with
@@ -314,7 +349,8 @@ def final_table(
       ``"similar"`` otherwise (including a NaN p-value, which scipy returns when every paired
       difference is the same, e.g. identical runs), ``"n/a"`` with fewer than 2 pairs, and
       ``"baseline"`` for the baseline's own row (its p-values and effect size are NaN, its
-      ``diff_mean`` 0);
+      ``diff_mean`` 0); ``finding`` — the verdict in words with the observed direction
+      (:func:`finding`: e.g. ``"worse, not significant after correction"``);
     * ``mde_pct``, ``seeds_needed``, ``seeds_for_5pct`` — the power of the comparison
       (:func:`power_columns`, at the Holm family's strictest level ``alpha / (strategies − 1)``).
 
@@ -344,14 +380,18 @@ def final_table(
             s = vals.loc[common].to_numpy(dtype=float)
             b = base.loc[common].to_numpy(dtype=float)
             if strategy == baseline:
-                row.update(diff_mean=0.0, diff_pct=0.0, p_paired=np.nan, p_welch=np.nan,
+                row.update(diff_mean=0.0, diff_low=np.nan, diff_high=np.nan, diff_pct=0.0,
+                           diff_pct_low=np.nan, diff_pct_high=np.nan, p_paired=np.nan, p_welch=np.nan,
                            p_wilcoxon=np.nan, effect_size=np.nan, mde_pct=np.nan, seeds_needed=np.nan,
                            seeds_for_5pct=np.nan)
             else:
-                row.update(_paired_tests(s, b))
+                row.update(_paired_tests(s, b, ci=1.0 - alpha))
                 bmean = float(b.mean()) if len(b) else float("nan")
                 row["_d"], row["_b"] = s - b, bmean
-                row["diff_pct"] = 100.0 * row["diff_mean"] / bmean if bmean else float("nan")
+                for col in ("diff", "diff_low", "diff_high"):
+                    pct = col.replace("diff", "diff_pct")
+                    value = row["diff_mean" if col == "diff" else col]
+                    row[pct] = 100.0 * value / bmean if bmean else float("nan")
                 row["p_welch"] = float("nan")
                 if len(vals) >= 2 and len(base) >= 2:
                     with warnings.catch_warnings():
@@ -364,22 +404,34 @@ def final_table(
             r.update(power_columns(r.pop("_d"), r.pop("_b"), alpha=alpha, family=len(sys_rows) - 1))
         p_holm = _holm(np.array([r["p_paired"] for r in sys_rows[1:]], dtype=float))
         sys_rows[0]["p_holm"] = np.nan
-        sys_rows[0]["verdict"] = "baseline"
+        sys_rows[0]["verdict"] = sys_rows[0]["finding"] = "baseline"
         for r, ph in zip(sys_rows[1:], p_holm, strict=True):
             r["p_holm"] = float(ph)
             r["verdict"] = _verdict(float(ph), r["diff_mean"], r["n_pairs"], alpha, higher)
+            r["finding"] = finding(r["verdict"], r["diff_mean"], r["p_paired"], alpha, higher_is_better=higher)
         rows.extend(sys_rows)
     columns = [*curve_columns(runs), "n_seeds", "n_pairs", "n_labelled"]
     for m in summary_metrics:
         columns += [f"{m}_mean", f"{m}_std"]
-    columns += ["diff_mean", "diff_pct", "p_paired", "p_welch", "p_wilcoxon", "p_holm",
-                "effect_size", "verdict", "mde_pct", "seeds_needed", "seeds_for_5pct"]
+    columns += ["diff_mean", "diff_low", "diff_high", "diff_pct", "diff_pct_low", "diff_pct_high",
+                "p_paired", "p_welch", "p_wilcoxon", "p_holm", "effect_size", "verdict", "finding",
+                "mde_pct", "seeds_needed", "seeds_for_5pct"]
     out = pd.DataFrame(rows, columns=columns)
     out.attrs.update(metric=metric, baseline=baseline, alpha=alpha)
     return out
 
 
 # --------------------------------------------------------------------------- prose
+
+
+def pct_with_ci(row: Mapping, *, alpha: float = 0.05) -> str:
+    """``+37.1 % (95 % CI −2.0 … +76.3 %)``: a final-table row's difference from the baseline in %
+    of the baseline, with its ``1 − alpha`` interval where the row has one."""
+    text = f"{row['diff_pct']:+.1f} %"
+    low, high = row.get("diff_pct_low", np.nan), row.get("diff_pct_high", np.nan)
+    if np.isfinite(low) and np.isfinite(high):
+        text += f" ({100 * (1 - alpha):.0f} % CI {low:+.1f} … {high:+.1f} %)"
+    return text
 
 
 def _fmt_p(p: float) -> str:
@@ -419,22 +471,84 @@ def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline:
                 f"{label} {b[f'{metric}_mean']:.4g} ± {b[f'{metric}_std']:.2g} (mean ± std over "
                 f"{int(b['n_seeds']) if 'n_seeds' in b else int(b['n_pairs'])} seeds).")
         others = block[block["strategy"] != b["strategy"]]
-        for verdict, phrase in (("better", f"Better than {b['strategy']}"),
-                                ("worse", f"Worse than {b['strategy']}"),
-                                ("similar", f"Not distinguishable from {b['strategy']}"),
-                                ("n/a", "Not testable (fewer than 2 paired seeds)")):
-            sel = others[others["verdict"] == verdict]
-            if sel.empty:
-                continue
-            items = [
-                f"{r['strategy']} ({label} {r[f'{metric}_mean']:.4g}, {r['diff_pct']:+.1f} %, "
-                f"paired p = {_fmt_p(r['p_paired'])}, Holm p = {_fmt_p(r['p_holm'])}, "
-                f"Wilcoxon p = {_fmt_p(r['p_wilcoxon'])}, d_z = {r['effect_size']:.2f}, "
-                f"{int(r['n_pairs'])} pairs)"
-                for _, r in sel.iterrows()
-            ]
-            text += f" {phrase}: " + "; ".join(items) + "."
+        for _, r in others.iterrows():
+            words = r["finding"] if "finding" in r else finding(
+                r["verdict"], r["diff_mean"], r["p_paired"], alpha, higher_is_better=metric in HIGHER_IS_BETTER)
+            text += (f" {r['strategy']}: {words} ({label} {r[f'{metric}_mean']:.4g}, "
+                     f"{pct_with_ci(r, alpha=alpha)} vs {b['strategy']}, paired p = {_fmt_p(r['p_paired'])}, "
+                     f"Holm p = {_fmt_p(r['p_holm'])}, Wilcoxon p = {_fmt_p(r['p_wilcoxon'])}, "
+                     f"d_z = {r['effect_size']:.2f}, {int(r['n_pairs'])} pairs).")
         if not (others["verdict"] == "better").any():
             text += f" No strategy beats {b['strategy']} at α = {alpha:g} after Holm correction."
         paragraphs.append(text)
     return "\n\n".join(paragraphs)
+
+
+def _where_name(row: Mapping) -> str:
+    """``"C"``, ``"C (mp→oqmd)"``, ``"tio2 (batch 10)"``: a final-table row's setting in words."""
+    rest = [str(row[c]) if c in (Key.descriptor, Key.direction) else f"{c} {row[c]}"
+            for c in setting_columns(row.keys()) if c not in (Key.system, Key.descriptor)]
+    return f"{row[Key.system]} ({', '.join(rest)})" if rest else str(row[Key.system])
+
+
+def _items(rows: pd.DataFrame, alpha: float, *, holm: bool = True) -> str:
+    return "; ".join(f"{r['strategy']} on {_where_name(r)}, {pct_with_ci(r, alpha=alpha)}"
+                     + (f", Holm p = {_fmt_p(r['p_holm'])}" if holm else f", paired p = {_fmt_p(r['p_paired'])}")
+                     for _, r in rows.iterrows())
+
+
+def _span(values: pd.Series, fmt: str) -> str:
+    v = values[np.isfinite(values.to_numpy(dtype=float))]
+    if v.empty:
+        return "n/a"
+    lo, hi = float(v.min()), float(v.max())
+    return format(lo, fmt) if format(lo, fmt) == format(hi, fmt) else f"{format(lo, fmt)}–{format(hi, fmt)}"
+
+
+def conclusion_lines(final: pd.DataFrame, *, metric: str | None = None, alpha: float | None = None) -> list[str]:
+    """Three sentences a reader can quote, computed from a :func:`final_table` (read back from CSV
+    too): does any strategy beat the baseline after Holm correction; which are worse (significant,
+    or only before the correction); what the seeds could detect (``mde_pct``, ``seeds_for_5pct``)."""
+    metric = metric or final.attrs.get("metric", "mae")
+    alpha = float(alpha if alpha is not None else final.attrs.get("alpha", 0.05))
+    label = metric.upper() if metric in {"mae", "rmse"} else metric
+    base = final[final["verdict"] == "baseline"]
+    base_name = str(base["strategy"].iloc[0]) if len(base) else final.attrs.get("baseline", "random")
+    others = final[final["verdict"] != "baseline"]
+    if others.empty:
+        return [f"Only {base_name} was run: there is nothing to compare."]
+    seeds = _span(others["n_pairs"].astype(float), ".0f")
+    setting = [c for c in setting_columns(others.columns) if others[c].nunique() > 1 or c == Key.system]
+    n_settings = others.groupby(setting, sort=False).ngroups
+    unit = "system" if setting == [Key.system] else "setting"
+    words = others["finding"] if "finding" in others else pd.Series(
+        [finding(r["verdict"], r["diff_mean"], r["p_paired"], alpha) for _, r in others.iterrows()], index=others.index)
+    better = others[others["verdict"] == "better"]
+    if len(better):
+        first = (f"Better than {base_name} after Holm correction (α = {alpha:g}): " + _items(better, alpha) + ".")
+    else:
+        first = (f"No strategy beats {base_name} after Holm correction (α = {alpha:g}; "
+                 f"{others['strategy'].nunique()} strategies in {n_settings} {unit}{'s' * (n_settings != 1)}, "
+                 f"{seeds} paired seeds each).")
+    worse = others[others["verdict"] == "worse"]
+    almost = others[words.str.endswith("not significant after correction")]
+    parts = []
+    if len(worse):
+        parts.append(f"Worse than {base_name} ({label}, significant after correction): " + _items(worse, alpha) + ".")
+    for direction in ("worse", "better"):
+        part = almost[words[almost.index].str.startswith(direction)]
+        if len(part):
+            parts.append(f"{direction.capitalize()} than {base_name} before, but not after, the Holm correction: "
+                         + _items(part, alpha) + ".")
+    if not parts:
+        top = others.loc[others["diff_pct"].abs().idxmax()]
+        parts.append(f"No strategy is significantly worse than {base_name}; the largest difference, "
+                     f"{top['strategy']} on {_where_name(top)} at {pct_with_ci(top, alpha=alpha)}, is not significant.")
+    second = " ".join(parts)
+    if "mde_pct" in others and np.isfinite(others["mde_pct"].to_numpy(dtype=float)).any():
+        third = (f"With {seeds} seeds these comparisons could detect differences of {_span(others['mde_pct'], '.0f')} % "
+                 f"of {base_name}'s {label} (paired t-test, 80 % power at the Holm level); a 5 % difference would "
+                 f"need {_span(others['seeds_for_5pct'], '.0f')} seeds.")
+    else:
+        third = f"With {seeds} paired seeds the power of these comparisons cannot be estimated (3 or more are needed)."
+    return [first, second, third]

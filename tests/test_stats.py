@@ -191,8 +191,9 @@ def test_verdict_summary_mentions_each_system_and_strategy():
     paras = text.split("\n\n")
     assert len(paras) == 2
     assert paras[0].startswith("C (magpie)") and paras[1].startswith("Si (magpie)")
-    assert "Better than random: better" in paras[0] and "Not distinguishable from random: similar" in paras[0]
-    assert "Worse than random: worse" in paras[1] and "No strategy beats random" in paras[1]
+    assert " better: better, significant (MAE " in paras[0] and " similar: worse, not significant (MAE " in paras[0]
+    assert " worse: worse, significant (MAE " in paras[1] and "No strategy beats random" in paras[1]
+    assert "(95 % CI " in paras[0]  # every difference with its interval
     assert "Holm p" in text
 
 

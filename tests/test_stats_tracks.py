@@ -74,8 +74,9 @@ def test_final_table_on_track_b_columns(runs):
     t = final_table(runs, metric="force_mae")
     assert t.columns.tolist() == [
         "system", "batch", "strategy", "n_seeds", "n_pairs", "n_labelled", "force_mae_mean",
-        "force_mae_std", "diff_mean", "diff_pct", "p_paired", "p_welch", "p_wilcoxon", "p_holm",
-        "effect_size", "verdict", "mde_pct", "seeds_needed", "seeds_for_5pct"]
+        "force_mae_std", "diff_mean", "diff_low", "diff_high", "diff_pct", "diff_pct_low", "diff_pct_high",
+        "p_paired", "p_welch", "p_wilcoxon", "p_holm", "effect_size", "verdict", "finding", "mde_pct",
+        "seeds_needed", "seeds_for_5pct"]
     assert "descriptor" not in t.columns and not [c for c in t.columns if c.startswith("r2")]
     assert t[["system", "batch", "strategy"]].values.tolist() == [
         ["tio2", 10, "random"], ["tio2", 10, LCMD], ["tio2", 20, "random"], ["tio2", 20, LCMD]]
@@ -124,8 +125,9 @@ def test_final_table_compares_the_batch_sizes_separately(runs):
     assert len(paras) == 2
     assert paras[0].startswith("tio2 (batch 10): after 50 labels, random reaches force_mae 0.2578")
     assert paras[1].startswith("tio2 (batch 20): after 80 labels")
-    assert f"Better than random: {LCMD}" in paras[0]
-    assert f"Not distinguishable from random: {LCMD}" in paras[1]
+    assert f"{LCMD}: better, significant (force_mae " in paras[0]
+    # batch 20: the mean difference (+1/128) is above zero, p far from 0.05
+    assert f"{LCMD}: worse, not significant (force_mae " in paras[1]
 
 
 def test_missing_baseline_in_one_batch_names_the_batch(runs):

@@ -355,3 +355,20 @@ def test_strategies_leave_global_numpy_rng_alone() -> None:
     for name in STRATEGIES:
         get_strategy(name)(ctx)
     np.testing.assert_array_equal(np.random.get_state()[1], before)
+
+
+def test_every_strategy_of_both_tracks_is_described_in_one_line():
+    from alhelpers.atomistic.config import METHODS
+    from alhelpers.select import STRATEGIES, describe_strategy, strategy_table
+
+    names = sorted(set(STRATEGIES) | set(METHODS))
+    words = {n: describe_strategy(n) for n in names}
+    assert all(w and "\n" not in w for w in words.values())
+    assert words["random"] == "uniformly at random from the pool: the baseline"
+    assert words["maxdet-gp-ll"].startswith("MAXDET on the GP posterior of last-layer gradient features: ")
+    assert words["lcmd-feat-rp"].startswith("LCMD on random projections of the full parameter gradient: ")
+    assert words["maxdiag-qbc-f"].startswith("MAXDIAG on the committee's spread of forces: ")
+    assert len(set(words.values())) == len(names) - 0  # no two strategies read the same
+    table = strategy_table(["random", "lcmd-feat-ll", "my-own"]).splitlines()
+    assert table[:2] == ["| strategy | what it labels next |", "|---|---|"] and len(table) == 5
+    assert table[4] == "| `my-own` | a strategy registered in this session (no description) |"

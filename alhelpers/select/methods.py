@@ -35,6 +35,7 @@ __all__ = [
     "Method",
     "bmdal_batch",
     "bmdal_select",
+    "describe_method",
     "parse_method",
 ]
 
@@ -93,6 +94,39 @@ def parse_method(name: str, *, kernels: Sequence[str] = KERNELS) -> Method:
     if rule == "lcmd" and kernel.startswith("gp-"):
         raise ValueError(f"LCMD runs on plain features (TP mode), got {name!r}; use 'lcmd-feat-…'")
     return Method(name, rule, kernel)
+
+
+#: What each selection rule does, in words.
+RULE_WORDS: dict[str, str] = {
+    "maxdiag": "takes the candidates with the largest score, each on its own (no batch diversity)",
+    "maxdet": "greedily builds a batch that is informative and diverse (the largest determinant of its "
+              "covariance)",
+    "maxdist": "greedily takes the candidate farthest from the labelled set and the batch so far",
+    "lcmd": "largest-cluster maximum distance: clusters the pool around the labelled points and takes the "
+            "farthest point of the largest cluster",
+}
+#: What each kernel measures, in words.
+KERNEL_WORDS: dict[str, str] = {
+    "feat-ll": "last-layer gradient features",
+    "feat-rp": "random projections of the full parameter gradient",
+    "gp-ll": "the GP posterior of last-layer gradient features",
+    "gp-rp": "the GP posterior of random projections of the gradient",
+    "qbc": "the ensemble variance (query by committee)",
+    "qbc-e": "the committee's spread of energies",
+    "qbc-f": "the committee's spread of forces",
+    "ae-e": "the actual energy error (an oracle bound: needs the labels)",
+    "ae-f": "the actual force error (an oracle bound: needs the labels)",
+    "rnd": "random scores",
+}
+
+
+def describe_method(name: str) -> str:
+    """One line of plain words for a method name, e.g. ``"lcmd-feat-ll"`` →
+    ``"LCMD on last-layer gradient features: largest-cluster maximum distance: …"``."""
+    if name == "random":
+        return "uniformly at random from the pool: the baseline"
+    m = parse_method(name)
+    return f"{m.rule.upper()} on {KERNEL_WORDS[m.kernel]}: {RULE_WORDS[m.rule]}"
 
 
 def bmdal_select(

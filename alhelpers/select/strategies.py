@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +39,10 @@ __all__ = [
     "STRATEGIES",
     "QueryContext",
     "Strategy",
+    "STRATEGY_WORDS",
+    "describe_strategy",
     "get_strategy",
+    "strategy_table",
     "minmax",
     "nearest_distance",
     "needs_variance",
@@ -418,6 +421,42 @@ def register_alias(name: str, existing: str, *, overwrite: bool = False) -> None
 def _unknown(name: str) -> ValueError:
     valid = ", ".join(repr(n) for n in sorted(STRATEGIES))
     return ValueError(f"unknown strategy {name!r}; valid names: {valid}")
+
+
+#: Track A's named strategies in words (the BMDAL names are described by their grammar).
+STRATEGY_WORDS: dict[str, str] = {
+    "random": "uniformly at random from the pool: the baseline",
+    "uncertainty": "the materials the ensemble members disagree on most (largest ensemble variance; "
+                   "= maxdiag-qbc)",
+    "diversity": "k-means on the descriptors with k = batch, the material nearest each centre, refined "
+                 "by farthest-point steps: covers the descriptor space",
+    "hybrid": "α × normalised ensemble variance + (1 − α) × normalised distance to the labelled set "
+              "(α = 0.6 by default)",
+}
+
+
+def describe_strategy(name: str) -> str:
+    """One line of plain words for any strategy or method name of either track."""
+    if name in STRATEGY_WORDS:
+        return STRATEGY_WORDS[name]
+    from alhelpers.select.methods import describe_method
+
+    if name == "maxdiag-qbc":
+        return STRATEGY_WORDS["uncertainty"].replace("= maxdiag-qbc", "= uncertainty")
+    return describe_method(name)
+
+
+def strategy_table(names: Sequence[str]) -> str:
+    """A Markdown table of strategy names and what each labels next (:func:`describe_strategy`);
+    a name nobody can describe (a user's own registered strategy) says so."""
+    rows = []
+    for name in names:
+        try:
+            words = describe_strategy(name)
+        except ValueError:
+            words = "a strategy registered in this session (no description)"
+        rows.append(f"| `{name}` | {words} |")
+    return "\n".join(["| strategy | what it labels next |", "|---|---|", *rows])
 
 
 def get_strategy(name: str) -> Strategy:
