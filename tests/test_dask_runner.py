@@ -22,7 +22,7 @@ def test_dask_runner_gives_the_sequential_runs_table(tmp_path, monkeypatch, caps
     # statistics, figures and report run locally after the grid whatever the executor (covered
     # by test_notebooks); left out here to keep the test short
     monkeypatch.setattr(run, "report_tasks", lambda out, args: [])
-    monkeypatch.setattr(alhelpers.report, "write_report", lambda out, config: out / "report.md")
+    monkeypatch.setattr(alhelpers.report, "write_report", lambda out, config, wall_s: out / "report.md")
 
     seq, dsk = tmp_path / "seq", tmp_path / "dask"
     assert main([*SMOKE, "--jobs", "1", "--out", str(seq)]) == 0

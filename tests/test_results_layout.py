@@ -79,7 +79,7 @@ def test_moved_folder_corrupt_files_and_a_rerun_with_other_parameters(tmp_path, 
     runs = pd.read_parquet(moved / "runs.parquet")
     assert runs["n_labelled"].max() == 105 and set(runs["round"]) == set(range(6))
     report = (moved / "report.md").read_text()
-    assert '"smoke": false' in report and json.loads((moved / "study.json").read_text())["protocol"]["n_init"] == 30
+    assert "| smoke | False |" in report and "| n_init | 30 |" in report and json.loads((moved / "study.json").read_text())["protocol"]["n_init"] == 30
     assert len(list((moved / "replaced").glob("*/runs.parquet"))) == 1  # the smoke results were kept aside
 
 
@@ -215,6 +215,11 @@ def test_floor_uses_the_rows_before_deduplication(tmp_path, snapshot):
     res = cross_stage(smoke(ALConfig(system="Si")), Layout(tmp_path), seeds=[0])
     assert res["floor"]["n_shared"] == hand_n
     assert res["floor"]["mae_shared"] == pytest.approx(hand_mae, rel=1e-12)
+    said: list[str] = []  # run again: everything is read back, and it says so
+    again = cross_stage(smoke(ALConfig(system="Si")), Layout(tmp_path), seeds=[0], say=said.append)
+    assert said == ["Si: resumed — 4 of 4 rounds (directions × seeds × rounds) read back from the checkpoints in "
+                    "checkpoints/cross/ (same configuration and data); nothing computed."]
+    pd.testing.assert_frame_equal(again["cross"], res["cross"])
 
 
 def test_own_table_headless_keeps_its_sources_for_the_cross_database_stage(tmp_path, snapshot):

@@ -17,8 +17,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-_VERSIONED = ("alhelpers", "numpy", "pandas", "scikit-learn", "torch", "pymatgen", "matminer",
-              "pyarrow", "papermill")
+#: Every package that computes a number of the results (fits, features, statistics, figures).
+_VERSIONED = ("alhelpers", "numpy", "pandas", "scipy", "statsmodels", "scikit-learn", "torch", "pymatgen",
+              "matminer", "ase", "matscipy", "seaborn", "matplotlib", "pyarrow", "papermill")
 
 
 def package_versions() -> dict[str, str]:

@@ -68,8 +68,8 @@ def _show(layout: Layout, system: str) -> None:
     if path.exists():
         tests = pd.read_csv(path)
         print(f"\nAgainst random (final round, paired over seeds, Holm-corrected; → {layout.rel(path)}):")
-        print(tests[tests["strategy"] != "random"][["metric", "batch", "strategy", "mean", "diff_pct", "p_paired",
-                                                    "p_holm", "verdict"]]
+        print(tests[tests["strategy"] != "random"][["metric", "batch", "strategy", "mean", "diff_pct", "diff_pct_low",
+                                                    "diff_pct_high", "p_paired", "p_holm", "finding"]]
               .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 

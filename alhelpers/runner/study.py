@@ -282,7 +282,7 @@ def _study(layout: Layout, args: argparse.Namespace, client, protocol: dict) -> 
 
     config = {"config_id": _config_id(protocol), "protocol": protocol,
               **{k: v for k, v in vars(args).items() if k != "func"}}
-    report = write_report(layout.root, config=config)
-    print(f"[run] report: {report}")
+    report = write_report(layout.root, config=config, wall_s=time.perf_counter() - t0)
+    print(f"[run] report: {report} and {report.with_suffix('.html')} (figures embedded: one file to send)")
     print(f"\n[run] study stages done in {time.perf_counter() - t0:.1f} s → {layout.root}")
     return 0

@@ -1,0 +1,98 @@
+"""Where a result came from: the code version, the machine, the data files' hashes.
+
+Small, read-only helpers for the report's configuration section (and anyone who wants the same
+record): nothing here changes state, and every function answers something sensible when it cannot
+know (no git, no GPU).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from alhelpers.data.paths import REPO_ROOT, manifest_path
+from alhelpers.files import read_json, sha256_file
+
+__all__ = ["code_version", "data_hashes", "machine", "now_utc"]
+
+
+def code_version(root: Path = REPO_ROOT) -> dict[str, str]:
+    """``alhelpers``' version and, in a git checkout, the commit (``+dirty`` with uncommitted
+    changes to tracked files); ``"unknown"`` where git or the checkout is missing."""
+    try:
+        version = metadata.version("alhelpers")
+    except metadata.PackageNotFoundError:
+        version = "not installed"
+    commit = "unknown"
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode == 0:
+            commit = head.stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10)
+            if dirty.returncode == 0 and dirty.stdout.strip():
+                commit += "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"alhelpers": version, "commit": commit}
+
+
+def _total_ram_gb() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, str]:
+    """The operating system, CPU, cores, memory and GPU (via torch, when it sees one)."""
+    ram = _total_ram_gb()
+    out = {"os": f"{platform.system()} {platform.release()}", "cpu": _cpu_name(),
+           "cores": str(os.cpu_count() or "unknown"), "memory": f"{ram:.1f} GB" if ram else "unknown",
+           "gpu": "none"}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out["gpu"] = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001  (a broken CUDA set-up must not break a report)
+        out["gpu"] = "unknown"
+    return out
+
+
+def now_utc() -> str:
+    """The current date and time in UTC, to the minute (``2026-12-05 16:40 UTC``)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def data_hashes(root: str | Path, *, patterns: tuple[str, ...] = ("data/systems/*/*.parquet",
+                                                                   "data/features/*/*/*.parquet")) -> dict[str, str]:
+    """sha256 (first 16 hex digits) of the offline snapshot's tables (from its manifest, which
+    every load checks) and of the stage files under ``root`` the statistics were computed from."""
+    out: dict[str, str] = {}
+    mpath = manifest_path()
+    if mpath.is_file():
+        manifest = read_json(mpath, todo="Restore it with `git checkout -- data_cache/`.")
+        for name, entry in sorted(manifest.get("outputs", {}).items()):
+            if "sha256" in entry:
+                out[f"snapshot/{name}"] = str(entry["sha256"])[:16]
+    root = Path(root)
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            out[path.relative_to(root).as_posix()] = sha256_file(path)[:16]
+    return out
