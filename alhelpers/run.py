@@ -70,30 +70,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target-mae", type=float, default=0.0,
                    help="stop a strategy's labelling once its predicted test MAE (eV/atom, from the "
                         "calibrated σ of the pool) is at or below this (default 0: never)")
-    s.add_argument("--smoke", action="store_true", help="tiny runs to check the pipeline")
+    s.add_argument("--smoke", action="store_true",
+                   help="tiny runs to check the pipeline: 10 → 15 labels in 2 rounds, 2 members, overriding "
+                        "--n-init, --batch, --rounds and --members (default: off)")
     s.add_argument("--no-cross-db", dest="cross_db", action="store_false",
-                   help="skip the cross-database stage (notebook 06)")
-    s.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates in the statistics")
+                   help="skip the cross-database stage (notebook 06; default: run it)")
+    s.add_argument("--n-boot", type=int, default=2000,
+                   help="bootstrap replicates of the confidence intervals in the statistics (default 2000)")
     s.add_argument("--max-wall-s", type=float, default=0,
-                   help="wall-time budget per active-learning notebook (0: none); a notebook that "
-                        "would exceed it stops after a checkpointed round and the same command resumes")
+                   help="wall-time budget per active-learning notebook in seconds (default 0: none); a "
+                        "notebook that would exceed it stops after a checkpointed round and the same "
+                        "command resumes")
     s.add_argument("--max-ram-mb", type=float, default=0,
-                   help="memory budget per active-learning notebook in MB (0: none)")
+                   help="memory budget per active-learning notebook in MB (default 0: none)")
     s.add_argument("--source", default="snapshot", choices=["snapshot", "mp", "oqmd", "file"],
                    help="where the entries come from: the offline snapshot (default), live Materials "
                         "Project (needs MP_API_KEY), live OQMD, or your own table (--table)")
     s.add_argument("--table", default="", metavar="PATH",
                    help="--source file: your CSV or parquet table (a 'source' column with mp/oqmd "
-                        "values enables the cross-database stage)")
+                        "values enables the cross-database stage; default: none)")
     s.add_argument("--target", default="formation_energy_per_atom", metavar="COL",
-                   help="--source file: the target column (eV/atom)")
+                   help="--source file: the target column, in eV/atom (default: formation_energy_per_atom)")
     s.add_argument("--formula-column", default="formula", metavar="COL",
-                   help="--source file: the column with chemical formulas")
-    s.add_argument("--encoding", default="utf-8", help="--source file: the table's text encoding")
+                   help="--source file: the column with chemical formulas (default: formula)")
+    s.add_argument("--encoding", default="utf-8",
+                   help="--source file: the text encoding of a CSV table (default: utf-8)")
     s.add_argument("--out", default="results", help="output folder (default: results)")
     s.add_argument("--replace", action="store_true",
                    help="the output folder holds another configuration's results: move them to "
-                        "OUT/replaced/ and run this one (without it, such a run is refused)")
+                        "OUT/replaced/ and run this one (default: off, such a run is refused)")
     s.add_argument("--executor", default="local", choices=["local", "dask"],
                    help="local: --jobs notebooks side by side here (default); dask: each notebook "
                         "a task on a dask.distributed cluster")
@@ -103,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dask executor: worker processes of the LocalCluster (default 2)")
     s.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="dask executor: use the existing cluster at ADDRESS (e.g. "
-                        "tcp://host:8786) instead of a LocalCluster")
-    s.add_argument("--force", action="store_true", help="rerun finished tasks too")
+                        "tcp://host:8786) instead of a LocalCluster (default: none, a LocalCluster)")
+    s.add_argument("--force", action="store_true",
+                   help="rerun finished tasks too (default: off, a task finished with the same parameters, "
+                        "inputs and outputs is skipped)")
     s.set_defaults(func=study)
 
     from alhelpers.atomistic.config import DEFAULT_STRATEGIES as POTENTIAL_STRATEGIES
@@ -118,24 +125,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--strategies", nargs="+", default=list(POTENTIAL_STRATEGIES), metavar="NAME",
                    help="BMDAL methods, e.g. random lcmd-feat-ll (default: the study's seven)")
     t.add_argument("--batch", nargs="+", type=int, default=[10], metavar="B",
-                   help="batch size(s); several give the error-vs-batch-size figure")
-    t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="SEED")
-    t.add_argument("--n-init", type=int, default=10)
-    t.add_argument("--max-size", type=int, default=100)
+                   help="structures added per round; several sizes give the error-vs-batch-size figure "
+                        "(default 10)")
+    t.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="SEED",
+                   help="seeds: one split, start set, models and selections each, one notebook 07 per "
+                        "seed and batch size (default 0-4)")
+    t.add_argument("--n-init", type=int, default=10,
+                   help="structures in the random start set (default 10; --smoke: 4)")
+    t.add_argument("--max-size", type=int, default=100,
+                   help="stop once the training set has this many structures (default 100; --smoke: "
+                        "4 + 2 × batch)")
     t.add_argument("--epochs", type=int, default=0,
-                   help="maximum training epochs of a model trained from scratch (0: default)")
+                   help="maximum training epochs of a model trained from scratch (default 0: the "
+                        "model's own, 80 for gm, 60 for mace; ignored with --smoke)")
     t.add_argument("--cold-start", action="store_true",
                    help="train every round from scratch (the protocol before warm starts, ~3x slower) instead of "
-                        "continuing from the previous round's model")
+                        "continuing from the previous round's model (default: off, warm starts; mace "
+                        "always trains from scratch)")
     t.add_argument("--target-mae", type=float, default=0.0,
                    help="stop a strategy's labelling once its predicted test force MAE (eV/Å) is at or "
                         "below this (default 0: never)")
     t.add_argument("--oracle", default="pool", choices=["pool", "tblite"],
-                   help="pool: the set's stored labels; tblite: GFN2-xTB labels computed on the fly")
-    t.add_argument("--smoke", action="store_true", help="tiny runs to check the pipeline")
+                   help="pool: the set's stored labels (default); tblite: GFN2-xTB labels computed on "
+                        "the fly")
+    t.add_argument("--smoke", action="store_true",
+                   help="tiny runs to check the pipeline: a 40-structure pool, a tiny network, few "
+                        "epochs, three rounds from 4 structures (default: off)")
     t.add_argument("--out", default="results", help="output folder (default: results)")
     t.add_argument("--jobs", type=int, default=2, help="notebooks run side by side (default 2)")
-    t.add_argument("--force", action="store_true", help="rerun finished tasks too")
+    t.add_argument("--force", action="store_true",
+                   help="rerun finished tasks too (default: off, a task finished with the same parameters, "
+                        "inputs and outputs is skipped)")
     t.set_defaults(func=potentials)
     return p
 

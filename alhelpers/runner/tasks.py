@@ -3,17 +3,20 @@
 A task is one notebook execution. Its identity is its parameters and inputs: it is skipped only
 when its executed notebook finished with the same parameters, its inputs still have the same
 hashes and its outputs are still there (:func:`task_status`); otherwise it reruns and the runner
-says why. :func:`results_lock` keeps two runners off one results folder.
+says why. :func:`results_lock` keeps two runners off one results folder. While tasks run,
+:func:`run_tasks` says what it is doing (:mod:`alhelpers.runner.progress`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,6 +28,7 @@ from alhelpers.data.paths import REPO_ROOT
 from alhelpers.files import UnreadableFileError, atomic_write, read_json, sha256_file
 from alhelpers.layout import Layout
 from alhelpers.nb import read_records, records_of
+from alhelpers.runner.progress import HEARTBEAT_S, Progress, format_duration, heartbeat
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
@@ -116,6 +120,28 @@ def task_done(task: Task) -> bool:
     return task_status(task)[0]
 
 
+@functools.cache
+def _kernel_manager_class() -> type:
+    """:class:`jupyter_client.AsyncKernelManager` that does not interrupt a kernel it shuts down.
+
+    jupyter_client sends SIGINT to a kernel before asking it to shut down. A kernel that is
+    handling a message at that moment prints ``[IPKernelApp] ERROR | KeyboardInterrupt caught in
+    kernel.`` (at random, after 2 of 36 smoke notebooks here, so a few times in a study): an
+    error line after a notebook that finished, nothing a user can act on. The shutdown request
+    goes over the control channel, which ipykernel serves even while busy, and a kernel that does
+    not exit in time is still terminated and killed, so the interrupt is not needed.
+    """
+    from jupyter_client import AsyncKernelManager
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:  # set by shutdown_kernel before it interrupts
+                return
+            await super()._async_interrupt_kernel()
+
+    return QuietShutdownKernelManager
+
+
 def execute(task: Task, *, log_output: bool = False) -> dict:
     """Run one notebook through papermill; return what it recorded.
 
@@ -133,6 +159,7 @@ def execute(task: Task, *, log_output: bool = False) -> dict:
         str(NOTEBOOKS / task.notebook), str(tmp), parameters=task.parameters,
         kernel_name="python3", progress_bar=False, log_output=log_output, cwd=str(NOTEBOOKS),
         extra_arguments=_KERNEL_ARGS, start_timeout=KERNEL_START_S,
+        kernel_manager_class=_kernel_manager_class(),
     )
     nb = nbformat.read(tmp, as_version=4)
     rec = records_of(nb)
@@ -242,14 +269,25 @@ def kernel_threads(jobs: int) -> Iterator[int]:
                 os.environ[k] = v
 
 
+def _dask_threads(client) -> int:
+    """Tasks the Dask cluster runs side by side (its worker threads; 1 if it cannot say)."""
+    try:
+        return max(1, sum(client.nthreads().values()))
+    except Exception:  # noqa: BLE001 -- only for the time left
+        return 1
+
+
 def run_tasks(
-    tasks: Sequence[Task], *, jobs: int = 1, force: bool = False, client=None
+    tasks: Sequence[Task], *, jobs: int = 1, force: bool = False, client=None,
+    heartbeat_s: float | None = None,
 ) -> TaskResults:
     """Execute tasks (skipping finished ones unless ``force``).
 
     Locally ``jobs`` at a time, or on a ``dask.distributed.Client`` when ``client`` is given (each
     task one Dask task). A failing task is recorded in ``failures`` (label and error) and printed;
-    the others go on.
+    the others go on. Each finished task prints ``[run] k/N label: seconds · elapsed … · about …
+    left`` (N: the tasks run now, finished ones skipped; :func:`estimate_left`), and a task in
+    flight ``still running`` every ``heartbeat_s`` seconds (default :data:`HEARTBEAT_S`).
     """
     todo = []
     for t in tasks:
@@ -264,46 +302,76 @@ def run_tasks(
     failed: dict[Path, TaskFailure] = {}  # by output (a Task with dict parameters is unhashable)
     from tqdm.auto import tqdm
 
+    local_pool = client is None and jobs > 1 and len(todo) > 1
+    if client is not None:
+        parallel = _dask_threads(client) if todo else 1
+    else:
+        parallel = min(jobs, len(todo)) if local_pool else 1
+    progress = Progress(todo, parallel, queued=client is not None)
+    if len(todo) == 1:
+        print(f"[run] {todo[0].label}: running", flush=True)
+    elif todo:
+        kinds = ", ".join(f"{Path(nb).stem} × {n}" for nb, n in progress.remaining.items())
+        where = "on Dask" if client is not None else f"{parallel} at a time"
+        print(f"[run] {len(todo)} notebooks to run ({kinds}), {where}", flush=True)
     # a progress bar over the grid on a terminal; plain lines in logs and CI
     bar = tqdm(total=len(todo), desc="notebooks", unit="nb", disable=not sys.stderr.isatty())
+    say = threading.Lock()
+
+    def emit(line: str) -> None:
+        with say:
+            bar.write(line) if not bar.disable else print(line, flush=True)
 
     def report(t: Task, secs: float | None, exc: BaseException | None) -> None:
         if exc is None:
-            line = f"[run] {t.label}: {secs:.1f} s"
+            outcome = format_duration(secs)
         else:
             failed[t.output] = TaskFailure(t.label, _describe(exc))
-            line = f"[run] {t.label}: FAILED ({failed[t.output].error})"
-        bar.write(line) if not bar.disable else print(line, flush=True)
-        bar.update(1)
+            outcome = f"FAILED ({failed[t.output].error})"
+        emit(progress.finished(t, secs, outcome))
+        with say:
+            bar.update(1)
 
-    if client is not None and todo:
-        futures = {
-            client.submit(execute_task, t, pure=False, key=f"{t.label}-{uuid.uuid4().hex[:8]}"): t
-            for t in todo
-        }
-        from distributed import as_completed as dask_as_completed
+    def in_pool(t: Task) -> tuple[dict, float]:
+        progress.started(t)
+        return _execute_task_in_thread(t)
 
-        for fut in dask_as_completed(list(futures)):
-            try:  # TaskError from the notebook; KilledWorker, cancellation from the cluster
-                secs = fut.result()[1]
-            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001
-                report(futures[fut], None, exc)
+    interval = HEARTBEAT_S if heartbeat_s is None else heartbeat_s
+    try:
+        with heartbeat(progress, interval, emit, queued=client is not None):
+            if client is not None and todo:
+                futures = {}
+                for t in todo:
+                    futures[client.submit(execute_task, t, pure=False,
+                                          key=f"{t.label}-{uuid.uuid4().hex[:8]}")] = t
+                    progress.started(t)  # submitted: running or queued
+                from distributed import as_completed as dask_as_completed
+
+                for fut in dask_as_completed(list(futures)):
+                    try:  # TaskError from the notebook; KilledWorker, cancellation from the cluster
+                        secs = fut.result()[1]
+                    except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001
+                        report(futures[fut], None, exc)
+                    else:
+                        report(futures[fut], secs, None)
+                    fut.release()
+            elif local_pool:
+                with kernel_threads(jobs), ThreadPoolExecutor(max_workers=jobs) as pool:
+                    pending = {pool.submit(in_pool, t): t for t in todo}
+                    for fut in as_completed(pending):
+                        exc = fut.exception()
+                        report(pending[fut], None if exc else fut.result()[1], exc)
             else:
-                report(futures[fut], secs, None)
-            fut.release()
-    elif jobs > 1 and len(todo) > 1:
-        with kernel_threads(jobs), ThreadPoolExecutor(max_workers=jobs) as pool:
-            pending = {pool.submit(_execute_task_in_thread, t): t for t in todo}
-            for fut in as_completed(pending):
-                exc = fut.exception()
-                report(pending[fut], None if exc else fut.result()[1], exc)
-    else:
-        for t in todo:
-            try:
-                report(t, execute_task(t)[1], None)
-            except Exception as exc:  # noqa: BLE001
-                report(t, None, exc)
-    bar.close()
+                for t in todo:
+                    progress.started(t)
+                    try:
+                        secs = execute_task(t)[1]
+                    except Exception as exc:  # noqa: BLE001
+                        report(t, None, exc)
+                    else:
+                        report(t, secs, None)
+    finally:
+        bar.close()
     done = [t for t in tasks if t.output not in failed]
     return TaskResults([read_records(t.output) for t in done],
                        [failed[t.output] for t in tasks if t.output in failed], done)
