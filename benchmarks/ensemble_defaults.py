@@ -3,7 +3,7 @@
 Real data: the OQMD "legacy" formation energies shipped in the ``qmpy==1.4.0``
 wheel (``qmpy/data/thermodata/legacy.dat``: ``composition energy`` per line,
 eV/atom).  For each system (entries whose composition contains the element)
-the rows are filtered as in STUDY.md §1 (2-50 atoms per formula unit, finite
+the rows are filtered as in docs/study.md §1 (2-50 atoms per formula unit, finite
 target, |E_f| <= 5 eV/atom, duplicates of a reduced composition within
 1 meV/atom dropped), featurised with Magpie
 (``ElementProperty.from_preset("magpie")``, 132 features) and split 80/20

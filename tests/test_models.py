@@ -1,4 +1,4 @@
-"""Tests for alhelpers.formation.models (batched deep ensemble, STUDY.md §3)."""
+"""Tests for alhelpers.formation.models (batched deep ensemble, docs/study.md §3)."""
 
 from __future__ import annotations
 

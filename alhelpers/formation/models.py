@@ -1,4 +1,4 @@
-"""Deep-ensemble regressor for Track A (STUDY.md §3).
+"""Deep-ensemble regressor for Track A (docs/study.md §3).
 
 An ensemble of ``M`` feed-forward regressors ``d -> 128 -> 128 -> 1`` (ReLU),
 trained with Adam on the mean squared error of the *standardised* target.  The
@@ -162,7 +162,7 @@ def _as_finite(X: Any, name: str = "X", *, ndim: int = 2) -> np.ndarray:
 
 
 class EnsembleRegressor:
-    """Batched deep ensemble of MLP regressors (STUDY.md §3).
+    """Batched deep ensemble of MLP regressors (docs/study.md §3).
 
     Args:
         config: Hyper-parameters, see :class:`EnsembleConfig`.
