@@ -1,7 +1,7 @@
 """Small notebook helpers: record values that tests and the runner read back from executed notebooks.
 
-A notebook calls ``record(n_rows=..., mae=...)`` in its last cell; the values are shown as text and
-stored in the cell output under a JSON mime type, so that ``read_records(executed.ipynb)`` returns
+A notebook calls ``record(n_rows=..., mae=...)`` in its last cell; the values are stored in the cell
+output under a JSON mime type (and named in one short line of text), so that ``read_records(executed.ipynb)`` returns
 them as a dict — without scraping printed text and without extra dependencies.
 """
 
@@ -27,14 +27,33 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def record(**values: Any) -> dict[str, Any]:
-    """Display ``values`` in the notebook and store them for :func:`read_records`."""
+def _short(value: Any) -> str:
+    """A value as one short phrase: scalars as they are, collections by their size."""
+    if isinstance(value, dict):
+        return f"{len(value)} entries"
+    if isinstance(value, list):
+        return f"{len(value)} items" if len(value) != 1 else "1 item"
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def summary_text(data: dict[str, Any]) -> str:
+    """The one-line text a notebook shows for its recorded values (never the values twice)."""
+    return ("Recorded for the study runner and the tests (alhelpers.nb.read_records reads them back): "
+            + "; ".join(f"{k} = {_short(v)}" for k, v in data.items()) + ".")
+
+
+def record(**values: Any) -> None:
+    """Store ``values`` in the notebook's output for :func:`read_records`, shown as one short line.
+
+    The full values travel under a JSON mime type that Jupyter does not render; what the reader
+    sees is :func:`summary_text`. Nothing is returned, so a ``record(...)`` that ends a cell does
+    not print the values a second time as the cell's result.
+    """
     from IPython.display import display
 
     data = _jsonable(values)
-    text = "\n".join(f"{k} = {v}" for k, v in data.items())
-    display({MIME: data, "text/plain": text}, raw=True)
-    return data
+    display({MIME: data, "text/plain": summary_text(data)}, raw=True)
 
 
 def read_records(notebook: str | Path) -> dict[str, Any]:

@@ -177,8 +177,10 @@ def al_stage(cfg: ALConfig, layout: Layout, *, progress: bool = False, budget: B
         return ALResult(None, str(err), 0, path)
     resumed = int(runs.attrs.get("resumed_rounds", 0))
     if resumed:
-        say(f"{cfg.system} seed {cfg.seed}: {resumed} of {cfg.rounds} round(s) read back from the "
-            f"checkpoints in {layout.checkpoints} (same configuration and data), the rest computed.")
+        rest = ("nothing computed (delete that folder to recompute)" if resumed >= cfg.rounds
+                else f"rounds {resumed}–{cfg.rounds - 1} computed")
+        say(f"{cfg.system} seed {cfg.seed}: resumed — {min(resumed, cfg.rounds)} of {cfg.rounds} rounds read back "
+            f"from the checkpoints in {layout.rel(layout.checkpoints)}/ (same configuration and data); {rest}.")
     write_parquet(path, runs.assign(config_id=cfg.protocol_id))
     cfg.save(path.with_suffix(".config.json"))
     return ALResult(runs, "", resumed, path)
@@ -386,6 +388,11 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
         cross = cross_database_runs(fs.X, fs.y, fs.table["source"], cfg, seeds=seeds, progress=progress,
                                     checkpoint_dir=layout.checkpoints / "cross")
         summary = cross_summary(cross)
+        if cross.attrs.get("resumed_rounds"):
+            done, total = cross.attrs["resumed_rounds"], cross.attrs["total_rounds"]
+            say(f"{cfg.system}: resumed — {done} of {total} rounds (directions × seeds × rounds) read back from the "
+                f"checkpoints in {layout.rel(layout.checkpoints / 'cross')}/ (same configuration and data); "
+                + ("nothing computed." if done >= total else "the rest computed."))
         write_parquet(layout.cross(cfg.system, cfg.descriptor), cross.assign(config_id=cfg.protocol_id))
     from alhelpers.al.config import package_versions
 

@@ -12,6 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
+#: How to run the rest of a notebook, in the menus of Colab and of Jupyter.
+RUN_BELOW = ("Now run the cells below — Colab: Runtime ▸ Run after (Ctrl+F10); JupyterLab: Run ▸ Run Selected "
+             "Cell and All Below; classic Jupyter: Cell ▸ Run All Below.")
+#: How to pick several entries of a multiple-choice list, in every browser.
+MULTI_SELECT = "Several at once: hold Ctrl (⌘ on a Mac) and click each, or Shift-click for a range."
+
 
 def _widget_for(name: str, value: Any, choices: Sequence[Any] | None):
     import ipywidgets as w
@@ -21,7 +27,8 @@ def _widget_for(name: str, value: Any, choices: Sequence[Any] | None):
         return w.Checkbox(value=value, description=name, style=style)
     if choices is not None and isinstance(value, (list, tuple)):
         return w.SelectMultiple(options=list(choices), value=tuple(v for v in value if v in choices),
-                                description=name, rows=min(6, len(choices)), style=style)
+                                description=name, rows=min(8, len(choices)), style=style,
+                                layout=w.Layout(width="420px"))
     if choices is not None:
         return w.Dropdown(options=list(choices), value=value if value in choices else choices[0],
                           description=name, style=style)
@@ -61,12 +68,14 @@ def parameter_controls(
         with out:
             out.clear_output()
             print("parameters set:", ", ".join(f"{k}={v!r}" for k, v in values.items()))
-            print("now run the cells below (Run ▸ Run Selected Cell and All Below).")
+            print(RUN_BELOW)
         if on_apply is not None:
             on_apply(values)
         return values
 
     button.on_click(apply)
-    box = w.VBox([*controls.values(), button, out])
+    helps = [w.HTML(f"<small>{MULTI_SELECT}</small>")] if any(
+        isinstance(c, w.SelectMultiple) for c in controls.values()) else []
+    box = w.VBox([*controls.values(), *helps, button, out])
     box.apply = apply  # lets tests (and scripts) press the button
     return box

@@ -45,7 +45,7 @@ def test_memory_budget_and_budget_without_checkpoints(tio2_xy, tmp_path):
     assert not Budget().limited
 
 
-def test_parameter_controls_set_the_notebook_variables():
+def test_parameter_controls_set_the_notebook_variables(capsys):
     from alhelpers.widgets import parameter_controls
 
     ns = {"SYSTEM": "C", "STRATEGIES": ["random"], "SEED": 0, "SMOKE": False}
@@ -58,6 +58,10 @@ def test_parameter_controls_set_the_notebook_variables():
     box.apply()
     assert ns == {"SYSTEM": "Ti-O", "STRATEGIES": ["random", "hybrid"], "SEED": 4, "SMOKE": True}
     assert seen == [ns]
+    # how to pick several, and how to run the rest, in Colab's words and in Jupyter's
+    assert any("Ctrl" in getattr(c, "value", "") and "Shift" in c.value for c in box.children[4:])
+    said = capsys.readouterr().out  # outside a kernel the Output widget's text goes to stdout
+    assert "Colab: Runtime ▸ Run after" in said and "JupyterLab: Run ▸ Run Selected Cell and All Below" in said
     with pytest.raises(KeyError, match="parameters cell"):
         parameter_controls(ns, ["ROUNDS"])
 

@@ -25,15 +25,20 @@ import pytest
 
 from alhelpers.nb import read_records
 from alhelpers.runner.tasks import KERNEL_START_S
+from notebook_checks import check_readable
 
 REPO = Path(__file__).resolve().parents[1]
 NB = REPO / "notebooks"
 
 
 def run(name: str, out: Path, kernel: str = "python3", **params) -> dict:
+    """Execute a notebook; its records, after checking that it shows them once and displays
+    every figure it saves (:func:`notebook_checks.check_readable`)."""
     pm.execute_notebook(str(NB / name), str(out), parameters=params, kernel_name=kernel,
                         progress_bar=False, cwd=str(NB), start_timeout=KERNEL_START_S)
-    return read_records(out)
+    rec = check_readable(out)
+    assert rec == read_records(out)
+    return rec
 
 
 def test_a_student_runs_01_to_09_by_hand_in_order(tmp_path, monkeypatch):
@@ -58,10 +63,14 @@ def test_a_student_runs_01_to_09_by_hand_in_order(tmp_path, monkeypatch):
     assert runs[runs["seed"] == 0]["mae"].tolist() == seed0.sort_values(["strategy", "round"])["mae"].tolist()
     assert pd.read_csv(results / "final_table.csv")["config_id"].nunique() == 1
     r5 = run("05_figures.ipynb", ex / "05.ipynb")
-    assert set(r5["figures"]) == {"learning_curves", "final_mae", "uncertainty", "reliability"}
+    assert set(r5["figures"]) == {"learning_curves", "difference_curves", "final_mae", "uncertainty", "reliability"}
     assert all(v > 10_000 for v in r5["sizes"].values())
+    report = (results / r5["report"]).read_text()  # 05 writes the report: a student gets it too
+    assert report.split("\n")[2] == "## Conclusion" and "No strategy beats random" in report
+    assert "## Cross-database validation" not in report  # 06 has not run yet
     r6 = run("06_cross_database.ipynb", ex / "06.ipynb", SYSTEM="Ti-O", SMOKE=True, PROGRESS=False)
-    assert r6["counts"] == {"mp": 65, "oqmd": 83, "enough": 1} and r6["cross_path"] == "cross/Ti-O_magpie.parquet"
+    assert r6["counts"] == {"mp": 65, "oqmd": 83, "enough": True} and r6["cross_path"] == "cross/Ti-O_magpie.parquet"
+    assert "## Cross-database validation" in (results / "report.md").read_text()  # 06 brought it up to date
     assert r6["floor"]["n_shared"] > 10
     r7 = run("07_bmdal_potentials.ipynb", ex / "07.ipynb", SMOKE=True, BATCH=4,
              STRATEGIES=["random", "lcmd-feat-ll"], PROGRESS=False)

@@ -11,6 +11,7 @@ import pytest
 
 from alhelpers.nb import read_records
 from alhelpers.runner.tasks import KERNEL_START_S
+from notebook_checks import check_readable
 
 NB = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -49,6 +50,10 @@ def test_al_notebook_widgets_headless_and_budget_stop_then_resume(tmp_path):
     assert not (tmp_path / "out" / "runs").exists()
     done = run("03_active_learning.ipynb", tmp_path / "03b.ipynb", **params)
     assert done["n_rows"] == 8 and set(done["final_n_labelled"].values()) == {15}
+    again = run("03_active_learning.ipynb", tmp_path / "03c.ipynb", **params)  # all read back, and said so
+    assert again["resumed_rounds"] == 2 and again["final_n_labelled"] == done["final_n_labelled"]
+    assert ("Ti-O seed 2: resumed — 2 of 2 rounds read back from the checkpoints in checkpoints/ (same configuration "
+            "and data); nothing computed") in (tmp_path / "03c.ipynb").read_text()
     # the widget controls are part of the executed notebook, and changed nothing headless
     text = (tmp_path / "03b.ipynb").read_text()
     assert "application/vnd.jupyter.widget-view+json" in text and "Apply" in text
@@ -108,10 +113,16 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
     assert set(cross["direction"]) == {"mp→oqmd", "oqmd→mp"} and cross["mae"].between(0.01, 2).all()
     floor = json.loads((out / "cross" / "Ti-O_disagreement.json").read_text())
     assert floor["n_shared"] > 10 and 0 < floor["mae_shared"] < 1
+    for executed in sorted((out / "notebooks").glob("*.ipynb")):  # records once, every saved figure shown
+        check_readable(executed)
     report = (out / "report.md").read_text()
+    assert report.split("\n")[2] == "## Conclusion"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png"))) >= 5
     for section in ("Table 1", "Final round", "Label savings", "Calibration of σ", "Predicted vs actual test MAE",
                     "Cross-database", "Leakage audit", "figures/learning_curves.png", "figures/reliability.png",
-                    "Package versions"):
+                    "Package versions", "### Model", "wall time", "machine: cores", "code: commit",
+                    "snapshot/flla_2015", "statsmodels", "The strategies"):
         assert section in report, section
     cal = pd.read_csv(out / "calibration.csv")  # per strategy and round, mean over the 2 seeds
     assert len(cal) == 4 * 2 and cal["n_seeds"].eq(2).all()
@@ -166,6 +177,9 @@ def test_potentials_notebook_and_runner_smoke(tmp_path):
     assert (vs.loc[vs["strategy"] == "maxdiag-qbc-f", "n_pairs"] == 2).all()
     for name in ("potentials_curves_offline", "potentials_error_vs_batch_offline"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
+    for executed in sorted((out / "notebooks").glob("*.ipynb")):  # 07s and 08: each figure 08 saves is shown
+        check_readable(executed)
+    assert len(check_readable(out / "notebooks" / "08_potentials_statistics_offline.ipynb")["outputs"]) >= 5
     assert main(["potentials", "--strategies", "lcmd-qbc-f", "--out", str(out)]) == 2
 
 

@@ -56,10 +56,10 @@ def source_disagreement(
     return table, summary
 
 
-def enough_data(sources: pd.Series, cfg: ALConfig) -> dict[str, int]:
+def enough_data(sources: pd.Series, cfg: ALConfig) -> dict[str, int | bool]:
     """Rows per database, and whether both can supply an initial set plus one batch."""
     counts = {s: int((sources == s).sum()) for s in ("mp", "oqmd")}
-    counts["enough"] = int(min(counts.values()) >= cfg.n_init + cfg.batch)
+    counts["enough"] = bool(min(counts.values()) >= cfg.n_init + cfg.batch)
     return counts
 
 
@@ -78,12 +78,15 @@ def cross_database_runs(
 
     Same protocol as :func:`alhelpers.formation.loop.run_al` (initial set seeded, all strategies), but
     the whole training database is the pool and the whole other database is the test set.
-    Rows get ``train_source``, ``test_source`` and ``direction`` (``"mp→oqmd"``) columns.
+    Rows get ``train_source``, ``test_source`` and ``direction`` (``"mp→oqmd"``) columns;
+    ``attrs["resumed_rounds"]`` of ``attrs["total_rounds"]`` (rounds × directions × seeds) were read
+    back from checkpoints instead of computed.
     """
     from tqdm.auto import tqdm
 
     src = np.asarray(sources)
     frames = []
+    resumed = 0
     for train, test in directions:
         pool_pos, test_pos = np.flatnonzero(src == train), np.flatnonzero(src == test)
         if len(pool_pos) == 0 or len(test_pos) == 0:
@@ -91,8 +94,11 @@ def cross_database_runs(
         for seed in tqdm(seeds, desc=f"{cfg.system} {train}→{test}", unit="seed", disable=not progress):
             runs = run_al(X, y, replace(cfg, seed=int(seed)), split=(pool_pos, test_pos),
                           checkpoint_dir=checkpoint_dir)
+            resumed += int(runs.attrs.get("resumed_rounds", 0))
             frames.append(runs.assign(train_source=train, test_source=test, direction=f"{train}→{test}"))
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs.update(resumed_rounds=resumed, total_rounds=cfg.rounds * len(frames))
+    return out
 
 
 def cross_summary(cross: pd.DataFrame) -> pd.DataFrame:

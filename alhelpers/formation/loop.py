@@ -166,7 +166,8 @@ def run_al(
         from tqdm.auto import tqdm
 
         def wrap(rounds):
-            return tqdm(rounds, desc=f"{cfg.system} seed {cfg.seed}", unit="round")
+            rounds = list(rounds)  # no bar at all when every round was read back from checkpoints
+            return tqdm(rounds, desc=f"{cfg.system} seed {cfg.seed}", unit="round", disable=not rounds)
 
     tracks, n_done = run_rounds(cfg.strategies, cfg.rounds, init, body, checkpoints=store, budget=budget,
                                 stop_after_round=stop_after_round, progress=wrap,
