@@ -350,9 +350,13 @@ def reliability_diagram(runs: pd.DataFrame, *, title: str = "Reliability of σ i
     order = _strategies(fin)
     pal = strategy_palette(order)
     k = len(RELIABILITY_LEVELS)
-    fig, axes = plt.subplots(1, len(systems), figsize=(4.2 * len(systems), 4.0), squeeze=False)
+    ncols = min(2, len(systems))  # two panels a row: a figure that fits a page at any number of systems
+    nrows = int(np.ceil(len(systems) / ncols))
+    below = 0.5 if ncols > 1 else 0.0  # inches under the panels for the shared legend
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + (2.0 if ncols == 1 else 0.0), 3.9 * nrows + below),
+                             squeeze=False)
     p = np.array([0.0, *RELIABILITY_LEVELS, 1.0])
-    for ax, system in zip(axes[0], systems):
+    for ax, system in zip(axes.flat, systems):
         block = fin[fin["system"] == system]
         for strategy in order:
             part = block[block["strategy"] == strategy]
@@ -364,12 +368,24 @@ def reliability_diagram(runs: pd.DataFrame, *, title: str = "Reliability of σ i
                     ax.plot(p, [0.0, *obs, 1.0], ls=ls, color=pal[strategy], marker="o", ms=3,
                             label=f"{strategy} ({label})")
         ax.plot([0, 1], [0, 1], color="black", lw=0.8)
-        ax.set(xlabel="interval probability", ylabel="observed fraction of test errors inside",
+        ax.set(xlabel="interval probability", ylabel="fraction of test errors inside",
                title=f"{system}", xlim=(0, 1), ylim=(0, 1))
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, ncols=1, loc="lower right")
-    fig.suptitle(f"{title}: dashed as given, solid recalibrated (σ')")
-    fig.tight_layout()
+    for ax in list(axes.flat)[len(systems):]:
+        ax.set_visible(False)
+    from matplotlib.lines import Line2D
+
+    # one legend for all panels, below them: a colour per strategy, a line style per σ
+    handles = [Line2D([], [], color=pal[s], marker="o", ms=3, label=s) for s in order]
+    handles += [Line2D([], [], color="black", ls="--", label="σ as given"),
+                Line2D([], [], color="black", ls="-", label="σ' recalibrated")]
+    fig.suptitle(f"{title}\n(on the diagonal: calibrated; below it: over-confident)", fontsize=11)
+    if ncols == 1:  # one panel: the legend beside it
+        axes[0, 0].legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+        fig.tight_layout()
+    else:
+        fig.legend(handles=handles, loc="lower center", ncols=min(6, len(handles)), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, below / (3.9 * nrows + below), 1, 1))
     return fig
 
 

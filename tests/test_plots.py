@@ -61,6 +61,10 @@ def test_reliability_diagram_draws_the_seed_mean_of_the_final_round(tmp_path):
     raw = lines["random (σ)"].get_ydata()
     np.testing.assert_allclose(raw, [0.0, *(0.5 * p + 0.01), 1.0])  # seeds 0, 1, 2: mean offset 0.01
     np.testing.assert_allclose(lines["random (σ')"].get_ydata(), [0.0, *(p + 0.01), 1.0])
+    # one legend for all panels: a colour per strategy and a line style per σ; two panels a row
+    assert [t.get_text() for t in fig.legends[0].get_texts()][-2:] == ["σ as given", "σ' recalibrated"]
+    four = pd.concat([runs, runs.assign(system="Fe"), runs.assign(system="Si")])
+    assert plots.reliability_diagram(four).get_figwidth() * 130 <= 1100  # 2 × 2, not 4 side by side
     assert plots.save(fig, tmp_path / "rel.png").stat().st_size > 10_000
 
 
