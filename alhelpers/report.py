@@ -195,15 +195,13 @@ def _protocol(out: Path, config: dict | None) -> tuple[dict, dict]:
     return protocol, model
 
 
-def _runtime(out: Path, wall_s: float | None) -> dict:
+def _runtime(runs: pd.DataFrame | None, wall_s: float | None) -> dict:
     from alhelpers.provenance import machine, now_utc
 
     info = {"date": now_utc()}
     if wall_s is not None:
         info["wall time"] = f"{wall_s / 60:.1f} min (the study runner, from its start to this report)"
-    runs_path = out / "runs.parquet"
-    if runs_path.is_file():
-        runs = pd.read_parquet(runs_path)
+    if runs is not None:
         spent = [c for c in ("fit_s", "feature_s", "query_s") if c in runs]
         if spent:
             info["compute time of the AL runs"] = (f"{runs[spent].to_numpy(dtype=float).sum() / 60:.1f} min "
@@ -327,7 +325,7 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
     if runner:
         parts += ["### Runner flags", "", _kv(runner), ""]
     parts += ["### Code, data, date and machine", "", _kv({**{f"code: {k}": v for k, v in code_version().items()},
-                                                          **_runtime(out, wall_s)}), ""]
+                                                          **_runtime(runs, wall_s)}), ""]
     hashes = data_hashes(out)
     if hashes:
         parts += ["### Data (sha256, first 16 hex digits)", "", _kv(hashes, ("file", "sha256")), ""]

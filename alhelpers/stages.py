@@ -177,7 +177,7 @@ def al_stage(cfg: ALConfig, layout: Layout, *, progress: bool = False, budget: B
         return ALResult(None, str(err), 0, path)
     resumed = int(runs.attrs.get("resumed_rounds", 0))
     if resumed:
-        rest = ("nothing computed (delete that folder to recompute)" if resumed >= cfg.rounds
+        rest = ("nothing computed" if resumed >= cfg.rounds
                 else f"rounds {resumed}–{cfg.rounds - 1} computed")
         say(f"{cfg.system} seed {cfg.seed}: resumed — {min(resumed, cfg.rounds)} of {cfg.rounds} rounds read back "
             f"from the checkpoints in {layout.rel(layout.checkpoints)}/ (same configuration and data); {rest}.")

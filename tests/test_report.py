@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -145,3 +146,23 @@ def test_html_report_embeds_its_figures(tmp_path):
     for data in png.values():
         assert f'src="data:image/png;base64,{data}"' in html
     assert "<h2>Conclusion</h2>" in html and "<table>" in html
+
+
+def test_provenance_names_the_commit_the_machine_and_the_files(tmp_path):
+    import hashlib
+    import os
+    import subprocess
+
+    from alhelpers.provenance import code_version, data_hashes, machine
+
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip()
+    assert code_version()["commit"].split("+")[0] == head
+    assert code_version(tmp_path)["commit"] == "unknown"  # not a checkout: said, not guessed
+    assert machine()["cores"] == str(os.cpu_count())
+    feature = tmp_path / "data" / "features" / "snapshot" / "magpie" / "C.parquet"
+    feature.parent.mkdir(parents=True)
+    feature.write_bytes(b"not really parquet")
+    hashes = data_hashes(tmp_path)
+    assert hashes["data/features/snapshot/magpie/C.parquet"] == hashlib.sha256(b"not really parquet").hexdigest()[:16]
+    assert set(hashes) >= {"snapshot/flla_2015", "snapshot/qmpy_legacy", "snapshot/qmpy_mat_proj"}
