@@ -188,8 +188,10 @@ def _protocol(out: Path, config: dict | None) -> tuple[dict, dict]:
         if k in grid:
             protocol[k] = grid[k]
     if {"n_init", "batch", "rounds"} <= set(protocol):
-        protocol["budget"] = (f"{protocol['n_init']} + {int(protocol['rounds']) - 1} × {protocol['batch']} = "
-                              f"{protocol['n_init'] + (int(protocol['rounds']) - 1) * protocol['batch']} labels")
+        from alhelpers.formation.config import ALConfig
+
+        budget = ALConfig(n_init=protocol["n_init"], batch=protocol["batch"], rounds=protocol["rounds"]).budget
+        protocol["budget"] = f"{protocol['n_init']} + {protocol['rounds'] - 1} × {protocol['batch']} = {budget} labels"
     if "config_id" in study:
         protocol["config_id"] = study["config_id"]
     return protocol, model
