@@ -20,10 +20,12 @@ from alhelpers.stats import (
     percentile_ci,
     sample_sd,
     comparisons,
+    paired_difference,
     t_interval,
 )
 
-__all__ = ["SAVING_FRACTIONS", "label_savings", "labels_to_reach", "learning_curve_auc", "mean_curve"]
+__all__ = ["SAVING_FRACTIONS", "label_savings", "labels_to_reach", "learning_curve_auc", "mean_curve",
+           "paired_difference_by_round"]
 
 #: ``numpy.trapezoid`` (NumPy >= 2.0), falling back to its old name ``numpy.trapz`` on NumPy 1.26.
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz
@@ -320,3 +322,30 @@ def learning_curve_auc(
                                       "seed_auc_std"])
     out.attrs.update(metric=metric, ci=ci, n_boot=int(n_boot))
     return out
+
+
+def paired_difference_by_round(runs: pd.DataFrame, *, baseline: str = "random", metric: str = "mae",
+                               ci: float = 0.95) -> pd.DataFrame:
+    """Each strategy's paired difference to ``baseline`` per system and round, in % of the baseline.
+
+    Pairs are the rows of the same system, seed and ``n_labelled``; each (system, strategy,
+    ``n_labelled``) gets :func:`alhelpers.stats.paired_difference` of its pairs — the final table's
+    numbers, round by round: ``diff_pct`` = 100·mean(d)/mean(b) and the paired t-test's ``ci``
+    interval over mean(b) (NaN with one pair). Columns: system, strategy, n_labelled, n_pairs,
+    diff_pct, diff_pct_low, diff_pct_high; systems and strategies in order of appearance.
+    """
+    cols = ["system", "strategy", "n_labelled", "n_pairs", "diff_pct", "diff_pct_low", "diff_pct_high"]
+    keys = ["system", "seed", "n_labelled"]
+    dup = runs.duplicated(["strategy", *keys])
+    if dup.any():
+        raise ValueError(f"{int(dup.sum())} rows repeat a (strategy, system, seed, n_labelled): pairs would be "
+                         "ambiguous; keep one descriptor / batch size / direction before comparing")
+    base = runs.loc[runs["strategy"] == baseline, [*keys, metric]].rename(columns={metric: "_b"})
+    other = runs.loc[runs["strategy"] != baseline, ["strategy", *keys, metric]].rename(columns={metric: "_s"})
+    pairs = other.merge(base, on=keys).dropna(subset=["_s", "_b"])
+    rows = []
+    for (system, strategy, n), block in pairs.groupby(["system", "strategy", "n_labelled"], sort=False):
+        diff = paired_difference(block["_s"].to_numpy(dtype=float), block["_b"].to_numpy(dtype=float), ci=ci)
+        rows.append({"system": system, "strategy": strategy, "n_labelled": n, "n_pairs": len(block),
+                     **{c: diff[c] for c in cols[4:]}})
+    return appearance_sort(pd.DataFrame(rows, columns=cols), ["system", "strategy", "n_labelled"])

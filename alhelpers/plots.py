@@ -19,9 +19,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
-from scipy import stats
 
 from alhelpers.al.runs import final_round
+from alhelpers.curves import paired_difference_by_round
 from alhelpers.files import atomic_write
 
 #: Fixed colours of the study's strategies (colour-blind-safe Okabe–Ito); others get the rest.
@@ -82,9 +82,17 @@ def _mean_errorbars(ax: plt.Axes, df: pd.DataFrame, *, x: str, y: str, order: Se
         xs = part[x].to_numpy(dtype=float)
         xs = xs * shifts[i] if log_x else xs + shifts[i]
         sd = part["std"].to_numpy(dtype=float)
-        ax.errorbar(xs, part["mean"].to_numpy(dtype=float), yerr=np.nan_to_num(sd) if bars else None,
-                    color=pal[s], label=s, marker="o", ms=markersize, lw=1.5, elinewidth=1.0, capsize=2.5,
-                    zorder=2 + 0.01 * i)
+        _errorbar(ax, xs, part["mean"].to_numpy(dtype=float), sd if bars else None, colour=pal[s], label=s,
+                  rank=i, markersize=markersize)
+
+
+def _errorbar(ax: plt.Axes, x: np.ndarray, y: np.ndarray, err: np.ndarray | None, *, colour: str, label: str,
+              rank: int, markersize: float = 4) -> None:
+    """One strategy's points joined by a line, with error bars ``err`` (symmetric, or 2 × n for
+    below/above; missing ones drawn as none), the ``rank``-th strategy drawn above the earlier ones."""
+    yerr = None if err is None or not np.isfinite(err).any() else np.nan_to_num(err)
+    ax.errorbar(x, y, yerr=yerr, color=colour, label=label, marker="o", ms=markersize, lw=1.5, elinewidth=1.0,
+                capsize=2.5, zorder=2 + 0.01 * rank)
 
 
 class _PlainLogFormatter(LogFormatter):
@@ -159,51 +167,12 @@ def learning_curves(runs: pd.DataFrame, *, metric: str = "mae", ylabel: str = MA
     return fig
 
 
-def paired_difference_by_round(runs: pd.DataFrame, *, baseline: str = "random", metric: str = "mae",
-                               ci: float = 0.95) -> pd.DataFrame:
-    """Each strategy's paired difference to ``baseline`` per system and round, in % of the baseline.
-
-    Pairs are the rows of the same system, seed and ``n_labelled``; with d = strategy − baseline
-    over the k pairs, ``diff_pct`` = 100·mean(d)/mean(b) and the Student-t interval
-    ``diff_pct_low``/``diff_pct_high`` = 100·(mean(d) ∓ t_{k−1}·sd(d)/√k)/mean(b), b the baseline's
-    values of the same pairs (exactly ``scipy.stats.ttest_rel(s, b).confidence_interval(ci)`` over
-    mean(b)); with one pair the interval is NaN. Columns: system, strategy, n_labelled, n_pairs,
-    diff_pct, diff_pct_low, diff_pct_high.
-    """
-    cols = ["system", "strategy", "n_labelled", "n_pairs", "diff_pct", "diff_pct_low", "diff_pct_high"]
-    keys = ["system", "seed", "n_labelled"]
-    dup = runs.duplicated(["strategy", *keys])
-    if dup.any():
-        raise ValueError(f"{int(dup.sum())} rows repeat a (strategy, system, seed, n_labelled): pairs would be "
-                         "ambiguous; keep one descriptor / batch size / direction before comparing")
-    base = runs.loc[runs["strategy"] == baseline, [*keys, metric]].rename(columns={metric: "_b"})
-    other = runs.loc[runs["strategy"] != baseline, ["strategy", *keys, metric]].rename(columns={metric: "_s"})
-    pairs = other.merge(base, on=keys).dropna(subset=["_s", "_b"])
-    pairs["_d"] = pairs["_s"] - pairs["_b"]
-    g = (pairs.groupby(["system", "strategy", "n_labelled"], sort=False)
-         .agg(n_pairs=("_d", "size"), d=("_d", "mean"), sd=("_d", "std"), b=("_b", "mean")).reset_index())
-    if g.empty:
-        return pd.DataFrame(columns=cols)
-    k = g["n_pairs"].to_numpy(dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.where(k > 1, stats.t.ppf((1 + ci) / 2, np.maximum(k - 1, 1)), np.nan)
-        half = t * g["sd"].to_numpy(dtype=float) / np.sqrt(k)
-        scale = 100 / g["b"].to_numpy(dtype=float)
-    g["diff_pct"] = g["d"] * scale
-    g["diff_pct_low"] = (g["d"] - half) * scale
-    g["diff_pct_high"] = (g["d"] + half) * scale
-    g["n_pairs"] = g["n_pairs"].astype(int)
-    rank = {s: i for i, s in enumerate(_strategies(g))}
-    g = g.assign(_rank=g["strategy"].map(rank)).sort_values(["system", "_rank", "n_labelled"], kind="stable")
-    return g[cols].reset_index(drop=True)
-
-
 def difference_curves(runs: pd.DataFrame, *, baseline: str = "random", metric: str = "mae", ci: float = 0.95,
                       ncols: int = 2) -> plt.Figure:
     """How much better than ``baseline`` is each strategy, round by round, one panel per system?
 
     Points are the mean paired difference (same seed, same number of labelled materials) in % of the
-    baseline's mean, bars its ``ci`` Student-t interval (:func:`paired_difference_by_round`); below
+    baseline's mean, bars its ``ci`` Student-t interval (:func:`alhelpers.curves.paired_difference_by_round`); below
     the line at 0 a strategy has the smaller error. An interval that excludes 0 is a difference the
     seeds can tell apart.
     """
@@ -227,9 +196,7 @@ def difference_curves(runs: pd.DataFrame, *, baseline: str = "random", metric: s
             y = part["diff_pct"].to_numpy(dtype=float)
             err = np.vstack([y - part["diff_pct_low"].to_numpy(dtype=float),
                              part["diff_pct_high"].to_numpy(dtype=float) - y])
-            ax.errorbar(part["n_labelled"].to_numpy(dtype=float) + shifts[i], y,
-                        yerr=np.nan_to_num(err) if np.isfinite(err).any() else None, color=pal[s], label=s,
-                        marker="o", ms=4, lw=1.5, elinewidth=1.0, capsize=2.5, zorder=2 + 0.01 * i)
+            _errorbar(ax, part["n_labelled"].to_numpy(dtype=float) + shifts[i], y, err, colour=pal[s], label=s, rank=i)
         n = sub["n_pairs"]
         seeds = "no pairs" if n.empty else (_seeds(int(n.max())) if n.min() == n.max()
                                             else f"{int(n.min())}–{int(n.max())} seeds")

@@ -47,14 +47,15 @@ def _csv_section(
     drop: Sequence[str] = (),
     after: Callable[[pd.DataFrame], str] | None = None,
     rows: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    table: pd.DataFrame | None = None,
 ) -> list[str]:
     """The ``## title`` section of the result table ``path``, or nothing when the file is missing.
 
     The intro paragraph, then the table in Markdown (only ``rows(table)`` where given, only
     ``columns`` where given, without ``drop``), then the paragraph ``after(table)`` where given
-    (called with the whole table).
+    (called with the whole table). ``table``: the file's table when the caller has read it already.
     """
-    df = _read_csv(path)
+    df = table if table is not None else _read_csv(path)
     if df is None:
         return []
     shown = (df if rows is None else rows(df)).drop(columns=[c for c in drop if c in df])
@@ -159,12 +160,6 @@ def _read_cross(out: Path) -> pd.DataFrame | None:
     return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True) if files else None
 
 
-def _cross_final(cross: pd.DataFrame) -> pd.DataFrame:
-    from alhelpers import stats
-
-    return stats.final_table(cross, baseline="random")
-
-
 def _kv(mapping: dict, header: tuple[str, str] = ("setting", "value")) -> str:
     """A two-column Markdown table of a flat mapping (nested values as JSON)."""
     rows = [f"| {k} | {json.dumps(v) if isinstance(v, (list, dict)) else v} |" for k, v in mapping.items()]
@@ -235,7 +230,9 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
     final = _read_csv(out / "final_table.csv")
     cal = _read_csv(out / "calibration.csv")
     cross = _read_cross(out)
-    cross_final = _cross_final(cross) if cross is not None else None
+    from alhelpers.stats import final_table
+
+    cross_final = final_table(cross, baseline="random") if cross is not None else None
     runs = pd.read_parquet(out / "runs.parquet") if (out / "runs.parquet").is_file() else None
 
     parts = ["# Active learning for formation energy: study report", ""]
@@ -264,7 +261,7 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
                           "80 %, at the Holm family's strictest level): `mde_pct`, the smallest difference "
                           "(% of random's MAE) these seeds could detect; `seeds_needed`, the seeds the observed "
                           "difference would need; `seeds_for_5pct`, the seeds a 5 % difference would need.",
-                          columns=_FINAL_COLUMNS, after=_verdicts)
+                          columns=_FINAL_COLUMNS, after=_verdicts, table=final)
     parts += _csv_section(out / "savings.csv", "Label savings",
                           "Targets: random's mean MAE at 50 %, 75 % and 100 % of its labelling budget "
                           "(`budget_frac`). `n_baseline` and `n_reach`: where random's and the strategy's mean "
@@ -281,7 +278,7 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
                           "between the reliability curve and the diagonal (0 perfect), `ence` the normalised "
                           "calibration error in σ bins. `mae_pred`: the test MAE that σ' of the unlabelled pool "
                           "predicts (the stopping rule's estimate); `pred_ratio` = mae_pred / mae.",
-                          columns=_CALIBRATION_COLUMNS, rows=_final_rows, after=_prediction_summary)
+                          columns=_CALIBRATION_COLUMNS, rows=_final_rows, after=_prediction_summary, table=cal)
     parts += _csv_section(out / "auc.csv", "Area under the learning curve",
                           "Mean test MAE over the labelling budget (normalised trapezoid area), bootstrap 95 % CI.")
 

@@ -46,6 +46,7 @@ __all__ = [
     "conclusion_lines",
     "final_table",
     "finding",
+    "paired_difference",
     "pct_with_ci",
     "percentile_ci",
     "power_columns",
@@ -183,22 +184,38 @@ def _holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
+def paired_difference(s: np.ndarray, b: np.ndarray, *, ci: float = 0.95) -> dict[str, float]:
+    """The mean paired difference of strategy values ``s`` from baseline values ``b`` (same seed
+    order) with the paired t-test's ``ci`` confidence interval, also in % of the baseline's mean:
+    ``diff_mean``, ``diff_low``, ``diff_high``, ``diff_pct``, ``diff_pct_low``, ``diff_pct_high``
+    (the interval NaN with fewer than 2 pairs; the percentages NaN when the baseline's mean is 0)."""
+    d = s - b
+    out = {"diff_mean": float(d.mean()) if len(d) else float("nan"), "diff_low": float("nan"),
+           "diff_high": float("nan")}
+    if len(d) >= 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = sps.ttest_rel(s, b).confidence_interval(ci)
+        out["diff_low"], out["diff_high"] = float(low), float(high)
+    bmean = float(b.mean()) if len(b) else float("nan")
+    for col in ("diff", "diff_low", "diff_high"):
+        value = out["diff_mean" if col == "diff" else col]
+        out[col.replace("diff", "diff_pct")] = 100.0 * value / bmean if bmean else float("nan")
+    return out
+
+
 def _paired_tests(s: np.ndarray, b: np.ndarray, *, ci: float = 0.95) -> dict[str, float]:
-    """Paired statistics of strategy values ``s`` against baseline values ``b`` (same seed order);
-    ``diff_low``/``diff_high``: the paired t-test's ``ci`` confidence interval of the mean difference."""
+    """Paired statistics of strategy values ``s`` against baseline values ``b`` (same seed order):
+    :func:`paired_difference`, the paired t-test, Wilcoxon and the effect size."""
     d = s - b
     n = len(d)
-    out = {"diff_mean": float(d.mean()) if n else float("nan"), "diff_low": float("nan"),
-           "diff_high": float("nan"), "p_paired": float("nan"), "p_wilcoxon": float("nan"),
+    out = {**paired_difference(s, b, ci=ci), "p_paired": float("nan"), "p_wilcoxon": float("nan"),
            "effect_size": float("nan")}
     if n < 2:
         return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        test = sps.ttest_rel(s, b)
-        out["p_paired"] = float(test.pvalue)
-        low, high = test.confidence_interval(ci)
-        out["diff_low"], out["diff_high"] = float(low), float(high)
+        out["p_paired"] = float(sps.ttest_rel(s, b).pvalue)
         if np.any(d != 0):
             # zero_method="wilcox" (scipy's default): zero differences are dropped before ranking;
             # ties among the remaining |d| get average ranks and method="auto" then uses the normal
@@ -386,12 +403,7 @@ def final_table(
                            seeds_for_5pct=np.nan)
             else:
                 row.update(_paired_tests(s, b, ci=1.0 - alpha))
-                bmean = float(b.mean()) if len(b) else float("nan")
-                row["_d"], row["_b"] = s - b, bmean
-                for col in ("diff", "diff_low", "diff_high"):
-                    pct = col.replace("diff", "diff_pct")
-                    value = row["diff_mean" if col == "diff" else col]
-                    row[pct] = 100.0 * value / bmean if bmean else float("nan")
+                row["_d"], row["_b"] = s - b, float(b.mean()) if len(b) else float("nan")
                 row["p_welch"] = float("nan")
                 if len(vals) >= 2 and len(base) >= 2:
                     with warnings.catch_warnings():
@@ -464,9 +476,7 @@ def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline:
         if base.empty:
             raise ValueError(f"final has no baseline row for {_where(setting)}")
         b = base.iloc[0]
-        rest = [str(v) if c == Key.descriptor else f"{c} {v}"
-                for c, v in setting.items() if c != Key.system]
-        name = f"{setting[Key.system]} ({', '.join(rest)})" if rest else str(setting[Key.system])
+        name = _setting_name(setting, bare=(Key.descriptor,))
         text = (f"{name}: after {b['n_labelled']:g} labels, {b['strategy']} reaches "
                 f"{label} {b[f'{metric}_mean']:.4g} ± {b[f'{metric}_std']:.2g} (mean ± std over "
                 f"{int(b['n_seeds']) if 'n_seeds' in b else int(b['n_pairs'])} seeds).")
@@ -484,11 +494,19 @@ def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline:
     return "\n\n".join(paragraphs)
 
 
-def _where_name(row: Mapping) -> str:
-    """``"C"``, ``"C (mp→oqmd)"``, ``"tio2 (batch 10)"``: a final-table row's setting in words."""
-    rest = [str(row[c]) if c in (Key.descriptor, Key.direction) else f"{c} {row[c]}"
-            for c in setting_columns(row.keys()) if c not in (Key.system, Key.descriptor)]
+def _setting_name(row: Mapping, *, bare: Sequence[str] = (Key.descriptor, Key.direction),
+                  skip: Sequence[str] = ()) -> str:
+    """A setting (or a final-table row's) in words: ``"C (magpie)"``, ``"C (mp→oqmd)"``,
+    ``"tio2 (batch 10)"`` — the system, then the other setting columns, ``bare`` ones as their
+    value alone, the rest as ``name value``, ``skip`` ones left out."""
+    rest = [str(row[c]) if c in bare else f"{c} {row[c]}"
+            for c in setting_columns(row.keys()) if c != Key.system and c not in skip]
     return f"{row[Key.system]} ({', '.join(rest)})" if rest else str(row[Key.system])
+
+
+def _where_name(row: Mapping) -> str:
+    """Where a comparison was made, for the conclusion: the descriptor left out (``"C (mp→oqmd)"``)."""
+    return _setting_name(row, skip=(Key.descriptor,))
 
 
 def _items(rows: pd.DataFrame, alpha: float, *, holm: bool = True) -> str:
