@@ -7,6 +7,9 @@ know (no git, no GPU).
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -17,7 +20,46 @@ from pathlib import Path
 from alhelpers.data.paths import REPO_ROOT, manifest_path
 from alhelpers.files import read_json, sha256_file
 
-__all__ = ["code_version", "data_hashes", "machine", "now_utc"]
+__all__ = ["code_files", "code_id", "code_version", "data_hashes", "machine", "notebook_code_hash", "now_utc"]
+
+
+#: The package whose source is part of every result's identity.
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@functools.cache
+def code_files() -> dict[str, str]:
+    """sha256 (first 16 hex digits) of every source file of the ``alhelpers`` package, by its path
+    relative to the repository (``alhelpers/formation/models.py``), read once per process.
+
+    This is the code part of a result's identity (:func:`code_id`): a task, a checkpoint or a
+    table made by other code is not the same result, whatever its parameters.
+    """
+    out = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            rel = path.relative_to(PACKAGE_DIR.parent).as_posix()
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return out
+
+
+def code_id(files: dict[str, str] | None = None) -> str:
+    """A short hash (12 hex digits) of the package's source (:func:`code_files`, or ``files``)."""
+    payload = json.dumps(code_files() if files is None else files, sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()[:12]
+
+
+def notebook_code_hash(path: str | os.PathLike) -> str:
+    """A short hash (16 hex digits) of a notebook's code cells, in order (outputs, metadata and
+    Markdown cells left out): what the notebook runs."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    h = hashlib.sha256()
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code":
+            src = cell.get("source", "")
+            h.update(("".join(src) if isinstance(src, list) else src).encode())
+            h.update(b"\x00")
+    return h.hexdigest()[:16]
 
 
 def code_version(root: Path = REPO_ROOT) -> dict[str, str]:
