@@ -3,10 +3,11 @@
 Every table, checkpoint and executed notebook the project writes goes through :func:`atomic_write`:
 the content is written to a temporary file with a per-process name in the same folder and then
 renamed over the target, so a reader never sees half a file and two processes never share a
-temporary name. Every file the project reads back goes through :func:`read_json` /
-:func:`read_parquet`, which turn a truncated or corrupt file into one :class:`UnreadableFileError`
-that names the file and says what to do; a data file whose sha256 does not match its record raises
-the subclass :class:`DataIntegrityError`.
+temporary name. A command checks the paths it will write with :func:`check_output_paths` before
+any work: never one of its inputs, and an existing file only when the user says so. Every file the
+project reads back goes through :func:`read_json` / :func:`read_parquet`, which turn a truncated or
+corrupt file into one :class:`UnreadableFileError` that names the file and says what to do; a data
+file whose sha256 does not match its record raises the subclass :class:`DataIntegrityError`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "DataIntegrityError",
     "UnreadableFileError",
     "atomic_write",
+    "check_output_paths",
     "read_json",
     "read_parquet",
     "sha256_file",
@@ -81,6 +83,47 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same inode when both exist (links included), else the
+    same absolute path once ``..`` and links are resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_output_paths(outputs: Mapping[str, str | os.PathLike], inputs: Sequence[tuple[str, str | os.PathLike]],
+                       *, overwrite: bool) -> None:
+    """Refuse, before any work, output paths that would lose data: one of the inputs (even with
+    ``overwrite``), two outputs naming one file, a folder, or an existing file unless ``overwrite``.
+
+    Args:
+        outputs: The flag and the path of each file the command writes (``{"--out": …, "--csv": …}``).
+        inputs: ``(what, path)`` of each file it reads, ``what`` as the message names it
+            (``"the pool file"``).
+        overwrite: The user passed ``--overwrite``: existing files that are no input may be replaced.
+
+    Raises:
+        ValueError: Naming the flag, the path and what to do.
+    """
+    flags = list(outputs)
+    for k, flag in enumerate(flags):
+        out = outputs[flag]
+        for what, source in inputs:
+            if _same_file(out, source):
+                spelt = "" if os.fspath(out) == os.fspath(source) else f" ({os.fspath(source)})"
+                raise ValueError(f"{flag} {os.fspath(out)} is {what}{spelt}; the command never writes over its "
+                                 "inputs, not even with --overwrite: choose another path")
+        for other in flags[k + 1:]:
+            if _same_file(out, outputs[other]):
+                raise ValueError(f"{flag} and {other} both name {os.fspath(out)}; give two different paths")
+        if os.path.isdir(out):
+            raise ValueError(f"{flag} {os.fspath(out)} is a folder; give the path of a file")
+        if os.path.exists(out) and not overwrite:
+            raise ValueError(f"{flag} {os.fspath(out)} already exists; pass --overwrite to replace it, or choose "
+                             "another path")
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

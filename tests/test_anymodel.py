@@ -245,5 +245,156 @@ def test_command_says_what_is_wrong_before_loading(tmp_path, capsys):
     assert main(["nope.pt", str(tmp_path / "missing.extxyz"), str(tmp_path / "pool.extxyz")]) == 2
     assert "missing.extxyz" in capsys.readouterr().err
     torch.save({"weight": torch.zeros(2)}, tmp_path / "state.pt")
-    assert main([str(tmp_path / "state.pt"), str(tmp_path / "pool.extxyz"), str(tmp_path / "pool.extxyz")]) == 2
+    assert main([str(tmp_path / "state.pt"), str(tmp_path / "pool.extxyz"), str(tmp_path / "pool.extxyz"),
+                 "--batch", "2"]) == 2
     assert "not a model" in capsys.readouterr().err
+
+
+def _command_files(tmp_path, offline, own) -> dict:
+    """A model, a training set of 10 and a pool of 30 aspirin frames, and a committee member, as files."""
+    paths = {k: tmp_path / n for k, n in [("model", "model.pt"), ("train", "train.extxyz"),
+                                          ("pool", "pool.extxyz"), ("member", "member.pt")]}
+    write(paths["train"], offline.structures[:10], format="extxyz")
+    write(paths["pool"], offline.structures[10:40], format="extxyz")
+    torch.save(own, paths["model"])
+    torch.save(own, paths["member"])
+    return paths
+
+
+def _sha256s(paths) -> dict:
+    from alhelpers.files import sha256_file
+
+    return {k: sha256_file(p) for k, p in paths.items()}
+
+
+def test_command_never_writes_over_its_inputs(tmp_path, offline, own, capsys):
+    """Before: ``--out pool.extxyz`` replaced the 30-frame pool by the 3 selected frames, rc 0."""
+    from alhelpers.select.__main__ import main
+
+    f = _command_files(tmp_path, offline, own)
+    before = _sha256s(f)
+    args = [str(f["model"]), str(f["train"]), str(f["pool"]), "--batch", "3", "--rp-dim", "16"]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.extxyz").symlink_to(f["pool"])
+    cases = [(["--out", str(f["pool"])], "--out", "the pool"),
+             (["--out", str(tmp_path / "sub" / ".." / "pool.extxyz")], "--out", "the pool"),  # spelt otherwise
+             (["--out", str(tmp_path / "link.extxyz")], "--out", "the pool"),  # a link to it
+             (["--csv", str(f["train"])], "--csv", "the training set"),
+             (["--out", str(f["model"])], "--out", "the model"),
+             (["--method", "maxdiag-qbc-e", "--committee", str(f["member"]), str(f["model"]), "--csv",
+               str(f["member"])], "--csv", "a --committee")]
+    for extra, flag, role in cases:
+        outputs = [] if "--out" in extra else ["--out", str(tmp_path / "sel.extxyz")]
+        outputs += [] if "--csv" in extra else ["--csv", str(tmp_path / "sel.csv")]
+        assert main(args + extra + outputs) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {flag} ") and f"is {role} file" in err, err
+        assert _sha256s(f) == before and len(read(f["pool"], index=":")) == 30
+        assert not (tmp_path / "sel.extxyz").exists() and not (tmp_path / "sel.csv").exists()
+    # even with --overwrite
+    assert main(args + ["--out", str(f["pool"]), "--csv", str(tmp_path / "sel.csv"), "--overwrite"]) == 2
+    assert "is the pool file" in capsys.readouterr().err and _sha256s(f) == before
+    # --out and --csv naming one file
+    assert main(args + ["--out", str(tmp_path / "a.out"), "--csv", str(tmp_path / "a.out")]) == 2
+    assert f"error: --out and --csv both name {tmp_path / 'a.out'}" in capsys.readouterr().err
+    assert not (tmp_path / "a.out").exists()
+
+
+def test_command_replaces_an_existing_file_only_with_overwrite(tmp_path, offline, own, capsys):
+    from alhelpers.select.__main__ import main
+
+    f = _command_files(tmp_path, offline, own)
+    out, csv = tmp_path / "sel.extxyz", tmp_path / "sel.csv"
+    out.write_text("the user's earlier batch\n")
+    argv = [str(f["model"]), str(f["train"]), str(f["pool"]), "--batch", "3", "--rp-dim", "16", "--out", str(out),
+            "--csv", str(csv)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --out {out} already exists; pass --overwrite to replace it, or choose another path\n")
+    assert out.read_text() == "the user's earlier batch\n" and not csv.exists()
+    assert main(argv + ["--overwrite"]) == 0
+    assert [a.info["rank"] for a in read(out, index=":")] == [1, 2, 3] and len(read(f["pool"], index=":")) == 30
+    assert main(argv) == 2  # the command's own output of the run before is not replaced either
+    assert f"error: --out {out} already exists" in capsys.readouterr().err
+    out.unlink()
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"error: --csv {csv} already exists; pass --overwrite")
+    assert not out.exists()
+    (tmp_path / "folder").mkdir()
+    assert main(argv[:-4] + ["--out", str(tmp_path / "folder"), "--csv", str(tmp_path / "new.csv"),
+                             "--overwrite"]) == 2
+    assert f"error: --out {tmp_path / 'folder'} is a folder" in capsys.readouterr().err
+
+
+def test_unreadable_model_files_are_named(tmp_path, offline, own, capsys):
+    """Before: ``error: UnreadableFileError.__init__() missing 2 required positional arguments``."""
+    from alhelpers.anymodel.io import load_model
+    from alhelpers.files import UnreadableFileError
+    from alhelpers.select.__main__ import main
+
+    f = _command_files(tmp_path, offline, own)
+    raw = f["model"].read_bytes()
+    truncated, garbage = tmp_path / "truncated.pt", tmp_path / "garbage.pt"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    for bad in (truncated, garbage):
+        with pytest.raises(UnreadableFileError, match=rf"^{bad} is unreadable \(") as err:
+            load_model(bad)
+        assert err.value.path == bad and "torch.save(model, path)" in str(err.value)
+        outs = ["--out", str(tmp_path / "sel.extxyz"), "--csv", str(tmp_path / "sel.csv")]
+        assert main([str(bad), str(f["train"]), str(f["pool"])] + outs) == 2
+        msg = capsys.readouterr().err
+        assert msg.startswith(f"error: {bad} is unreadable (the model file") and "torch.save(model, path)" in msg, msg
+        assert main([str(f["model"]), str(f["train"]), str(f["pool"]), "--method", "maxdiag-qbc-e", "--committee",
+                     str(f["member"]), str(bad)] + outs) == 2
+        msg = capsys.readouterr().err
+        assert msg.startswith(f"error: {bad} is unreadable (a --committee file") and "torch.save" in msg, msg
+        assert not (tmp_path / "sel.extxyz").exists()
+    with pytest.raises(UnreadableFileError, match="it is cut short: it starts as a torch.save archive but its end"):
+        load_model(truncated)
+    with pytest.raises(UnreadableFileError, match="torch.load cannot read it: UnpicklingError: invalid load key"):
+        load_model(garbage)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--rp-dim", "0", "--rp-dim must be >= 1, got 0"),
+    ("--rp-dim", "-5", "--rp-dim must be >= 1, got -5"),
+    ("--batch", "0", "--batch must be >= 1, got 0"),
+    ("--batch", "-3", "--batch must be >= 1, got -3"),
+    ("--seed", "-1", "--seed must be >= 0, got -1"),
+])
+def test_command_checks_numbers_before_loading_anything(tmp_path, capsys, flag, value, message):
+    """Before: --rp-dim 0 selected a batch (rc 0), -5 raised a RuntimeError of torch, --seed -1 said
+    'a stream key must be >= 0'. Here no input exists: the number is refused before any is read."""
+    from alhelpers.select.__main__ import main
+
+    assert main(["nope.pt", str(tmp_path / "train.extxyz"), str(tmp_path / "pool.extxyz"), flag, value]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_a_batch_larger_than_the_pool_is_refused(tmp_path, capsys):
+    """Before: ``--batch 31`` on a pool of 30 selected all 30 without a word."""
+    from alhelpers.select.__main__ import main
+
+    pool = tmp_path / "pool.extxyz"
+    write(pool, _molecules(30), format="extxyz")
+    assert main(["nope.pt", str(pool), str(pool), "--batch", "31"]) == 2  # before the model is loaded
+    assert capsys.readouterr().err == (f"error: --batch 31 is larger than the pool ({pool}: 30 structures); "
+                                       "choose at most 30\n")
+    mols = _molecules(30)
+    with pytest.raises(ValueError, match=r"^batch 31 is larger than the pool \(30 structures\); choose at most 30$"):
+        select_structures(PairAdapter(PairModel()), mols[:3], mols, method="random", batch=31)
+    assert len(select_structures(PairAdapter(PairModel()), mols[:3], mols, method="random", batch=30).indices) == 30
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rp_dim": 0}, r"rp_dim must be >= 1, got 0"),
+    ({"rp_dim": -5}, r"rp_dim must be >= 1, got -5"),
+    ({"batch": 0}, r"batch must be >= 1, got 0"),
+    ({"rng": -1}, r"rng must be >= 0, got -1"),
+])
+def test_python_call_checks_its_numbers(kwargs, message):
+    """Before: rp_dim=0 selected a batch from empty features, rp_dim=-5 raised torch's RuntimeError."""
+    mols = _molecules(8)
+    with pytest.raises(ValueError, match=rf"^{message}"):
+        select_structures(PairAdapter(PairModel()), mols[:3], mols, method="lcmd-feat-rp", **{"batch": 2, **kwargs})

@@ -151,6 +151,7 @@ def test_xsf_energy_without_unit_is_read_as_ev_and_said(tmp_path):
     (("-0.1  0.2 -0.3", "-0.1  inf -0.3"), 11, r"'inf' is not a finite number \(a force\)"),
     (("-12.5 eV", "-1x2.5 eV"), 1, r"'-1x2.5' is not a number \(the total energy\)"),
     (("2 1\n", "3 1\n"), 9, r"PRIMCOORD announces 3 atoms but 2 atom lines follow"),
+    (("2 1\n", "1 1\n"), 9, r"PRIMCOORD announces 1 atoms but 2 atom lines follow; correct the count or remove"),
     (("4.0 0.0 0.0\n  0.0 4.0", "4.0 0.0 0.0\n  0.0 x4.0"), 6, r"'x4.0' is not a number \(a cell vector\)"),
     (("O   2.0", "Qq  2.0"), 11, r"unknown element symbol 'Qq'"),
     (("O   2.0 2.0 2.0  -0.1  0.2 -0.3", "O   2.0 2.0 2.0  -0.1  0.2"), 11, r"an atom line has 4 fields"),
@@ -158,6 +159,44 @@ def test_xsf_energy_without_unit_is_read_as_ev_and_said(tmp_path):
 def test_xsf_errors_name_the_file_and_the_line(tmp_path, edit, line, message):
     path = _file(tmp_path, SMALL_XSF.replace(*edit))
     with pytest.raises(XSFError, match=rf"^{re.escape(str(path))}:{line}: {message}"):
+        D.read_xsf(path)
+
+
+def _grid_xsf(announced: int, atoms: int, after: str = "") -> str:
+    """A 10 Å cubic CRYSTAL with ``atoms`` Ti atoms on a 2.5 Å grid under ``PRIMCOORD <announced> 1``."""
+    rows = [f"Ti {x * 2.5:.1f} {y * 2.5:.1f} {z * 2.5:.1f} 0.0 0.0 0.0"
+            for x, y, z in np.ndindex(4, 4, 4)][:atoms]
+    return ("# total energy = -24.0 eV\n\nCRYSTAL\nPRIMVEC\n 10.0 0.0 0.0\n 0.0 10.0 0.0\n 0.0 0.0 10.0\n"
+            f"PRIMCOORD\n{announced} 1\n" + "\n".join(rows) + "\n" + after)
+
+
+def test_primcoord_count_must_match_the_atom_lines_both_ways(tmp_path):
+    """Before: ``PRIMCOORD 20`` over 24 atom lines read 20 atoms with the 24-atom energy, silently."""
+    path = _file(tmp_path, _grid_xsf(20, 24))
+    with pytest.raises(XSFError, match=rf"^{re.escape(str(path))}:9: PRIMCOORD announces 20 atoms but 24 atom lines "
+                                       "follow; correct the count or remove the extra atoms$"):
+        D.read_xsf(path)
+    path = _file(tmp_path, _grid_xsf(24, 20), "short.xsf")
+    with pytest.raises(XSFError, match=rf"^{re.escape(str(path))}:9: PRIMCOORD announces 24 atoms but 20 atom lines "
+                                       "follow; correct the count or add the missing atoms$"):
+        D.read_xsf(path)
+    assert len(D.read_xsf(io.StringIO(_grid_xsf(24, 24)))[0]) == 24
+    # blocks after the atoms (a data grid, any BEGIN_… block) are not atom lines
+    grid = "BEGIN_BLOCK_DATAGRID_3D\n density\n BEGIN_DATAGRID_3D_rho\n 2 2 2\n 0.0 0.0 0.0\nEND_BLOCK_DATAGRID_3D\n"
+    assert len(D.read_xsf(io.StringIO(_grid_xsf(24, 24, grid)))[0]) == 24
+    assert len(D.read_xsf(io.StringIO(_grid_xsf(24, 24, "BEGIN_BLOCK_BANDGRID_3D\n 1 2 3\n")))[0]) == 24
+
+
+@pytest.mark.parametrize("cell, periodic", [
+    (("0.0 0.0 4.0", "0.0 0.0 0.0"), "CRYSTAL"),  # a zero vector
+    (("0.0 0.0 4.0", "4.0 4.0 0.0"), "CRYSTAL"),  # three vectors in one plane
+    (("0.0 0.0 4.0", "0.0 0.0 0.0"), "SLAB"),  # the non-periodic vector is needed too
+])
+def test_xsf_cell_without_volume_is_refused_with_the_lines_of_the_cell(tmp_path, cell, periodic):
+    """Before: ``numpy.linalg.LinAlgError: Singular matrix`` from the neighbour list, no file named."""
+    path = _file(tmp_path, SMALL_XSF.replace(*cell).replace("CRYSTAL", periodic))
+    with pytest.raises(XSFError, match=rf"^{re.escape(str(path))}:5: the PRIMVEC cell vectors \(lines 5-7\) span no "
+                                       rf"volume .*a {periodic} needs three linearly independent cell vectors"):
         D.read_xsf(path)
 
 
@@ -173,6 +212,32 @@ def test_tarball_member_errors_name_the_archive_the_member_and_the_line(tmp_path
     tar = _tarball(tmp_path, {"d/a.xsf": SMALL_XSF, "d/b.xsf": SMALL_XSF.replace("-0.1  0.2", "-0.1  inf")})
     with pytest.raises(XSFError, match=rf"^{re.escape(str(tar))}:d/b.xsf:11: 'inf' is not a finite number"):
         D.read_xsf_tarball(tar, references=None, name="toy")
+
+
+def _without_forces(text: str) -> str:
+    return "\n".join(" ".join(line.split()[:4]) if line[:1].isalpha() and len(line.split()) == 7 else line
+                     for line in text.splitlines()) + "\n"
+
+
+def test_tarball_with_forces_for_some_members_only_is_refused(tmp_path):
+    """Before: one member without force columns made the whole set energy-only (has_forces False,
+    every structure's forces ignored in training) without a word."""
+    plain = _without_forces(SMALL_XSF)
+    assert "0.3" not in plain and D.read_xsf(io.StringIO(plain))[0].get_chemical_symbols() == ["Li", "O"]
+    members = {f"d/{k:02d}.xsf": (plain if k in (1, 3, 4, 5, 6, 7, 8) else SMALL_XSF) for k in range(10)}
+    tar = _tarball(tmp_path, members)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tar))}: 7 of 10 members have no force columns "
+                                         r"\(d/01.xsf, d/03.xsf, d/04.xsf, d/05.xsf, d/06.xsf, …\) and 3 have them; "
+                                         "give forces for every structure or for none"):
+        D.read_xsf_tarball(tar, references=None, name="toy")
+    # limit= reads the first members only: d/00 and d/01 are already mixed, d/00 alone is not
+    with pytest.raises(ValueError, match=r"1 of 2 members have no force columns \(d/01.xsf\) and 1 have them"):
+        D.read_xsf_tarball(tar, references=None, name="toy", limit=2)
+    assert D.read_xsf_tarball(tar, references=None, name="toy", limit=1).has_forces
+    # no member with forces: an energy-only set, as before
+    tar = _tarball(tmp_path, {"d/a.xsf": plain, "d/b.xsf": plain})
+    ds = D.read_xsf_tarball(tar, references=None, name="toy")
+    assert not ds.has_forces and all(np.isnan(f).all() for f in ds.forces) and ds.energy.tolist() == [-12.5, -12.5]
 
 
 def test_xsf_atoms_on_top_of_each_other_are_refused_with_both_lines(tmp_path):

@@ -94,3 +94,39 @@ def test_molecules_without_a_cell_are_checked_too():
     h2 = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.3]])
     assert closest_pair(h2) == (0, 1, pytest.approx(0.3))
     assert closest_pair(Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])) is None
+
+
+def test_a_periodic_structure_without_cell_volume_is_refused_by_name(tmp_path):
+    """Before: ``numpy.linalg.LinAlgError: Singular matrix`` from the neighbour list, naming nothing."""
+    from alhelpers.anymodel.select import read_structures
+
+    good = Atoms("LiO", positions=[[0, 0, 0], [2, 2, 2]], cell=[4, 4, 4], pbc=True)
+    flat = Atoms("LiO", positions=[[0, 0, 0], [2, 2, 2]], cell=[[4, 0, 0], [0, 4, 0], [4, 4, 0]], pbc=True)
+    path = tmp_path / "pool.extxyz"
+    write(path, [good, good, flat], format="extxyz")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:9: frame 2: a periodic cell \(pbc \[True, True, "
+                                         r"True\]\) without volume: the cell vectors \[\[4.0, 0.0, 0.0\], \[0.0, 4.0, "
+                                         r"0.0\], \[4.0, 4.0, 0.0\]\] are linearly dependent"):
+        read_structures(path)
+    with pytest.raises(BadStructureError, match=r"^structure 1 of 'toy': a periodic cell .* without volume"):
+        StructureSet("toy", [good, flat], [0.0, 0.0], [np.zeros((2, 3))] * 2)
+    molecule = Atoms("LiO", positions=[[0, 0, 0], [2, 2, 2]])  # no periodic direction: no cell needed
+    assert len(StructureSet("toy", [good, molecule], [0.0, 0.0], [np.zeros((2, 3))] * 2)) == 2
+
+
+def test_extxyz_frames_keep_their_own_forces(tmp_path):
+    """The extxyz reader (ase.io) gives every frame its own calculator: frames without forces do not
+    take the forces of the others away (the selection does not use labels anyway)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from alhelpers.anymodel.select import read_structures
+
+    frames = []
+    for k in range(3):
+        a = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74 + 0.01 * k]])
+        a.calc = SinglePointCalculator(a, energy=-1.0 - k, **({} if k == 1 else {"forces": np.full((2, 3), k + 1.0)}))
+        frames.append(a)
+    write(tmp_path / "mixed.extxyz", frames, format="extxyz")
+    got = read_structures(tmp_path / "mixed.extxyz")
+    assert [sorted(a.calc.results) for a in got] == [["energy", "forces"], ["energy"], ["energy", "forces"]]
+    assert got[0].calc.results["forces"].tolist() == [[1.0] * 3] * 2 and got[2].calc.results["forces"][0, 0] == 3.0

@@ -69,6 +69,31 @@ def test_mace_model_file_through_the_command(tmp_path, data, tiny):
     assert isinstance(as_adapter(tiny.model), MaceAdapter)
 
 
+def test_truncated_mace_model_file_is_named(tmp_path, data, tiny, capsys):
+    """Before: ``error: UnreadableFileError.__init__() missing 2 required positional arguments``."""
+    from ase.io import write
+
+    from alhelpers.files import sha256_file
+    from alhelpers.select.__main__ import main
+
+    write(tmp_path / "train.extxyz", data.structures[:6], format="extxyz")
+    write(tmp_path / "pool.extxyz", data.structures[6:26], format="extxyz")
+    torch.save(tiny.model, tmp_path / "mace.model")
+    raw = (tmp_path / "mace.model").read_bytes()
+    bad = tmp_path / "cut.model"
+    bad.write_bytes(raw[: len(raw) - 1000])
+    pool_sha = sha256_file(tmp_path / "pool.extxyz")
+    outs = ["--out", str(tmp_path / "sel.extxyz"), "--csv", str(tmp_path / "sel.csv")]
+    assert main([str(bad), str(tmp_path / "train.extxyz"), str(tmp_path / "pool.extxyz")] + outs) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad} is unreadable (the model file: ") and \
+        "Save the whole model again with torch.save(model, path)" in err, err
+    assert main([str(tmp_path / "mace.model"), str(tmp_path / "train.extxyz"), str(tmp_path / "pool.extxyz"),
+                 "--method", "maxdiag-qbc-f", "--committee", str(tmp_path / "mace.model"), str(bad)] + outs) == 2
+    assert capsys.readouterr().err.startswith(f"error: {bad} is unreadable (a --committee file: ")
+    assert sha256_file(tmp_path / "pool.extxyz") == pool_sha and not (tmp_path / "sel.extxyz").exists()
+
+
 def test_track_b_loop_trains_mace(tmp_path):
     from alhelpers.atomistic.al import run_potentials
     from alhelpers.atomistic.config import PotentialsConfig

@@ -21,8 +21,9 @@ MAXDIST/LCMD on plain features the squared feature distance to the nearest label
 
 from __future__ import annotations
 
+import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,11 +39,14 @@ from alhelpers.anymodel.gradients import gradient_features
 from alhelpers.select.features import DEFAULT_RP_DIM, gp_posterior_matrix
 from alhelpers.select.methods import Method, bmdal_batch, parse_method
 
-__all__ = ["ANY_KERNELS", "Selection", "as_adapter", "parse_any_method", "read_structures", "select_structures",
-           "adapter_select", "adapter_uncertainty"]
+__all__ = ["ANY_KERNELS", "FLAGS", "Selection", "as_adapter", "check_arguments", "check_pool", "parse_any_method",
+           "read_structures", "select_structures", "adapter_select", "adapter_uncertainty"]
 
 #: Kernels any potential offers (AE kernels need labels of the pool: the study loop only).
 ANY_KERNELS: tuple[str, ...] = ("feat-ll", "feat-rp", "gp-ll", "gp-rp", "qbc-e", "qbc-f", "rnd")
+
+#: How ``python -m alhelpers.select`` spells the arguments of :func:`select_structures`.
+FLAGS: dict[str, str] = {"batch": "--batch", "rp_dim": "--rp-dim", "rng": "--seed"}
 
 
 def parse_any_method(name: str | Method) -> Method:
@@ -67,6 +71,39 @@ def as_adapter(model: Any) -> PotentialAdapter:
         return MaceAdapter(model)
     raise TypeError(f"no adapter for a {type(model).__name__}: wrap it in a PotentialAdapter (see "
                     "alhelpers.anymodel.adapter; alhelpers/anymodel/mace.py is an example of 100 lines)")
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_arguments(batch: Any, rp_dim: Any, rng: Any, names: Mapping[str, str] | None = None) -> None:
+    """Refuse a ``batch`` or ``rp_dim`` below 1 and a negative seed ``rng``, before anything is read
+    or computed, naming each as ``names`` spells it (the command passes :data:`FLAGS`)."""
+    name = {"batch": "batch", "rp_dim": "rp_dim", "rng": "rng", **(names or {})}
+    for key, value in (("batch", batch), ("rp_dim", rp_dim)):
+        if not _integer(value):
+            raise TypeError(f"{name[key]} must be an integer, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name[key]} must be >= 1, got {value}")
+    if isinstance(rng, np.random.Generator):
+        return
+    if not _integer(rng):
+        raise TypeError(f"{name['rng']} must be a seed (an integer >= 0) or a numpy Generator, got {rng!r}")
+    if rng < 0:
+        raise ValueError(f"{name['rng']} must be >= 0, got {rng}")
+
+
+def check_pool(batch: int, pool_size: int, name: str = "batch", source: str | os.PathLike | None = None) -> None:
+    """Refuse an empty pool and a batch larger than the pool (``name``: how the batch is spelt;
+    ``source``: the pool's file, named in the message)."""
+    where = "" if source is None else f"{os.fspath(source)}: "
+    if pool_size == 0:
+        raise ValueError(f"the pool is empty{'' if source is None else f' ({os.fspath(source)})'}: give at least "
+                         "one candidate structure")
+    if batch > pool_size:
+        raise ValueError(f"{name} {batch} is larger than the pool ({where}{pool_size} structures); choose at most "
+                         f"{pool_size}")
 
 
 def read_structures(source: str | os.PathLike | Sequence[Atoms], what: str = "structures") -> list[Atoms]:
@@ -218,19 +255,21 @@ def select_structures(model: Any, train: str | os.PathLike | Sequence[Atoms], po
         train: The labelled training structures (their labels are not needed).
         pool: The unlabelled candidates.
         method: ``random`` or ``<rule>-<kernel>`` (see the module docstring).
-        batch: Structures to select (at most the pool's size).
-        rng: The selection's randomness (tie order, RND, FEAT(RP) matrices): a generator or a seed.
+        batch: Structures to select: at least 1, at most the pool's size.
+        rng: The selection's randomness (tie order, RND, FEAT(RP) matrices): a generator or a seed >= 0.
         committee: Members for QBC kernels (adapters, models or ASE calculators).
-        rp_dim: Sketch dimension of FEAT(RP).
+        rp_dim: Sketch dimension of FEAT(RP) (>= 1).
         max_atoms: Atoms per batch of the feature passes (memory bound).
+
+    Raises:
+        ValueError: An unknown method, ``batch`` or ``rp_dim`` below 1, a negative seed, an empty
+            pool or a batch larger than it (each named), a bad structure (file, frame and line).
     """
     m = parse_any_method(method)
-    if int(batch) < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    check_arguments(batch, rp_dim, rng)
     adapter = as_adapter(model)
     train_atoms, pool_atoms = read_structures(train, "training set"), read_structures(pool, "pool")
-    if not pool_atoms:
-        raise ValueError("the pool is empty: give at least one candidate structure")
+    check_pool(int(batch), len(pool_atoms))
     if m.base is not None and not train_atoms and (m.gp or m.rule in ("maxdist", "lcmd")):
         raise ValueError(f"{m.name} compares the pool with the training set, which is empty")
     gen = rng if isinstance(rng, np.random.Generator) else stream(int(rng))

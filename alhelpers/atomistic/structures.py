@@ -7,7 +7,8 @@ or forces may be missing for a pool that is labelled on demand (:mod:`alhelpers.
 or for an energies-only set (QM9): they are ``NaN`` then, and ``has_forces`` is False.
 
 What a set refuses, naming the structure (its index in the set it was read as, and its source
-file where known): non-finite positions or cell vectors, infinite energies or forces
+file where known): non-finite positions or cell vectors, a periodic structure whose cell has no
+volume (the neighbour list inverts the cell), infinite energies or forces
 (:class:`BadStructureError`, on construction), and, in :meth:`StructureSet.check_geometry` (the
 readers call it) and whenever a neighbour graph is built, two atoms closer than
 :data:`MIN_DISTANCE` — at such distances the descriptor is singular (at 0 Å: NaN) and no DFT
@@ -24,7 +25,12 @@ from ase import Atoms
 
 from alhelpers.atomistic.neighbours import MIN_DISTANCE, BadStructureError, neighbour_distances
 
-__all__ = ["MIN_DISTANCE", "BadStructureError", "StructureSet", "closest_pair", "structure_problem"]
+__all__ = ["MIN_DISTANCE", "BadStructureError", "StructureSet", "cell_problem", "closest_pair", "mixed_forces_problem",
+           "structure_problem"]
+
+#: A periodic cell is flat when |det| ≤ this × the product of its vector lengths (sines of its angles).
+FLAT_CELL = 1e-8
+
 
 def closest_pair(atoms: Atoms, below: float = MIN_DISTANCE) -> tuple[int, int, float] | None:
     """The closest two atoms ``(i, j, distance)`` if any pair (with periodic images) is closer
@@ -45,21 +51,55 @@ def _too_close(atoms: Atoms, min_distance: float) -> str | None:
             f"{min_distance} Å; a duplicated or misplaced atom? Fix or drop this structure")
 
 
+def cell_problem(cell: np.ndarray, pbc: Sequence[bool]) -> str | None:
+    """Why a cell cannot hold a periodic structure, in words (None if it can, or if nothing is
+    periodic): its three vectors must be linearly independent, since the neighbour list inverts
+    the whole cell — a non-periodic direction of a slab or polymer needs a vector too."""
+    if not any(bool(p) for p in pbc):
+        return None
+    cell = np.asarray(cell, dtype=np.float64)
+    volume = abs(float(np.linalg.det(cell)))
+    if volume > FLAT_CELL * float(np.prod(np.linalg.norm(cell, axis=1))):
+        return None
+    return (f"a periodic cell (pbc {[bool(p) for p in pbc]}) without volume: the cell vectors {cell.tolist()} are "
+            f"linearly dependent (volume {volume:.3g} Å³); give three independent vectors (for a non-periodic "
+            "direction, one out of the plane of the others, e.g. the vacuum gap)")
+
+
+def mixed_forces_problem(with_forces: Sequence[bool], names: Sequence[str], what: str = "structures") -> str | None:
+    """Why a set of structures with forces for some and none for others cannot be used, in words,
+    naming the first five without (None when all or none have forces). A reader that made such a
+    set energy-only would drop every force without a word; one that kept it would train the
+    structures without forces on energies alone."""
+    lacking = [n for n, has in zip(names, with_forces) if not has]
+    if not lacking or len(lacking) == len(names):
+        return None
+    first = ", ".join(lacking[:5]) + (", …" if len(lacking) > 5 else "")
+    return (f"{len(lacking)} of {len(names)} {what} have no force columns ({first}) and "
+            f"{len(names) - len(lacking)} have them; give forces for every structure or for none (an energy-only set)")
+
+
 def structure_problem(atoms: Atoms, energy: float = float("nan"), forces: np.ndarray | None = None, *,
                       min_distance: float = MIN_DISTANCE) -> str | None:
     """What makes one structure unusable, in words (None if nothing): non-finite coordinates or
-    cell, an infinite energy or force, NaN forces for some atoms only, atoms closer than
-    ``min_distance`` Å."""
+    cell, a periodic cell without volume, an infinite energy or force, NaN forces for some atoms
+    only, atoms closer than ``min_distance`` Å."""
     f = np.full((len(atoms), 3), np.nan) if forces is None else forces
     return _finite_problem(atoms, energy, f) or _too_close(atoms, min_distance)
 
 
 def _all_finite(data: "StructureSet") -> bool:
-    """One vectorised pass: positions and cells finite, no infinite label, NaN forces all-or-none."""
+    """One vectorised pass: positions and cells finite, periodic cells with volume, no infinite
+    label, NaN forces all-or-none."""
     pos = np.concatenate([a.positions for a in data.structures])
     cells = np.stack([a.cell[:] for a in data.structures])
     if not (np.isfinite(pos).all() and np.isfinite(cells).all()) or np.isinf(data.energy).any():
         return False
+    periodic = np.array([a.pbc.any() for a in data.structures])
+    if periodic.any():
+        c = cells[periodic]
+        if (np.abs(np.linalg.det(c)) <= FLAT_CELL * np.prod(np.linalg.norm(c, axis=2), axis=1)).any():
+            return False
     F = np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1) for f in data.forces])
     if np.isinf(F).any():
         return False
@@ -69,13 +109,16 @@ def _all_finite(data: "StructureSet") -> bool:
 
 
 def _finite_problem(atoms: Atoms, energy: float, forces: np.ndarray) -> str | None:
-    """What is non-finite in one structure (None if nothing)."""
+    """What is non-finite in one structure, or its periodic cell without volume (None if nothing)."""
     pos = np.asarray(atoms.positions, dtype=np.float64)
     if not np.isfinite(pos).all():
         bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
         return f"non-finite coordinates (atoms {bad[:5].tolist()}: {pos[bad[0]].tolist()})"
     if not np.isfinite(np.asarray(atoms.cell[:], dtype=np.float64)).all():
         return f"non-finite cell vectors {np.asarray(atoms.cell[:]).tolist()}"
+    flat = cell_problem(atoms.cell[:], atoms.pbc)
+    if flat:
+        return flat
     if np.isinf(energy):
         return f"an infinite energy ({energy})"
     f = np.asarray(forces, dtype=np.float64)

@@ -26,7 +26,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.data import atomic_numbers, chemical_symbols
 
-from alhelpers.atomistic.structures import MIN_DISTANCE, StructureSet, closest_pair
+from alhelpers.atomistic.structures import MIN_DISTANCE, StructureSet, cell_problem, closest_pair, mixed_forces_problem
 
 __all__ = ["ENERGY_UNITS", "XSFError", "read_xsf", "read_xsf_tarball", "reference_sum", "pack_xsf_tarball"]
 
@@ -137,6 +137,7 @@ def _parse(text: str, name: str) -> tuple[Atoms, np.ndarray, list[int]]:
     rows = _content(text.splitlines())
     pbc = (False, False, False)
     cell = None
+    cell_lines = (0, 0)
     atoms_rows: list[tuple[int, list[str]]] | None = None
     k = 0
     while k < len(rows):
@@ -154,6 +155,7 @@ def _parse(text: str, name: str) -> tuple[Atoms, np.ndarray, list[int]]:
                 raise XSFError(name, line, f"{key} must be followed by three lines of three numbers")
             if key == "PRIMVEC":
                 cell = [[_number(t, name, ln, "a cell vector") for t in toks] for ln, toks in vecs]
+                cell_lines = (vecs[0][0], vecs[2][0])
             k += 4
         elif key == "PRIMCOORD":
             if k + 1 >= len(rows):
@@ -166,20 +168,15 @@ def _parse(text: str, name: str) -> tuple[Atoms, np.ndarray, list[int]]:
                                                  "PRIMCOORD is '<number of atoms> 1')") from None
             if n < 1:
                 raise XSFError(name, count_line, f"PRIMCOORD announces {n} atoms")
-            block = rows[k + 2 : k + 2 + n]
-            short = next((j for j, (_, t) in enumerate(block) if t[0].upper() in _KEYWORDS), None)
-            if len(block) < n or short is not None:
-                got = short if short is not None else len(block)
-                raise XSFError(name, count_line, f"PRIMCOORD announces {n} atoms but {got} atom lines follow; "
-                                                 "correct the count or add the missing atoms")
+            block = _atom_rows(rows[k + 2 :])
+            if len(block) != n:
+                todo = "add the missing atoms" if len(block) < n else "remove the extra atoms"
+                raise XSFError(name, count_line, f"PRIMCOORD announces {n} atoms but {len(block)} atom lines "
+                                                 f"follow; correct the count or {todo}")
             atoms_rows = block
             break
         elif key == "ATOMS":
-            atoms_rows = []
-            for ln, toks in rows[k + 1 :]:
-                if toks[0].upper() in _KEYWORDS:
-                    break
-                atoms_rows.append((ln, toks))
+            atoms_rows = _atom_rows(rows[k + 1 :])
             break
         else:
             k += 1  # keywords this reader does not need (BEGIN_INFO, …)
@@ -187,6 +184,13 @@ def _parse(text: str, name: str) -> tuple[Atoms, np.ndarray, list[int]]:
         raise XSFError(name, None, "no PRIMCOORD or ATOMS block with atoms; is this an XSF file?")
     if any(pbc) and cell is None:
         raise XSFError(name, rows[0][0], "a periodic structure (CRYSTAL, SLAB or POLYMER) needs a PRIMVEC block")
+    if cell is not None and cell_problem(cell, pbc):
+        kind = next(key for key, value in _PBC.items() if value == pbc)
+        volume = abs(float(np.linalg.det(cell)))
+        raise XSFError(name, cell_lines[0], f"the PRIMVEC cell vectors (lines {cell_lines[0]}-{cell_lines[1]}) span no "
+                                            f"volume ({volume:.3g} Å³): a {kind} needs three linearly independent "
+                                            "cell vectors (for a non-periodic direction, one out of the plane of the "
+                                            "others); correct the cell")
     parsed = [_atom(toks, name, ln) for ln, toks in atoms_rows]
     lines = [ln for ln, _ in atoms_rows]
     with_forces = [f is not None for _, _, f in parsed]
@@ -200,8 +204,15 @@ def _parse(text: str, name: str) -> tuple[Atoms, np.ndarray, list[int]]:
     return atoms, forces, lines
 
 
-_KEYWORDS = frozenset({*_PBC, "PRIMVEC", "CONVVEC", "PRIMCOORD", "CONVCOORD", "ATOMS", "ANIMSTEPS"}) | {
-    "BEGIN_BLOCK_DATAGRID_3D", "BEGIN_BLOCK_DATAGRID_2D", "BEGIN_INFO", "END_INFO"}
+_KEYWORDS = frozenset({*_PBC, "PRIMVEC", "CONVVEC", "PRIMCOORD", "CONVCOORD", "ATOMS", "ANIMSTEPS"})
+
+
+def _atom_rows(rows: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+    """The rows up to the next keyword: a structure keyword, or any ``BEGIN_…``/``END_…`` block
+    (data grids, band grids, info) that may follow the atoms."""
+    end = next((j for j, (_, t) in enumerate(rows) if t[0].upper() in _KEYWORDS
+                or t[0].upper().startswith(("BEGIN_", "END_"))), len(rows))
+    return rows[:end]
 
 
 def _read(fileobj_or_path: str | os.PathLike | IO) -> tuple[Atoms, float, np.ndarray, str | None]:
@@ -244,7 +255,8 @@ def read_xsf(fileobj_or_path: str | os.PathLike | IO) -> tuple[Atoms, float, np.
     Raises:
         XSFError: (a ``ValueError``) ``<file>:<line>: …`` for a missing or unknown-unit energy, a
             malformed or non-finite number, an unknown element, a PRIMCOORD count the atom lines
-            do not match, non-UTF-8 bytes, or two atoms closer than ``MIN_DISTANCE``.
+            do not match (too many lines or too few), a periodic cell without volume (the lines of
+            PRIMVEC), non-UTF-8 bytes, or two atoms closer than ``MIN_DISTANCE``.
     """
     atoms, energy, forces, unit = _read(fileobj_or_path)
     if unit is None:
@@ -287,7 +299,10 @@ def read_xsf_tarball(
         limit: Read only the first ``limit`` members (in name order).
 
     Raises:
-        ValueError: A member without an energy line, or an element without a reference.
+        ValueError: A member without an energy line (any :func:`read_xsf` error, as
+            ``<archive>:<member>:<line>: …``), an element without a reference, or force columns
+            in some members and not in others (:class:`XSFError` naming the first five members
+            without; a set where no member has forces is read energy-only, ``has_forces`` False).
     """
     path = Path(path)
     with tarfile.open(path, "r:*") as tar:  # one pass in archive order; gz cannot seek cheaply
@@ -314,16 +329,19 @@ def read_xsf_tarball(
         totals.append(total)
         energies.append(total - shift)
         forces.append(f)
+    with_forces = [bool(np.isfinite(f).all()) for f in forces]
+    mixed = mixed_forces_problem(with_forces, names, "members")
+    if mixed:
+        raise XSFError(str(path), None, mixed)
     if no_unit:
         _unit_warning([f"{path}:{m}" for m in no_unit], len(names))
-    has_forces = all(bool(np.isfinite(f).all()) for f in forces)
     return StructureSet(
         name=name,
         structures=structures,
         energy=np.asarray(energies),
         forces=forces,
         references={} if references is None else {k: float(v) for k, v in references.items()},
-        has_forces=has_forces,
+        has_forces=all(with_forces),
         meta={"source_file": str(path), "members": names, "total_energy": np.asarray(totals)},
     )
 
