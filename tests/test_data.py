@@ -100,6 +100,26 @@ def test_missing_snapshot_file_and_manifest(tmp_path):
         read_manifest(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("content", ['{"format": 1, "outputs": {"flla_2015": {"fi', "", "[]",
+                                     '{"format": 1}', '{"outputs": {"flla_2015": {"rows": 3}}}'])
+def test_broken_manifest_names_the_file_and_the_fix_for_every_reader(tmp_path, monkeypatch, content):
+    from alhelpers.files import UnreadableFileError
+    from alhelpers.provenance import data_hashes
+
+    root = _copy_cache(tmp_path)
+    (root / "MANIFEST.json").write_text(content)
+    monkeypatch.setenv("ALHELPERS_DATA_CACHE", str(root))
+    readers = [read_manifest, verify_snapshot, load_snapshot, lambda: fetch_system("snapshot", "C"),
+               lambda: data_hashes(tmp_path)]
+    for read in readers:
+        with pytest.raises(UnreadableFileError) as err:
+            read()
+        msg = str(err.value)
+        assert err.value.path == root / "MANIFEST.json" and str(root / "MANIFEST.json") in msg
+        assert "git checkout -- data_cache/MANIFEST.json" in msg
+        assert f"python -m alhelpers.data.snapshot build --out {root}" in msg
+
+
 def test_cache_root_follows_environment(tmp_path, monkeypatch):
     root = _copy_cache(tmp_path)
     monkeypatch.setenv("ALHELPERS_DATA_CACHE", str(root))
