@@ -272,7 +272,7 @@ _SCHEMA = pa.schema(
 
 def write_table(df: pd.DataFrame, path: Path) -> str:
     """Write a tidy entries table as deterministic parquet (fixed schema, no metadata)."""
-    from alhelpers.data.systems import elements_of
+    from alhelpers.data.formulas import elements_of
 
     df = df.assign(**{Key.elements: [" ".join(sorted(elements_of(f))) for f in df[Key.formula]]})
     cols = [*ENTRY_COLUMNS, *PROPERTY_COLUMNS, Key.elements]
