@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from alhelpers.data.paths import REPO_ROOT, manifest_path
-from alhelpers.files import read_json, sha256_file
+from alhelpers.files import sha256_file
 
 __all__ = ["code_files", "code_id", "code_version", "data_hashes", "machine", "notebook_code_hash", "now_utc"]
 
@@ -127,12 +127,11 @@ def data_hashes(root: str | Path, *, patterns: tuple[str, ...] = ("data/systems/
     """sha256 (first 16 hex digits) of the offline snapshot's tables (from its manifest, which
     every load checks) and of the stage files under ``root`` the statistics were computed from."""
     out: dict[str, str] = {}
-    mpath = manifest_path()
-    if mpath.is_file():
-        manifest = read_json(mpath, todo="Restore it with `git checkout -- data_cache/`.")
-        for name, entry in sorted(manifest.get("outputs", {}).items()):
-            if "sha256" in entry:
-                out[f"snapshot/{name}"] = str(entry["sha256"])[:16]
+    if manifest_path().is_file():
+        from alhelpers.data.snapshot import read_manifest  # UnreadableFileError when broken
+
+        for name, entry in sorted(read_manifest()["outputs"].items()):
+            out[f"snapshot/{name}"] = entry["sha256"][:16]
     root = Path(root)
     for pattern in patterns:
         for path in sorted(root.glob(pattern)):

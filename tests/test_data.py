@@ -100,6 +100,26 @@ def test_missing_snapshot_file_and_manifest(tmp_path):
         read_manifest(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("content", ['{"format": 1, "outputs": {"flla_2015": {"fi', "", "[]",
+                                     '{"format": 1}', '{"outputs": {"flla_2015": {"rows": 3}}}'])
+def test_broken_manifest_names_the_file_and_the_fix_for_every_reader(tmp_path, monkeypatch, content):
+    from alhelpers.files import UnreadableFileError
+    from alhelpers.provenance import data_hashes
+
+    root = _copy_cache(tmp_path)
+    (root / "MANIFEST.json").write_text(content)
+    monkeypatch.setenv("ALHELPERS_DATA_CACHE", str(root))
+    readers = [read_manifest, verify_snapshot, load_snapshot, lambda: fetch_system("snapshot", "C"),
+               lambda: data_hashes(tmp_path)]
+    for read in readers:
+        with pytest.raises(UnreadableFileError) as err:
+            read()
+        msg = str(err.value)
+        assert err.value.path == root / "MANIFEST.json" and str(root / "MANIFEST.json") in msg
+        assert "git checkout -- data_cache/MANIFEST.json" in msg
+        assert f"python -m alhelpers.data.snapshot build --out {root}" in msg
+
+
 def test_cache_root_follows_environment(tmp_path, monkeypatch):
     root = _copy_cache(tmp_path)
     monkeypatch.setenv("ALHELPERS_DATA_CACHE", str(root))
@@ -155,8 +175,81 @@ def test_rebuild_reproduces_the_committed_snapshot_byte_for_byte(tmp_path):
 def test_system_elements_and_unknown_system():
     assert system_elements("Ti-O") == ("Ti", "O")
     assert system_elements("Li-Co-O") == ("Li", "Co", "O")
+    assert system_elements("O-Ti") == ("Ti", "O")
     with pytest.raises(ValueError, match="unknown system 'Xx'"):
         system_elements("Xx")
+
+
+def test_canonical_system_gives_one_name_per_element_set():
+    from alhelpers.data.systems import canonical_system
+
+    same = {"Ti-O": ["Ti-O", "O-Ti", "Ti–O", "O–Ti", "Ti-Ti-O", " Ti-O ", "Ti - O"],
+            "Li-Co-O": ["Li-Co-O", "O-Co-Li", "Co-Li-O", "Li–Co–O"],
+            "C": ["C", "C-C"], "Si": ["Si"], "Fe": ["Fe"], "all": ["all"],
+            # by Pauling electronegativity: Ti 1.54 < Al 1.61; Mn 1.55 < Cr 1.66; Fe 1.83 < Ni 1.91
+            "Ti-Al-O": ["O-Ti-Al", "Al-Ti-O"], "Mn-Cr": ["Cr-Mn"], "Fe-Ni": ["Ni-Fe"],
+            # equal electronegativity (Cu and Si: 1.90; C and Se: 2.55): by symbol
+            "Cu-Si": ["Si-Cu"], "C-Se": ["Se-C"],
+            # no Pauling value (He, Ne, Ar): after every element that has one, by symbol
+            "O-He": ["He-O"], "Ar-Ne": ["Ne-Ar"]}
+    for canonical, spellings in same.items():
+        for name in spellings:
+            assert canonical_system(name) == canonical, name
+
+
+@pytest.mark.parametrize("name, message", [
+    ("Ti-O-", "'Ti-O-' has an empty element after 'O' (a hyphen at the end); write 'Ti-O'"),
+    ("Ti--O", "'Ti--O' has an empty element between 'Ti' and 'O' (two hyphens in a row); write 'Ti-O'"),
+    ("-O-Ti", "'-O-Ti' has an empty element before 'O' (a hyphen at the start); write 'Ti-O'"),
+    ("", "an empty system name"),
+    ("-", "'-' names no element"),
+    ("Xx-O", "'Xx' is not an element"),
+    ("ti-o", "'ti' and 'o' are not element symbols (symbols are case-sensitive); write 'Ti-O'"),
+    ("T-O", "'T' is tritium"),
+    ("TiO2", "'TiO2' is not an element; a system is a hyphen-separated list of element symbols such as 'Ti-O'"),
+])
+def test_canonical_system_refuses_bad_names_with_the_fix(name, message):
+    from alhelpers.data.systems import canonical_system
+
+    with pytest.raises(ValueError) as err:
+        canonical_system(name)
+    msg = str(err.value)
+    assert message in msg
+    assert "notebook parameter SYSTEM" in msg and "--systems" in msg
+
+
+def test_system_label_is_the_one_display_name():
+    from alhelpers.data.systems import system_label
+
+    assert [system_label(s) for s in ["Ti-O", "O-Ti", "C", "Li-Co-O", "all"]] == \
+        ["Ti–O", "Ti–O", "C", "Li–Co–O", "all"]
+    # Track B's systems are data sets, shown as named (plots serve both tracks)
+    assert [system_label(s) for s in ["tio2", "offline", "lmnto"]] == ["tio2", "offline", "lmnto"]
+
+
+def test_configs_store_the_canonical_system(tmp_path):
+    from alhelpers.data.paths import system_table_path
+    from alhelpers.formation.config import ALConfig, FeaturizeConfig, FetchConfig
+
+    assert FetchConfig(system="O-Ti").system == "Ti-O"
+    assert FetchConfig(system="O–Ti").to_dict()["system"] == "Ti-O"
+    assert FeaturizeConfig(system="O-Ti").system == "Ti-O"
+    assert ALConfig(system="O-Ti", strategies=("random",)).system == "Ti-O"
+    assert FetchConfig(system="all", source="file", table_path="x.csv").system == "all"
+    assert system_table_path("snapshot", FetchConfig(system="O-Ti").system, tmp_path).name == "Ti-O.parquet"
+    # configs with the same system are equal, so they name the same files and checkpoints
+    assert ALConfig(system="Ti-Ti-O") == ALConfig(system="Ti-O")
+    for make in (FetchConfig, FeaturizeConfig, ALConfig):
+        with pytest.raises(ValueError, match=r"write 'Ti-O'.*SYSTEM"):
+            make(system="Ti--O")
+
+
+def test_select_and_fetch_use_the_canonical_system(tio2_entries):
+    df = pd.DataFrame({Key.formula: ["TiO2", "SiO2"], Key.target: [-3.3, -3.0]})
+    assert select_system(df, "O-Ti")[Key.system].tolist() == ["Ti-O"]
+    entries, _ = fetch_system("snapshot", "O–Ti")
+    assert (entries[Key.system] == "Ti-O").all()
+    pd.testing.assert_frame_equal(entries, tio2_entries)
 
 
 def test_select_system_uses_elements_not_substrings():
@@ -235,6 +328,38 @@ def test_split_is_seeded_disjoint_and_complete():
         split_pool_test(10, test_fraction=1.0, rng=np.random.default_rng(0))
 
 
+def test_no_snapshot_formula_is_refused(snapshot):
+    from alhelpers.data.systems import integer_formula
+
+    refused = []
+    for f in snapshot[Key.formula].unique():
+        try:
+            integer_formula(f)
+        except ValueError:
+            refused.append(f)
+    assert refused == []
+
+
+def test_snapshot_has_no_conflicting_duplicates(snapshot):
+    """The threshold lies above every spread of a reduced composition in MP and OQMD (3.21 eV/atom)."""
+    from alhelpers.data.systems import conflicting_duplicates
+
+    rows = snapshot[snapshot[Key.target].abs() <= 5]
+    assert conflicting_duplicates(rows).empty
+    # ... but just: CdCO3 spans 3.21 eV/atom (Materials Project 2015's mp-… at +1.43)
+    assert not conflicting_duplicates(rows, spread=3.2).empty
+
+
+def test_the_study_systems_keep_their_rows():
+    counts = {}
+    for system in ("C", "Si", "Fe", "Ti-O"):
+        entries, steps = fetch_system("snapshot", system)
+        counts[system] = len(entries)
+        step = next(s for s in steps if s.name.startswith("conflicting duplicates"))
+        assert step.examples == () and step.removed == 0
+    assert counts == {"C": 811, "Si": 1464, "Fe": 804, "Ti-O": 148}
+
+
 def test_table1_of_the_snapshot(tio2_entries):
     t = summarize_system(tio2_entries).iloc[0]
     assert (t["n_total"], t["n_mp"], t["n_oqmd"], t["n_pool"], t["n_test"]) == (148, 65, 83, 118, 30)
@@ -276,7 +401,7 @@ def test_user_table_with_nan_targets_and_custom_column(tmp_path):
 def test_user_table_without_target_column_names_the_columns(tmp_path):
     path = tmp_path / "mine.csv"
     pd.DataFrame({"formula": ["TiO2"], "energy": [-3.3]}).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"no column\(s\) \['formation_energy_per_atom'\].*energy"):
+    with pytest.raises(ValueError, match=r"no target column 'formation_energy_per_atom'.*'energy'"):
         read_user_table(path)
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"formula": ["Xq2"], "formation_energy_per_atom": [1.0]}).to_csv(bad, index=False)

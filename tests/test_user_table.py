@@ -109,10 +109,86 @@ def test_non_utf8_table_names_the_file_and_the_encoding_option(tmp_path):
         read_user_table(path, encoding="klingon")
 
 
-def test_missing_column_message_names_the_keywords(tmp_path):
+def test_missing_column_message_names_every_spelling_of_the_setting(tmp_path):
     path = _csv(tmp_path, composition=["TiO2"], formation_energy_per_atom=[-3.3])
-    with pytest.raises(ValueError, match=r"no column\(s\) \['formula'\].*composition.*formula_column="):
+    with pytest.raises(ValueError, match=r"no formula column 'formula'") as err:
         read_user_table(path)
+    msg = str(err.value)
+    assert "mine.csv" in msg and "['composition', 'formation_energy_per_atom']" in msg
+    # notebook parameter, runner flag and function keywords, with the column the table has
+    assert "FORMULA_COLUMN = 'composition'" in msg and "--formula-column composition" in msg
+    assert "formula_column='composition'" in msg and "formula='composition'" in msg
+    assert "TARGET_COLUMN" not in msg  # the target column is there
+    path = _csv(tmp_path, "energies.csv", formula=["TiO2"], Ef=[-3.3])
+    with pytest.raises(ValueError, match=r"no target column 'formation_energy_per_atom'") as err:
+        read_user_table(path)
+    msg = str(err.value)
+    assert "TARGET_COLUMN = 'Ef'" in msg and "--target Ef" in msg and "target='Ef'" in msg
+    assert "FORMULA_COLUMN" not in msg
+    path = _csv(tmp_path, "neither.csv", a=["TiO2"], b=[-3.3])
+    with pytest.raises(ValueError, match=r"no formula column 'formula' and no target column") as err:
+        read_user_table(path)
+    msg = str(err.value)
+    assert "FORMULA_COLUMN" in msg and "--formula-column" in msg and "formula_column=" in msg
+    assert "TARGET_COLUMN" in msg and "--target" in msg and "target=" in msg
+
+
+# --------------------------------------------------------------------------- delimiters
+
+
+def test_semicolon_table_is_read_with_its_delimiter_and_a_warning(tmp_path, warning_text):
+    path = tmp_path / "mine.csv"
+    path.write_text("formula;formation_energy_per_atom;band_gap\nTiO2;-3.3;3.0\nTi2O3;-3.1;0.1\n")
+    with pytest.warns(UserWarning, match="delimiter") as rec:
+        raw = read_user_table(path)
+    text = warning_text(rec, "delimiter")
+    assert "mine.csv" in text and "';'" in text and "not ','" in text
+    assert raw[Key.formula].tolist() == ["TiO2", "Ti2O3"]
+    assert raw[Key.target].tolist() == [-3.3, -3.1]
+    assert raw[Key.band_gap].tolist() == [3.0, 0.1]
+
+
+def test_decimal_commas_in_a_semicolon_table_are_read_as_numbers(tmp_path, warning_text):
+    path = tmp_path / "excel.csv"
+    path.write_text("formula;formation_energy_per_atom;band_gap;nsites\n"
+                    "TiO2;-3,3;3,05;6\nTi2O3;-3,125;0,1;10\nTiO;-2,7;;2\n")
+    with pytest.warns(UserWarning, match="delimiter") as rec:
+        raw = read_user_table(path)
+    text = warning_text(rec, "delimiter")
+    assert "decimal" in text and "'formation_energy_per_atom'" in text and "'band_gap'" in text
+    assert "'nsites'" not in text and "'formula'" not in text
+    assert raw[Key.target].tolist() == [-3.3, -3.125, -2.7]
+    assert raw[Key.band_gap].tolist()[:2] == [3.05, 0.1] and np.isnan(raw[Key.band_gap].iloc[2])
+    assert raw[Key.nsites].tolist() == [6, 10, 2]
+
+
+def test_mixed_decimal_marks_are_named_not_guessed(tmp_path, warning_text):
+    path = tmp_path / "mixed.csv"
+    path.write_text("formula;formation_energy_per_atom\nTiO2;-3,3\nTi2O3;-3.1\n")
+    with pytest.warns(UserWarning) as rec:
+        raw = read_user_table(path)
+    assert "';'" in warning_text(rec, "delimiter")
+    text = warning_text(rec, "not numbers")
+    assert "line 2: '-3,3'" in text and "1 value(s)" in text
+    assert raw[Key.target].isna().tolist() == [True, False] and raw[Key.target].iloc[1] == -3.1
+
+
+def test_tab_separated_table_is_read_with_a_warning(tmp_path, warning_text):
+    path = tmp_path / "mine.txt"
+    path.write_text("formula\tformation_energy_per_atom\nTiO2\t-3.3\nTi2O3\t-3.1\n")
+    with pytest.warns(UserWarning, match="delimiter") as rec:
+        raw = read_user_table(path)
+    assert "a tab" in warning_text(rec, "delimiter")
+    assert raw[Key.target].tolist() == [-3.3, -3.1]
+
+
+def test_comma_table_with_semicolons_in_a_column_name_stays_comma_separated(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("formula,formation_energy_per_atom,note;remark\nTiO2,-3.3,a;b\nTi2O3,-3.1,c\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        raw = read_user_table(path)
+    assert raw[Key.target].tolist() == [-3.3, -3.1]
 
 
 # --------------------------------------------------------------------------- fractional formulas
@@ -167,10 +243,10 @@ def test_fraction_too_large_for_a_cell_is_removed_visibly(tmp_path):
 
 
 def test_formula_without_integer_form_is_removed_visibly(monkeypatch, warning_text):
-    from alhelpers.data import systems
+    from alhelpers.data import formulas
 
-    monkeypatch.setattr(systems, "MAX_MULTIPLIER", 2)
-    systems.integer_formula.cache_clear()
+    monkeypatch.setattr(formulas, "MAX_MULTIPLIER", 2)
+    formulas.integer_formula.cache_clear()
     try:
         df = pd.DataFrame({Key.formula: ["Li0.33CoO2", "Fe0.5Ni0.5", "TiO2"], Key.nsites: [3, 1, 3],
                            Key.target: [-1.5, -0.05, -3.3], Key.dataset: "mine"})
@@ -178,7 +254,7 @@ def test_formula_without_integer_form_is_removed_visibly(monkeypatch, warning_te
             kept, steps = clean_entries(df)
         assert "within 2 formula units" in warning_text(rec, "no integer formula")
     finally:
-        systems.integer_formula.cache_clear()
+        formulas.integer_formula.cache_clear()
     assert kept[Key.formula].tolist() == ["FeNi", "TiO2"]
     sites = next(s for s in steps if s.name == "2-50 atoms per cell")
     assert sites.examples == ("Li0.33CoO2 (atom count unknown)",)
@@ -231,6 +307,86 @@ def test_bad_formulas_raise_with_column_and_lines(tmp_path):
     msg = str(err.value)
     assert "mine.csv" in msg and "'comp'" in msg and "2 value(s)" in msg
     assert "line 3: 'Xq2'" in msg and "line 4: (empty)" in msg
+
+
+def test_capitalisation_and_hydrogen_isotopes_are_refused_with_the_formula_meant(tmp_path):
+    path = _csv(tmp_path, formula=["TiO2", "TIO2", "NACL", "D2O", "FE2O3"],
+                formation_energy_per_atom=[-3.3, -3.3, -2.1, -1.0, -1.7])
+    with pytest.raises(ValueError, match="cannot read") as err:
+        read_user_table(path)
+    msg = str(err.value)
+    assert "4 value(s)" in msg
+    assert "line 3: 'TIO2' (T is tritium, an isotope of hydrogen, to pymatgen; did you mean 'TiO2'?)" in msg
+    assert "line 4: 'NACL' (A, L are not elements; did you mean 'NaCl'?)" in msg
+    assert "line 5: 'D2O' (D is deuterium, an isotope of hydrogen, to pymatgen; write H for hydrogen)" in msg
+
+
+def test_formula_errors_suggest_the_formula_meant():
+    from alhelpers.data.systems import elements_of, integer_formula
+
+    for bad, meant in [("TIO2", "TiO2"), ("FE2O3", "Fe2O3"), ("tio2", "TiO2"), ("Fe2o3", "Fe2O3"),
+                       ("T2O", None)]:
+        with pytest.raises(ValueError) as err:
+            integer_formula(bad)
+        assert (f"did you mean {meant!r}" in str(err.value)) if meant else "did you mean" not in str(err.value)
+    with pytest.raises(ValueError, match="did you mean 'Co' or 'CO'"):
+        elements_of("co")
+    with pytest.raises(ValueError, match="T is tritium"):
+        elements_of("TIO2")
+
+
+def test_capital_formulas_of_real_elements_are_kept(tmp_path):
+    from alhelpers.data.systems import integer_formula
+
+    formulas = ["CO", "NO", "HF", "CS2", "PO4", "SiC", "NaCl", "YB2", "CaCO3", "H2O", "Tc2O7", "Ti3Al"]
+    for f in formulas:
+        assert integer_formula(f)[0] == f
+    path = _csv(tmp_path, formula=formulas, formation_energy_per_atom=[-1.0] * len(formulas))
+    assert read_user_table(path)[Key.formula].tolist() == formulas
+
+
+def test_clean_entries_refuses_isotope_formulas_naming_the_rows():
+    df = pd.DataFrame({Key.formula: ["TiO2", "TIO2", "DO"], Key.nsites: [3, 3, 2],
+                       Key.target: [-3.3, -3.3, -1.0], Key.dataset: "mine"})
+    with pytest.raises(ValueError) as err:
+        clean_entries(df)
+    msg = str(err.value)
+    assert msg.startswith("the table (mine): 2 formula(s) are not chemical formulas pymatgen reads as written")
+    assert "'TIO2' (T is tritium" in msg and "did you mean 'TiO2'?" in msg and "'DO' (D is deuterium" in msg
+
+
+# --------------------------------------------------------------------------- conflicting duplicates
+
+
+def test_conflicting_duplicates_are_reported_with_examples_and_kept(warning_text):
+    df = pd.DataFrame({
+        Key.formula: ["TiO2", "Ti2O4", "TiO2", "NiO", "Ni2O2", "SiC", "SiC", "Fe2O3"],
+        Key.nsites: [3, 6, 3, 2, 4, 2, 2, 5],
+        Key.target: [4.9, -4.9, -3.3, -1.2, 1.2, -0.2, 2.4, -1.7],
+        Key.dataset: "mine",
+    })
+    with pytest.warns(UserWarning, match="conflict") as rec:
+        kept, steps = clean_entries(df)
+    text = warning_text(rec, "conflict")
+    assert text.startswith("the table (mine): 2 reduced composition(s) (5 rows) have targets that conflict")
+    assert "TiO2: -4.9, -3.3, +4.9 eV/atom" in text and "NiO: -1.2, +1.2 eV/atom" in text
+    assert "SiC" not in text  # 2.6 eV/atom apart: within what real polymorphs of the snapshot span
+    assert "units" in text and "sign" in text and "column" in text
+    step = next(s for s in steps if s.name.startswith("conflicting duplicates"))
+    assert (step.removed, step.remaining, step.changed) == (0, 8, 0)
+    assert step.examples == ("TiO2: -4.9, -3.3, +4.9 eV/atom", "NiO: -1.2, +1.2 eV/atom")
+    assert len(kept) == 8  # reported, not removed: which row is right is the user's call
+    assert steps[-1].name == "de-duplicate (< 1 meV/atom)"
+
+
+def test_ordinary_duplicates_are_not_reported():
+    df = pd.DataFrame({Key.formula: ["TiO2", "TiO2", "SiO2", "SiO2"], Key.nsites: [3, 6, 3, 9],
+                       Key.target: [-3.3, -3.0, -3.0, -0.56]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, steps = clean_entries(df)
+    step = next(s for s in steps if s.name.startswith("conflicting duplicates"))
+    assert step == FilterStep(step.name, 0, 4) and step.examples == ()
 
 
 # --------------------------------------------------------------------------- empty results

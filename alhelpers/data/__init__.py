@@ -15,7 +15,10 @@ from alhelpers.data.paths import cache_root, features_path, system_table_path
 from alhelpers.data.snapshot import SnapshotIntegrityError, load_snapshot, verify_snapshot
 from alhelpers.data.systems import (
     FilterStep,
+    FormulaError,
+    canonical_system,
     clean_entries,
+    conflicting_duplicates,
     integer_formula,
     integer_formulas,
     report_frame,
@@ -23,6 +26,7 @@ from alhelpers.data.systems import (
     split_pool_test,
     summarize_system,
     system_elements,
+    system_label,
 )
 from alhelpers.data.table import SOURCE_ALIASES, normalize_source, read_user_table
 
@@ -32,9 +36,12 @@ __all__ = [
     "SOURCES",
     "SOURCE_ALIASES",
     "FilterStep",
+    "FormulaError",
     "SnapshotIntegrityError",
     "cache_root",
+    "canonical_system",
     "clean_entries",
+    "conflicting_duplicates",
     "features_path",
     "fetch_raw",
     "fetch_system",
@@ -48,6 +55,7 @@ __all__ = [
     "split_pool_test",
     "summarize_system",
     "system_elements",
+    "system_label",
     "system_table_path",
     "verify_snapshot",
 ]
@@ -72,12 +80,14 @@ def fetch_raw(
     ``formula_column`` its formula column and ``encoding`` its text encoding (see
     :func:`read_user_table`; a ``source`` column in the table is kept, so a table exported from
     Materials Project and OQMD can run the cross-database stage); system ``"all"`` keeps every
-    row. The file keywords are ignored for the other sources.
+    row. The file keywords are ignored for the other sources. ``system`` may be spelled any way
+    :func:`canonical_system` reads (``"O-Ti"``); the rows' ``system`` column holds its canonical name.
 
     ``ValueError`` when the system has no entries, naming the elements that are present.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; use one of {SOURCES}")
+    system = canonical_system(system)
     if source == "file":
         if path is None:
             raise ValueError("source='file' needs path=... pointing at a CSV or parquet table")
@@ -125,6 +135,7 @@ def fetch_system(
     formulas. ``ValueError``, before anything is written, when the system has no entries or the
     filters remove every row (naming the filter that removed the last rows and what to check).
     """
+    system = canonical_system(system)
     raw = fetch_raw(
         source, system, mp_limit=mp_limit, oqmd_limit=oqmd_limit, path=path, target=target,
         formula_column=formula_column, encoding=encoding,

@@ -41,7 +41,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alhelpers.cli import build_verify_parser
-from alhelpers.data.paths import cache_root, manifest_path, snapshot_dir
+from alhelpers.data.paths import REPO_ROOT, cache_root, manifest_path, snapshot_dir
+from alhelpers.files import UnreadableFileError, read_json
 from alhelpers.keys import ENTRY_COLUMNS, PROPERTY_COLUMNS, Key
 
 SNAPSHOT_FORMAT = 1
@@ -271,7 +272,7 @@ _SCHEMA = pa.schema(
 
 def write_table(df: pd.DataFrame, path: Path) -> str:
     """Write a tidy entries table as deterministic parquet (fixed schema, no metadata)."""
-    from alhelpers.data.systems import elements_of
+    from alhelpers.data.formulas import elements_of
 
     df = df.assign(**{Key.elements: [" ".join(sorted(elements_of(f))) for f in df[Key.formula]]})
     cols = [*ENTRY_COLUMNS, *PROPERTY_COLUMNS, Key.elements]
@@ -348,7 +349,19 @@ def build_snapshot(out_root: Path | None = None, *, download_dir: Path | None = 
 # --------------------------------------------------------------------------- reading
 
 
+def manifest_fix(root: Path | None = None) -> str:
+    """What to do about a broken ``MANIFEST.json``: restore it from git, or build the snapshot
+    again (into ``root``, when that is not the repository's ``data_cache/``)."""
+    base = manifest_path(root).parent
+    out = "" if base == REPO_ROOT / "data_cache" else f" --out {base}"
+    return ("Restore it with `git checkout -- data_cache/MANIFEST.json` (in the repository), or "
+            f"build the snapshot again with `python -m alhelpers.data.snapshot build{out}`.")
+
+
 def read_manifest(root: Path | None = None) -> dict:
+    """The snapshot's ``MANIFEST.json``, checked: a dict whose ``outputs`` name a file and a
+    sha256 each. :class:`SnapshotIntegrityError` when it is missing; :class:`UnreadableFileError`
+    (the file and :func:`manifest_fix`) when it is truncated, not JSON or not a manifest."""
     path = manifest_path(root)
     if not path.exists():
         raise SnapshotIntegrityError(
@@ -356,7 +369,15 @@ def read_manifest(root: Path | None = None) -> dict:
             "`python -m alhelpers.data.snapshot build` or set ALHELPERS_DATA_CACHE to a folder "
             "that has one."
         )
-    return json.loads(path.read_text())
+    manifest = read_json(path, todo=manifest_fix(root))
+    outputs = manifest.get("outputs") if isinstance(manifest, dict) else None
+    if not (isinstance(outputs, dict) and outputs and all(
+            isinstance(o, dict) and isinstance(o.get("file"), str) and isinstance(o.get("sha256"), str)
+            for o in outputs.values())):
+        raise UnreadableFileError(
+            path, "not a snapshot manifest: no 'outputs' with a 'file' and a 'sha256' each",
+            manifest_fix(root))
+    return manifest
 
 
 def verify_snapshot(root: Path | None = None) -> dict:

@@ -10,24 +10,25 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from alhelpers.data import formulas as _formulas  # MAX_MULTIPLIER read when used (tests lower it)
+from alhelpers.data.formulas import (  # the formula functions, also importable from here as before
+    HYDROGEN_ISOTOPES,
+    FormulaError,
+    atom_counts,
+    atoms_in_formula,  # noqa: F401
+    elements_of,
+    integer_formula,
+    is_element_symbol,
+    reduced_formula,
+)
 from alhelpers.keys import SYSTEMS, Key
 
 #: How many example rows a step or an error message names.
 N_EXAMPLES = 3
-
-#: A formula's amounts, each multiplied by the same whole number, must lie within this many atoms
-#: of whole numbers (and none may round to 0): ``Li0.33CoO2`` × 3 = Li0.99Co3O6 is read as
-#: LiCo3O6, while ``Ba0.51Sr0.49TiO3`` is not read as 1/2 (× 2 gives Ba1.02) but needs × 49.
-FRACTION_TOLERANCE = 0.01
-
-#: The largest multiplier tried; a formula that needs more keeps no integer formula (its atom
-#: count is unknown) and is removed, with an example, by the atoms-per-cell filter.
-MAX_MULTIPLIER = 1000
 
 
 @dataclass(frozen=True)
@@ -70,100 +71,135 @@ def _table_label(df: pd.DataFrame) -> str:
     return "the table"
 
 
-# --------------------------------------------------------------------------- compositions
+#: What every message about a system name says the name is set with.
+SYSTEM_SETTING = "notebook parameter SYSTEM, runner flag --systems"
+
+#: A system name that is not an element list: every row of a user's own table (SOURCE = 'file').
+ALL_ROWS = "all"
 
 
-@lru_cache(maxsize=None)
-def _composition_info(formula: str) -> tuple[frozenset[str], str, int]:
-    from pymatgen.core import Composition
+def _electronegativity(symbol: str) -> float:
+    """Pauling electronegativity; infinity for elements without one (He, Ne, Ar: sorted last)."""
+    from pymatgen.core.periodic_table import Element
 
-    comp = Composition(formula)
-    not_elements = [str(e) for e in comp.elements if type(e).__name__ != "Element"]
-    if not_elements or comp.num_atoms <= 0:
-        raise ValueError(f"{formula!r} is not a chemical formula of real elements ({not_elements})")
-    return (
-        frozenset(el.symbol for el in comp.elements),
-        comp.reduced_formula,
-        int(round(comp.num_atoms)),
-    )
+    with warnings.catch_warnings():  # "No Pauling electronegativity for He. Setting to NaN."
+        warnings.simplefilter("ignore", UserWarning)
+        x = float(Element(symbol).X)
+    return x if math.isfinite(x) else math.inf
 
 
-def elements_of(formula: str) -> frozenset[str]:
-    """Chemical elements in a formula (``"TiO2"`` → ``{"Ti", "O"}``)."""
-    return _composition_info(formula)[0]
+def _join_system(elements: Sequence[str]) -> str:
+    """The canonical name of a set of elements: the study's own name (``C``, ``Si``, ``Fe``,
+    ``Ti-O``) or the elements by Pauling electronegativity, then symbol, joined by ``-``."""
+    study = {frozenset(v): k for k, v in SYSTEMS.items()}
+    if frozenset(elements) in study:
+        return study[frozenset(elements)]
+    return "-".join(sorted(set(elements), key=lambda e: (_electronegativity(e), e)))
 
 
-def reduced_formula(formula: str) -> str:
-    return _composition_info(formula)[1]
+def _empty_part(parts: list[str]) -> str:
+    """Where the first empty element of a split name is, in words."""
+    i = parts.index("")
+    if i == 0:
+        return f"before {next(p for p in parts if p)!r} (a hyphen at the start)"
+    if i == len(parts) - 1:
+        return f"after {parts[-2]!r} (a hyphen at the end)"
+    after = next((p for p in parts[i + 1:] if p), None)
+    return (f"between {parts[i - 1]!r} and {after!r} (two hyphens in a row)" if after
+            else f"after {parts[i - 1]!r} (hyphens at the end)")
 
 
-def atoms_in_formula(formula: str) -> int:
-    return _composition_info(formula)[2]
+def _bad_symbols(parts: list[str]) -> str | None:
+    """Why some ``parts`` are not element symbols (with the spelling meant), or None."""
+    bad = [p for p in parts if not is_element_symbol(p)]
+    if not bad:
+        return None
+    words = " and ".join(map(repr, bad))
+    isotopes = [p for p in bad if p in HYDROGEN_ISOTOPES]
+    if isotopes:
+        what = " and ".join(f"{p!r} is {HYDROGEN_ISOTOPES[p]}" for p in isotopes)
+        return (f"{what} (an isotope of hydrogen) to pymatgen, not an element of its own; "
+                "write H for hydrogen")
+    if all(is_element_symbol(p.capitalize()) for p in bad):
+        meant = _join_system([p if is_element_symbol(p) else p.capitalize() for p in parts])
+        verb = "is not an element symbol" if len(bad) == 1 else "are not element symbols"
+        return f"{words} {verb} (symbols are case-sensitive); write {meant!r}"
+    return (f"{words} {'is not an element' if len(bad) == 1 else 'are not elements'}; a system is a "
+            "hyphen-separated list of element symbols such as 'Ti-O'")
 
 
-@lru_cache(maxsize=None)
-def integer_formula(formula: str) -> tuple[str, int] | None:
-    """The formula with whole-number amounts and its atom count.
+def canonical_system(name: str) -> str:
+    """The one name of a Track A system, so that each set of elements has one set of files and
+    one row in every table.
 
-    A formula whose amounts are whole numbers is returned as written (``"Ti2O4"`` → ``("Ti2O4",
-    6)``). Otherwise the amounts are multiplied by the smallest whole number (up to
-    :data:`MAX_MULTIPLIER`) that brings each within :data:`FRACTION_TOLERANCE` of a whole number
-    of at least 1 and divided by their greatest common divisor, element order kept:
-    ``"Fe0.5Ni0.5"`` → ``("FeNi", 2)``, ``"Li0.33CoO2"`` → ``("LiCo3O6", 10)``,
-    ``"Ba0.51Sr0.49TiO3"`` → ``("Ba25Sr24Ti49O147", 245)`` (then removed by the 2–50 atoms
-    filter). None when no multiplier works.
+    A system is a set of elements: the name lists them separated by ``-`` (or the en dash
+    ``–``), in any order, with surrounding spaces and repeats allowed; the canonical name is the
+    study's own (``C``, ``Si``, ``Fe``, ``Ti-O``) or else the elements in order of Pauling
+    electronegativity, then symbol: ``"O-Ti"`` → ``"Ti-O"``, ``"O-Co-Li"`` → ``"Li-Co-O"``,
+    ``"Ti-Ti-O"`` → ``"Ti-O"``. ``"all"`` (every row of your own table) stays ``"all"``.
 
-    (pymatgen's ``Composition.get_integer_formula_and_factor`` is not used: its tolerance
-    can round a minority element away — ``Li0.05CoO2`` → ``CoO2`` — and it groups
-    polyanions, ``Li(CoO2)3``.)
+    ``ValueError`` naming what is wrong, the spelling meant and the notebook parameter and
+    runner flag: an empty element (``"Ti--O"``, ``"Ti-O-"``), a symbol that is no element
+    (``"Xx"``, ``"ti"``: write ``Ti``), or ``D``/``T``, which pymatgen reads as hydrogen. Track B's
+    systems are data-set names (``tio2``), not element lists: they do not come here.
     """
-    from pymatgen.core import Composition
+    if not isinstance(name, str):
+        raise ValueError(f"a system name is text such as 'Ti-O', not {name!r} ({SYSTEM_SETTING})")
+    text = name.strip()
+    if text == ALL_ROWS:
+        return ALL_ROWS
+    use = (f"use one of the study's systems {', '.join(SYSTEMS)} or a hyphen-separated list of "
+           f"element symbols such as 'Li-Co-O' ({SYSTEM_SETTING})")
+    if not text:
+        raise ValueError(f"an empty system name: {use}")
+    parts = [p.strip() for p in text.replace("–", "-").split("-")]
+    named = [p for p in parts if p]
+    if not named:
+        raise ValueError(f"system {name!r} names no element: {use}")
+    why = _bad_symbols(named)
+    if why:
+        raise ValueError(f"unknown system {name!r}: {why} ({SYSTEM_SETTING})")
+    canonical = _join_system(named)
+    if len(named) < len(parts):
+        raise ValueError(f"system {name!r} has an empty element {_empty_part(parts)}; write "
+                         f"{canonical!r} ({SYSTEM_SETTING})")
+    return canonical
 
-    _composition_info(formula)  # ValueError for formulas that are not real elements
-    amounts = Composition(formula).get_el_amt_dict()
-    if all(abs(a - round(a)) < 1e-9 for a in amounts.values()):
-        return formula, int(round(sum(amounts.values())))
-    for m in range(1, MAX_MULTIPLIER + 1):
-        scaled = {el: a * m for el, a in amounts.items()}
-        whole = {el: round(x) for el, x in scaled.items()}
-        if all(w >= 1 and abs(x - w) <= FRACTION_TOLERANCE + 1e-9
-               for x, w in zip(scaled.values(), whole.values(), strict=True)):
-            divisor = math.gcd(*whole.values())
-            counts = {el: w // divisor for el, w in whole.items()}
-            text = "".join(f"{el}{n if n != 1 else ''}" for el, n in counts.items())
-            return text, sum(counts.values())
-    return None
 
+def system_label(system: str) -> str:
+    """How a system is shown in figures, tables and text: its canonical name with en dashes,
+    ``"Ti-O"`` (or ``"O-Ti"``) → ``"Ti–O"``, ``"C"`` → ``"C"``.
 
-def atom_counts(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Atom counts as int64, or as float when one is unknown (NaN) or not a whole number."""
-    arr = np.asarray(values, dtype=float)
-    whole = np.isfinite(arr).all() and np.array_equal(arr, np.round(arr))
-    return arr.astype(np.int64) if whole else arr
+    A name that is not an element list (``"all"``, Track B's data sets such as ``"tio2"``) is
+    shown as it is, so that code shared by both tracks can call this on any ``system`` column.
+    """
+    try:
+        return canonical_system(system).replace("-", "–")
+    except ValueError:
+        return system
 
 
 def system_elements(system: str) -> tuple[str, ...]:
-    """Elements a system's entries must all contain.
+    """Elements a system's entries must all contain, in the order of its canonical name
+    (:func:`canonical_system`): ``"Ti-O"`` and ``"O-Ti"`` → ``("Ti", "O")``.
 
     The study's systems are ``C``, ``Si``, ``Fe`` and ``Ti-O``; any other hyphen-separated list of
-    element symbols (``"Li-Co-O"``) works too.
+    element symbols (``"Li-Co-O"``) works too. ``ValueError`` for a name that is no element list
+    (``"all"`` included: it keeps a table's rows without choosing by elements).
     """
-    if system in SYSTEMS:
-        return SYSTEMS[system]
-    from pymatgen.core.periodic_table import Element
-
-    parts = tuple(p for p in system.replace("–", "-").split("-") if p)
-    bad = [p for p in parts if not Element.is_valid_symbol(p)]
-    if not parts or bad:
+    canonical = canonical_system(system)
+    if canonical == ALL_ROWS:
         raise ValueError(
-            f"unknown system {system!r}: use one of {sorted(SYSTEMS)} or a hyphen-separated list "
-            f"of element symbols such as 'Li-Co-O' (not element symbols: {bad or [system]})"
+            f"system {ALL_ROWS!r} names no elements: it keeps every row of your own table "
+            f"(SOURCE = 'file'); for another source choose an element list such as 'Ti-O' "
+            f"({SYSTEM_SETTING})"
         )
-    return parts
+    return SYSTEMS.get(canonical) or tuple(canonical.split("-"))
 
 
 def select_system(entries: pd.DataFrame, system: str) -> pd.DataFrame:
-    """Rows whose composition contains every element of ``system`` (C, Si, Fe: contains; Ti-O: both)."""
+    """Rows whose composition contains every element of ``system`` (C, Si, Fe: contains; Ti-O:
+    both), with a ``system`` column holding its canonical name (:func:`canonical_system`)."""
     need = set(system_elements(system))
     if Key.elements in entries:  # precomputed in the snapshot: no formula parsing needed
         present = entries[Key.elements].map(lambda e: frozenset(e.split()))
@@ -179,7 +215,7 @@ def select_system(entries: pd.DataFrame, system: str) -> pd.DataFrame:
             "of these elements, or system='all' for your own table to keep every row."
         )
     out = entries.loc[mask].reset_index(drop=True)
-    out[Key.system] = system
+    out[Key.system] = canonical_system(system)
     return out
 
 
@@ -201,22 +237,46 @@ def _atoms(row: pd.Series) -> str:
     return "atom count unknown" if pd.isna(n) else f"{n:g} atoms"
 
 
+def _integer_formulas_or_raise(
+    df: pd.DataFrame, formulas: list[str], label: str | None
+) -> list[tuple[str, int] | None]:
+    """:func:`integer_formula` of each formula; ``ValueError`` naming the rows (entry ids where
+    there are) whose formulas are not ones of real elements, with why and the formula meant."""
+    converted, bad = [], []
+    ids = df[Key.entry_id].astype(str).tolist() if Key.entry_id in df else None
+    for i, f in enumerate(formulas):
+        try:
+            converted.append(integer_formula(f))
+        except FormulaError as err:
+            converted.append(None)
+            bad.append(f"{f'entry {ids[i]}' if ids else f'row {i}'}: {f!r} ({err.reason})")
+    if bad:
+        raise ValueError(
+            f"{label or _table_label(df)}: {len(bad)} formula(s) are not chemical formulas pymatgen "
+            f"reads as written, e.g. {'; '.join(bad[:N_EXAMPLES])}. Fix or delete those rows; "
+            "nothing was written."
+        )
+    return converted
+
+
 def integer_formulas(
     df: pd.DataFrame, *, label: str | None = None
 ) -> tuple[pd.DataFrame, FilterStep]:
     """Rewrite formulas with non-integer amounts as their smallest integer formula.
 
-    See :func:`integer_formula` for how (``Li0.33CoO2`` → ``LiCo3O6``).
+    See :func:`~alhelpers.data.formulas.integer_formula` for how (``Li0.33CoO2`` → ``LiCo3O6``).
     The row's ``formula`` becomes the integer formula and ``nsites`` its atom count; the step
     removes nothing and counts the rewritten rows in ``changed`` (examples ``"Fe0.5Ni0.5 → FeNi
     (2 atoms)"``), and a ``UserWarning`` says the same. A formula that needs more than
-    :data:`MAX_MULTIPLIER` formula units keeps its text and gets no atom count; the atoms-per-cell
-    filter then removes it. Rows whose amounts are whole numbers are left exactly as they are.
-    ``label`` names the rows in the warning (default: their dataset names).
+    :data:`~alhelpers.data.formulas.MAX_MULTIPLIER` formula units keeps its text and gets no atom
+    count; the atoms-per-cell filter then removes it. Rows whose amounts are whole numbers are
+    left exactly as they are. ``label`` names the rows in the warning (default: their dataset
+    names). ``ValueError`` naming the rows whose formulas are not ones of real elements
+    (:class:`~alhelpers.data.formulas.FormulaError`).
     """
     name = "fractional formulas → integer formulas"
     formulas = df[Key.formula].astype(str).tolist()
-    converted = [integer_formula(f) for f in formulas]
+    converted = _integer_formulas_or_raise(df, formulas, label)
     rewritten = [i for i, (f, c) in enumerate(zip(formulas, converted, strict=True))
                  if c is not None and c[0] != f]
     failed = [formulas[i] for i, c in enumerate(converted) if c is None]
@@ -241,8 +301,8 @@ def integer_formulas(
                 if rewritten else "")
     if failed:
         message += (
-            f"; {len(failed)} have no integer formula within {MAX_MULTIPLIER} formula units and are "
-            f"removed by the atoms-per-cell filter, e.g. {failed[:N_EXAMPLES]}"
+            f"; {len(failed)} have no integer formula within {_formulas.MAX_MULTIPLIER} formula "
+            f"units and are removed by the atoms-per-cell filter, e.g. {failed[:N_EXAMPLES]}"
         )
     warnings.warn(message + ".", UserWarning, stacklevel=3)
     return out, FilterStep(name, 0, len(out), changed=len(rewritten), examples=examples)
@@ -267,6 +327,90 @@ def filter_unphysical(df: pd.DataFrame, *, max_abs: float = 5.0) -> tuple[pd.Dat
     """Drop unphysical targets, |E_f| > ``max_abs`` eV/atom."""
     return _step(f"|E_f| <= {max_abs:g} eV/atom", df, (df[Key.target].abs() <= max_abs).to_numpy(),
                  lambda row: f"{row[Key.target]:.4g} eV/atom")
+
+
+#: Targets of one reduced composition further apart than this (eV/atom) conflict (see
+#: :func:`conflicting_duplicates`). Measured on the offline snapshot after the filters (20,799
+#: rows of Materials Project and OQMD, 16,750 reduced compositions, 3,520 of them with more
+#: than one row): 29 compositions span more than 0.5 eV/atom, 11 more than 1, 4 more than 2 and
+#: one more than 3: CdCO3, 3.21 (Materials Project 2015's mp-547864 at +1.43 against OQMD's
+#: −1.59 and MP's −1.78). Those wide spreads are real high-energy polymorphs (up to 3.2 eV/atom
+#: above the hull; SiO2 spans 2.44, BaTiO3 1.82, Fe 0.69), so the threshold lies above them all:
+#: the study's data raise no warning, while a sign or unit mix-up of |E_f| > 1.75 eV/atom does.
+CONFLICT_SPREAD = 3.5
+
+#: A sign flip: two targets of one reduced composition, each at least :data:`MIRROR_MIN`
+#: eV/atom from zero, the one within :data:`MIRROR_TOL` of the other's negative (−1.2 and +1.2).
+#: No composition of the snapshot has such a pair (the nearest, CdCO3's +1.43 and −1.59, is
+#: 0.16 from a mirror image; with 0.1 instead of 0.5 eV/atom, InN's ±0.18 would be one).
+MIRROR_MIN = 0.5
+MIRROR_TOL = 0.05
+
+
+def _mirrored(y: np.ndarray) -> bool:
+    """Whether one target is (within :data:`MIRROR_TOL`) the negative of another, both at least
+    :data:`MIRROR_MIN` from zero."""
+    neg, pos = y[y <= -MIRROR_MIN], y[y >= MIRROR_MIN]
+    return bool(len(neg) and len(pos) and np.abs(neg[:, None] + pos[None, :]).min() <= MIRROR_TOL)
+
+
+def conflicting_duplicates(df: pd.DataFrame, *, spread: float = CONFLICT_SPREAD) -> pd.Series:
+    """Reduced compositions whose targets conflict, each with its targets sorted, in order of
+    first appearance (a Series: reduced formula → tuple of eV/atom; empty when none).
+
+    Targets conflict when they lie more than ``spread`` eV/atom apart (default
+    :data:`CONFLICT_SPREAD`, above every spread of real polymorphs in the snapshot) or one is the
+    negative of another (:data:`MIRROR_MIN`, :data:`MIRROR_TOL`): a mixed-up sign, unit or
+    column rather than two polymorphs.
+    """
+    if df.empty:
+        return pd.Series(dtype=object)
+    y = pd.to_numeric(df[Key.target], errors="coerce")
+    groups = y.groupby(df[Key.formula].map(reduced_formula).to_numpy(), sort=False)
+    low, high = groups.min(), groups.max()
+    wide = set(low.index[(high - low) > spread])
+    flipped = {red for red in low.index[(low <= -MIRROR_MIN) & (high >= MIRROR_MIN)]
+               if _mirrored(groups.get_group(red).to_numpy(dtype=float))}
+    return pd.Series({red: tuple(sorted(groups.get_group(red).tolist()))
+                      for red in low.index if red in wide | flipped}, dtype=object)
+
+
+def _targets_text(red: str, targets: tuple[float, ...]) -> str:
+    """``"TiO2: -4.9, -3.3, +4.9 eV/atom"`` (lowest, …, highest beyond four targets)."""
+    shown = [f"{t:+.3g}" for t in targets]
+    if len(shown) > 4:
+        shown = [*shown[:2], "…", shown[-1], f"({len(shown)} rows)"]
+    return f"{red}: {', '.join(shown).replace(', (', ' (')} eV/atom"
+
+
+def report_conflicts(
+    df: pd.DataFrame, *, spread: float = CONFLICT_SPREAD, label: str | None = None
+) -> tuple[pd.DataFrame, FilterStep]:
+    """Name the conflicting duplicates (:func:`conflicting_duplicates`); keep every row.
+
+    Which of two conflicting targets is right cannot be told from the table, and dropping one
+    would change the data silently, so the rows stay: a ``UserWarning`` names up to
+    :data:`N_EXAMPLES` compositions with their targets and says what to check, and the step (it
+    removes and changes nothing) carries the same examples into the filter report.
+    """
+    name = f"conflicting duplicates (> {spread:g} eV/atom apart or sign-flipped; kept)"
+    found = conflicting_duplicates(df, spread=spread)
+    examples = tuple(_targets_text(red, t) for red, t in found.head(N_EXAMPLES).items())
+    if len(found):
+        n_rows = sum(len(t) for t in found)
+        warnings.warn(
+            f"{label or _table_label(df)}: {len(found)} reduced composition(s) ({n_rows} rows) have "
+            f"targets that conflict, more than {spread:g} eV/atom apart or one the negative of "
+            f"another: {'; '.join(examples)}. Real polymorphs differ by less (at most 3.2 eV/atom in "
+            "Materials Project and OQMD). The rows are kept; check the units (every target a "
+            "formation energy in eV/atom, not eV per cell or kJ/mol), the sign convention (the "
+            "same for all rows: negative = more stable than the elements) and the column (notebook "
+            "parameter TARGET_COLUMN, runner flag --target, keyword target=: not mixed up with "
+            "another column), then fix or delete the wrong rows.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return df, FilterStep(name, 0, len(df), examples=examples)
 
 
 def deduplicate(df: pd.DataFrame, *, tol: float = 1e-3) -> tuple[pd.DataFrame, FilterStep]:
@@ -309,9 +453,11 @@ def clean_entries(
     """Apply STUDY §1's filters in order; return the kept rows and one step per filter.
 
     Formulas with non-integer amounts are first rewritten as integer formulas
-    (:func:`integer_formulas`). Raises ``ValueError`` when ``df`` has no rows or the filters
-    remove every row, naming ``label`` (default: the dataset names), the filter that removed the
-    last rows with examples, and what to check.
+    (:func:`integer_formulas`); before the de-duplication, conflicting duplicates are named
+    (:func:`report_conflicts`: a warning and a step, every row kept). Raises ``ValueError`` when
+    ``df`` has no rows, a formula is not one of real elements, or the filters remove every row,
+    naming ``label`` (default: the dataset names), the filter that removed the last rows with
+    examples, and what to check.
     """
     label = label or _table_label(df)
     if df.empty:
@@ -329,6 +475,7 @@ def clean_entries(
         (lambda d: filter_unphysical(d, max_abs=max_abs_target),
          "check that the target is in eV/atom (not eV per cell or kJ/mol), or raise "
          f"max_abs_target (now {max_abs_target:g})"),
+        (lambda d: report_conflicts(d, label=label), "nothing: this step removes no rows"),
         (lambda d: deduplicate(d, tol=dedup_tol), f"lower dedup_tol (now {dedup_tol:g})"),
     ]
     for apply, advice in filters:

@@ -12,12 +12,15 @@ Besides the formula and target columns (named with ``formula=`` and ``target=``)
 
 Formulas with non-integer amounts (``Fe0.5Ni0.5``) are read as written here and rewritten as
 integer formulas when the rows are cleaned (:func:`alhelpers.data.systems.integer_formulas`).
+A CSV separated by ``;`` or tabs (as a European spreadsheet exports it) is read with that
+delimiter, and its columns written with decimal commas as numbers, with a warning that says so.
 """
 
 from __future__ import annotations
 
 import gzip
 import re
+import shlex
 import warnings
 from pathlib import Path
 
@@ -43,7 +46,30 @@ ENCODING_HINT = (
     "(notebook parameter TABLE_ENCODING / runner flag --encoding)"
 )
 
+#: How a user names each column of a table, in the words of the notebook (parameter), the runner
+#: (flag), :func:`alhelpers.data.fetch_system` / ``fetch_raw`` and :func:`read_user_table`
+#: (keywords).
+COLUMN_SETTINGS: dict[str, tuple[str, str, str, str]] = {
+    "formula": ("FORMULA_COLUMN", "--formula-column", "formula_column", "formula"),
+    "target": ("TARGET_COLUMN", "--target", "target", "target"),
+}
+
+#: Delimiters a text table may use besides ``,``, and how messages name them.
+DELIMITERS: dict[str, str] = {";": "';'", "\t": "a tab"}
+
 _N_EXAMPLES = 3
+
+
+def column_hint(kind: str, column: str | None = None) -> str:
+    """Every way to name the ``kind`` (``"formula"`` or ``"target"``) column, with ``column`` (a
+    name to use) filled in: ``notebook parameter FORMULA_COLUMN = 'comp', runner flag
+    --formula-column comp, fetch_system(formula_column='comp') or read_user_table(formula='comp')``.
+    """
+    notebook, flag, fetch_kw, read_kw = COLUMN_SETTINGS[kind]
+    value = repr(column) if column is not None else "'<column>'"
+    shell = shlex.quote(column) if column is not None else "<column>"
+    return (f"notebook parameter {notebook} = {value}, runner flag {flag} {shell}, "
+            f"fetch_system({fetch_kw}={value}) or read_user_table({read_kw}={value})")
 
 
 def normalize_source(value: object, *, default: str = "file") -> str:
@@ -96,13 +122,58 @@ def _decode_error(path: Path, encoding: str, err: UnicodeDecodeError) -> ValueEr
     )
 
 
+def _header_line(path: Path, encoding: str) -> str:
+    """The first non-empty line of a text table (decoded; ``""`` when there is none)."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding=encoding, newline="") as fh:
+        for line in fh:
+            if line.strip():
+                return line
+    return ""
+
+
+def _delimiter(path: Path, encoding: str) -> str:
+    """``","``, unless the header line has more ``;`` (or tabs) than commas: a table exported
+    with a European locale (``formula;formation_energy_per_atom``) or tab-separated."""
+    header = _header_line(path, encoding)
+    counts = {d: header.count(d) for d in (",", *DELIMITERS)}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
+
+
+def _read_delimited(path: Path, encoding: str, sep: str) -> pd.DataFrame:
+    """A table separated by ``sep`` (not a comma), with a ``UserWarning`` that says so.
+
+    Such tables often write ``-1,25`` for −1.25: a column whose every value is a number once
+    ``,`` is read as the decimal point (and not before) is read that way, and the warning names
+    it. A column that mixes ``,`` and ``.`` is left as text, so that the non-numeric target
+    warning names its values rather than this reader guessing.
+    """
+    raw = pd.read_csv(path, encoding=encoding, sep=sep)
+    commas = pd.read_csv(path, encoding=encoding, sep=sep, decimal=",")
+    converted = [c for c in raw.columns if c in commas.columns
+                 and not pd.api.types.is_numeric_dtype(raw[c])
+                 and pd.api.types.is_numeric_dtype(commas[c])]
+    for c in converted:
+        raw[c] = commas[c]
+    message = (f"{path.name} is separated by {DELIMITERS[sep]}, not ',': it was read with "
+               f"{DELIMITERS[sep]} as the delimiter")
+    if converted:
+        message += (f", and its column(s) {', '.join(map(repr, map(str, converted)))} with ',' as "
+                    "the decimal point (-1,25 read as -1.25)")
+    warnings.warn(message + ". Check the values read; to avoid the guess, export the table as "
+                  "comma-separated with '.' as the decimal point.", UserWarning, stacklevel=4)
+    return raw
+
+
 def _read_raw(path: Path, encoding: str) -> pd.DataFrame:
     if _is_parquet(path):
         return pd.read_parquet(path)
     if path.suffix.lower() not in (".csv", ".txt", ".gz"):
         raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
     try:
-        return pd.read_csv(path, encoding=encoding)
+        sep = _delimiter(path, encoding)
+        return pd.read_csv(path, encoding=encoding) if sep == "," else _read_delimited(path, encoding, sep)
     except UnicodeDecodeError as err:
         raise _decode_error(path, encoding, err) from err
     except LookupError as err:
@@ -118,26 +189,63 @@ def _read_raw(path: Path, encoding: str) -> pd.DataFrame:
 
 
 def _check_formulas(raw: pd.DataFrame, column: str, path: Path) -> list[str]:
-    """The formulas, stripped; ``ValueError`` naming the column and the lines pymatgen cannot read."""
-    from alhelpers.data.systems import integer_formula
+    """The formulas, stripped; ``ValueError`` naming the column and the lines pymatgen cannot read
+    as formulas of real elements, each with why and the formula probably meant (``line 3: 'TIO2'
+    (T is tritium, an isotope of hydrogen, to pymatgen; did you mean 'TiO2'?)``)."""
+    from alhelpers.data.formulas import FormulaError, integer_formula
 
     formulas, bad = [], []
     for i, value in enumerate(raw[column]):
         text = "" if _missing(value) else str(value).strip()
-        try:
-            if not text:
-                raise ValueError("empty")
-            integer_formula(text)
-        except Exception:  # pymatgen raises several types for bad formulas
-            bad.append(f"{_where(path, i)}: {text!r}" if text else f"{_where(path, i)}: (empty)")
+        if not text:
+            bad.append(f"{_where(path, i)}: (empty)")
+        else:
+            try:
+                integer_formula(text)
+            except FormulaError as err:
+                bad.append(f"{_where(path, i)}: {text!r} ({err.reason})")
+            except Exception:  # noqa: BLE001  (anything else pymatgen raises for a bad formula)
+                bad.append(f"{_where(path, i)}: {text!r}")
         formulas.append(text)
     if bad:
         raise ValueError(
-            f"{path.name}: {len(bad)} value(s) of the formula column {column!r} pymatgen cannot read, "
-            f"e.g. {', '.join(bad[:_N_EXAMPLES])}. Fix or delete those rows, or name the formula "
-            "column with formula=... (fetch_raw/fetch_system: formula_column=...)"
+            f"{path.name}: {len(bad)} value(s) of the formula column {str(column)!r} pymatgen cannot "
+            f"read, e.g. {', '.join(bad[:_N_EXAMPLES])}. Fix or delete those rows, or name another "
+            f"formula column ({column_hint('formula')})"
         )
     return formulas
+
+
+def _formula_like(values: pd.Series) -> bool:
+    """Whether the first non-empty values (up to five) all read as formulas of real elements."""
+    from alhelpers.data.formulas import elements_of
+
+    sample = [str(v).strip() for v in values if not _missing(v) and str(v).strip()][:5]
+    try:
+        return bool(sample) and all(elements_of(v) for v in sample)
+    except Exception:  # noqa: BLE001  (not formulas)
+        return False
+
+
+def _check_columns(raw: pd.DataFrame, path: Path, *, formula: str, target: str) -> None:
+    """``ValueError`` when the formula or target column is missing, naming the table's columns and
+    every way to name the right ones (:func:`column_hint`), with a column of this table that looks
+    like it (text that reads as formulas; numbers) filled in where there is one."""
+    missing = [(kind, str(name)) for kind, name in (("formula", formula), ("target", target))
+               if name not in raw.columns]
+    if not missing:
+        return
+    columns = [str(c) for c in raw.columns]
+    present = {str(formula), str(target)}
+    guess = {
+        "formula": next((c for c in columns if c not in present and raw[c].dtype == object
+                         and _formula_like(raw[c])), None),
+        "target": next((c for c in columns if c not in present and c != Key.nsites
+                        and pd.api.types.is_float_dtype(raw[c])), None),
+    }
+    said = " and ".join(f"no {kind} column {name!r}" for kind, name in missing)
+    how = "; ".join(f"name the {kind} column ({column_hint(kind, guess[kind])})" for kind, _ in missing)
+    raise ValueError(f"{path.name} has {said}. Its columns are {columns}; {how}.")
 
 
 def _numeric_target(raw: pd.DataFrame, column: str, path: Path) -> np.ndarray:
@@ -150,7 +258,7 @@ def _numeric_target(raw: pd.DataFrame, column: str, path: Path) -> np.ndarray:
         warnings.warn(
             f"{path.name}: {len(text)} value(s) of the target column {column!r} are not numbers, "
             f"e.g. {shown}; these rows are removed by the 'finite target' filter. Write numbers "
-            "with '.' as the decimal point, or name another column with target=...",
+            f"with '.' as the decimal point, or name another target column ({column_hint('target')})",
             UserWarning,
             stacklevel=3,
         )
@@ -178,7 +286,7 @@ def _sources(raw: pd.DataFrame, default: str, path: Path) -> list[str]:
 
 def _nsites(raw: pd.DataFrame, formulas: list[str]) -> np.ndarray:
     """Atoms per cell: the table's ``nsites`` where given, else the atoms of the integer formula."""
-    from alhelpers.data.systems import atom_counts, integer_formula
+    from alhelpers.data.formulas import atom_counts, integer_formula
 
     given = (pd.to_numeric(raw[Key.nsites], errors="coerce").to_numpy(dtype=float)
              if Key.nsites in raw else np.full(len(raw), np.nan))
@@ -207,20 +315,19 @@ def read_user_table(
     targets become NaN (with a warning naming them) and are later dropped, and counted, by
     :func:`alhelpers.data.systems.filter_finite_target`.
 
-    ``ValueError`` for a missing file column, an empty table or formulas pymatgen cannot read
-    (naming the column and the lines).
+    A CSV whose header has more ``;`` (or tabs) than commas is read with that delimiter, and a
+    column written with decimal commas (``-1,25``) as numbers, with a ``UserWarning`` naming both.
+
+    ``ValueError`` for a missing column (naming the table's columns and every way to name the
+    right one: notebook parameter, runner flag, keyword), an empty table, or formulas pymatgen
+    cannot read as written (naming the column, the lines, why, and the formula probably meant:
+    ``'TIO2'``, T is tritium to pymatgen, did you mean ``'TiO2'``?).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"table {path} does not exist")
     raw = _read_raw(path, encoding)
-    missing = [str(c) for c in (formula, target) if c not in raw.columns]
-    if missing:
-        raise ValueError(
-            f"{path.name} has no column(s) {missing}. Its columns are {list(raw.columns)}; "
-            "name the formula column with formula=... (fetch_raw/fetch_system: formula_column=...) "
-            "and the target column with target=..."
-        )
+    _check_columns(raw, path, formula=formula, target=target)
     if raw.empty:
         raise ValueError(
             f"{path.name} has no rows (columns {list(raw.columns)}): nothing to learn from; "

@@ -19,6 +19,15 @@ from alhelpers.select import get_strategy
 DEFAULT_STRATEGIES = ("random", "uncertainty", "diversity", "hybrid")
 
 
+def _canonical_system(cfg: Any) -> None:
+    """Store the canonical name of ``cfg.system`` (``"O-Ti"`` → ``"Ti-O"``) in the frozen config,
+    so that every spelling of a system writes and reads the same files; ``ValueError`` for a
+    name that is no system (:func:`alhelpers.data.systems.canonical_system`)."""
+    from alhelpers.data.systems import canonical_system
+
+    object.__setattr__(cfg, "system", canonical_system(cfg.system))
+
+
 @dataclass(frozen=True)
 class FetchConfig(Saveable):
     """Parameters of notebook 01 (fetch and clean one system from one source)."""
@@ -39,14 +48,16 @@ class FetchConfig(Saveable):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from alhelpers.data import SOURCES, system_elements
+        from alhelpers.data import SOURCES
 
+        _canonical_system(self)
         if self.source not in SOURCES:
             raise ValueError(f"SOURCE={self.source!r} is not one of {SOURCES}")
         if self.source == "file" and not self.table_path:
             raise ValueError("SOURCE = 'file' needs TABLE_PATH (a CSV or parquet file)")
-        if not (self.source == "file" and self.system == "all"):
-            system_elements(self.system)
+        if self.system == "all" and self.source != "file":
+            raise ValueError(f"SYSTEM = 'all' keeps every row of your own table (SOURCE = 'file'); "
+                             f"with SOURCE = {self.source!r} choose an element list such as 'Ti-O'")
         if not self.min_sites <= self.max_sites:
             raise ValueError(f"need min_sites <= max_sites, got {self.min_sites}, {self.max_sites}")
         if not 0.0 < self.test_fraction < 1.0:
@@ -71,6 +82,8 @@ class FeaturizeConfig(Saveable):
     def __post_init__(self) -> None:
         super().__post_init__()
         from alhelpers.formation.features import DESCRIPTORS
+
+        _canonical_system(self)
 
         if self.descriptor not in DESCRIPTORS:
             raise ValueError(f"DESCRIPTOR={self.descriptor!r} is not one of {DESCRIPTORS}")
@@ -99,6 +112,7 @@ class ALConfig(Saveable):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _canonical_system(self)
         if not self.strategies:
             raise ValueError('STRATEGIES is empty: name at least one, e.g. STRATEGIES = ["random"]')
         for name in self.strategies:
