@@ -44,6 +44,8 @@ class Key(StrEnum):
     query_s = "query_s"  # seconds in the selection rule
     label_s = "label_s"  # seconds asking the oracle (Track B)
     note = "note"  # why a run stopped early ("pool exhausted …"), else ""
+    config_id = "config_id"  # hash of the protocol the row was computed with (runs of one id compare)
+    code_id = "code_id"  # hash of the alhelpers source that computed the row (alhelpers.provenance.code_id)
 
     # calibration of the uncertainty on the test set (alhelpers.calibration), both tracks
     nll = "nll"  # mean Gaussian negative log-likelihood of the errors under σ

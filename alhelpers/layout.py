@@ -39,6 +39,34 @@ def default_results_dir() -> Path:
     return Path(env).expanduser().resolve() if env else REPO_ROOT / "results"
 
 
+def _where_from(out_dir: str | os.PathLike, drive: bool) -> str:
+    """How the results folder was chosen, in the words the user used."""
+    if out_dir:
+        return "the results folder (OUT_DIR in a notebook, --out for the runner)"
+    if drive:
+        return "the Google Drive results folder"
+    if os.environ.get(ENV_RESULTS):
+        return f"the results folder ${ENV_RESULTS}"
+    return "the default results folder"
+
+
+#: Track A's study tables (``<name>.csv``, notebook 04), in the order the statistics make them.
+STUDY_TABLES: tuple[str, ...] = ("final_table", "savings", "auc", "calibration", "table1", "leakage")
+
+#: Everything of a Track A study at the top of a results folder besides its executed notebooks
+#: (``--replace`` moves these, and Track A's executed notebooks, as one unit; ``study.json`` last).
+STUDY_ITEMS: tuple[str, ...] = ("data", "runs", "cross", "figures", "runs.parquet",
+                                *(f"{name}.csv" for name in STUDY_TABLES), "report.md", "report.html",
+                                "study.json")
+
+#: Track A's executed notebooks in ``notebooks/`` (01–06); Track B's (07–09) are not the study's.
+STUDY_NOTEBOOKS = "0[1-6]_*.ipynb"
+
+#: Names a results folder may hold at its top level (anything else is the user's).
+KNOWN_ITEMS: frozenset[str] = frozenset({*STUDY_ITEMS, "notebooks", "checkpoints", "potentials", "selections",
+                                         "replaced", ".runner.lock"})
+
+
 def mount_drive() -> Path:
     """Mount Google Drive in Colab (asks for permission once) and return the Drive results folder."""
     try:
@@ -67,7 +95,34 @@ class Layout:
             root = mount_drive() if not out_dir else Path(out_dir)
         else:
             root = Path(out_dir).expanduser() if out_dir else default_results_dir()
-        return cls(root.resolve())
+        root = root.resolve()
+        if root.exists() and not root.is_dir():
+            raise NotADirectoryError(
+                f"{_where_from(out_dir, drive)} {root} is a file, not a folder. Results go into a folder "
+                f"(it is made when missing): set OUT_DIR, --out or ${ENV_RESULTS} to a folder, e.g. "
+                f"{root.with_name(root.name + '-results')}.")
+        return cls(root)
+
+    def check_not_foreign(self) -> None:
+        """Refuse a folder that holds files but nothing of this project's: the runner would write
+        its tables and reports among (and possibly over) someone's own files."""
+        if not self.root.is_dir():
+            return
+        names = sorted(p.name for p in self.root.iterdir())
+        if names and not KNOWN_ITEMS.intersection(names):
+            shown = ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
+            raise FileExistsError(
+                f"{self.root} already holds other files ({shown}) and no results of this project; "
+                "nothing was written. Give --out a new or empty folder (it is made when missing).")
+
+    def study_paths(self) -> list[Path]:
+        """Track A's study in this folder as it is now: the :data:`STUDY_ITEMS` that exist and its
+        executed notebooks, ``study.json`` last (what ``--replace`` moves as one unit)."""
+        items = [self.root / name for name in STUDY_ITEMS if name != "study.json"]
+        paths = [p for p in items if p.exists()]
+        if self.notebooks.is_dir():
+            paths += sorted(self.notebooks.glob(STUDY_NOTEBOOKS))
+        return [*paths, *([self.study_config] if self.study_config.exists() else [])]
 
     # ---------------------------------------------------------------- stage outputs
     data = _under("data", "Notebooks 01–02: system tables and features.")

@@ -20,10 +20,10 @@ Stages: 01_fetch per system → 02_featurize per (system, descriptor) → 03_act
 04_statistics (``final_table.csv``, ``savings.csv``, ``auc.csv``, ``leakage.csv``) →
 05_figures (``figures/*.png``) → ``report.md``.
 
-Each notebook run is one task, and its identity is its parameters and inputs: a task is skipped
-only when its executed notebook finished with the same parameters, its inputs still have the same
-hashes and its outputs are still there (:func:`task_status`); otherwise it reruns and the runner
-says why. So an interrupted study continues where it stopped, and a study with other parameters
+Each notebook run is one task, and its identity is its code, parameters and inputs: a task is
+skipped only when its executed notebook finished with the same code (its notebook's code cells and
+the ``alhelpers`` source), the same parameters, its inputs still have the same hashes and its
+outputs are still there (:func:`task_status`); otherwise it reruns and the runner says why. So an interrupted study continues where it stopped, and a study with other parameters
 never reuses old results. One folder holds one configuration (``study.json``): a run with another
 one is refused unless ``--replace`` moves the old results aside. Paths follow
 :class:`alhelpers.layout.Layout` (the notebooks use the same one), so a results folder can be moved.
@@ -47,6 +47,14 @@ from alhelpers.formation.config import DEFAULT_STRATEGIES
 from alhelpers.keys import SYSTEMS
 from alhelpers.runner.potentials import potentials
 from alhelpers.runner.study import study
+
+
+#: Where the runner writes: the same default folder as the notebooks (alhelpers.layout).
+OUT_HELP = ("output folder (default: $ALHELPERS_RESULTS when set, else results/ in the repository, the "
+            "notebooks' default)")
+
+#: Exit status of a run stopped with Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--source file: the column with chemical formulas (default: formula)")
     s.add_argument("--encoding", default="utf-8",
                    help="--source file: the text encoding of a CSV table (default: utf-8)")
-    s.add_argument("--out", default="results", help="output folder (default: results)")
+    s.add_argument("--out", default="", help=OUT_HELP)
     s.add_argument("--replace", action="store_true",
                    help="the output folder holds another configuration's results: move them to "
                         "OUT/replaced/ and run this one (default: off, such a run is refused)")
@@ -151,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--smoke", action="store_true",
                    help="tiny runs to check the pipeline: a 40-structure pool, a tiny network, few "
                         "epochs, three rounds from 4 structures (default: off)")
-    t.add_argument("--out", default="results", help="output folder (default: results)")
+    t.add_argument("--out", default="", help=OUT_HELP)
     t.add_argument("--jobs", type=int, default=2, help="notebooks run side by side (default 2)")
     t.add_argument("--force", action="store_true",
                    help="rerun finished tasks too (default: off, a task finished with the same parameters, "
@@ -160,34 +168,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def check_flags(args: argparse.Namespace) -> None:
+    """Every flag that no notebook config checks, checked before anything runs (``ValueError``
+    naming the flag)."""
+    from alhelpers.al.rounds import Budget
     from alhelpers.data.systems import system_elements
     from alhelpers.select import get_strategy
 
     if getattr(args, "scheduler", None) and args.executor != "dask":
-        print("error: --scheduler needs --executor dask", file=sys.stderr)
-        return 2
+        raise ValueError("--scheduler needs --executor dask")
     if getattr(args, "workers", 1) < 1 or getattr(args, "jobs", 1) < 1:
-        print("error: --workers and --jobs must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        if args.cmd == "potentials":
-            from alhelpers.atomistic.config import PotentialsConfig
+        raise ValueError("--workers and --jobs must be at least 1")
+    bad_seeds = [k for k in args.seeds if k < 0]
+    if bad_seeds:
+        raise ValueError(f"--seeds must be whole numbers >= 0, got {bad_seeds[0]}")
+    if args.cmd == "potentials":
+        from alhelpers.atomistic.config import PotentialsConfig
 
-            for b in args.batch:
-                PotentialsConfig(system=args.system, strategies=tuple(args.strategies), batch=b,
+        if args.epochs < 0:
+            raise ValueError(f"--epochs must be >= 0 (0: the model's own), got {args.epochs}")
+        for b in args.batch:
+            for seed in args.seeds:
+                PotentialsConfig(system=args.system, seed=seed, strategies=tuple(args.strategies), batch=b,
                                  n_init=args.n_init, max_size=args.max_size, target_mae=args.target_mae)
-        else:
-            for system in args.systems:
-                if not (system == "all" and args.source == "file"):
-                    system_elements(system)
-            for name in args.strategies:
-                get_strategy(name)
+        return
+    Budget.from_params(args.max_wall_s, args.max_ram_mb, names=("--max-wall-s", "--max-ram-mb"))
+    for system in args.systems:
+        if system == "all" and args.source != "file":
+            raise ValueError("--systems all means every row of your own table: it needs --source file "
+                             "--table PATH. For the snapshot, name systems such as C Si Fe Ti-O (or Li-Co-O).")
+        if system != "all":
+            system_elements(system)
+    for name in args.strategies:
+        get_strategy(name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_flags(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\n[run] interrupted (Ctrl-C): the notebooks that finished and every checkpointed round are kept; "
+              "run the same command to continue where it stopped.", file=sys.stderr, flush=True)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

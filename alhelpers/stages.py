@@ -34,7 +34,8 @@ from alhelpers.formation.features import (
     save_features,
 )
 from alhelpers.formation.loop import run_al
-from alhelpers.layout import Layout
+from alhelpers.layout import STUDY_TABLES, Layout
+from alhelpers.provenance import code_id
 
 Say = Callable[[str], None]
 
@@ -181,20 +182,35 @@ def al_stage(cfg: ALConfig, layout: Layout, *, progress: bool = False, budget: B
                 else f"rounds {resumed}–{cfg.rounds - 1} computed")
         say(f"{cfg.system} seed {cfg.seed}: resumed — {min(resumed, cfg.rounds)} of {cfg.rounds} rounds read back "
             f"from the checkpoints in {layout.rel(layout.checkpoints)}/ (same configuration and data); {rest}.")
-    write_parquet(path, runs.assign(config_id=cfg.protocol_id))
+    write_parquet(path, runs.assign(config_id=cfg.protocol_id, code_id=code_id()))
     cfg.save(path.with_suffix(".config.json"))
     return ALResult(runs, "", resumed, path)
 
 
+def _stale_code(table: pd.DataFrame) -> str:
+    """Why a table's rows were computed by other code than this process runs ("" when they were not)."""
+    ids = set(map(str, table["code_id"].dropna().unique())) if "code_id" in table else set()
+    if not ids:
+        return "it does not record the code that computed it"
+    if ids != {code_id()}:
+        return f"it was computed by other code (code id {', '.join(sorted(ids))}; this code: {code_id()})"
+    return ""
+
+
 def ensure_runs(layout: Layout, cfgs: Sequence[ALConfig], *, say: Say = print) -> None:
-    """Make every run of ``cfgs`` whose file is missing or unreadable (notebook 03's stage)."""
+    """Make every run of ``cfgs`` whose file is missing, unreadable or computed by other code
+    (notebook 03's stage; a run of other code is recomputed, never mixed with this code's)."""
     for cfg in cfgs:
         path = layout.run(cfg.system, cfg.descriptor, cfg.seed)
+        what = f"the run of {cfg.system} seed {cfg.seed} (notebook 03's output)"
         try:
-            read_parquet(path, todo="")
-            continue
+            stale = _stale_code(read_parquet(path, todo=""))
         except (FileNotFoundError, UnreadableFileError) as err:
-            _recover(f"the run of {cfg.system} seed {cfg.seed} (notebook 03's output)", err, say)
+            _recover(what, err, say)
+        else:
+            if not stale:
+                continue
+            say(f"{layout.rel(path)}: {stale}.\n→ recomputing {what} now.")
         al_stage(cfg, layout, say=say)
 
 
@@ -213,10 +229,11 @@ def collect_runs(layout: Layout, *, systems: Sequence[str] | None = None,
     """The tidy runs table assembled from the per-run files of notebook 03 that exist.
 
     Optionally only some systems, descriptors and seeds. Runs of different protocols (another
-    ``N_INIT``, ``BATCH``, ``SMOKE`` …) are never mixed: that raises a ``ValueError`` naming the
-    files of each protocol. ``df.attrs["config_id"]`` is the protocol's id.
+    ``N_INIT``, ``BATCH``, ``SMOKE`` …) or computed by different code (their ``code_id``) are never
+    mixed: that raises a ``ValueError`` naming the files of each. ``df.attrs["config_id"]`` is
+    the protocol's id, ``df.attrs["code_id"]`` the code's.
     """
-    frames, ids = [], {}
+    frames, ids, codes = [], {}, {}
     for path in sorted(layout.runs_dir.glob("*.parquet")):
         cfg = _run_config(path)
         if ((systems is not None and cfg["system"] not in systems)
@@ -228,22 +245,34 @@ def collect_runs(layout: Layout, *, systems: Sequence[str] | None = None,
         pid = ALConfig(**{**cfg, "strategies": tuple(cfg["strategies"]),
                           "model": _ensemble(cfg["model"])}).protocol_id
         ids.setdefault(pid, []).append(path.name)
+        code = ", ".join(sorted(map(str, df["code_id"].dropna().unique()))) if "code_id" in df else ""
+        codes.setdefault(code or "not recorded", []).append(path.name)
         frames.append(df.assign(config_id=pid))
     if not frames:
         raise FileNotFoundError(
             f"no active-learning runs in {layout.runs_dir}: run notebooks/03_active_learning.ipynb "
             "first (or `python -m alhelpers.run study`).")
     if len(ids) > 1:
-        listing = "; ".join(f"{pid}: {', '.join(names[:4])}{' …' if len(names) > 4 else ''}"
-                            for pid, names in ids.items())
         raise ValueError(
-            f"{layout.runs_dir} holds runs of {len(ids)} different configurations ({listing}); they "
+            f"{layout.runs_dir} holds runs of {len(ids)} different configurations ({_listing(ids)}); they "
             "cannot be compared. Move or delete the runs of the configuration you do not want, or "
             "rerun notebook 03 for them with the same parameters.")
+    if len(codes) > 1:
+        raise ValueError(
+            f"{layout.runs_dir} holds runs computed by {len(codes)} versions of the code ({_listing(codes)}); "
+            "their numbers cannot be compared. Rerun notebook 03 for the runs of the other code (or "
+            "`python -m alhelpers.run study`, which reruns what changed).")
     runs = pd.concat(frames, ignore_index=True).sort_values(
         ["system", "descriptor", "strategy", "seed", "round"], kind="mergesort", ignore_index=True)
     runs.attrs["config_id"] = next(iter(ids))
+    runs.attrs["code_id"] = next(iter(codes))
     return runs
+
+
+def _listing(groups: dict[str, list[str]]) -> str:
+    """``id: file, file …; id: …`` (four files named per id)."""
+    return "; ".join(f"{key}: {', '.join(names[:4])}{' …' if len(names) > 4 else ''}"
+                     for key, names in groups.items())
 
 
 def _ensemble(d: dict):
@@ -283,8 +312,8 @@ def complete_runs(layout: Layout, *, systems: Sequence[str], seeds: Sequence[int
 
 
 def save_table(layout: Layout, name: str, table: pd.DataFrame, *, config_id: str) -> Path:
-    """Write a study table (CSV) with the id of the configuration that produced it."""
-    return write_csv(layout.table(name), table.assign(config_id=config_id))
+    """Write a study table (CSV) with the ids of the configuration and of the code that produced it."""
+    return write_csv(layout.table(name), table.assign(config_id=config_id, code_id=code_id()))
 
 
 def read_table(layout: Layout, name: str) -> pd.DataFrame:
@@ -336,7 +365,7 @@ def statistics_stage(layout: Layout, runs: pd.DataFrame, *, baseline: str = "ran
     out["auc"] = curves.learning_curve_auc(runs, n_boot=n_boot, rng=stream(boot_seed))
     out["calibration"] = calibration_table(runs)
     out["leakage"] = pd.concat(leak, ignore_index=True)
-    for name in ("table1", "final_table", "savings", "auc", "calibration", "leakage"):
+    for name in STUDY_TABLES:
         save_table(layout, name, out[name], config_id=config_id)
     return out
 
@@ -351,10 +380,9 @@ def ensure_statistics(layout: Layout, *, systems: Sequence[str] | None = None,
                       say: Say = print) -> dict[str, pd.DataFrame]:
     """Notebook 04's tables for notebook 05: read when they are there, else computed from the runs
     of ``systems`` × ``seeds`` (default: the study's four systems, seeds 0–4; missing runs are made)."""
-    names = ("final_table", "savings", "auc", "calibration", "table1", "leakage")
     try:
         runs = read_parquet(layout.runs_table, todo="Run notebooks/04_statistics.ipynb again.")
-        return {"runs": runs, **{n: read_table(layout, n) for n in names}}
+        return {"runs": runs, **{n: read_table(layout, n) for n in STUDY_TABLES}}
     except (FileNotFoundError, UnreadableFileError) as err:
         _recover("the statistics of notebook 04", err, say)
     from alhelpers.keys import SYSTEMS
@@ -393,7 +421,8 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
             say(f"{cfg.system}: resumed — {done} of {total} rounds (directions × seeds × rounds) read back from the "
                 f"checkpoints in {layout.rel(layout.checkpoints / 'cross')}/ (same configuration and data); "
                 + ("nothing computed." if done >= total else "the rest computed."))
-        write_parquet(layout.cross(cfg.system, cfg.descriptor), cross.assign(config_id=cfg.protocol_id))
+        write_parquet(layout.cross(cfg.system, cfg.descriptor),
+                      cross.assign(config_id=cfg.protocol_id, code_id=code_id()))
     from alhelpers.al.config import package_versions
 
     write_json(layout.disagreement(cfg.system), {"system": cfg.system, **floor, **counts,

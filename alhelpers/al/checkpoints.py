@@ -1,7 +1,8 @@
 """Per-round checkpoints of both tracks' AL loops: one small JSON file per (strategy, round).
 
-A run's folder is keyed by its config and a hash of its data (:func:`run_folder`), so a changed
-parameter or changed inputs start afresh instead of resuming a stale run. A round's file holds its
+A run's folder is keyed by its config, a hash of its data and the package's code
+(:func:`run_folder`), so a changed parameter, changed inputs or changed code start afresh instead
+of resuming a stale run. A round's file holds its
 row, the points it queried and, where the loop needs it, an ``extra`` payload (Track B: the labels
 the oracle returned that round); nothing earlier is rewritten. A round may also leave a
 *snapshot* (``roundNN.pt``, :func:`torch.save`): what the next round needs that the row cannot
@@ -29,8 +30,12 @@ _RECOMPUTE = "It is removed and that round is recomputed."
 
 
 def run_folder(root: str | Path, *parts: str, config: dict, data: Iterable[bytes] = ()) -> Path:
-    """``root/parts…/<12 hex>``: the hash of ``config`` (as sorted JSON) and the ``data`` bytes."""
-    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    """``root/parts…/<12 hex>``: the hash of ``config`` (as sorted JSON), the ``data`` bytes and the
+    package's code (:func:`alhelpers.provenance.code_id`: rounds computed by other code are never
+    resumed)."""
+    from alhelpers.provenance import code_id
+
+    h = hashlib.sha256(json.dumps({"config": config, "code": code_id()}, sort_keys=True, default=str).encode())
     for chunk in data:
         h.update(chunk)
     return Path(root, *parts, h.hexdigest()[:12])

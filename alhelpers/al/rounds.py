@@ -18,6 +18,8 @@ round) with :func:`alhelpers.al.seeding.stream`, which is what makes resuming ex
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -74,8 +76,28 @@ class Budget:
     started: float | None = None  # default: the clock at creation
 
     def __post_init__(self) -> None:
+        for name, value in (("max_wall_s", self.max_wall_s), ("max_ram_mb", self.max_ram_mb)):
+            if value is not None and not _positive(value):
+                raise ValueError(f"Budget({name}={value!r}): a budget must be a finite number > 0 (None: no limit)")
         if self.started is None:
             self.started = self.clock()
+
+    @classmethod
+    def from_params(cls, max_wall_s: object = 0, max_ram_mb: object = 0, *,
+                    names: tuple[str, str] = ("MAX_WALL_S", "MAX_RAM_MB")) -> Budget:
+        """The budget of the notebook parameters ``MAX_WALL_S`` / ``MAX_RAM_MB`` (the runner's
+        ``--max-wall-s`` / ``--max-ram-mb``, named by ``names``): 0 means no limit; a negative,
+        NaN or infinite value, or one that is not a number, is refused naming the parameter (NaN
+        would otherwise silently mean no budget)."""
+        limits = []
+        for name, value, unit in ((names[0], max_wall_s, "seconds"), (names[1], max_ram_mb, "MB")):
+            number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not number or not (value == 0 or _positive(value)):
+                example = f"{name} 600" if name.startswith("--") else f"{name} = 0"
+                raise ValueError(f"{name} must be a finite number of {unit} >= 0 (0: no limit), e.g. "
+                                 f"{example}; got {value!r}")
+            limits.append(float(value) or None)
+        return cls(max_wall_s=limits[0], max_ram_mb=limits[1])
 
     @property
     def limited(self) -> bool:
@@ -98,6 +120,14 @@ class Budget:
             if rss > 0.9 * self.max_ram_mb:
                 raise BudgetExceeded(
                     f"memory budget of {self.max_ram_mb:g} MB nearly reached ({rss:.0f} MB in use). {how}")
+
+
+def _positive(value: object) -> bool:
+    """A finite number above 0."""
+    try:
+        return math.isfinite(float(value)) and float(value) > 0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def _grow(labelled: np.ndarray, queried: Sequence[int], keep_order: bool) -> np.ndarray:

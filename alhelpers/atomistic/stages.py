@@ -20,6 +20,7 @@ from alhelpers.atomistic.structures import StructureSet
 from alhelpers.atomistic.summary import found_runs
 from alhelpers.files import write_parquet
 from alhelpers.layout import Layout
+from alhelpers.provenance import code_id
 
 __all__ = ["ensure_potential_runs", "load_potential_data", "potentials_config", "potentials_stage"]
 
@@ -61,7 +62,7 @@ def potentials_stage(cfg: PotentialsConfig, layout: Layout, data: StructureSet, 
                      progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, Path]:
     """Run every strategy of ``cfg`` (checkpointed) and write the rows and the config next to them."""
     runs = run_potentials(data, cfg, oracle=oracle, checkpoints=layout.checkpoints / "potentials", progress=progress)
-    path = write_parquet(layout.potentials_run(cfg.label, cfg.batch, cfg.seed), runs)
+    path = write_parquet(layout.potentials_run(cfg.label, cfg.batch, cfg.seed), runs.assign(code_id=code_id()))
     cfg.save(path.with_suffix(".config.json"))
     return runs, path
 

@@ -43,13 +43,14 @@ def statistics_task(layout: Layout, args: argparse.Namespace) -> Task:
 
 
 def potentials(args: argparse.Namespace) -> int:
-    layout = Layout.at(args.out)
     for name in ("seeds", "strategies", "batch"):
         setattr(args, name, unique(getattr(args, name)))
     try:
+        layout = Layout.at(args.out)
+        layout.check_not_foreign()
         with results_lock(layout):
             return _potentials(layout, args)
-    except RuntimeError as err:
+    except (RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

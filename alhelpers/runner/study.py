@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from alhelpers.al.runs import final_round
+from alhelpers.data.systems import canonical_system
 from alhelpers.data.paths import manifest_path
 from alhelpers.files import (
     UnreadableFileError,
@@ -35,6 +37,7 @@ from alhelpers.runner.tasks import (
     Task,
     TaskFailure,
     dask_client,
+    as_saved,
     describe_changes,
     results_lock,
     run_tasks,
@@ -130,8 +133,14 @@ def validate_study(args: argparse.Namespace) -> dict:
     """Check the whole study configuration before any notebook runs; return its protocol.
 
     Builds every notebook's config object from the flags (so a bad ``--batch`` fails here, not
-    after notebooks 01–02), merges repeated ``--seeds``/``--systems``/``--strategies``.
+    after notebooks 01–02), writes each system by its one name (:func:`canonical_system`:
+    ``O-Ti`` is ``Ti-O``) and merges repeated ``--seeds``/``--systems``/``--strategies``.
     """
+    named = [s if s == "all" else canonical_system(s) for s in args.systems]
+    renamed = [f"{s} is {c}" for s, c in zip(args.systems, named, strict=True) if s != c]
+    if renamed:
+        print(f"[run] --systems: {', '.join(renamed)} (one name per set of elements)", flush=True)
+    args.systems = named
     for name in ("systems", "seeds", "strategies", "descriptors"):
         values = getattr(args, name)
         if len(unique(values)) < len(values):
@@ -158,25 +167,84 @@ def validate_study(args: argparse.Namespace) -> dict:
     return protocol
 
 
-_STUDY_ITEMS = ("data", "runs", "cross", "figures", "notebooks", "runs.parquet", "table1.csv",
-                "final_table.csv", "savings.csv", "auc.csv", "calibration.csv", "leakage.csv", "report.md",
-                "study.json")
+def _read_protocol(layout: Layout) -> dict | None:
+    """The protocol ``study.json`` records; None when there is none. An unreadable or incomplete
+    ``study.json`` raises :class:`UnreadableFileError` naming it (the folder's configuration is
+    then unknown, and nothing in it can be reused or mixed with this run)."""
+    path = layout.study_config
+    if not path.exists():
+        return None
+    todo = (f"It records which configuration the results in {layout.root} belong to, so they cannot be "
+            "reused or mixed with this run: add --replace to move them aside (to "
+            f"{layout.root / 'replaced'}/) and run this configuration, or give this run another --out folder.")
+    study = read_json(path, todo=todo)
+    if not isinstance(study, dict) or not isinstance(study.get("protocol"), dict):
+        raise UnreadableFileError(path, "it has no 'protocol' record", todo)
+    return study["protocol"]
+
+
+def _restore_partial_move(layout: Layout) -> None:
+    """Put back an old study whose ``--replace`` move was interrupted (a ``replaced/*.partial``
+    folder: the runner was killed part-way), so that the folder holds one whole study again."""
+    for staging in sorted((layout.root / "replaced").glob("*.partial")):
+        for src in sorted(staging.rglob("*"), key=lambda p: len(p.parts)):
+            if not src.exists() or src == staging / "notebooks":
+                continue
+            dest = layout.root / src.relative_to(staging)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                raise RuntimeError(
+                    f"an interrupted --replace left {src}, and {dest} exists too: move one of them away by hand "
+                    "(the old study is in the .partial folder), then run again.")
+            os.replace(src, dest)
+        shutil.rmtree(staging)
+        print(f"[run] an interrupted --replace was undone: the old study is back in {layout.root}", flush=True)
+
+
+def move_study(layout: Layout, dest: Path) -> None:
+    """Move Track A's study out of ``layout.root`` into ``dest`` as one unit (:meth:`Layout.study_paths`,
+    ``study.json`` last).
+
+    The items go into ``dest.partial`` first, which becomes ``dest`` once all are there. When one
+    cannot be moved, those already moved are put back and a ``RuntimeError`` names the item and
+    says what to do: the old study stays whole where it was. A runner killed part-way leaves the
+    ``.partial`` folder, which the next run puts back (:func:`_restore_partial_move`).
+    """
+    staging = dest.with_name(dest.name + ".partial")
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for src in layout.study_paths():
+            target = staging / src.relative_to(layout.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(src, target)
+            moved.append((src, target))
+    except OSError as err:
+        failed = src
+        for back, target in reversed(moved):
+            os.rename(target, back)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RuntimeError(
+            f"--replace could not move {failed} ({err.strerror or err}); nothing was moved, the old study is whole "
+            f"in {layout.root}. Make that file movable (check its permissions and that no program holds it), or "
+            "give this run another --out folder, then run again.") from None
+    os.rename(staging, dest)
 
 
 def check_study_folder(layout: Layout, protocol: dict, *, replace: bool) -> None:
     """Refuse to mix two configurations in one folder; with ``replace`` move the old results aside.
 
-    The old results go to ``replaced/<their config id>-<time>/`` (checkpoints stay: they are keyed
-    by configuration, so switching back reuses them).
+    The old study goes to ``replaced/<its config id>-<time>/`` as one unit (:func:`move_study`;
+    checkpoints stay: they are keyed by configuration and code, so switching back reuses them).
+    An unreadable ``study.json`` is named: the folder's configuration is then unknown.
     """
-    path = layout.study_config
-    if not path.exists():
-        return
+    _restore_partial_move(layout)
     try:
-        old = read_json(path, todo="")["protocol"]
-    except (UnreadableFileError, KeyError, TypeError):
+        old = _read_protocol(layout)
+    except UnreadableFileError as err:
+        if not replace:
+            raise RuntimeError(str(err)) from None
         old = {"study.json": "unreadable"}
-    if old == json.loads(json.dumps(protocol, default=str)):
+    if old is None or as_saved(old) == as_saved(protocol):
         return
     if not replace:
         raise RuntimeError(
@@ -184,10 +252,9 @@ def check_study_folder(layout: Layout, protocol: dict, *, replace: bool) -> None
             f"Give this run another --out folder, or add --replace to move the old results to "
             f"{layout.root / 'replaced'}/.")
     dest = layout.root / "replaced" / f"{_config_id(old)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in _STUDY_ITEMS:
-        if (layout.root / name).exists():
-            (layout.root / name).rename(dest / name)
+    while dest.exists() or dest.with_name(dest.name + ".partial").exists():
+        dest = dest.with_name(dest.name + "-1")
+    move_study(layout, dest)
     print(f"[run] --replace: the results of the previous configuration moved to {dest}", flush=True)
 
 
@@ -196,10 +263,11 @@ def _config_id(protocol: dict) -> str:
 
 
 def study(args: argparse.Namespace) -> int:
-    layout = Layout.at(args.out)
     try:
+        layout = Layout.at(args.out)
         protocol = validate_study(args)
-    except ValueError as err:
+        layout.check_not_foreign()
+    except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.executor == "dask" or args.jobs > 1:
@@ -209,7 +277,7 @@ def study(args: argparse.Namespace) -> int:
         try:
             stack.enter_context(results_lock(layout))
             check_study_folder(layout, protocol, replace=args.replace)
-        except RuntimeError as err:
+        except (RuntimeError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         write_json(layout.study_config, {"config_id": _config_id(protocol), "protocol": protocol,

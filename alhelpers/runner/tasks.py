@@ -1,9 +1,10 @@
 """Notebook tasks and how they run: identity, status, papermill execution, local or Dask executors.
 
-A task is one notebook execution. Its identity is its parameters and inputs: it is skipped only
-when its executed notebook finished with the same parameters, its inputs still have the same
-hashes and its outputs are still there (:func:`task_status`); otherwise it reruns and the runner
-says why. :func:`results_lock` keeps two runners off one results folder. While tasks run,
+A task is one notebook execution. Its identity is its code, its parameters and its inputs: it is
+skipped only when its executed notebook finished with the same code (the notebook's code cells
+and the source of the ``alhelpers`` package, :func:`alhelpers.provenance.code_files`), the same
+parameters, its inputs still have the same hashes and its outputs are still there
+(:func:`task_status`); otherwise it reruns and the runner says why. :func:`results_lock` keeps two runners off one results folder. While tasks run,
 :func:`run_tasks` says what it is doing (:mod:`alhelpers.runner.progress`).
 """
 
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from alhelpers.data.paths import REPO_ROOT
 from alhelpers.files import UnreadableFileError, atomic_write, read_json, sha256_file
 from alhelpers.layout import Layout
 from alhelpers.nb import read_records, records_of
+from alhelpers.provenance import code_files, notebook_code_hash
 from alhelpers.runner.progress import HEARTBEAT_S, Progress, format_duration, heartbeat
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -45,7 +48,7 @@ KERNEL_START_S: int = 300
 
 @dataclass(frozen=True)
 class Task:
-    """One notebook execution with its parameters; its identity is its parameters and inputs."""
+    """One notebook execution with its parameters; its identity is its code, parameters and inputs."""
 
     notebook: str  # file name under notebooks/
     output: Path  # executed notebook
@@ -64,6 +67,11 @@ class Task:
     def params_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def code(self) -> dict[str, str]:
+        """The code the task runs: its notebook's code cells and every source file of the package
+        (short hashes by path; :func:`alhelpers.provenance.code_files`)."""
+        return {f"notebooks/{self.notebook}": notebook_code_hash(NOTEBOOKS / self.notebook), **code_files()}
+
 
 def _root(task: Task) -> Path:
     return Path(task.parameters.get("OUT_DIR") or task.output.parents[1])
@@ -78,19 +86,54 @@ def _file_hashes(root: Path, paths) -> dict[str, str | None]:
     return out
 
 
+def as_saved(value):
+    """``value`` as JSON would give it back: tuples as lists, keys as strings (so a saved
+    configuration compares equal to the one that made it)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+_ABSENT = object()
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """Nested dicts as one level of dotted keys (``model.epochs``)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def describe_changes(old: dict, new: dict) -> str:
-    """What differs between two parameter dicts, e.g. ``SEED 0 → 1``."""
+    """What differs between two parameter dicts, e.g. ``SEED 0 → 1`` or ``model.epochs 200 → 20``.
+
+    Both are compared as saved (:func:`as_saved`: a tuple equals the list it is saved as) and nested
+    dicts by their dotted keys, so only the values that really differ are named.
+    """
+    old, new = _flat(as_saved(old)), _flat(as_saved(new))
     keys = sorted(set(old) | set(new))
-    diffs = [f"{k} {old.get(k, '—')!r} → {new.get(k, '—')!r}" for k in keys if old.get(k) != new.get(k)]
+
+    def show(d: dict, k: str) -> str:
+        return "—" if k not in d else repr(d[k])
+
+    diffs = [f"{k} {show(old, k)} → {show(new, k)}" for k in keys if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
     return ", ".join(diffs[:6]) + (" …" if len(diffs) > 6 else "")
+
+
+def describe_code_changes(old: dict, new: dict) -> str:
+    """The files whose code differs between two :meth:`Task.code` records (first four named)."""
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
 
 
 def task_status(task: Task) -> tuple[bool, str]:
     """Whether a task is done, and if not why it must run.
 
     Done means: its executed notebook is readable and finished (not stopped by a budget), it ran
-    with the same parameters (:meth:`Task.identity`), its inputs still have the hashes they had,
-    and its outputs are still there unchanged.
+    with the same parameters (:meth:`Task.identity`) and the same code (:meth:`Task.code`), its
+    inputs still have the hashes they had, and its outputs are still there unchanged.
     """
     if not task.output.exists():
         return False, "not run yet"
@@ -103,6 +146,12 @@ def task_status(task: Task) -> tuple[bool, str]:
         return False, "its executed notebook has no record of its parameters: it is rerun"
     if meta.get("params_hash") != task.params_hash:
         return False, f"its parameters changed ({describe_changes(meta.get('params', {}), task.identity())})"
+    code = meta.get("code")
+    if not isinstance(code, dict):
+        return False, "its executed notebook has no record of the code that ran it: it is rerun"
+    now = task.code()
+    if code != now:
+        return False, f"its code changed since it ran ({describe_code_changes(code, now)})"
     if records_of(nb).get("stopped"):
         return False, "it was stopped by its budget: it continues from its checkpoints"
     root = _root(task)
@@ -120,6 +169,42 @@ def task_done(task: Task) -> bool:
     return task_status(task)[0]
 
 
+#: Kernel managers of the notebooks running in this process (for :func:`kill_live_kernels`).
+_LIVE_KERNELS: weakref.WeakSet = weakref.WeakSet()
+
+
+@contextlib.contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """No log records at all inside (restored after)."""
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def kill_live_kernels() -> int:
+    """Kill the kernels of the notebooks this process is running (SIGKILL to each kernel's
+    process group; jupyter_client starts each kernel in a session of its own); return how many.
+
+    For an interrupted runner: a kernel shut down while it is busy prints tracebacks of its
+    closed sockets, and its work is lost either way (every finished round is checkpointed).
+    """
+    import signal
+
+    n = 0
+    for km in list(_LIVE_KERNELS):
+        pid = getattr(getattr(km, "provisioner", None), "pid", None)
+        if not pid:
+            continue
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+            n += 1
+    return n
+
+
 @functools.cache
 def _kernel_manager_class() -> type:
     """:class:`jupyter_client.AsyncKernelManager` that does not interrupt a kernel it shuts down.
@@ -134,6 +219,10 @@ def _kernel_manager_class() -> type:
     from jupyter_client import AsyncKernelManager
 
     class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            _LIVE_KERNELS.add(self)
+
         async def _async_interrupt_kernel(self) -> None:
             if self.shutting_down:  # set by shutdown_kernel before it interrupts
                 return
@@ -154,6 +243,7 @@ def execute(task: Task, *, log_output: bool = False) -> dict:
 
     task.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = task.output.with_name(f"{task.output.stem}.{os.getpid()}-{uuid.uuid4().hex[:6]}.running.ipynb")
+    code = task.code()  # before the kernel starts: the code it imports
     inputs_before = _file_hashes(_root(task), task.inputs)
     pm.execute_notebook(
         str(NOTEBOOKS / task.notebook), str(tmp), parameters=task.parameters,
@@ -165,7 +255,7 @@ def execute(task: Task, *, log_output: bool = False) -> dict:
     rec = records_of(nb)
     root = _root(task)
     nb.metadata["alhelpers"] = {
-        "params": task.identity(), "params_hash": task.params_hash,
+        "params": task.identity(), "params_hash": task.params_hash, "code": code,
         "inputs": {**inputs_before, **_file_hashes(root, rec.get("inputs", []))},
         "outputs": _file_hashes(root, rec.get("outputs", [])),
     }
@@ -298,7 +388,7 @@ def run_tasks(
                 print(f"[run] {t.label}: rerun — {why}", flush=True)
     skipped = len(tasks) - len(todo)
     if skipped:
-        print(f"[run] {skipped} finished task(s) skipped (same parameters, inputs and outputs)", flush=True)
+        print(f"[run] {skipped} finished task(s) skipped (same code, parameters, inputs and outputs)", flush=True)
     failed: dict[Path, TaskFailure] = {}  # by output (a Task with dict parameters is unhashable)
     from tqdm.auto import tqdm
 
@@ -358,9 +448,15 @@ def run_tasks(
             elif local_pool:
                 with kernel_threads(jobs), ThreadPoolExecutor(max_workers=jobs) as pool:
                     pending = {pool.submit(in_pool, t): t for t in todo}
-                    for fut in as_completed(pending):
-                        exc = fut.exception()
-                        report(pending[fut], None if exc else fut.result()[1], exc)
+                    try:
+                        for fut in as_completed(pending):
+                            exc = fut.exception()
+                            report(pending[fut], None if exc else fut.result()[1], exc)
+                    except KeyboardInterrupt:  # the pool's threads end once their kernels are gone
+                        with _quiet_logging():  # nbclient's "Kernel died …" from each thread
+                            kill_live_kernels()
+                            pool.shutdown(wait=True, cancel_futures=True)
+                        raise
             else:
                 for t in todo:
                     progress.started(t)
@@ -370,6 +466,10 @@ def run_tasks(
                         report(t, None, exc)
                     else:
                         report(t, secs, None)
+    except KeyboardInterrupt:
+        with _quiet_logging():
+            kill_live_kernels()
+        raise
     finally:
         bar.close()
     done = [t for t in tasks if t.output not in failed]
