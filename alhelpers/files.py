@@ -8,6 +8,8 @@ any work: never one of its inputs, and an existing file only when the user says 
 project reads back goes through :func:`read_json` / :func:`read_parquet`, which turn a truncated or
 corrupt file into one :class:`UnreadableFileError` that names the file and says what to do; a data
 file whose sha256 does not match its record raises the subclass :class:`DataIntegrityError`.
+Parquet files are opened by Arrow itself (:func:`read_local_parquet`), not through a Python file
+object, which let an Arrow worker release Python buffers after shutdown began (``terminate called``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "atomic_write",
     "check_output_paths",
     "read_json",
+    "read_local_parquet",
     "read_parquet",
     "sha256_file",
     "write_csv",
@@ -151,13 +154,29 @@ def read_json(path: str | os.PathLike, *, todo: str) -> Any:
         raise UnreadableFileError(path, f"not valid JSON: {exc}", todo) from None
 
 
+def read_local_parquet(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_parquet`` of a local file, opened by Arrow's own file system, not by Python.
+
+    Given a bare path, pandas opens a Python file object and hands it to Arrow; the parquet scan
+    then reads it into Python-owned buffers, and an Arrow CPU-pool worker may release the last of
+    them (taking the GIL) just after the read has returned. A short script that exits at once
+    can reach interpreter shutdown first: the worker is then stopped inside that C++ destructor
+    and the process aborts with ``terminate called without an active exception`` (rc 134), after
+    its output was printed. Opened through ``pyarrow.fs.LocalFileSystem`` the buffers are Arrow's
+    and no worker touches Python. Same table, same dtypes; ``kwargs`` go to ``pd.read_parquet``.
+    """
+    from pyarrow import fs
+
+    return pd.read_parquet(os.fspath(path), filesystem=fs.LocalFileSystem(), **kwargs)
+
+
 def read_parquet(path: str | os.PathLike, *, todo: str, **kwargs: Any) -> pd.DataFrame:
     """Read a parquet file; a truncated or corrupt one raises :class:`UnreadableFileError`."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist. {todo}")
     try:
-        return pd.read_parquet(path, **kwargs)
+        return read_local_parquet(path, **kwargs)
     except (OSError, ValueError) as exc:  # pyarrow: ArrowInvalid (a ValueError), ArrowIOError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnreadableFileError(path, f"not a valid parquet file: {first}", todo) from None

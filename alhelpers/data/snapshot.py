@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from alhelpers.cli import build_verify_parser
 from alhelpers.data.paths import REPO_ROOT, cache_root, manifest_path, snapshot_dir
-from alhelpers.files import UnreadableFileError, read_json
+from alhelpers.files import UnreadableFileError, read_json, read_local_parquet
 from alhelpers.keys import ENTRY_COLUMNS, PROPERTY_COLUMNS, Key
 
 SNAPSHOT_FORMAT = 1
@@ -407,7 +407,7 @@ def load_snapshot(tables: Sequence[str] | None = None, *, root: Path | None = No
     if unknown:
         raise ValueError(f"unknown snapshot table(s) {unknown}; known: {sorted(manifest['outputs'])}")
     base = manifest_path(root).parent
-    frames = [pd.read_parquet(base / manifest["outputs"][n]["file"]) for n in names]
+    frames = [read_local_parquet(base / manifest["outputs"][n]["file"]) for n in names]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alhelpers.files import read_local_parquet
 from alhelpers.keys import ENTRY_COLUMNS, PROPERTY_COLUMNS, Key
 
 #: Recognised values of a ``source`` column (lower case, runs of spaces, ``_`` and ``-`` read as
@@ -168,7 +169,7 @@ def _read_delimited(path: Path, encoding: str, sep: str) -> pd.DataFrame:
 
 def _read_raw(path: Path, encoding: str) -> pd.DataFrame:
     if _is_parquet(path):
-        return pd.read_parquet(path)
+        return read_local_parquet(path)
     if path.suffix.lower() not in (".csv", ".txt", ".gz"):
         raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .csv or .parquet")
     try:
