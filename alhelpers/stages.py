@@ -409,7 +409,7 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
     undeduplicated = ensure_system(layout, cfg.source, cfg.system, say=say, undeduplicated=True)
     fs = ensure_features(layout, FeaturizeConfig(cfg.system, cfg.source, cfg.descriptor), say=say)
     shared, floor = source_disagreement(undeduplicated)
-    write_csv(layout.disagreement(cfg.system, ".csv"), shared)
+    write_csv(layout.disagreement(cfg.system, ".csv"), shared.assign(code_id=code_id()))
     counts = enough_data(fs.table["source"], cfg)
     cross = summary = None
     if counts["enough"]:
@@ -425,7 +425,7 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
                       cross.assign(config_id=cfg.protocol_id, code_id=code_id()))
     from alhelpers.al.config import package_versions
 
-    write_json(layout.disagreement(cfg.system), {"system": cfg.system, **floor, **counts,
+    write_json(layout.disagreement(cfg.system), {"system": cfg.system, **floor, **counts, "code_id": code_id(),
                                                  "versions": package_versions()})
     return {"shared": shared, "floor": floor, "counts": counts, "cross": cross, "summary": summary}
 

@@ -180,6 +180,9 @@ def test_config_objects_check_parameter_types():
 @pytest.mark.parametrize("params, message", [
     ({"SEED": "0"}, "SEED must be a whole number, e.g. SEED = 0; got '0' (str)"),
     ({"STRATEGIES": "random"}, "STRATEGIES must be a list, not a single string"),
+    ({"MAX_WALL_S": float("nan")}, "MAX_WALL_S must be a finite number of seconds >= 0 (0: no limit)"),
+    ({"MAX_RAM_MB": -1}, "MAX_RAM_MB must be a finite number of MB >= 0 (0: no limit)"),
+    ({"SYSTEM": "Ti--O"}, "system 'Ti--O' has an empty element between 'Ti' and 'O'"),
 ])
 def test_notebook_parameters_of_the_wrong_type_fail_in_the_config_cell(tmp_path, params, message):
     """papermill's ``-r SEED 0`` passes a string; a string for a list used to fail as 'unknown strategy r'."""
