@@ -7,10 +7,14 @@ badge table of the README, are generated from it::
     python -m alhelpers.colab          # rewrite badges and setup cells after changing the address
     python -m alhelpers.colab --check  # exit 1 if any notebook or the README is out of date
 
-The setup cell, in Colab only, clones the repository, installs what Colab lacks (Colab's own
-torch, numpy, pandas and matplotlib satisfy the requirements and are kept), and puts the clone on
-``sys.path``: an editable install is only seen by new processes, so without that line the running
-kernel could not import ``alhelpers`` until the runtime is restarted. The clone is named
+The setup cell, in Colab only, clones the repository, installs what Colab lacks and puts the clone
+on ``sys.path``: an editable install is only seen by new processes, so without that line the running
+kernel could not import ``alhelpers`` until the runtime is restarted. The install is
+``scripts/colab_install.py`` in the clone (standard library only: it runs before ``alhelpers`` is
+importable): pip as a subprocess, its output captured, with every package Colab has pinned at its
+version, so that pip picks versions of our dependencies that fit them; where none fits it changes
+as few as it can and the summary names each, with the requirement that forced it. No ``%pip``: its
+"you may need to restart the kernel" would contradict the cell. The clone is named
 ``alhelpers-src``, not ``alhelpers``, so that ``/content`` on ``sys.path`` cannot shadow the package
 with an empty namespace package.
 """
@@ -35,8 +39,13 @@ BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 SETUP_MARK = "# Setup (Colab only)"
 
-SETUP_CELL = f"""{SETUP_MARK}: get the project and install what Colab lacks; Colab's own torch, numpy,
-# pandas and matplotlib are kept, and the package is importable at once (no restart). Locally: nothing.
+#: Where the setup cell finds the installer, relative to the clone.
+INSTALLER = "scripts/colab_install.py"
+
+SETUP_CELL = f"""{SETUP_MARK}: get the project and install what Colab lacks. Colab's own packages
+# keep their versions wherever ours can fit them; the summary names any that had to change, and why.
+# The package is importable at once, with no restart (the summary would say if one were needed).
+# Locally: nothing.
 import os
 import sys
 
@@ -46,7 +55,9 @@ if IN_COLAB:
     SRC = os.environ.get("ALHELPERS_SRC", "{COLAB_SRC}")
     if not os.path.isdir(SRC):
         !git clone -q --depth 1 $REPO_URL $SRC
-    %pip install -q -e $SRC
+    import runpy
+
+    runpy.run_path(f"{{SRC}}/{INSTALLER}")["install"](SRC)  # pip, quietly; prints a summary
     sys.path.insert(0, SRC)  # this kernel imports the clone; the editable install serves new ones
     import importlib
 
