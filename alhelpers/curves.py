@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from alhelpers.al.runs import appearance_sort, curve_columns
+from alhelpers.al.runs import appearance_sort, common_budget, curve_columns, stopped_per_curve
 from alhelpers.stats import (
     HIGHER_IS_BETTER,
     check_rng,
@@ -193,7 +193,10 @@ def label_savings(
     and the saving in % (STUDY §5): one row per setting, strategy and budget fraction.
 
     Per setting, strategy and fraction f of ``fractions``, over the seeds shared with the
-    baseline (``n_pairs``), on the mean curves over those seeds:
+    baseline (``n_pairs``), on the mean curves over those seeds, every curve cut at the setting's
+    common budget (:func:`alhelpers.al.runs.common_budget`: when a run stopped early, the largest
+    ``n_labelled`` every run of the setting reached; ``n_stopped`` counts this strategy's runs
+    that stopped early), so that the targets come from the same curves for every strategy:
 
     * ``n_target`` — ``n_lo + f·(n_hi − n_lo)`` over the baseline's labelled range, and
       ``target`` — the baseline's mean ``metric`` there (interpolated);
@@ -212,7 +215,8 @@ def label_savings(
       interval of the replicates covers a known saving only 85–92 % of the time with 5 seeds (at
       a nominal 95 %); this one 92–98 % with 3–30 seeds (simulated in the tests), and it always
       contains its point estimate. ``reach_frac`` is the fraction of replicates in which the
-      strategy reached the target. Replicates that never reach it have no saving; ``unreached``
+      strategy reached the target (NaN, like the interval, with a single seed: resampling one
+      seed only repeats it). Replicates that never reach it have no saving; ``unreached``
       says how the interval treats them: ``"drop"`` (default) — the standard deviation of the
       finite replicates (an interval *conditional on reaching*; read it with ``reach_frac``);
       ``"worst"`` — ``saving_lo`` is −∞ when more than (1 − ci)/2 of them miss.
@@ -228,8 +232,9 @@ def label_savings(
     fr = np.asarray(list(fractions), dtype=float)
     if fr.size == 0 or not np.all((fr > 0) & (fr <= 1)):
         raise ValueError(f"fractions must be in (0, 1], e.g. (0.5, 0.75, 1.0); got {list(fractions)}")
+    cb = common_budget(runs)
     rows: list[dict] = []
-    for setting, block, ordered in comparisons(runs, baseline):
+    for setting, block, ordered in comparisons(cb.runs, baseline):
         base_runs = block[block["strategy"] == baseline]
         for strategy in ordered:
             strat_runs = block[block["strategy"] == strategy]
@@ -255,11 +260,12 @@ def label_savings(
                     "n_baseline": float(point["n_base"][0, k]), "n_reach": n_reach,
                     "reached": bool(np.isfinite(n_reach)), "saving_pct": float(point["saving"][0, k]),
                     "saving_lo": lo, "saving_hi": hi,
-                    "reach_frac": float(np.mean(np.isfinite(boot["n_reach"][:, k]))),
+                    "reach_frac": float(np.mean(np.isfinite(boot["n_reach"][:, k]))) if len(seeds) >= 2 else np.nan,
                 })
     columns = [*curve_columns(runs), "budget_frac", "n_pairs", "n_target", "target", "n_baseline", "n_reach",
                "reached", "saving_pct", "saving_lo", "saving_hi", "reach_frac"]
     out = pd.DataFrame(rows, columns=columns)
+    out.insert(columns.index("n_pairs") + 1, "n_stopped", stopped_per_curve(cb, out))
     out.attrs.update(metric=metric, baseline=baseline, ci=ci, n_boot=int(n_boot), unreached=unreached,
                      fractions=[float(f) for f in fr])
     return out
@@ -299,27 +305,34 @@ def learning_curve_auc(
 
     ``auc`` = trapezoid area (:func:`numpy.trapezoid`) of the mean curve over ``n_labelled`` divided
     by the ``n_labelled`` range, i.e. the curve's average ``metric`` over the labelling budget
-    (lower is better for MAE). ``auc_lo``/``auc_hi``: percentile bootstrap interval over seeds
-    (resampled with replacement, mean curve recomputed). ``seed_auc_mean``/``seed_auc_std``
-    (ddof=1): the same area computed per seed on its own curve.
+    (lower is better for MAE). Every curve of a setting is cut at its common budget
+    (:func:`alhelpers.al.runs.common_budget`), so that all areas of a setting cover the same
+    range: ``n_labelled`` is where it ends, ``n_stopped`` counts the strategy's runs that stopped
+    early. ``auc_lo``/``auc_hi``: percentile bootstrap interval over seeds (resampled with
+    replacement, mean curve recomputed); NaN with a single seed, whose bootstrap can only repeat
+    it (an interval of zero width that says nothing about the spread). ``seed_auc_mean``/
+    ``seed_auc_std`` (ddof=1, NaN for one seed): the same area computed per seed on its own curve.
     """
     check_runs(runs, ["n_labelled", metric])
     check_rng(rng, n_boot, ci)
+    cb = common_budget(runs)
     rows: list[dict] = []
     keys = list(curve_columns(runs))
-    for key, part in runs.groupby(keys, sort=False, observed=True):
+    for key, part in cb.runs.groupby(keys, sort=False, observed=True):
         seeds = sorted(pd.unique(part["seed"]))
         grid = np.sort(part["n_labelled"].unique()).astype(float)
         P = _pivot(part, metric, seeds, grid)
         auc = float(_normalised_auc(grid, _weighted_curves(np.ones((1, len(seeds))), P))[0])
         boot = _normalised_auc(grid, _weighted_curves(_boot_weights(len(seeds), int(n_boot), rng), P))
-        lo, hi = percentile_ci(boot, ci)
+        # one seed: every replicate is that seed, an interval of zero width that says nothing
+        lo, hi = percentile_ci(boot, ci) if len(seeds) >= 2 else (float("nan"), float("nan"))
         per_seed = _normalised_auc(grid, P)
         rows.append({**dict(zip(keys, key, strict=True)),
-                     "n_seeds": len(seeds), "auc": auc, "auc_lo": lo, "auc_hi": hi,
+                     "n_seeds": len(seeds), "n_labelled": float(grid[-1]), "auc": auc, "auc_lo": lo, "auc_hi": hi,
                      "seed_auc_mean": float(np.nanmean(per_seed)), "seed_auc_std": sample_sd(per_seed)})
-    out = pd.DataFrame(rows, columns=[*keys, "n_seeds", "auc", "auc_lo", "auc_hi", "seed_auc_mean",
+    out = pd.DataFrame(rows, columns=[*keys, "n_seeds", "n_labelled", "auc", "auc_lo", "auc_hi", "seed_auc_mean",
                                       "seed_auc_std"])
+    out.insert(len(keys) + 2, "n_stopped", stopped_per_curve(cb, out))
     out.attrs.update(metric=metric, ci=ci, n_boot=int(n_boot))
     return out
 

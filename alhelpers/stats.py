@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from alhelpers.al.runs import curve_columns, final_round, run_columns
+from alhelpers.al.runs import common_budget, curve_columns, final_round, run_columns, stopped_per_curve
 from alhelpers.keys import Key, setting_columns
 
 __all__ = [
@@ -46,13 +46,17 @@ __all__ = [
     "conclusion_lines",
     "final_table",
     "finding",
+    "holm_family",
     "paired_difference",
     "pct_with_ci",
     "percentile_ci",
+    "power_at_level",
     "power_columns",
     "sample_sd",
     "t_interval",
+    "untestable",
     "verdict_summary",
+    "within_precision",
 ]
 
 #: Metrics for which a larger value is better (the verdict's sign flips for them).
@@ -242,6 +246,38 @@ def _ttest_power():
     return TTestPower()
 
 
+def _detectable_dz(n: int, level: float, power: float = POWER) -> float:
+    """The standardised paired difference d_z that ``n`` pairs detect with ``power`` at ``level``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(_ttest_power().solve_power(nobs=n, alpha=level, power=power, alternative="two-sided"))
+
+
+def _seeds_for(effect: float, level: float, power: float = POWER) -> float:
+    """The smallest number of pairs whose paired t-test detects d_z = ``effect`` with ``power`` at
+    ``level`` (power grows with the pairs: doubling, then bisection on the integers); ``inf`` for
+    no difference or beyond :data:`MAX_SEEDS`."""
+    tt = _ttest_power()
+
+    def enough(k: int) -> bool:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return bool(tt.power(effect, k, level, alternative="two-sided") >= power)
+
+    effect = abs(effect)
+    if effect < 1e-9:  # no difference (up to rounding): no number of seeds finds it
+        return float("inf")
+    lo, hi = 1, 2
+    while not enough(hi):
+        lo, hi = hi, 2 * hi
+        if hi > MAX_SEEDS:
+            return float("inf")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return float(hi)
+
+
 def power_columns(d: np.ndarray, base_mean: float, *, alpha: float, family: int, power: float = POWER
                   ) -> dict[str, float]:
     """What the paired seeds could detect, from their differences ``d`` (strategy − baseline).
@@ -262,62 +298,88 @@ def power_columns(d: np.ndarray, base_mean: float, *, alpha: float, family: int,
     if n < 3 or sd <= 0 or not base_mean:
         return out
     level = alpha / max(int(family), 1)
-    tt = _ttest_power()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dz = float(tt.solve_power(nobs=n, alpha=level, power=power, alternative="two-sided"))
-    out["mde_pct"] = 100.0 * dz * sd / abs(base_mean)
-
-    def enough(effect: float, k: int) -> bool:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            return bool(tt.power(effect, k, level, alternative="two-sided") >= power)
-
-    def seeds(effect: float) -> float:
-        """The smallest number of pairs whose power reaches ``power`` (power grows with the pairs:
-        doubling, then bisection on the integers)."""
-        effect = abs(effect)
-        if effect < 1e-9:  # no difference (up to rounding): no number of seeds finds it
-            return float("inf")
-        lo, hi = 1, 2
-        while not enough(effect, hi):
-            lo, hi = hi, 2 * hi
-            if hi > MAX_SEEDS:
-                return float("inf")
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if enough(effect, mid) else (mid, hi)
-        return float(hi)
-
-    out["seeds_needed"] = seeds(float(np.mean(d)) / sd)
-    out["seeds_for_5pct"] = seeds(0.05 * abs(base_mean) / sd)
+    out["mde_pct"] = 100.0 * _detectable_dz(n, level, power) * sd / abs(base_mean)
+    out["seeds_needed"] = _seeds_for(float(np.mean(d)) / sd, level, power)
+    out["seeds_for_5pct"] = _seeds_for(0.05 * abs(base_mean) / sd, level, power)
     return out
 
 
-def _verdict(p_holm: float, diff: float, n_pairs: int, alpha: float, higher_is_better: bool) -> str:
+def power_at_level(mde_pct: float, n_pairs: int, level: float, new_level: float, power: float = POWER
+                   ) -> tuple[float, float]:
+    """``(mde_pct, seeds_for_5pct)`` of a final-table row at another significance level.
+
+    ``mde_pct`` was computed at ``level`` from ``n_pairs`` pairs (:func:`power_columns`), so the
+    spread of the paired differences in % of the baseline is ``mde_pct / d_z(n_pairs, level)``;
+    at ``new_level`` (e.g. the strictest level of a larger Holm family) the same spread gives
+    ``d_z(n_pairs, new_level) ×`` that spread, and a 5 % difference needs the pairs
+    :func:`power_columns` would find there. NaN, NaN where ``mde_pct`` is NaN.
+    """
+    if not np.isfinite(mde_pct) or n_pairs < 3:
+        return float("nan"), float("nan")
+    sd_pct = mde_pct / _detectable_dz(int(n_pairs), level, power)
+    return _detectable_dz(int(n_pairs), new_level, power) * sd_pct, _seeds_for(5.0 / sd_pct, new_level, power)
+
+
+#: Relative size below which a paired difference is rounding, not a result: every paired
+#: difference ``|s − b|`` at most ``PRECISION`` × |the baseline's mean| over the paired seeds.
+#: Track A's ensembles train and predict in float32 (machine epsilon 1.2·10⁻⁷): a test MAE is a
+#: mean over hundreds of float32 predictions after thousands of float32 updates whose summation
+#: order depends on how the stacked computation is batched, so two strategies that trained on the
+#: very same materials (a pool that ran out) still differ by 10⁻⁸–10⁻⁶ of their MAE. 10⁻⁵ (0.001 %)
+#: is about 100 × float32's epsilon, above that rounding, and ~1000 × below the smallest
+#: difference the study asks about (the claim is 5–13 %; a seed-to-seed spread is ~1 %).
+PRECISION: float = 1e-5
+
+
+def within_precision(s: np.ndarray, b: np.ndarray, precision: float = PRECISION) -> bool:
+    """Whether strategy values ``s`` and paired baseline values ``b`` differ by rounding only: every
+    ``|s − b|`` at most ``precision`` × |mean(b)| (:data:`PRECISION`). False without pairs."""
+    s, b = np.asarray(s, dtype=float), np.asarray(b, dtype=float)
+    if s.size == 0 or not (np.isfinite(s).all() and np.isfinite(b).all()):
+        return False
+    return bool(np.max(np.abs(s - b)) <= precision * abs(float(np.mean(b))))
+
+
+def _verdict(p_holm: float, diff: float, n_pairs: int, alpha: float, higher_is_better: bool,
+             precise: bool = False) -> str:
     if n_pairs < 2:
         return "n/a"
-    if not np.isfinite(p_holm) or p_holm >= alpha or diff == 0:
+    if precise or not np.isfinite(p_holm) or p_holm >= alpha or diff == 0:
         return "similar"  # NaN with >= 2 pairs: scipy's answer for identical values
     improves = diff > 0 if higher_is_better else diff < 0
     return "better" if improves else "worse"
 
 
+#: :func:`finding` for a difference that is rounding only (:func:`within_precision`).
+NO_DIFFERENCE_PRECISION = "no difference (within numerical precision)"
+
+
+def untestable(n_pairs: int) -> str:
+    """``"cannot be tested with 1 seed"``: the finding of a comparison with fewer than 2 paired seeds."""
+    n = int(n_pairs)
+    return f"cannot be tested with {n} seed" if n == 1 else f"cannot be tested with {n} paired seeds"
+
+
 def finding(verdict: str, diff: float, p_paired: float, alpha: float = 0.05, *,
-            higher_is_better: bool = False) -> str:
+            higher_is_better: bool = False, n_pairs: int | None = None, precise: bool = False) -> str:
     """The verdict in words a reader needs: the direction of the observed difference and whether it
     survives the Holm correction.
 
     ``"better, significant"`` / ``"worse, significant"`` (the verdict, Holm p < α);
     ``"worse, not significant after correction"`` when the paired p alone is below α but the Holm
     p is not; ``"worse, not significant"`` when neither is; ``"no difference"`` when the paired
-    differences are all zero (or the mean is); ``"baseline"`` and ``"not testable (fewer than 2
-    paired seeds)"`` for ``"baseline"`` and ``"n/a"``.
+    differences are all zero (or the mean is); :data:`NO_DIFFERENCE_PRECISION` when ``precise``
+    (every paired difference below the numbers' precision, :func:`within_precision`: no direction
+    is read into rounding); ``"baseline"`` for ``"baseline"``; for ``"n/a"`` (fewer than 2 paired
+    seeds, no test is run) ``"cannot be tested with 1 seed"`` (:func:`untestable` of ``n_pairs``;
+    without it ``"cannot be tested with fewer than 2 paired seeds"``).
     """
     if verdict == "baseline":
         return "baseline"
     if verdict == "n/a":
-        return "not testable (fewer than 2 paired seeds)"
+        return untestable(n_pairs) if n_pairs is not None else "cannot be tested with fewer than 2 paired seeds"
+    if precise:
+        return NO_DIFFERENCE_PRECISION
     if verdict in ("better", "worse"):
         return f"{verdict}, significant"
     if not np.isfinite(diff) or diff == 0:
@@ -338,12 +400,18 @@ def final_table(
     """Final-round comparison of every strategy with the baseline (STUDY §5).
 
     One row per setting (the setting columns the runs have, see the module docstring) and
-    strategy, computed from :func:`alhelpers.al.runs.final_round`:
+    strategy, computed from :func:`alhelpers.al.runs.final_round` of the runs cut at their
+    setting's common budget (:func:`alhelpers.al.runs.common_budget`): when a run stopped early
+    (the stopping rule ``TARGET_MAE``, a pool that ran out), every run of its setting is compared
+    at the largest ``n_labelled`` all of them reached, never at budgets that differ between
+    strategies or seeds; without such a run nothing is cut.
 
     * ``n_seeds`` — runs of this strategy; ``n_pairs`` — seeds present for both this strategy and
       the baseline (the only seeds used by the paired statistics);
-    * ``n_labelled`` — mean over seeds of the final labelled count (equal for all seeds unless a
-      pool ran out);
+    * ``n_labelled`` — mean over seeds of the labelled count compared at (the same for every seed
+      and strategy of a setting: the common budget); ``n_stopped`` — this strategy's runs that
+      ended before the longest run of the setting (0 when none did, and then ``n_labelled`` is
+      every run's final count);
     * ``{metric}_mean``, ``{metric}_std`` (ddof=1) over all seeds, and ``r2_mean``, ``r2_std``
       when the runs have an ``r2`` column (Track A);
     * ``diff_mean`` — mean over paired seeds of (strategy − baseline) ``metric``; ``diff_low``,
@@ -364,10 +432,12 @@ def final_table(
     * ``verdict`` — ``"better"`` / ``"worse"`` when ``p_holm < alpha`` and the difference favours /
       disfavours the strategy (lower is better unless ``metric`` is in :data:`HIGHER_IS_BETTER`),
       ``"similar"`` otherwise (including a NaN p-value, which scipy returns when every paired
-      difference is the same, e.g. identical runs), ``"n/a"`` with fewer than 2 pairs, and
+      difference is the same, e.g. identical runs, and differences below the numbers' precision,
+      :func:`within_precision`), ``"n/a"`` with fewer than 2 pairs (no test is run), and
       ``"baseline"`` for the baseline's own row (its p-values and effect size are NaN, its
       ``diff_mean`` 0); ``finding`` — the verdict in words with the observed direction
-      (:func:`finding`: e.g. ``"worse, not significant after correction"``);
+      (:func:`finding`: e.g. ``"worse, not significant after correction"``, ``"cannot be tested
+      with 1 seed"``, ``"no difference (within numerical precision)"``);
     * ``mde_pct``, ``seeds_needed``, ``seeds_for_5pct`` — the power of the comparison
       (:func:`power_columns`, at the Holm family's strictest level ``alpha / (strategies − 1)``).
 
@@ -377,7 +447,8 @@ def final_table(
     check_runs(runs, ["n_labelled", metric])
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    fin = final_round(runs)
+    cb = common_budget(runs)
+    fin = final_round(cb.runs)
     higher = metric in HIGHER_IS_BETTER
     summary_metrics = list(dict.fromkeys([metric, "r2"] if "r2" in runs.columns else [metric]))
     rows: list[dict] = []
@@ -404,6 +475,7 @@ def final_table(
             else:
                 row.update(_paired_tests(s, b, ci=1.0 - alpha))
                 row["_d"], row["_b"] = s - b, float(b.mean()) if len(b) else float("nan")
+                row["_precise"] = within_precision(s, b)
                 row["p_welch"] = float("nan")
                 if len(vals) >= 2 and len(base) >= 2:
                     with warnings.catch_warnings():
@@ -419,16 +491,19 @@ def final_table(
         sys_rows[0]["verdict"] = sys_rows[0]["finding"] = "baseline"
         for r, ph in zip(sys_rows[1:], p_holm, strict=True):
             r["p_holm"] = float(ph)
-            r["verdict"] = _verdict(float(ph), r["diff_mean"], r["n_pairs"], alpha, higher)
-            r["finding"] = finding(r["verdict"], r["diff_mean"], r["p_paired"], alpha, higher_is_better=higher)
+            precise = r.pop("_precise")
+            r["verdict"] = _verdict(float(ph), r["diff_mean"], r["n_pairs"], alpha, higher, precise)
+            r["finding"] = finding(r["verdict"], r["diff_mean"], r["p_paired"], alpha, higher_is_better=higher,
+                                   n_pairs=r["n_pairs"], precise=precise)
         rows.extend(sys_rows)
-    columns = [*curve_columns(runs), "n_seeds", "n_pairs", "n_labelled"]
+    columns = [*curve_columns(runs), "n_seeds", "n_pairs", "n_labelled", "n_stopped"]
     for m in summary_metrics:
         columns += [f"{m}_mean", f"{m}_std"]
     columns += ["diff_mean", "diff_low", "diff_high", "diff_pct", "diff_pct_low", "diff_pct_high",
                 "p_paired", "p_welch", "p_wilcoxon", "p_holm", "effect_size", "verdict", "finding",
                 "mde_pct", "seeds_needed", "seeds_for_5pct"]
-    out = pd.DataFrame(rows, columns=columns)
+    out = pd.DataFrame(rows, columns=[c for c in columns if c != "n_stopped"])
+    out.insert(columns.index("n_stopped"), "n_stopped", stopped_per_curve(cb, out))
     out.attrs.update(metric=metric, baseline=baseline, alpha=alpha)
     return out
 
@@ -452,11 +527,26 @@ def _fmt_p(p: float) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
+def _fmt_num(x: float, fmt: str) -> str:
+    """``format(x, fmt)``, ``"n/a"`` for a value that is not finite."""
+    return format(x, fmt) if np.isfinite(x) else "n/a"
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline: str | None = None) -> str:
     """One paragraph per setting of a :func:`final_table`, for a report.
 
     A paragraph starts with the setting: ``"C (magpie)"`` for Track A (the descriptor bare),
-    ``"tio2 (batch 10)"`` for Track B (other setting columns as ``name value``).
+    ``"tio2 (batch 10)"`` for Track B (other setting columns as ``name value``). The Holm p of a
+    comparison is the table's: corrected within its setting's strategies.
+
+    A comparison with fewer than 2 paired seeds is only described (``"cannot be tested with 1
+    seed"``, its difference on that seed), without p-values, effect size or interval; a mean over
+    one seed has no ``± std``. When a run of the setting stopped early (``n_stopped``), the
+    paragraph says at which budget the strategies were compared.
 
     ``metric`` and ``baseline`` default to the ones :func:`final_table` stored in ``final.attrs``
     (else ``"mae"`` and the row whose verdict is ``"baseline"``). Paragraphs are separated by a
@@ -477,18 +567,31 @@ def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline:
             raise ValueError(f"final has no baseline row for {_where(setting)}")
         b = base.iloc[0]
         name = _setting_name(setting, bare=(Key.descriptor,))
-        text = (f"{name}: after {b['n_labelled']:g} labels, {b['strategy']} reaches "
-                f"{label} {b[f'{metric}_mean']:.4g} ± {b[f'{metric}_std']:.2g} (mean ± std over "
-                f"{int(b['n_seeds']) if 'n_seeds' in b else int(b['n_pairs'])} seeds).")
+        n_base = int(b["n_seeds"]) if "n_seeds" in b else int(b["n_pairs"])
+        stopped = int(block["n_stopped"].sum()) if "n_stopped" in block else 0
+        budget = (f"after {b['n_labelled']:g} labels (the largest budget every run reached: {stopped} "
+                  f"run{'s' * (stopped != 1)} stopped earlier)" if stopped else f"after {b['n_labelled']:g} labels")
+        if n_base >= 2 and np.isfinite(b[f"{metric}_std"]):
+            spread = f" ± {b[f'{metric}_std']:.2g} (mean ± std over {n_base} seeds)."
+        else:
+            spread = f" ({_seeds(n_base)}: no spread, no test)."
+        text = f"{name}: {budget}, {b['strategy']} reaches {label} {b[f'{metric}_mean']:.4g}{spread}"
         others = block[block["strategy"] != b["strategy"]]
         for _, r in others.iterrows():
             words = r["finding"] if "finding" in r else finding(
-                r["verdict"], r["diff_mean"], r["p_paired"], alpha, higher_is_better=metric in HIGHER_IS_BETTER)
+                r["verdict"], r["diff_mean"], r["p_paired"], alpha, higher_is_better=metric in HIGHER_IS_BETTER,
+                n_pairs=int(r["n_pairs"]))
+            if r["verdict"] == "n/a":
+                seen = (f"{r['diff_pct']:+.1f} % vs {b['strategy']} on that seed" if int(r["n_pairs"]) == 1
+                        else f"no seed shared with {b['strategy']}")
+                text += f" {r['strategy']}: {words} ({label} {r[f'{metric}_mean']:.4g}, {seen})."
+                continue
             text += (f" {r['strategy']}: {words} ({label} {r[f'{metric}_mean']:.4g}, "
                      f"{pct_with_ci(r, alpha=alpha)} vs {b['strategy']}, paired p = {_fmt_p(r['p_paired'])}, "
                      f"Holm p = {_fmt_p(r['p_holm'])}, Wilcoxon p = {_fmt_p(r['p_wilcoxon'])}, "
-                     f"d_z = {r['effect_size']:.2f}, {int(r['n_pairs'])} pairs).")
-        if not (others["verdict"] == "better").any():
+                     f"d_z = {_fmt_num(r['effect_size'], '.2f')}, {int(r['n_pairs'])} pairs).")
+        testable = others[others["verdict"] != "n/a"]
+        if len(testable) and not (testable["verdict"] == "better").any():
             text += f" No strategy beats {b['strategy']} at α = {alpha:g} after Holm correction."
         paragraphs.append(text)
     return "\n\n".join(paragraphs)
@@ -523,31 +626,139 @@ def _span(values: pd.Series, fmt: str) -> str:
     return format(lo, fmt) if format(lo, fmt) == format(hi, fmt) else f"{format(lo, fmt)}–{format(hi, fmt)}"
 
 
+def _family_of(final: pd.DataFrame) -> pd.Series:
+    """Per row, the size of the Holm family :func:`final_table` corrected it in: the non-baseline
+    strategies of its setting."""
+    cols = list(setting_columns(final.columns))
+    others = (final["verdict"] != "baseline").astype(int)
+    return others.groupby([final[c] for c in cols], sort=False).transform("sum") if cols else others * others.sum()
+
+
+def holm_family(tables: Sequence[pd.DataFrame], *, alpha: float | None = None, scope: str = "in this table"
+                ) -> list[pd.DataFrame]:
+    """The final tables with ``p_holm``, ``verdict`` and ``finding`` recomputed over **one** Holm
+    family: every comparison with a paired p-value in any of them (the non-baseline rows with at
+    least 2 paired seeds).
+
+    :func:`final_table` corrects within each setting (a family per system and descriptor, or per
+    batch size), which is right for its table; a text that states conclusions from several
+    settings and tables at once must correct over everything it calls significant, or a
+    significance found in a family of 3 sits beside 24 comparisons made. The copies carry
+    ``attrs`` ``holm_family`` (the family's size), ``holm_scope`` (``scope``, e.g. ``"in this
+    report"``, for the sentences) and ``holm_level`` (the family's strictest level, α / size); a
+    difference below the numbers' precision keeps its finding. Rows outside the family (baseline,
+    fewer than 2 pairs, a NaN p) keep a NaN ``p_holm``.
+    """
+    tables = [t.copy() for t in tables]
+    alpha = float(alpha if alpha is not None else next((t.attrs.get("alpha") for t in tables if "alpha" in t.attrs),
+                                                       0.05))
+    masks = [((t["verdict"] != "baseline") & (t["verdict"] != "n/a")
+              & np.isfinite(t["p_paired"].to_numpy(dtype=float))).to_numpy() for t in tables]
+    p = np.concatenate([t.loc[m, "p_paired"].to_numpy(dtype=float) for t, m in zip(tables, masks, strict=True)]
+                       or [np.empty(0)])
+    corrected = _holm(p)
+    size, at = len(p), 0
+    for t, m in zip(tables, masks, strict=True):
+        metric = t.attrs.get("metric", "mae")
+        higher = metric in HIGHER_IS_BETTER
+        t["p_holm"] = np.nan
+        t.loc[m, "p_holm"] = corrected[at:at + int(m.sum())]
+        at += int(m.sum())
+        words = t["finding"] if "finding" in t else pd.Series("", index=t.index)
+        for i in np.flatnonzero(m):
+            r = t.iloc[i]
+            precise = words.iloc[i] == NO_DIFFERENCE_PRECISION
+            verdict = _verdict(float(r["p_holm"]), float(r["diff_mean"]), int(r["n_pairs"]), alpha, higher, precise)
+            t.iloc[i, t.columns.get_loc("verdict")] = verdict
+            if "finding" in t:
+                t.iloc[i, t.columns.get_loc("finding")] = finding(
+                    verdict, float(r["diff_mean"]), float(r["p_paired"]), alpha, higher_is_better=higher,
+                    n_pairs=int(r["n_pairs"]), precise=precise)
+        t.attrs.update(alpha=alpha, holm_family=size, holm_scope=scope, holm_level=alpha / max(size, 1))
+    return tables
+
+
+def _family_words(final: pd.DataFrame) -> str:
+    size, scope = int(final.attrs["holm_family"]), final.attrs.get("holm_scope", "in this table")
+    return f"the 1 paired test {scope}" if size == 1 else f"all {size} paired tests {scope}"
+
+
+def _untestable_sentence(rows: pd.DataFrame, base_name: str) -> str:
+    """``Cannot be tested with 1 seed: uncertainty on Si (+20.0 % on that seed).``"""
+    parts = []
+    for n, block in rows.groupby(rows["n_pairs"].astype(int), sort=True):
+        items = "; ".join(f"{r['strategy']} on {_where_name(r)}"
+                          + (f" ({r['diff_pct']:+.1f} % on that seed)" if n == 1 else "")
+                          for _, r in block.iterrows())
+        what = untestable(n)
+        parts.append(f"{what[0].upper()}{what[1:]}: {items}."
+                     + (f" No seed is shared with {base_name}." if n == 0 else ""))
+    return " ".join(parts)
+
+
 def conclusion_lines(final: pd.DataFrame, *, metric: str | None = None, alpha: float | None = None) -> list[str]:
     """Three sentences a reader can quote, computed from a :func:`final_table` (read back from CSV
     too): does any strategy beat the baseline after Holm correction; which are worse (significant,
-    or only before the correction); what the seeds could detect (``mde_pct``, ``seeds_for_5pct``)."""
+    or only before the correction); what the seeds could detect (``mde_pct``, ``seeds_for_5pct``).
+
+    The correction is **one** Holm family over every comparison the sentences are about
+    (:func:`holm_family`; the table's own ``p_holm`` is per setting): over the table's comparisons,
+    or over those of every table passed through :func:`holm_family` together (the report: the
+    final table and the cross-database table), and the sentences name it ("after Holm correction
+    over all 12 paired tests in this report"; a comparison whose paired differences are all equal
+    has no p-value and is no test). The power is restated at that family's strictest
+    level (:func:`power_at_level`).
+
+    Comparisons with fewer than 2 paired seeds are not tested: they are named apart ("Cannot be
+    tested with 1 seed: …", their difference on that seed), and when no comparison can be tested
+    the three sentences say so instead of a verdict.
+    """
     metric = metric or final.attrs.get("metric", "mae")
     alpha = float(alpha if alpha is not None else final.attrs.get("alpha", 0.05))
+    if "holm_family" not in final.attrs:
+        final = holm_family([final], alpha=alpha)[0]
     label = metric.upper() if metric in {"mae", "rmse"} else metric
     base = final[final["verdict"] == "baseline"]
     base_name = str(base["strategy"].iloc[0]) if len(base) else final.attrs.get("baseline", "random")
-    others = final[final["verdict"] != "baseline"]
-    if others.empty:
+    rows = final[final["verdict"] != "baseline"]
+    if rows.empty:
         return [f"Only {base_name} was run: there is nothing to compare."]
+    untested = rows[rows["verdict"] == "n/a"]
+    others = rows[rows["verdict"] != "n/a"]
+
+    def where(df: pd.DataFrame) -> str:
+        setting = [c for c in setting_columns(df.columns) if df[c].nunique() > 1 or c == Key.system]
+        n_settings = df.groupby(setting, sort=False).ngroups
+        unit = "system" if setting == [Key.system] else "setting"
+        n_strat = df["strategy"].nunique()
+        return (f"{n_strat} strateg{'ies' if n_strat != 1 else 'y'} in {n_settings} "
+                f"{unit}{'s' * (n_settings != 1)}")
+
+    if others.empty:
+        seeds = _span(untested["n_pairs"].astype(float), ".0f")
+        one = seeds == "1"
+        seen = untested[untested["n_pairs"] == 1]
+        return [
+            f"No comparison with {base_name} can be tested with {seeds} seed{'' if one else 's'} "
+            f"(a paired test needs 2 or more): {where(untested)}.",
+            ("Observed on that seed alone, without a test or an interval: "
+             + "; ".join(f"{r['strategy']} on {_where_name(r)} {r['diff_pct']:+.1f} %" for _, r in seen.iterrows())
+             + ".") if len(seen) else f"No seed is shared with {base_name}: nothing was observed in pairs.",
+            f"With {seeds} paired seed{'' if one else 's'} the power of these comparisons cannot be estimated "
+            "(3 or more are needed).",
+        ]
+
+    family = _family_words(final)
     seeds = _span(others["n_pairs"].astype(float), ".0f")
-    setting = [c for c in setting_columns(others.columns) if others[c].nunique() > 1 or c == Key.system]
-    n_settings = others.groupby(setting, sort=False).ngroups
-    unit = "system" if setting == [Key.system] else "setting"
     words = others["finding"] if "finding" in others else pd.Series(
         [finding(r["verdict"], r["diff_mean"], r["p_paired"], alpha) for _, r in others.iterrows()], index=others.index)
     better = others[others["verdict"] == "better"]
     if len(better):
-        first = (f"Better than {base_name} after Holm correction (α = {alpha:g}): " + _items(better, alpha) + ".")
+        first = (f"Better than {base_name} after Holm correction over {family} (α = {alpha:g}): "
+                 + _items(better, alpha) + ".")
     else:
-        first = (f"No strategy beats {base_name} after Holm correction (α = {alpha:g}; "
-                 f"{others['strategy'].nunique()} strategies in {n_settings} {unit}{'s' * (n_settings != 1)}, "
-                 f"{seeds} paired seeds each).")
+        first = (f"No strategy beats {base_name} after Holm correction over {family} (α = {alpha:g}; "
+                 f"{where(others)}, {seeds} paired seeds each).")
     worse = others[others["verdict"] == "worse"]
     almost = others[words.str.endswith("not significant after correction")]
     parts = []
@@ -562,11 +773,30 @@ def conclusion_lines(final: pd.DataFrame, *, metric: str | None = None, alpha: f
         top = others.loc[others["diff_pct"].abs().idxmax()]
         parts.append(f"No strategy is significantly worse than {base_name}; the largest difference, "
                      f"{top['strategy']} on {_where_name(top)} at {pct_with_ci(top, alpha=alpha)}, is not significant.")
+    if len(untested):
+        parts.append(_untestable_sentence(untested, base_name))
     second = " ".join(parts)
-    if "mde_pct" in others and np.isfinite(others["mde_pct"].to_numpy(dtype=float)).any():
-        third = (f"With {seeds} seeds these comparisons could detect differences of {_span(others['mde_pct'], '.0f')} % "
-                 f"of {base_name}'s {label} (paired t-test, 80 % power at the Holm level); a 5 % difference would "
-                 f"need {_span(others['seeds_for_5pct'], '.0f')} seeds.")
+    level = float(final.attrs["holm_level"])
+    mde, five = _power_in_family(others, final, alpha, level)
+    if np.isfinite(mde.to_numpy(dtype=float)).any():
+        third = (f"With {seeds} seeds these comparisons could detect differences of {_span(mde, '.0f')} % "
+                 f"of {base_name}'s {label} (paired t-test, 80 % power at α/{int(final.attrs['holm_family'])} = "
+                 f"{level:.2g}, the strictest Holm level of that family); a 5 % difference would "
+                 f"need {_span(five, '.0f')} seeds.")
     else:
         third = f"With {seeds} paired seeds the power of these comparisons cannot be estimated (3 or more are needed)."
     return [first, second, third]
+
+
+def _power_in_family(others: pd.DataFrame, final: pd.DataFrame, alpha: float, level: float
+                     ) -> tuple[pd.Series, pd.Series]:
+    """``mde_pct`` and ``seeds_for_5pct`` of each row restated at ``level`` (the conclusion's
+    family) from the table's, which :func:`final_table` computed at α / (its setting's family)."""
+    if "mde_pct" not in others:
+        nan = pd.Series(np.nan, index=others.index)
+        return nan, nan
+    fam = _family_of(final).loc[others.index]
+    pairs = [power_at_level(float(r["mde_pct"]), int(r["n_pairs"]), alpha / max(int(k), 1), level)
+             for (_, r), k in zip(others.iterrows(), fam, strict=True)]
+    return (pd.Series([p[0] for p in pairs], index=others.index, dtype=float),
+            pd.Series([p[1] for p in pairs], index=others.index, dtype=float))

@@ -63,7 +63,8 @@ def test_final_table_intervals_agree_with_scipy_and_findings_say_direction_and_c
     assert stats.finding("similar", -0.2, 0.3) == "better, not significant"
     assert stats.finding("similar", 0.2, 0.3, higher_is_better=True) == "better, not significant"
     assert stats.finding("similar", 0.0, float("nan")) == "no difference"
-    assert stats.finding("n/a", 0.1, float("nan")) == "not testable (fewer than 2 paired seeds)"
+    assert stats.finding("n/a", 0.1, float("nan")) == "cannot be tested with fewer than 2 paired seeds"
+    assert stats.finding("n/a", 0.1, float("nan"), n_pairs=1) == "cannot be tested with 1 seed"
     assert stats.finding("better", -0.1, 0.001) == "better, significant"
 
 
@@ -74,8 +75,8 @@ def test_report_opens_with_a_conclusion_that_follows_the_final_table(tmp_path):
     assert report.splitlines()[:3] == ["# Active learning for formation energy: study report", "", "## Conclusion"]
     lines = _conclusion(report)
     assert len(lines) == 3
-    assert lines[0] == ("No strategy beats random after Holm correction (α = 0.05; 3 strategies in 1 system, "
-                        "5 paired seeds each).")
+    assert lines[0] == ("No strategy beats random after Holm correction over all 3 paired tests in this table "
+                        "(α = 0.05; 3 strategies in 1 system, 5 paired seeds each).")
     lo, hi = _ci_pct(WORSE)
     p_holm = final.set_index("strategy").loc["uncertainty", "p_holm"]
     assert lines[1].startswith(f"Worse than random (MAE, significant after correction): uncertainty on C, "
@@ -89,7 +90,8 @@ def test_report_opens_with_a_conclusion_that_follows_the_final_table(tmp_path):
     final.to_csv(tmp_path / "final_table.csv", index=False)
     lines = _conclusion(write_report(tmp_path).read_text())
     lo, hi = _ci_pct(-WORSE)
-    assert lines[0].startswith(f"Better than random after Holm correction (α = 0.05): uncertainty on C, "
+    assert lines[0].startswith(f"Better than random after Holm correction over the 1 paired test in this table "
+                               f"(α = 0.05): uncertainty on C, "
                                f"{100 * -WORSE.mean() / RANDOM.mean():+.1f} % (95 % CI {lo:+.1f} … {hi:+.1f} %)")
     assert lines[1] == ("No strategy is significantly worse than random; the largest difference, uncertainty on C "
                         f"at {100 * -WORSE.mean() / RANDOM.mean():+.1f} % (95 % CI {lo:+.1f} … {hi:+.1f} %), "

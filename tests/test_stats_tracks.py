@@ -73,7 +73,7 @@ def _final(batch: int, strategy: str) -> np.ndarray:
 def test_final_table_on_track_b_columns(runs):
     t = final_table(runs, metric="force_mae")
     assert t.columns.tolist() == [
-        "system", "batch", "strategy", "n_seeds", "n_pairs", "n_labelled", "force_mae_mean",
+        "system", "batch", "strategy", "n_seeds", "n_pairs", "n_labelled", "n_stopped", "force_mae_mean",
         "force_mae_std", "diff_mean", "diff_low", "diff_high", "diff_pct", "diff_pct_low", "diff_pct_high",
         "p_paired", "p_welch", "p_wilcoxon", "p_holm", "effect_size", "verdict", "finding", "mde_pct",
         "seeds_needed", "seeds_for_5pct"]
@@ -151,7 +151,7 @@ def _first_crossing(n: list[float], curve: np.ndarray, target: float) -> float:
 
 def test_label_savings_per_batch(runs):
     out = label_savings(runs, metric="force_mae", n_boot=200, rng=np.random.default_rng(0), fractions=(1.0,))
-    assert out.columns.tolist()[:5] == ["system", "batch", "strategy", "budget_frac", "n_pairs"]
+    assert out.columns.tolist()[:6] == ["system", "batch", "strategy", "budget_frac", "n_pairs", "n_stopped"]
     assert "descriptor" not in out.columns
     assert out[["batch", "strategy"]].values.tolist() == [[10, "random"], [10, LCMD], [20, "random"],
                                                            [20, LCMD]]
@@ -187,8 +187,8 @@ def test_label_savings_per_batch(runs):
 
 def test_learning_curve_auc_per_batch(runs):
     out = learning_curve_auc(runs, metric="force_mae", n_boot=200, rng=np.random.default_rng(0))
-    assert out.columns.tolist() == ["system", "batch", "strategy", "n_seeds", "auc", "auc_lo", "auc_hi",
-                                    "seed_auc_mean", "seed_auc_std"]
+    assert out.columns.tolist() == ["system", "batch", "strategy", "n_seeds", "n_labelled", "n_stopped", "auc",
+                                    "auc_lo", "auc_hi", "seed_auc_mean", "seed_auc_std"]
     got = out.set_index(["batch", "strategy"])
     for (batch, strategy), values in FORCE_MAE.items():
         n = np.array([N0 + batch * r for r in range(ROUNDS)], dtype=float)

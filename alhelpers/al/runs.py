@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from alhelpers.keys import Key, setting_columns
 
-__all__ = ["appearance_sort", "curve_columns", "final_round", "run_columns"]
+__all__ = ["CommonBudget", "appearance_sort", "common_budget", "curve_columns", "final_round", "run_columns",
+           "stopped_per_curve"]
 
 
 def curve_columns(runs: pd.DataFrame) -> tuple[str, ...]:
@@ -34,6 +37,92 @@ def final_round(runs: pd.DataFrame) -> pd.DataFrame:
     df = runs.reset_index(drop=True)
     idx = df.groupby(list(keys), sort=False, observed=True)[Key.round].idxmax()
     return appearance_sort(df.loc[idx.to_numpy()], keys)
+
+
+class CommonBudget(NamedTuple):
+    """What :func:`common_budget` returns."""
+
+    #: The runs cut at their setting's compared budget (the very table passed in when no run of any
+    #: setting stopped early).
+    runs: pd.DataFrame
+    #: One row per setting: its setting columns, ``n_compared`` (the budget every run reached, at
+    #: which the strategies are compared), ``n_max`` (where the longest run ended), ``n_runs``
+    #: (strategy × seed) and ``n_stopped`` (runs that ended before ``n_max``).
+    budgets: pd.DataFrame
+    #: One row per run that ended before the longest run of its setting: setting columns, strategy,
+    #: seed, ``round`` and ``n_labelled`` of its last row and that row's ``note`` (why it stopped:
+    #: the stopping rule's "stopped: predicted test MAE …", or an exhausted pool), ``""`` without one.
+    stopped: pd.DataFrame
+
+
+def common_budget(runs: pd.DataFrame) -> CommonBudget:
+    """Compare runs only where all of them have labels: per setting, the largest ``n_labelled``
+    that every run (strategy × seed) of the setting reached, and the runs cut there.
+
+    A run can end before the others of its setting: the stopping rule (``TARGET_MAE``) stops a
+    strategy once its predicted test MAE is low enough, a pool can run out. Its last row then has
+    fewer labels than the others' last rows, and a final round, a mean curve or an area under the
+    curve that mixes such runs compares different budgets. Here, per setting:
+
+    * ``n_max`` is the largest final ``n_labelled`` of its runs; a run *stopped early* when its own
+      final ``n_labelled`` is below it (listed in ``stopped``, with the note of its last row);
+    * without a run that stopped early, nothing is cut (``n_compared = n_max``);
+    * otherwise ``n_compared`` is the largest ``n_labelled`` present in every run of the setting
+      (runs of one setting share their grid of labelled counts, so this is the stopped runs' final
+      budget, or the last point of the grid before it), and every row above it is dropped.
+
+    When no run of any setting stopped early, ``runs`` itself is returned as ``.runs``: the
+    statistics then are exactly those of the full runs.
+    """
+    missing = [str(c) for c in (Key.strategy, Key.seed, Key.round, Key.n_labelled) if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs table lacks column(s) {missing}; it has {list(runs.columns)}")
+    settings = list(setting_columns(runs.columns))
+    keys = list(run_columns(runs))
+    last = final_round(runs)
+    budgets, stopped, keep = [], [], []
+    groups = last.groupby(settings, sort=False, observed=True) if settings else [((), last)]
+    for key, block in groups:
+        setting = dict(zip(settings, key if isinstance(key, tuple) else (key,), strict=True))
+        n_max = float(block[Key.n_labelled].max())
+        early = block[block[Key.n_labelled].astype(float) < n_max]
+        n_compared = n_max
+        if len(early):
+            mask = np.ones(len(runs), dtype=bool)
+            for col, value in setting.items():
+                mask &= (runs[col] == value).to_numpy()
+            rows = runs[mask]
+            shared = None
+            for _, part in rows.groupby(keys, sort=False, observed=True)[Key.n_labelled]:
+                values = set(part.astype(float))
+                shared = values if shared is None else shared & values
+            if not shared:
+                where = ", ".join(f"{c}={v!r}" for c, v in setting.items())
+                raise ValueError(f"the runs of {where} share no n_labelled: they cannot be compared at one budget")
+            n_compared = max(shared)
+            keep.append(mask & (runs[Key.n_labelled].astype(float) > n_compared).to_numpy())
+            note = early[Key.note] if Key.note in early else pd.Series("", index=early.index)
+            stopped += [{**setting, "strategy": r[Key.strategy], "seed": r[Key.seed], "round": r[Key.round],
+                         "n_labelled": r[Key.n_labelled], "note": "" if pd.isna(n) else str(n)}
+                        for (_, r), n in zip(early.iterrows(), note, strict=True)]
+        budgets.append({**setting, "n_compared": n_compared, "n_max": n_max, "n_runs": len(block),
+                        "n_stopped": len(early)})
+    stopped_df = pd.DataFrame(stopped, columns=[*settings, "strategy", "seed", "round", "n_labelled", "note"])
+    budgets_df = pd.DataFrame(budgets, columns=[*settings, "n_compared", "n_max", "n_runs", "n_stopped"])
+    if not keep:
+        return CommonBudget(runs, budgets_df, stopped_df)
+    drop = np.logical_or.reduce(keep)
+    return CommonBudget(runs[~drop], budgets_df, stopped_df)
+
+
+def stopped_per_curve(cb: CommonBudget, curves: pd.DataFrame) -> np.ndarray:
+    """How many runs of each row's curve (setting and strategy of ``curves``) stopped early."""
+    cols = [c for c in cb.stopped.columns if c not in ("seed", "round", "n_labelled", "note")]
+    if cb.stopped.empty:
+        return np.zeros(len(curves), dtype=int)
+    counts = cb.stopped.groupby(cols, sort=False, observed=True).size()
+    index = pd.MultiIndex.from_frame(curves[cols]) if len(cols) > 1 else pd.Index(curves[cols[0]])
+    return counts.reindex(index).fillna(0).astype(int).to_numpy()
 
 
 def appearance_sort(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
