@@ -28,7 +28,10 @@ held-out set, and treats each error as a draw from ``N(0, σ²)``:
   ``sigma_scale``, ``sigma_floor`` and ``mae_pred`` (NaN, not an error, where σ has no
   calibration, e.g. a zero σ);
 * :func:`stop_reason` — the stopping rule: stop labelling once ``mae_pred`` reaches a target;
-* :func:`calibration_table` — the runs table's calibration, averaged over seeds per round.
+* :func:`calibration_table` — the runs table's calibration, averaged over seeds per round;
+* :func:`calibration_state` — one σ's calibration in a word (:data:`Z2_CALIBRATED`,
+  :data:`COVERAGE_GAP`): calibrated, over-confident, too wide (under-confident), or too wide for
+  most errors and too narrow for the largest.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = [
     "CALIBRATION_COLUMNS", "RELIABILITY_COLUMNS", "RELIABILITY_LEVELS", "ROUND_COLUMNS", "Recalibration", "calibration_metrics", "cv_folds", "ence",
     "gaussian_nll", "miscalibration_area", "predicted_mae", "recalibrate", "reliability_curve",
     "calibration_table", "round_calibration", "sigma_scale", "stop_reason", "z2_mean",
+    "COVERAGE_GAP", "Z2_CALIBRATED", "calibration_state", "coverage_gap",
 ]
 
 #: The calibration columns of a runs table (both tracks), raw σ then the recalibrated ``s·σ``.
@@ -340,3 +344,57 @@ def calibration_table(runs: pd.DataFrame, *, metric: str = "mae") -> pd.DataFram
     out["pred_ratio"] = out[str(Key.mae_pred)] / out[metric]
     out = out.reset_index()
     return appearance_sort(out[[*keys, "n_seeds", metric, str(Key.mae_pred), "pred_ratio", *cols[2:]]], keys)
+
+
+#: The mean squared z-score of a σ that is within a factor √2 of the errors' scale: z² = 2 is a σ
+#: √2 ≈ 1.41 times too small (its central 68 % interval then holds about 52 % of the errors),
+#: z² = 0.5 one √2 times too large (the 68 % interval holds about 84 %). Outside, σ is off by more
+#: than the ~30 % a reader would still call calibrated.
+Z2_CALIBRATED: tuple[float, float] = (0.5, 2.0)
+
+#: Mean signed gap (observed − expected fraction inside σ's central intervals, over the
+#: :data:`RELIABILITY_LEVELS`) beyond which the intervals are too wide (≥ +0.05: under-confident)
+#: or too narrow (≤ −0.05: over-confident): 5 points of coverage, about what a 90 % interval
+#: holding 95 % of the errors is off by.
+COVERAGE_GAP: float = 0.05
+
+
+def coverage_gap(row, *, cal: bool = True) -> float:
+    """Mean over :data:`RELIABILITY_LEVELS` of (observed − expected) fraction of errors inside σ's
+    central intervals, from a row with the reliability columns (``rel_cal_10`` … with ``cal``,
+    else ``rel_10`` …); positive: the intervals hold more errors than their probability (too
+    wide). NaN when a column is missing or NaN."""
+    prefix = "rel_cal_" if cal else "rel_"
+    try:
+        observed = np.array([float(row[f"{prefix}{round(100 * p)}"]) for p in RELIABILITY_LEVELS])
+    except KeyError:
+        return float("nan")
+    return float(np.mean(observed - np.asarray(RELIABILITY_LEVELS)))
+
+
+def calibration_state(z2: float, gap: float = float("nan")) -> str:
+    """One σ's calibration in a word, from its mean squared z-score ``z2`` and, where known, the
+    mean coverage gap ``gap`` of its central intervals (:func:`coverage_gap`):
+
+    * ``"unknown"`` — no finite z²;
+    * ``"mixed"`` — z² above :data:`Z2_CALIBRATED` but the intervals hold more errors than their
+      probability (gap ≥ :data:`COVERAGE_GAP`): too wide for most errors, too narrow for the
+      largest (heavy tails, which z² weighs most);
+    * ``"over-confident"`` — z² above the band, or the intervals hold too few errors
+      (gap ≤ −:data:`COVERAGE_GAP`);
+    * ``"too wide"`` — z² below the band, or the intervals hold too many errors: under-confident,
+      e.g. a recalibration that overshoots;
+    * ``"calibrated"`` — otherwise.
+    """
+    if not np.isfinite(z2):
+        return "unknown"
+    lo, hi = Z2_CALIBRATED
+    wide = np.isfinite(gap) and gap >= COVERAGE_GAP
+    narrow = np.isfinite(gap) and gap <= -COVERAGE_GAP
+    if z2 > hi:
+        return "mixed" if wide else "over-confident"
+    if narrow:
+        return "over-confident"
+    if z2 < lo or wide:
+        return "too wide"
+    return "calibrated"

@@ -13,19 +13,22 @@ import numpy as np
 import pandas as pd
 
 from alhelpers.al.runs import appearance_sort, common_budget, curve_columns, stopped_per_curve
+from alhelpers.keys import setting_columns
 from alhelpers.stats import (
     HIGHER_IS_BETTER,
+    _where_name,
     check_rng,
     check_runs,
-    percentile_ci,
-    sample_sd,
     comparisons,
     paired_difference,
+    percentile_ci,
+    sample_sd,
     t_interval,
+    untestable,
 )
 
-__all__ = ["SAVING_FRACTIONS", "label_savings", "labels_to_reach", "learning_curve_auc", "mean_curve",
-           "paired_difference_by_round"]
+__all__ = ["CLAIMED_SAVING_PCT", "SAVING_FRACTIONS", "label_savings", "labels_to_reach", "learning_curve_auc",
+           "mean_curve", "paired_difference_by_round", "saving_finding", "savings_lines"]
 
 #: ``numpy.trapezoid`` (NumPy >= 2.0), falling back to its old name ``numpy.trapz`` on NumPy 1.26.
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz
@@ -362,3 +365,128 @@ def paired_difference_by_round(runs: pd.DataFrame, *, baseline: str = "random", 
         rows.append({"system": system, "strategy": strategy, "n_labelled": n, "n_pairs": len(block),
                      **{c: diff[c] for c in cols[4:]}})
     return appearance_sort(pd.DataFrame(rows, columns=cols), ["system", "strategy", "n_labelled"])
+
+
+#: The saving the study tests (docs/study.md): active learning needs 5–13 % fewer labels than
+#: random sampling for the same error.
+CLAIMED_SAVING_PCT: tuple[float, float] = (5.0, 13.0)
+
+
+def saving_finding(row, claim: tuple[float, float] = CLAIMED_SAVING_PCT) -> str:
+    """What one :func:`label_savings` row says about the claimed saving ``claim`` (in %):
+
+    * ``"untestable"`` — fewer than 2 paired seeds (no interval);
+    * ``"never"`` — the strategy's mean curve never reaches the target within the budget;
+    * ``"no interval"`` — reached, but fewer than 2 bootstrap replicates give a saving;
+    * ``"more labels"`` — the interval lies below 0: it needs more labels than the baseline;
+    * ``"below claim"`` — the interval lies below the claim's low end (fewer labels, if any, by
+      less than claimed);
+    * ``"above claim"`` — the interval lies above the claim's high end (more saved than claimed);
+    * ``"supports"`` — the interval lies above 0 and overlaps the claimed range;
+    * ``"inconclusive"`` — the interval contains 0 and reaches into the claimed range.
+
+    A low end of −∞ (``unreached="worst"``) counts as below everything.
+    """
+    if int(row["n_pairs"]) < 2:
+        return "untestable"
+    if not bool(row["reached"]):
+        return "never"
+    lo, hi = float(row["saving_lo"]), float(row["saving_hi"])
+    if np.isnan(lo) or not np.isfinite(hi):
+        return "no interval"
+    if hi < 0:
+        return "more labels"
+    if hi < claim[0]:
+        return "below claim"
+    if lo > claim[1]:
+        return "above claim"
+    if lo > 0:
+        return "supports"
+    return "inconclusive"
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1f}" if np.isfinite(x) else ("−∞" if x < 0 else "+∞")
+
+
+def _fractions(values) -> str:
+    items = [f"{100 * float(f):.0f} %" for f in values]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def savings_lines(savings: pd.DataFrame, *, baseline: str = "random", claim: tuple[float, float] = CLAIMED_SAVING_PCT,
+                  ci: float = 0.95) -> list[str]:
+    """The label savings of a :func:`label_savings` table (read back from CSV too) against the
+    claimed saving ``claim``, in sentences: how many comparisons (setting × strategy × budget
+    fraction) support it, contradict it or cannot decide (:func:`saving_finding`), each that
+    supports or contradicts it with its saving and interval, and the strategies whose mean curve
+    never reaches the baseline's target within the budget. A setting whose compared budget is a
+    single point (every fraction's ``n_target`` equal: its runs stopped at the initial set) has no
+    saving to measure and is named apart. ``[]`` without a non-baseline row."""
+    rows = savings[savings["strategy"] != baseline]
+    if rows.empty:
+        return []
+    # a setting whose budget is a single point (every run of it stopped at the initial labelled set):
+    # every fraction has the same target there, and there is no labelling to save on
+    cols = list(setting_columns(savings.columns))
+    groups = savings.groupby(cols, sort=False)
+    span = groups["n_target"].transform(lambda v: v.max() - v.min())
+    several = groups["budget_frac"].transform("nunique") > 1
+    point = (several & (span == 0) & savings["n_target"].notna())[rows.index]
+    flat = rows[point]
+    rows = rows[~point]
+    no_range = ""
+    if len(flat):
+        where = [f"{_where_name(b.iloc[0])} (at {b['n_target'].iloc[0]:g} labels)"
+                 for _, b in flat.groupby(cols, sort=False)]
+        no_range = ("No saving can be measured on " + "; ".join(where) + ": the budget every run reached is a single "
+                    "point, with no labelling to save on.")
+    if rows.empty:
+        return [no_range]
+    kinds = pd.Series([saving_finding(r, claim) for _, r in rows.iterrows()], index=rows.index)
+    lo_c, hi_c = f"{claim[0]:g}", f"{claim[1]:g}"
+    level = f"{100 * ci:.0f} %"
+    fr = _fractions(sorted(pd.unique(savings["budget_frac"])))
+
+    def item(r) -> str:
+        return (f"{r['strategy']} on {_where_name(r)} at {100 * r['budget_frac']:.0f} %, {_pct(r['saving_pct'])} % "
+                f"({level} CI {_pct(r['saving_lo'])} … {_pct(r['saving_hi'])} %)")
+
+    count = {k: int((kinds == k).sum()) for k in ("supports", "above claim", "more labels", "below claim", "never",
+                                                  "inconclusive", "untestable", "no interval")}
+    against = count["more labels"] + count["below claim"] + count["never"]
+    head = (f"Label savings against the claim of {lo_c}–{hi_c} % fewer labels than {baseline} (the labels each "
+            f"strategy needs to reach {baseline}'s mean MAE at {fr} of its budget; {level} interval over seeds): "
+            f"of {len(rows)} comparisons, {count['supports'] + count['above claim']} support it, {against} "
+            f"contradict it, {count['inconclusive']} cannot tell (the interval contains 0 and reaches "
+            f"{lo_c}–{hi_c} %)")
+    extra = [f"{count['untestable']} cannot be tested with too few seeds" if count["untestable"] else "",
+             f"{count['no interval']} have no interval" if count["no interval"] else ""]
+    lines = [head + "".join(f", {e}" for e in extra if e) + "."]
+    parts = []
+    for kind, words in (("supports", f"Support the claim (interval above 0 and overlapping {lo_c}–{hi_c} %)"),
+                        ("above claim", f"Save more than claimed (interval above {hi_c} %)"),
+                        ("more labels", f"Need more labels than {baseline} (interval below 0)"),
+                        ("below claim", f"Save less than claimed (interval below {lo_c} %)")):
+        part = rows[kinds == kind]
+        if len(part):
+            parts.append(f"{words}: " + "; ".join(item(r) for _, r in part.iterrows()) + ".")
+    never = rows[kinds == "never"]
+    if len(never):
+        keys = [*setting_columns(never.columns), "strategy"]
+        groups = [f"{block.iloc[0]['strategy']} on {_where_name(block.iloc[0])} (at {_fractions(block['budget_frac'])})"
+                  for _, block in never.groupby(keys, sort=False)]
+        parts.append(f"Never reach {baseline}'s target within the budget (on the mean curve over seeds): "
+                     + "; ".join(groups) + ".")
+    untested = rows[kinds == "untestable"]
+    if len(untested):
+        parts.append(" ".join(f"{untestable(n)[0].upper()}{untestable(n)[1:]}: "
+                              + "; ".join(f"{r['strategy']} on {_where_name(r)} at {100 * r['budget_frac']:.0f} %"
+                                          for _, r in block.iterrows()) + "."
+                              for n, block in untested.groupby(untested["n_pairs"].astype(int))))
+    if no_range:
+        parts.append(no_range)
+    if parts:
+        lines.append(" ".join(parts))
+    return lines
+

@@ -527,6 +527,15 @@ def _fmt_p(p: float) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
+def _read_back(final: pd.DataFrame) -> pd.DataFrame:
+    """A final table as :func:`final_table` made it, also when read back from CSV: pandas reads the
+    verdict ``"n/a"`` as a missing value, which must stay "not testable", not become unknown."""
+    if "verdict" in final and final["verdict"].isna().any():
+        final = final.copy()
+        final["verdict"] = final["verdict"].astype(object).where(final["verdict"].notna(), "n/a")
+    return final
+
+
 def _fmt_num(x: float, fmt: str) -> str:
     """``format(x, fmt)``, ``"n/a"`` for a value that is not finite."""
     return format(x, fmt) if np.isfinite(x) else "n/a"
@@ -553,6 +562,7 @@ def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline:
     blank line.
     """
     metric = metric or final.attrs.get("metric", "mae")
+    final = _read_back(final)
     _require(final, [*dict.fromkeys((Key.system, *setting_columns(final.columns))), "strategy",
                      "n_pairs", "n_labelled", f"{metric}_mean", f"{metric}_std", "diff_mean",
                      "diff_pct", "p_paired", "p_holm", "p_wilcoxon", "effect_size", "verdict"],
@@ -581,6 +591,10 @@ def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline:
             words = r["finding"] if "finding" in r else finding(
                 r["verdict"], r["diff_mean"], r["p_paired"], alpha, higher_is_better=metric in HIGHER_IS_BETTER,
                 n_pairs=int(r["n_pairs"]))
+            if str(words).startswith("no difference"):
+                text += (f" {r['strategy']}: {words} ({label} {r[f'{metric}_mean']:.4g}, {r['diff_pct']:+.2g} % vs "
+                         f"{b['strategy']}, {int(r['n_pairs'])} pairs).")
+                continue
             if r["verdict"] == "n/a":
                 seen = (f"{r['diff_pct']:+.1f} % vs {b['strategy']} on that seed" if int(r["n_pairs"]) == 1
                         else f"no seed shared with {b['strategy']}")
@@ -649,7 +663,7 @@ def holm_family(tables: Sequence[pd.DataFrame], *, alpha: float | None = None, s
     difference below the numbers' precision keeps its finding. Rows outside the family (baseline,
     fewer than 2 pairs, a NaN p) keep a NaN ``p_holm``.
     """
-    tables = [t.copy() for t in tables]
+    tables = [_read_back(t).copy() for t in tables]
     alpha = float(alpha if alpha is not None else next((t.attrs.get("alpha") for t in tables if "alpha" in t.attrs),
                                                        0.05))
     masks = [((t["verdict"] != "baseline") & (t["verdict"] != "n/a")
@@ -715,6 +729,7 @@ def conclusion_lines(final: pd.DataFrame, *, metric: str | None = None, alpha: f
     """
     metric = metric or final.attrs.get("metric", "mae")
     alpha = float(alpha if alpha is not None else final.attrs.get("alpha", 0.05))
+    final = _read_back(final)
     if "holm_family" not in final.attrs:
         final = holm_family([final], alpha=alpha)[0]
     label = metric.upper() if metric in {"mae", "rmse"} else metric
@@ -770,9 +785,15 @@ def conclusion_lines(final: pd.DataFrame, *, metric: str | None = None, alpha: f
             parts.append(f"{direction.capitalize()} than {base_name} before, but not after, the Holm correction: "
                          + _items(part, alpha) + ".")
     if not parts:
-        top = others.loc[others["diff_pct"].abs().idxmax()]
-        parts.append(f"No strategy is significantly worse than {base_name}; the largest difference, "
-                     f"{top['strategy']} on {_where_name(top)} at {pct_with_ci(top, alpha=alpha)}, is not significant.")
+        differ = others[~words.str.startswith("no difference")]
+        if differ.empty:
+            parts.append(f"No strategy differs from {base_name} (every paired difference is zero or below the "
+                         "numbers' precision).")
+        else:
+            top = differ.loc[differ["diff_pct"].abs().idxmax()]
+            parts.append(f"No strategy is significantly worse than {base_name}; the largest difference, "
+                         f"{top['strategy']} on {_where_name(top)} at {pct_with_ci(top, alpha=alpha)}, is not "
+                         "significant.")
     if len(untested):
         parts.append(_untestable_sentence(untested, base_name))
     second = " ".join(parts)
