@@ -659,15 +659,17 @@ def holm_family(tables: Sequence[pd.DataFrame], *, alpha: float | None = None, s
     settings and tables at once must correct over everything it calls significant, or a
     significance found in a family of 3 sits beside 24 comparisons made. The copies carry
     ``attrs`` ``holm_family`` (the family's size), ``holm_scope`` (``scope``, e.g. ``"in this
-    report"``, for the sentences) and ``holm_level`` (the family's strictest level, α / size); a
-    difference below the numbers' precision keeps its finding. Rows outside the family (baseline,
-    fewer than 2 pairs, a NaN p) keep a NaN ``p_holm``.
+    report"``, for the sentences) and ``holm_level`` (the family's strictest level, α / size). A
+    difference below the numbers' precision (:data:`NO_DIFFERENCE_PRECISION`) is no hypothesis the
+    text tests: it keeps its finding and stays out of the family. Rows outside the family
+    (baseline, fewer than 2 pairs, a NaN p, below precision) have a NaN ``p_holm``.
     """
     tables = [_read_back(t).copy() for t in tables]
     alpha = float(alpha if alpha is not None else next((t.attrs.get("alpha") for t in tables if "alpha" in t.attrs),
                                                        0.05))
     masks = [((t["verdict"] != "baseline") & (t["verdict"] != "n/a")
-              & np.isfinite(t["p_paired"].to_numpy(dtype=float))).to_numpy() for t in tables]
+              & np.isfinite(t["p_paired"].to_numpy(dtype=float))
+              & ((t["finding"] != NO_DIFFERENCE_PRECISION) if "finding" in t else True)).to_numpy() for t in tables]
     p = np.concatenate([t.loc[m, "p_paired"].to_numpy(dtype=float) for t, m in zip(tables, masks, strict=True)]
                        or [np.empty(0)])
     corrected = _holm(p)
@@ -768,7 +770,10 @@ def conclusion_lines(final: pd.DataFrame, *, metric: str | None = None, alpha: f
     words = others["finding"] if "finding" in others else pd.Series(
         [finding(r["verdict"], r["diff_mean"], r["p_paired"], alpha) for _, r in others.iterrows()], index=others.index)
     better = others[others["verdict"] == "better"]
-    if len(better):
+    if int(final.attrs["holm_family"]) == 0:
+        first = (f"No strategy beats {base_name}: no comparison has a p-value ({where(others)}, {seeds} paired seeds "
+                 "each; every paired difference is zero, equal on every seed, or below the numbers' precision).")
+    elif len(better):
         first = (f"Better than {base_name} after Holm correction over {family} (α = {alpha:g}): "
                  + _items(better, alpha) + ".")
     else:
@@ -799,11 +804,18 @@ def conclusion_lines(final: pd.DataFrame, *, metric: str | None = None, alpha: f
     second = " ".join(parts)
     level = float(final.attrs["holm_level"])
     mde, five = _power_in_family(others, final, alpha, level)
-    if np.isfinite(mde.to_numpy(dtype=float)).any():
+    # a difference below the numbers' precision is no comparison that more seeds could resolve
+    powered = np.isfinite(mde.to_numpy(dtype=float)) & (words != NO_DIFFERENCE_PRECISION).to_numpy()
+    mde, five = mde[powered], five[powered]
+    if powered.any():
+        seeds = _span(others.loc[powered, "n_pairs"].astype(float), ".0f")
         third = (f"With {seeds} seeds these comparisons could detect differences of {_span(mde, '.0f')} % "
-                 f"of {base_name}'s {label} (paired t-test, 80 % power at α/{int(final.attrs['holm_family'])} = "
+                 f"of {base_name}'s {label} (paired t-test, 80 % power at α/{max(int(final.attrs['holm_family']), 1)} = "
                  f"{level:.2g}, the strictest Holm level of that family); a 5 % difference would "
                  f"need {_span(five, '.0f')} seeds.")
+    elif others["n_pairs"].max() >= 3:
+        third = (f"With {seeds} paired seeds the power of these comparisons cannot be estimated: the paired "
+                 "differences have no spread.")
     else:
         third = f"With {seeds} paired seeds the power of these comparisons cannot be estimated (3 or more are needed)."
     return [first, second, third]

@@ -566,3 +566,17 @@ def test_a_difference_below_numerical_precision_is_no_difference():
     mixed = RANDOM + np.array([0.05, -0.05, 0.03, -0.03, 0.0])
     t = final_table(finals({"random": list(RANDOM), "mixed": list(mixed)})).set_index("strategy")
     assert t.loc["mixed", "finding"] == "worse, not significant"
+
+
+def test_conclusion_when_no_comparison_has_a_p_value():
+    # Every pool ran out: the strategies trained on the same materials and differ by rounding only.
+    from alhelpers.stats import conclusion_lines
+
+    same = RANDOM * (1 + 1e-8)
+    t = final_table(finals({"random": list(RANDOM), "uncertainty": list(same), "diversity": list(RANDOM)}))
+    assert conclusion_lines(t) == [
+        "No strategy beats random: no comparison has a p-value (2 strategies in 1 system, 5 paired seeds each; "
+        "every paired difference is zero, equal on every seed, or below the numbers' precision).",
+        "No strategy differs from random (every paired difference is zero or below the numbers' precision).",
+        "With 5 paired seeds the power of these comparisons cannot be estimated: the paired differences have no "
+        "spread."]
