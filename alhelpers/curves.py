@@ -379,8 +379,8 @@ def saving_finding(row, claim: tuple[float, float] = CLAIMED_SAVING_PCT) -> str:
     * ``"never"`` — the strategy's mean curve never reaches the target within the budget;
     * ``"no interval"`` — reached, but fewer than 2 bootstrap replicates give a saving;
     * ``"more labels"`` — the interval lies below 0: it needs more labels than the baseline;
-    * ``"below claim"`` — the interval lies below the claim's low end (fewer labels, if any, by
-      less than claimed);
+    * ``"below claim"`` — the interval lies below the claim's low end but not below 0: the claimed
+      saving is excluded, no saving at all is not;
     * ``"above claim"`` — the interval lies above the claim's high end (more saved than claimed);
     * ``"supports"`` — the interval lies above 0 and overlaps the claimed range;
     * ``"inconclusive"`` — the interval contains 0 and reaches into the claimed range.
@@ -467,7 +467,7 @@ def savings_lines(savings: pd.DataFrame, *, baseline: str = "random", claim: tup
     for kind, words in (("supports", f"Support the claim (interval above 0 and overlapping {lo_c}–{hi_c} %)"),
                         ("above claim", f"Save more than claimed (interval above {hi_c} %)"),
                         ("more labels", f"Need more labels than {baseline} (interval below 0)"),
-                        ("below claim", f"Save less than claimed (interval below {lo_c} %)")):
+                        ("below claim", f"Exclude the claim from below (interval below {lo_c} %, not below 0)")):
         part = rows[kinds == kind]
         if len(part):
             parts.append(f"{words}: " + "; ".join(item(r) for _, r in part.iterrows()) + ".")

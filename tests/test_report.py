@@ -208,7 +208,8 @@ def test_conclusion_states_the_savings_against_the_claim(tmp_path):
         "Support the claim (interval above 0 and overlapping 5–13 %): uncertainty on Si at 50 %, +8.0 % "
         "(95 % CI +2.0 … +14.0 %). Save more than claimed (interval above 13 %): hybrid on Fe at 100 %, +25.0 % "
         "(95 % CI +15.0 … +35.0 %). Need more labels than random (interval below 0): uncertainty on Si at 75 %, "
-        "-20.0 % (95 % CI -39.0 … -1.2 %). Save less than claimed (interval below 5 %): uncertainty on Si at "
+        "-20.0 % (95 % CI -39.0 … -1.2 %). Exclude the claim from below (interval below 5 %, not below 0): "
+        "uncertainty on Si at "
         "100 %, +2.0 % (95 % CI +0.5 … +3.5 %). Never reach random's target within the budget (on the mean "
         "curve over seeds): diversity on C (at 75 % and 100 %). Cannot be tested with 1 seed: hybrid on Ti-O "
         "at 100 %."]
