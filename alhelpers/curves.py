@@ -12,11 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from alhelpers.al.runs import appearance_sort, common_budget, curve_columns, stopped_per_curve
+from alhelpers.al.runs import appearance_sort, common_budget, curve_columns, stopped_per_curve, where_name
 from alhelpers.keys import setting_columns
-from alhelpers.stats import (
+from alhelpers.paired import (
     HIGHER_IS_BETTER,
-    _where_name,
     check_rng,
     check_runs,
     comparisons,
@@ -437,7 +436,7 @@ def savings_lines(savings: pd.DataFrame, *, baseline: str = "random", claim: tup
     rows = rows[~point]
     no_range = ""
     if len(flat):
-        where = [f"{_where_name(b.iloc[0])} (at {b['n_target'].iloc[0]:g} labels)"
+        where = [f"{where_name(b.iloc[0])} (at {b['n_target'].iloc[0]:g} labels)"
                  for _, b in flat.groupby(cols, sort=False)]
         no_range = ("No saving can be measured on " + "; ".join(where) + ": the budget every run reached is a single "
                     "point, with no labelling to save on.")
@@ -449,7 +448,7 @@ def savings_lines(savings: pd.DataFrame, *, baseline: str = "random", claim: tup
     fr = _fractions(sorted(pd.unique(savings["budget_frac"])))
 
     def item(r) -> str:
-        return (f"{r['strategy']} on {_where_name(r)} at {100 * r['budget_frac']:.0f} %, {_pct(r['saving_pct'])} % "
+        return (f"{r['strategy']} on {where_name(r)} at {100 * r['budget_frac']:.0f} %, {_pct(r['saving_pct'])} % "
                 f"({level} CI {_pct(r['saving_lo'])} … {_pct(r['saving_hi'])} %)")
 
     count = {k: int((kinds == k).sum()) for k in ("supports", "above claim", "more labels", "below claim", "never",
@@ -474,14 +473,14 @@ def savings_lines(savings: pd.DataFrame, *, baseline: str = "random", claim: tup
     never = rows[kinds == "never"]
     if len(never):
         keys = [*setting_columns(never.columns), "strategy"]
-        groups = [f"{block.iloc[0]['strategy']} on {_where_name(block.iloc[0])} (at {_fractions(block['budget_frac'])})"
+        groups = [f"{block.iloc[0]['strategy']} on {where_name(block.iloc[0])} (at {_fractions(block['budget_frac'])})"
                   for _, block in never.groupby(keys, sort=False)]
         parts.append(f"Never reach {baseline}'s target within the budget (on the mean curve over seeds): "
                      + "; ".join(groups) + ".")
     untested = rows[kinds == "untestable"]
     if len(untested):
         parts.append(" ".join(f"{untestable(n)[0].upper()}{untestable(n)[1:]}: "
-                              + "; ".join(f"{r['strategy']} on {_where_name(r)} at {100 * r['budget_frac']:.0f} %"
+                              + "; ".join(f"{r['strategy']} on {where_name(r)} at {100 * r['budget_frac']:.0f} %"
                                           for _, r in block.iterrows()) + "."
                               for n, block in untested.groupby(untested["n_pairs"].astype(int))))
     if no_range:

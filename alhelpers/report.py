@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from alhelpers.al.config import package_versions
-from alhelpers.al.runs import common_budget, final_round
+from alhelpers.al.runs import common_budget, compared_rows, stop_lines
+from alhelpers.calibration import calibration_lines
 from alhelpers.files import atomic_write, read_json
 from alhelpers.formation.crossdb import cross_summary
-from alhelpers.keys import setting_columns
 
 #: How a missing value (NaN, None) is shown in the report's tables.
 MISSING = "—"
@@ -104,7 +104,8 @@ def _csv_section(
     if df is None:
         return []
     shown = (df if rows is None else rows(df)).drop(columns=[c for c in drop if c in df])
-    lines = [f"## {title}", "", intro, "", *_table_lines(shown if columns is None else _present(shown, columns), legend)]
+    shown = shown if columns is None else _present(shown, columns)
+    lines = [f"## {title}", "", intro, "", *_table_lines(shown, legend)]
     return lines if after is None else [*lines, after(df), ""]
 
 
@@ -126,26 +127,6 @@ _CALIBRATION_COLUMNS = ("system", "strategy", "n_labelled", "mae", "mae_pred", "
                         "sigma_scale", "sigma_floor")
 
 
-def _final_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of a per-round table (``calibration.csv``) where the strategies are compared: per
-    setting, the largest ``n_labelled`` at which every strategy of the setting has all its seeds
-    (``n_seeds`` at the setting's largest) — the last round, or, when runs stopped early, the
-    common budget of :func:`alhelpers.al.runs.common_budget`. A setting without such a point keeps
-    each strategy's last row."""
-    cols = list(setting_columns(df.columns))
-    parts = []
-    for _, block in df.groupby(cols, sort=False):
-        full = block[block["n_seeds"] == block["n_seeds"].max()] if "n_seeds" in block else block
-        shared = full.groupby("n_labelled")["strategy"].nunique()
-        shared = shared[shared == block["strategy"].nunique()]
-        if len(shared):
-            parts.append(block[block["n_labelled"] == shared.index.max()])
-        else:
-            last = block.groupby("strategy", sort=False)["n_labelled"].transform("max")
-            parts.append(block[block["n_labelled"] == last])
-    return pd.concat(parts) if parts else df.iloc[:0]
-
-
 def _prediction_summary(cal: pd.DataFrame) -> str:
     """How far the stopping rule's predicted MAE is from the test MAE, per system, over all rounds."""
     err = (cal["pred_ratio"] - 1.0).abs()
@@ -156,117 +137,6 @@ def _prediction_summary(cal: pd.DataFrame) -> str:
 
 _LEAKAGE_COLUMNS = ("system", "descriptor", "n_samples", "n_features", "r2", "mae", "top_feature", "top_r",
                     "leaks")
-
-
-def _factors(values: pd.Series) -> str:
-    return ", ".join(f"{k} {v:.0f}×" if v >= 10 else f"{k} {v:.1f}×" for k, v in values.items())
-
-
-def _g3(x: float) -> str:
-    """Three significant digits, thousands in full (``1,110``, not ``1.11e+03``)."""
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
-
-
-def _who(row) -> str:
-    """``diversity on Si``: a strategy and where (the descriptor left out)."""
-    from alhelpers.stats import _where_name
-
-    return f"{row['strategy']} on {_where_name(row)}"
-
-
-def _coverage(runs: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Per setting and strategy at the compared budget: the mean over seeds of the recalibrated
-    σ''s reliability columns, with ``gap`` (:func:`alhelpers.calibration.coverage_gap`)."""
-    from alhelpers.calibration import RELIABILITY_COLUMNS, coverage_gap
-
-    cal_cols = [c for c in RELIABILITY_COLUMNS if c.startswith("rel_cal_")]
-    if runs is None or not set(cal_cols) <= set(runs.columns):
-        return None
-    last = final_round(common_budget(runs).runs)
-    keys = [*setting_columns(last.columns), "strategy"]
-    cov = last.groupby(keys, sort=False)[cal_cols].mean().reset_index()
-    cov["gap"] = [coverage_gap(r) for _, r in cov.iterrows()]
-    return cov
-
-
-def _recalibration_words(fin: pd.DataFrame, runs: pd.DataFrame | None) -> str:
-    """The recalibrated σ' per strategy in words: the range of z² over strategies and settings,
-    how many are calibrated, and each that is still over-confident, too wide (a recalibration that
-    overshoots) or both (:func:`alhelpers.calibration.calibration_state`)."""
-    from alhelpers.calibration import COVERAGE_GAP, Z2_CALIBRATED, calibration_state
-
-    rows = fin[np.isfinite(fin["z2_mean_cal"].to_numpy(dtype=float))]
-    if rows.empty:
-        return ""
-    cov = _coverage(runs)
-    keys = [*setting_columns(rows.columns), "strategy"]
-    if cov is not None:
-        rows = rows.merge(cov, on=keys, how="left")
-    gap = rows["gap"] if "gap" in rows else pd.Series(np.nan, index=rows.index)
-    rows = rows.assign(state=[calibration_state(z, g) for z, g in zip(rows["z2_mean_cal"], gap, strict=True)])
-    lo_row = rows.loc[rows["z2_mean_cal"].idxmin()]
-    hi_row = rows.loc[rows["z2_mean_cal"].idxmax()]
-    band = f"{Z2_CALIBRATED[0]:g}–{Z2_CALIBRATED[1]:g}"
-    coverage = cov is not None and np.isfinite(rows["gap"].to_numpy(dtype=float)).any()
-    calibrated = (f"z² within {band} and its central intervals holding their probability within "
-                  f"{100 * COVERAGE_GAP:.0f} points on average" if coverage else f"z² within {band}")
-    text = (f"Recalibrated by cross-validation on the labelled materials alone (σ'), the mean squared z-score at the "
-            f"compared budget (mean over seeds; 1 when calibrated) ranges over the {len(rows)} pairs of system and "
-            f"strategy from {_g3(lo_row['z2_mean_cal'])} ({_who(lo_row)}) to {_g3(hi_row['z2_mean_cal'])} "
-            f"({_who(hi_row)}); calibrated ({calibrated}): {int((rows['state'] == 'calibrated').sum())} of "
-            f"{len(rows)}.")
-
-    def item(r) -> str:
-        words = f"{_who(r)} (z² {_g3(r['z2_mean_cal'])}"
-        if coverage and np.isfinite(r.get("rel_cal_50", np.nan)):
-            words += (f"; its 50 % and 90 % intervals hold {100 * r['rel_cal_50']:.0f} % and "
-                      f"{100 * r['rel_cal_90']:.0f} % of the test errors")
-        return words + ")"
-
-    for state, words in (("over-confident", "Still over-confident (σ' too small)"),
-                         ("too wide", "Over-corrected: σ' now too large, its intervals too wide"),
-                         ("mixed", "Too wide for most errors and too small for the largest (a few large errors "
-                                   "dominate z²)")):
-        part = rows[rows["state"] == state].sort_values("z2_mean_cal", ascending=state == "too wide")
-        if len(part):
-            text += f" {words}: " + "; ".join(item(r) for _, r in part.iterrows()) + "."
-    return text
-
-
-def _calibration_words(cal: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
-    """σ's calibration at the compared budget (the final round unless runs stopped early), in words:
-    how many times smaller than the error it is (test MAE / mean σ, median over strategies and
-    seeds), the mean squared z-score per system (median over strategies) and its range over the
-    strategies, then the recalibrated σ' per strategy (:func:`_recalibration_words`)."""
-    fin = _final_rows(cal)
-    if fin.empty or "z2_mean" not in fin:
-        return []
-    z2 = fin.groupby("system", sort=False)[["z2_mean", "z2_mean_cal"]].median()
-    if not np.isfinite(z2["z2_mean"].to_numpy(dtype=float)).any():
-        return []
-    ratio = None
-    if runs is not None and {"mean_sigma", "mae"} <= set(runs.columns):
-        last = final_round(common_budget(runs).runs)
-        ratio = (last["mae"] / last["mean_sigma"]).groupby(last["system"], sort=False).median()
-    z2_text = ", ".join(f"{k} {_g3(v)}" for k, v in z2["z2_mean"].items())
-    raw = fin[np.isfinite(fin["z2_mean"].to_numpy(dtype=float))]
-    lo_row, hi_row = raw.loc[raw["z2_mean"].idxmin()], raw.loc[raw["z2_mean"].idxmax()]
-    spread = (f" (median over strategies; per strategy from {_g3(lo_row['z2_mean'])} ({_who(lo_row)}) to "
-              f"{_g3(hi_row['z2_mean'])} ({_who(hi_row)}))" if len(raw) > 1 else "")
-    if ratio is not None and (ratio > 1.5).all():
-        state = ("The ensemble's uncertainty is over-confident in every system: in the final round its test MAE is "
-                 f"{_factors(ratio)} its mean σ (median over strategies and seeds), and the mean squared z-score "
-                 f"(1 when calibrated) is {z2_text}{spread}.")
-    elif ratio is not None and (ratio < 1 / 1.5).all():
-        state = (f"The ensemble's uncertainty is under-confident: its mean σ is {_factors(1 / ratio)} its test MAE "
-                 f"in the final round; mean squared z-score {z2_text}{spread}.")
-    elif (z2["z2_mean"] > 1.5).all():
-        state = (f"The ensemble's uncertainty is over-confident: mean squared z-score (1 when calibrated) "
-                 f"{z2_text}{spread}.")
-    else:
-        state = f"Mean squared z-score of σ in the final round (1 when calibrated): {z2_text}{spread}."
-    recal = _recalibration_words(fin, runs) if "z2_mean_cal" in fin else ""
-    return [state + (f" {recal}" if recal else "")]
 
 
 def _exhaustion_words(runs: pd.DataFrame, what: str) -> list[str]:
@@ -282,46 +152,6 @@ def _exhaustion_words(runs: pd.DataFrame, what: str) -> list[str]:
         n = int(block["n_labelled"].max())
         out.append(f"{what} {where}: {block['note'].iloc[0]}. Every strategy ends with the same {n} labelled "
                    "materials, so their final results are identical by construction, not by merit.")
-    return out
-
-
-def _why(note: str) -> str:
-    """Why a run stopped, from its last row's note, in a few words."""
-    note = str(note or "")
-    rule = re.search(r"at or below (TARGET_MAE = [^(]+?)\s*\(", note)
-    if note.startswith("stopped: predicted test MAE") and rule:
-        return f"the stopping rule (predicted test MAE at or below {rule.group(1)})"
-    if note.startswith(("pool exhausted", "pool has")):
-        return "its pool ran out"
-    return f"“{note}”" if note else "no reason recorded (its last row has no note)"
-
-
-def _stop_words(runs: pd.DataFrame, what: str = "") -> list[str]:
-    """Per setting where runs stopped before the others: which strategy stopped in which seed at
-    how many labels and why, and the budget at which every table compares the strategies."""
-    from alhelpers.stats import _setting_name
-
-    cb = common_budget(runs)
-    cols = list(setting_columns(runs.columns))
-    out = []
-    for _, b in cb.budgets[cb.budgets["n_stopped"] > 0].iterrows():
-        mask = np.logical_and.reduce([(cb.stopped[c] == b[c]).to_numpy() for c in cols])
-        stops = cb.stopped[mask]
-        one = "descriptor" in runs and runs["descriptor"].nunique() <= 1
-        name = _setting_name(b, bare=("descriptor", "direction"), skip=("descriptor",) if one else ())
-        who = "; ".join(f"{strategy} in " + ", ".join(f"seed {int(r['seed'])} at {r['n_labelled']:g} labels"
-                                                      for _, r in block.iterrows())
-                        for strategy, block in stops.groupby("strategy", sort=False))
-        reasons = list(dict.fromkeys(_why(n) for n in stops["note"]))
-        text = (f"{what}{name}: {int(b['n_stopped'])} of {int(b['n_runs'])} runs stopped before the others "
-                f"({who}), because of {' or '.join(reasons)}. The final table, the label savings and the areas "
-                f"under the curve compare every strategy of {name} at {b['n_compared']:g} labels, the largest budget "
-                f"every run reached (the longest run reached {b['n_max']:g}).")
-        mask = np.logical_and.reduce([(runs[c] == b[c]).to_numpy() for c in cols])
-        if b["n_compared"] <= runs.loc[mask, "n_labelled"].min():
-            text += (f" At {b['n_compared']:g} labels no strategy has queried yet: this comparison cannot tell the "
-                     "strategies apart.")
-        out.append(text)
     return out
 
 
@@ -492,11 +322,11 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
 
     parts = ["# Active learning for formation energy: study report", ""]
     if final is not None:
-        notes = [*(_calibration_words(cal, runs) if cal is not None else []),
+        notes = [*(calibration_lines(cal, runs) if cal is not None else []),
                  *(_exhaustion_words(runs, "Active learning,") if runs is not None else []),
                  *(_exhaustion_words(cross, "Cross-database,") if cross is not None else [])]
-        stops = [*(_stop_words(runs) if runs is not None else []),
-                 *(_stop_words(cross, "Cross-database, ") if cross is not None else [])]
+        stops = [*(stop_lines(runs) if runs is not None else []),
+                 *(stop_lines(cross, "Cross-database, ") if cross is not None else [])]
         if runs is None and "n_stopped" in final and final["n_stopped"].sum() > 0:
             stops.append(f"{int(final['n_stopped'].sum())} runs stopped before the others of their system; the "
                          "final table compares every strategy at the largest budget all runs reached (`n_labelled`); "
@@ -559,7 +389,7 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
                           "`miscal_area` the area between the reliability curve and the diagonal (0 perfect), `ence` "
                           "the normalised calibration error in σ bins. `mae_pred`: the test MAE that σ' of the "
                           "unlabelled pool predicts (the stopping rule's estimate); `pred_ratio` = mae_pred / mae.",
-                          columns=_CALIBRATION_COLUMNS, rows=_final_rows, after=_prediction_summary, table=cal,
+                          columns=_CALIBRATION_COLUMNS, rows=compared_rows, after=_prediction_summary, table=cal,
                           legend=LEGENDS["calibration"])
     parts += _csv_section(out / "auc.csv", "Area under the learning curve",
                           "Mean test MAE over the labelling budget up to `n_labelled` (normalised trapezoid area), "

@@ -127,7 +127,8 @@ def test_report_states_strategies_diagnoses_and_configuration(tmp_path):
     assert "Across databases (train on one, test on the other): no strategy beats random" in said
     assert "| `diversity` | k-means on the descriptors" in report and "| `random` | uniformly at random" in report
     assert "| wall time | 10.0 min" in report and "| jobs | 2 |" in report
-    assert "| code: id | unknown (the tables record no code id: they were made before code ids were recorded) |" in report
+    assert ("| code: id | unknown (the tables record no code id: they were made before code ids were recorded) |"
+            in report)
     for package in ("scipy", "statsmodels", "seaborn", "torch", "numpy"):
         assert re.search(rf"\| {package} \| \S+ \|", report), package
     assert "| snapshot/flla_2015 | b2993856667f6144 |" in report  # the snapshot manifest's sha256

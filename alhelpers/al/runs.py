@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -10,8 +11,8 @@ import pandas as pd
 
 from alhelpers.keys import Key, setting_columns
 
-__all__ = ["CommonBudget", "appearance_sort", "common_budget", "curve_columns", "final_round", "run_columns",
-           "stopped_per_curve"]
+__all__ = ["CommonBudget", "appearance_sort", "common_budget", "compared_rows", "curve_columns", "final_round",
+           "run_columns", "setting_name", "stop_lines", "stop_why", "stopped_per_curve", "where_name"]
 
 
 def curve_columns(runs: pd.DataFrame) -> tuple[str, ...]:
@@ -22,6 +23,21 @@ def curve_columns(runs: pd.DataFrame) -> tuple[str, ...]:
 def run_columns(runs: pd.DataFrame) -> tuple[str, ...]:
     """Columns that identify one run (a learning curve on one seed)."""
     return (*curve_columns(runs), str(Key.seed))
+
+
+def setting_name(row: Mapping, *, bare: Sequence[str] = (Key.descriptor, Key.direction),
+                 skip: Sequence[str] = ()) -> str:
+    """A setting (or a table row's) in words: ``"C (magpie)"``, ``"C (mp→oqmd)"``,
+    ``"tio2 (batch 10)"`` — the system, then the other setting columns, ``bare`` ones as their
+    value alone, the rest as ``name value``, ``skip`` ones left out."""
+    rest = [str(row[c]) if c in bare else f"{c} {row[c]}"
+            for c in setting_columns(row.keys()) if c != Key.system and c not in skip]
+    return f"{row[Key.system]} ({', '.join(rest)})" if rest else str(row[Key.system])
+
+
+def where_name(row: Mapping) -> str:
+    """Where a comparison was made, for a conclusion: the descriptor left out (``"C (mp→oqmd)"``)."""
+    return setting_name(row, skip=(Key.descriptor,))
 
 
 def final_round(runs: pd.DataFrame) -> pd.DataFrame:
@@ -123,6 +139,64 @@ def stopped_per_curve(cb: CommonBudget, curves: pd.DataFrame) -> np.ndarray:
     counts = cb.stopped.groupby(cols, sort=False, observed=True).size()
     index = pd.MultiIndex.from_frame(curves[cols]) if len(cols) > 1 else pd.Index(curves[cols[0]])
     return counts.reindex(index).fillna(0).astype(int).to_numpy()
+
+
+def compared_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a per-round table (``calibration.csv``) where the strategies are compared: per
+    setting, the largest ``n_labelled`` at which every strategy of the setting has all its seeds
+    (``n_seeds`` at the setting's largest) — the last round, or, when runs stopped early, the
+    common budget of :func:`common_budget`. A setting without such a point keeps
+    each strategy's last row."""
+    cols = list(setting_columns(df.columns))
+    parts = []
+    for _, block in df.groupby(cols, sort=False):
+        full = block[block["n_seeds"] == block["n_seeds"].max()] if "n_seeds" in block else block
+        shared = full.groupby("n_labelled")["strategy"].nunique()
+        shared = shared[shared == block["strategy"].nunique()]
+        if len(shared):
+            parts.append(block[block["n_labelled"] == shared.index.max()])
+        else:
+            last = block.groupby("strategy", sort=False)["n_labelled"].transform("max")
+            parts.append(block[block["n_labelled"] == last])
+    return pd.concat(parts) if parts else df.iloc[:0]
+
+
+def stop_why(note: str) -> str:
+    """Why a run stopped, from its last row's note, in a few words."""
+    note = str(note or "")
+    rule = re.search(r"at or below (TARGET_MAE = [^(]+?)\s*\(", note)
+    if note.startswith("stopped: predicted test MAE") and rule:
+        return f"the stopping rule (predicted test MAE at or below {rule.group(1)})"
+    if note.startswith(("pool exhausted", "pool has")):
+        return "its pool ran out"
+    return f"“{note}”" if note else "no reason recorded (its last row has no note)"
+
+
+def stop_lines(runs: pd.DataFrame, what: str = "") -> list[str]:
+    """Per setting where runs stopped before the others: which strategy stopped in which seed at
+    how many labels and why, and the budget at which every table compares the strategies."""
+    cb = common_budget(runs)
+    cols = list(setting_columns(runs.columns))
+    out = []
+    for _, b in cb.budgets[cb.budgets["n_stopped"] > 0].iterrows():
+        mask = np.logical_and.reduce([(cb.stopped[c] == b[c]).to_numpy() for c in cols])
+        stops = cb.stopped[mask]
+        one = "descriptor" in runs and runs["descriptor"].nunique() <= 1
+        name = setting_name(b, bare=("descriptor", "direction"), skip=("descriptor",) if one else ())
+        who = "; ".join(f"{strategy} in " + ", ".join(f"seed {int(r['seed'])} at {r['n_labelled']:g} labels"
+                                                      for _, r in block.iterrows())
+                        for strategy, block in stops.groupby("strategy", sort=False))
+        reasons = list(dict.fromkeys(stop_why(n) for n in stops["note"]))
+        text = (f"{what}{name}: {int(b['n_stopped'])} of {int(b['n_runs'])} runs stopped before the others "
+                f"({who}), because of {' or '.join(reasons)}. The final table, the label savings and the areas "
+                f"under the curve compare every strategy of {name} at {b['n_compared']:g} labels, the largest budget "
+                f"every run reached (the longest run reached {b['n_max']:g}).")
+        mask = np.logical_and.reduce([(runs[c] == b[c]).to_numpy() for c in cols])
+        if b["n_compared"] <= runs.loc[mask, "n_labelled"].min():
+            text += (f" At {b['n_compared']:g} labels no strategy has queried yet: this comparison cannot tell the "
+                     "strategies apart.")
+        out.append(text)
+    return out
 
 
 def appearance_sort(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:

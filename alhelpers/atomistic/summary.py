@@ -102,7 +102,7 @@ def potential_summary(runs: pd.DataFrame) -> pd.DataFrame:
         stopped[key if isinstance(key, tuple) else (key,)] = block
     index = list(out[keys].itertuples(index=False, name=None))
     out.insert(out.columns.get_loc("seeds") + 1, "n_stopped", [len(stopped.get(k, ())) for k in index])
-    out["stopped"] = ["; ".join(f"seed {int(r['seed'])} at {r['n_labelled']:g}" + (f": {r['note']}" if r["note"] else "")
+    out["stopped"] = ["; ".join(f"seed {int(r['seed'])} at {r['n_labelled']:g}" + (f": {r['note']}" * bool(r["note"]))
                                 for _, r in stopped[k].iterrows()) if k in stopped else "" for k in index]
     return out
 
