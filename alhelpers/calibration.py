@@ -28,7 +28,12 @@ held-out set, and treats each error as a draw from ``N(0, σ²)``:
   ``sigma_scale``, ``sigma_floor`` and ``mae_pred`` (NaN, not an error, where σ has no
   calibration, e.g. a zero σ);
 * :func:`stop_reason` — the stopping rule: stop labelling once ``mae_pred`` reaches a target;
-* :func:`calibration_table` — the runs table's calibration, averaged over seeds per round.
+* :func:`calibration_table` — the runs table's calibration, averaged over seeds per round;
+* :func:`calibration_lines` — the calibration of every strategy at the compared budget, in
+  sentences (the study report's);
+* :func:`calibration_state` — one σ's calibration in a word (:data:`Z2_CALIBRATED`,
+  :data:`COVERAGE_GAP`): calibrated, over-confident, too wide (under-confident), or too wide for
+  most errors and too narrow for the largest.
 """
 
 from __future__ import annotations
@@ -40,13 +45,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alhelpers.al.runs import appearance_sort, curve_columns
-from alhelpers.keys import Key
+from alhelpers.al.runs import appearance_sort, common_budget, compared_rows, curve_columns, final_round, where_name
+from alhelpers.keys import Key, setting_columns
 
 __all__ = [
     "CALIBRATION_COLUMNS", "RELIABILITY_COLUMNS", "RELIABILITY_LEVELS", "ROUND_COLUMNS", "Recalibration", "calibration_metrics", "cv_folds", "ence",
     "gaussian_nll", "miscalibration_area", "predicted_mae", "recalibrate", "reliability_curve",
     "calibration_table", "round_calibration", "sigma_scale", "stop_reason", "z2_mean",
+    "COVERAGE_GAP", "Z2_CALIBRATED", "calibration_lines", "calibration_state", "coverage_gap",
 ]
 
 #: The calibration columns of a runs table (both tracks), raw σ then the recalibrated ``s·σ``.
@@ -340,3 +346,164 @@ def calibration_table(runs: pd.DataFrame, *, metric: str = "mae") -> pd.DataFram
     out["pred_ratio"] = out[str(Key.mae_pred)] / out[metric]
     out = out.reset_index()
     return appearance_sort(out[[*keys, "n_seeds", metric, str(Key.mae_pred), "pred_ratio", *cols[2:]]], keys)
+
+
+#: The mean squared z-score of a σ that is within a factor √2 of the errors' scale: z² = 2 is a σ
+#: √2 ≈ 1.41 times too small (its central 68 % interval then holds about 52 % of the errors),
+#: z² = 0.5 one √2 times too large (the 68 % interval holds about 84 %). Outside, σ is off by more
+#: than the ~30 % a reader would still call calibrated.
+Z2_CALIBRATED: tuple[float, float] = (0.5, 2.0)
+
+#: Mean signed gap (observed − expected fraction inside σ's central intervals, over the
+#: :data:`RELIABILITY_LEVELS`) beyond which the intervals are too wide (≥ +0.05: under-confident)
+#: or too narrow (≤ −0.05: over-confident): 5 points of coverage, about what a 90 % interval
+#: holding 95 % of the errors is off by.
+COVERAGE_GAP: float = 0.05
+
+
+def coverage_gap(row, *, cal: bool = True) -> float:
+    """Mean over :data:`RELIABILITY_LEVELS` of (observed − expected) fraction of errors inside σ's
+    central intervals, from a row with the reliability columns (``rel_cal_10`` … with ``cal``,
+    else ``rel_10`` …); positive: the intervals hold more errors than their probability (too
+    wide). NaN when a column is missing or NaN."""
+    prefix = "rel_cal_" if cal else "rel_"
+    try:
+        observed = np.array([float(row[f"{prefix}{round(100 * p)}"]) for p in RELIABILITY_LEVELS])
+    except KeyError:
+        return float("nan")
+    return float(np.mean(observed - np.asarray(RELIABILITY_LEVELS)))
+
+
+def calibration_state(z2: float, gap: float = float("nan")) -> str:
+    """One σ's calibration in a word, from its mean squared z-score ``z2`` and, where known, the
+    mean coverage gap ``gap`` of its central intervals (:func:`coverage_gap`):
+
+    * ``"unknown"`` — no finite z²;
+    * ``"mixed"`` — z² above :data:`Z2_CALIBRATED` but the intervals hold more errors than their
+      probability (gap ≥ :data:`COVERAGE_GAP`): too wide for most errors, too narrow for the
+      largest (heavy tails, which z² weighs most);
+    * ``"over-confident"`` — z² above the band, or the intervals hold too few errors
+      (gap ≤ −:data:`COVERAGE_GAP`);
+    * ``"too wide"`` — z² below the band, or the intervals hold too many errors: under-confident,
+      e.g. a recalibration that overshoots;
+    * ``"calibrated"`` — otherwise.
+    """
+    if not np.isfinite(z2):
+        return "unknown"
+    lo, hi = Z2_CALIBRATED
+    wide = np.isfinite(gap) and gap >= COVERAGE_GAP
+    narrow = np.isfinite(gap) and gap <= -COVERAGE_GAP
+    if z2 > hi:
+        return "mixed" if wide else "over-confident"
+    if narrow:
+        return "over-confident"
+    if z2 < lo or wide:
+        return "too wide"
+    return "calibrated"
+
+
+def _factors(values: pd.Series) -> str:
+    return ", ".join(f"{k} {v:.0f}×" if v >= 10 else f"{k} {v:.1f}×" for k, v in values.items())
+
+
+def _g3(x: float) -> str:
+    """Three significant digits, thousands in full (``1,110``, not ``1.11e+03``)."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
+def _who(row) -> str:
+    """``diversity on Si``: a strategy and where (the descriptor left out)."""
+    return f"{row['strategy']} on {where_name(row)}"
+
+
+def _coverage(runs: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Per setting and strategy at the compared budget: the mean over seeds of the recalibrated
+    σ''s reliability columns, with ``gap`` (:func:`coverage_gap`)."""
+    cal_cols = [c for c in RELIABILITY_COLUMNS if c.startswith("rel_cal_")]
+    if runs is None or not set(cal_cols) <= set(runs.columns):
+        return None
+    last = final_round(common_budget(runs).runs)
+    keys = [*setting_columns(last.columns), "strategy"]
+    cov = last.groupby(keys, sort=False)[cal_cols].mean().reset_index()
+    cov["gap"] = [coverage_gap(r) for _, r in cov.iterrows()]
+    return cov
+
+
+def _recalibration_words(fin: pd.DataFrame, runs: pd.DataFrame | None) -> str:
+    """The recalibrated σ' per strategy in words: the range of z² over strategies and settings,
+    how many are calibrated, and each that is still over-confident, too wide (a recalibration that
+    overshoots) or both (:func:`calibration_state`)."""
+    rows = fin[np.isfinite(fin["z2_mean_cal"].to_numpy(dtype=float))]
+    if rows.empty:
+        return ""
+    cov = _coverage(runs)
+    keys = [*setting_columns(rows.columns), "strategy"]
+    if cov is not None:
+        rows = rows.merge(cov, on=keys, how="left")
+    gap = rows["gap"] if "gap" in rows else pd.Series(np.nan, index=rows.index)
+    rows = rows.assign(state=[calibration_state(z, g) for z, g in zip(rows["z2_mean_cal"], gap, strict=True)])
+    lo_row = rows.loc[rows["z2_mean_cal"].idxmin()]
+    hi_row = rows.loc[rows["z2_mean_cal"].idxmax()]
+    band = f"{Z2_CALIBRATED[0]:g}–{Z2_CALIBRATED[1]:g}"
+    coverage = cov is not None and np.isfinite(rows["gap"].to_numpy(dtype=float)).any()
+    calibrated = (f"z² within {band} and its central intervals holding their probability within "
+                  f"{100 * COVERAGE_GAP:.0f} points on average" if coverage else f"z² within {band}")
+    text = (f"Recalibrated by cross-validation on the labelled materials alone (σ'), the mean squared z-score at the "
+            f"compared budget (mean over seeds; 1 when calibrated) ranges over the {len(rows)} pairs of system and "
+            f"strategy from {_g3(lo_row['z2_mean_cal'])} ({_who(lo_row)}) to {_g3(hi_row['z2_mean_cal'])} "
+            f"({_who(hi_row)}); calibrated ({calibrated}): {int((rows['state'] == 'calibrated').sum())} of "
+            f"{len(rows)}.")
+
+    def item(r) -> str:
+        words = f"{_who(r)} (z² {_g3(r['z2_mean_cal'])}"
+        if coverage and np.isfinite(r.get("rel_cal_50", np.nan)):
+            words += (f"; its 50 % and 90 % intervals hold {100 * r['rel_cal_50']:.0f} % and "
+                      f"{100 * r['rel_cal_90']:.0f} % of the test errors")
+        return words + ")"
+
+    for state, words in (("over-confident", "Still over-confident (σ' too small)"),
+                         ("too wide", "Over-corrected: σ' now too large, its intervals too wide"),
+                         ("mixed", "Too wide for most errors and too small for the largest (a few large errors "
+                                   "dominate z²)")):
+        part = rows[rows["state"] == state].sort_values("z2_mean_cal", ascending=state == "too wide")
+        if len(part):
+            text += f" {words}: " + "; ".join(item(r) for _, r in part.iterrows()) + "."
+    return text
+
+
+def calibration_lines(cal: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[str]:
+    """σ's calibration at the compared budget (the final round unless runs stopped early), in words,
+    from a :func:`calibration_table` (read back from CSV too) and, for the coverage of σ''s
+    intervals and the MAE / σ ratio, the runs:
+    how many times smaller than the error it is (test MAE / mean σ, median over strategies and
+    seeds), the mean squared z-score per system (median over strategies) and its range over the
+    strategies, then the recalibrated σ' per strategy (:func:`_recalibration_words`)."""
+    fin = compared_rows(cal)
+    if fin.empty or "z2_mean" not in fin:
+        return []
+    z2 = fin.groupby("system", sort=False)[["z2_mean", "z2_mean_cal"]].median()
+    if not np.isfinite(z2["z2_mean"].to_numpy(dtype=float)).any():
+        return []
+    ratio = None
+    if runs is not None and {"mean_sigma", "mae"} <= set(runs.columns):
+        last = final_round(common_budget(runs).runs)
+        ratio = (last["mae"] / last["mean_sigma"]).groupby(last["system"], sort=False).median()
+    z2_text = ", ".join(f"{k} {_g3(v)}" for k, v in z2["z2_mean"].items())
+    raw = fin[np.isfinite(fin["z2_mean"].to_numpy(dtype=float))]
+    lo_row, hi_row = raw.loc[raw["z2_mean"].idxmin()], raw.loc[raw["z2_mean"].idxmax()]
+    spread = (f" (median over strategies; per strategy from {_g3(lo_row['z2_mean'])} ({_who(lo_row)}) to "
+              f"{_g3(hi_row['z2_mean'])} ({_who(hi_row)}))" if len(raw) > 1 else "")
+    if ratio is not None and (ratio > 1.5).all():
+        state = ("The ensemble's uncertainty is over-confident in every system: in the final round its test MAE is "
+                 f"{_factors(ratio)} its mean σ (median over strategies and seeds), and the mean squared z-score "
+                 f"(1 when calibrated) is {z2_text}{spread}.")
+    elif ratio is not None and (ratio < 1 / 1.5).all():
+        state = (f"The ensemble's uncertainty is under-confident: its mean σ is {_factors(1 / ratio)} its test MAE "
+                 f"in the final round; mean squared z-score {z2_text}{spread}.")
+    elif (z2["z2_mean"] > 1.5).all():
+        state = (f"The ensemble's uncertainty is over-confident: mean squared z-score (1 when calibrated) "
+                 f"{z2_text}{spread}.")
+    else:
+        state = f"Mean squared z-score of σ in the final round (1 when calibrated): {z2_text}{spread}."
+    recal = _recalibration_words(fin, runs) if "z2_mean_cal" in fin else ""
+    return [state + (f" {recal}" if recal else "")]

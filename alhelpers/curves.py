@@ -12,20 +12,22 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from alhelpers.al.runs import appearance_sort, curve_columns
-from alhelpers.stats import (
+from alhelpers.al.runs import appearance_sort, common_budget, curve_columns, stopped_per_curve, where_name
+from alhelpers.keys import setting_columns
+from alhelpers.paired import (
     HIGHER_IS_BETTER,
     check_rng,
     check_runs,
-    percentile_ci,
-    sample_sd,
     comparisons,
     paired_difference,
+    percentile_ci,
+    sample_sd,
     t_interval,
+    untestable,
 )
 
-__all__ = ["SAVING_FRACTIONS", "label_savings", "labels_to_reach", "learning_curve_auc", "mean_curve",
-           "paired_difference_by_round"]
+__all__ = ["CLAIMED_SAVING_PCT", "SAVING_FRACTIONS", "label_savings", "labels_to_reach", "learning_curve_auc",
+           "mean_curve", "paired_difference_by_round", "saving_finding", "savings_lines"]
 
 #: ``numpy.trapezoid`` (NumPy >= 2.0), falling back to its old name ``numpy.trapz`` on NumPy 1.26.
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz
@@ -193,7 +195,10 @@ def label_savings(
     and the saving in % (STUDY §5): one row per setting, strategy and budget fraction.
 
     Per setting, strategy and fraction f of ``fractions``, over the seeds shared with the
-    baseline (``n_pairs``), on the mean curves over those seeds:
+    baseline (``n_pairs``), on the mean curves over those seeds, every curve cut at the setting's
+    common budget (:func:`alhelpers.al.runs.common_budget`: when a run stopped early, the largest
+    ``n_labelled`` every run of the setting reached; ``n_stopped`` counts this strategy's runs
+    that stopped early), so that the targets come from the same curves for every strategy:
 
     * ``n_target`` — ``n_lo + f·(n_hi − n_lo)`` over the baseline's labelled range, and
       ``target`` — the baseline's mean ``metric`` there (interpolated);
@@ -212,7 +217,8 @@ def label_savings(
       interval of the replicates covers a known saving only 85–92 % of the time with 5 seeds (at
       a nominal 95 %); this one 92–98 % with 3–30 seeds (simulated in the tests), and it always
       contains its point estimate. ``reach_frac`` is the fraction of replicates in which the
-      strategy reached the target. Replicates that never reach it have no saving; ``unreached``
+      strategy reached the target (NaN, like the interval, with a single seed: resampling one
+      seed only repeats it). Replicates that never reach it have no saving; ``unreached``
       says how the interval treats them: ``"drop"`` (default) — the standard deviation of the
       finite replicates (an interval *conditional on reaching*; read it with ``reach_frac``);
       ``"worst"`` — ``saving_lo`` is −∞ when more than (1 − ci)/2 of them miss.
@@ -228,8 +234,9 @@ def label_savings(
     fr = np.asarray(list(fractions), dtype=float)
     if fr.size == 0 or not np.all((fr > 0) & (fr <= 1)):
         raise ValueError(f"fractions must be in (0, 1], e.g. (0.5, 0.75, 1.0); got {list(fractions)}")
+    cb = common_budget(runs)
     rows: list[dict] = []
-    for setting, block, ordered in comparisons(runs, baseline):
+    for setting, block, ordered in comparisons(cb.runs, baseline):
         base_runs = block[block["strategy"] == baseline]
         for strategy in ordered:
             strat_runs = block[block["strategy"] == strategy]
@@ -255,11 +262,12 @@ def label_savings(
                     "n_baseline": float(point["n_base"][0, k]), "n_reach": n_reach,
                     "reached": bool(np.isfinite(n_reach)), "saving_pct": float(point["saving"][0, k]),
                     "saving_lo": lo, "saving_hi": hi,
-                    "reach_frac": float(np.mean(np.isfinite(boot["n_reach"][:, k]))),
+                    "reach_frac": float(np.mean(np.isfinite(boot["n_reach"][:, k]))) if len(seeds) >= 2 else np.nan,
                 })
     columns = [*curve_columns(runs), "budget_frac", "n_pairs", "n_target", "target", "n_baseline", "n_reach",
                "reached", "saving_pct", "saving_lo", "saving_hi", "reach_frac"]
     out = pd.DataFrame(rows, columns=columns)
+    out.insert(columns.index("n_pairs") + 1, "n_stopped", stopped_per_curve(cb, out))
     out.attrs.update(metric=metric, baseline=baseline, ci=ci, n_boot=int(n_boot), unreached=unreached,
                      fractions=[float(f) for f in fr])
     return out
@@ -299,27 +307,34 @@ def learning_curve_auc(
 
     ``auc`` = trapezoid area (:func:`numpy.trapezoid`) of the mean curve over ``n_labelled`` divided
     by the ``n_labelled`` range, i.e. the curve's average ``metric`` over the labelling budget
-    (lower is better for MAE). ``auc_lo``/``auc_hi``: percentile bootstrap interval over seeds
-    (resampled with replacement, mean curve recomputed). ``seed_auc_mean``/``seed_auc_std``
-    (ddof=1): the same area computed per seed on its own curve.
+    (lower is better for MAE). Every curve of a setting is cut at its common budget
+    (:func:`alhelpers.al.runs.common_budget`), so that all areas of a setting cover the same
+    range: ``n_labelled`` is where it ends, ``n_stopped`` counts the strategy's runs that stopped
+    early. ``auc_lo``/``auc_hi``: percentile bootstrap interval over seeds (resampled with
+    replacement, mean curve recomputed); NaN with a single seed, whose bootstrap can only repeat
+    it (an interval of zero width that says nothing about the spread). ``seed_auc_mean``/
+    ``seed_auc_std`` (ddof=1, NaN for one seed): the same area computed per seed on its own curve.
     """
     check_runs(runs, ["n_labelled", metric])
     check_rng(rng, n_boot, ci)
+    cb = common_budget(runs)
     rows: list[dict] = []
     keys = list(curve_columns(runs))
-    for key, part in runs.groupby(keys, sort=False, observed=True):
+    for key, part in cb.runs.groupby(keys, sort=False, observed=True):
         seeds = sorted(pd.unique(part["seed"]))
         grid = np.sort(part["n_labelled"].unique()).astype(float)
         P = _pivot(part, metric, seeds, grid)
         auc = float(_normalised_auc(grid, _weighted_curves(np.ones((1, len(seeds))), P))[0])
         boot = _normalised_auc(grid, _weighted_curves(_boot_weights(len(seeds), int(n_boot), rng), P))
-        lo, hi = percentile_ci(boot, ci)
+        # one seed: every replicate is that seed, an interval of zero width that says nothing
+        lo, hi = percentile_ci(boot, ci) if len(seeds) >= 2 else (float("nan"), float("nan"))
         per_seed = _normalised_auc(grid, P)
         rows.append({**dict(zip(keys, key, strict=True)),
-                     "n_seeds": len(seeds), "auc": auc, "auc_lo": lo, "auc_hi": hi,
+                     "n_seeds": len(seeds), "n_labelled": float(grid[-1]), "auc": auc, "auc_lo": lo, "auc_hi": hi,
                      "seed_auc_mean": float(np.nanmean(per_seed)), "seed_auc_std": sample_sd(per_seed)})
-    out = pd.DataFrame(rows, columns=[*keys, "n_seeds", "auc", "auc_lo", "auc_hi", "seed_auc_mean",
+    out = pd.DataFrame(rows, columns=[*keys, "n_seeds", "n_labelled", "auc", "auc_lo", "auc_hi", "seed_auc_mean",
                                       "seed_auc_std"])
+    out.insert(len(keys) + 2, "n_stopped", stopped_per_curve(cb, out))
     out.attrs.update(metric=metric, ci=ci, n_boot=int(n_boot))
     return out
 
@@ -349,3 +364,128 @@ def paired_difference_by_round(runs: pd.DataFrame, *, baseline: str = "random", 
         rows.append({"system": system, "strategy": strategy, "n_labelled": n, "n_pairs": len(block),
                      **{c: diff[c] for c in cols[4:]}})
     return appearance_sort(pd.DataFrame(rows, columns=cols), ["system", "strategy", "n_labelled"])
+
+
+#: The saving the study tests (docs/study.md): active learning needs 5–13 % fewer labels than
+#: random sampling for the same error.
+CLAIMED_SAVING_PCT: tuple[float, float] = (5.0, 13.0)
+
+
+def saving_finding(row, claim: tuple[float, float] = CLAIMED_SAVING_PCT) -> str:
+    """What one :func:`label_savings` row says about the claimed saving ``claim`` (in %):
+
+    * ``"untestable"`` — fewer than 2 paired seeds (no interval);
+    * ``"never"`` — the strategy's mean curve never reaches the target within the budget;
+    * ``"no interval"`` — reached, but fewer than 2 bootstrap replicates give a saving;
+    * ``"more labels"`` — the interval lies below 0: it needs more labels than the baseline;
+    * ``"below claim"`` — the interval lies below the claim's low end but not below 0: the claimed
+      saving is excluded, no saving at all is not;
+    * ``"above claim"`` — the interval lies above the claim's high end (more saved than claimed);
+    * ``"supports"`` — the interval lies above 0 and overlaps the claimed range;
+    * ``"inconclusive"`` — the interval contains 0 and reaches into the claimed range.
+
+    A low end of −∞ (``unreached="worst"``) counts as below everything.
+    """
+    if int(row["n_pairs"]) < 2:
+        return "untestable"
+    if not bool(row["reached"]):
+        return "never"
+    lo, hi = float(row["saving_lo"]), float(row["saving_hi"])
+    if np.isnan(lo) or not np.isfinite(hi):
+        return "no interval"
+    if hi < 0:
+        return "more labels"
+    if hi < claim[0]:
+        return "below claim"
+    if lo > claim[1]:
+        return "above claim"
+    if lo > 0:
+        return "supports"
+    return "inconclusive"
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1f}" if np.isfinite(x) else ("−∞" if x < 0 else "+∞")
+
+
+def _fractions(values) -> str:
+    items = [f"{100 * float(f):.0f} %" for f in values]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def savings_lines(savings: pd.DataFrame, *, baseline: str = "random", claim: tuple[float, float] = CLAIMED_SAVING_PCT,
+                  ci: float = 0.95) -> list[str]:
+    """The label savings of a :func:`label_savings` table (read back from CSV too) against the
+    claimed saving ``claim``, in sentences: how many comparisons (setting × strategy × budget
+    fraction) support it, contradict it or cannot decide (:func:`saving_finding`), each that
+    supports or contradicts it with its saving and interval, and the strategies whose mean curve
+    never reaches the baseline's target within the budget. A setting whose compared budget is a
+    single point (every fraction's ``n_target`` equal: its runs stopped at the initial set) has no
+    saving to measure and is named apart. ``[]`` without a non-baseline row."""
+    rows = savings[savings["strategy"] != baseline]
+    if rows.empty:
+        return []
+    # a setting whose budget is a single point (every run of it stopped at the initial labelled set):
+    # every fraction has the same target there, and there is no labelling to save on
+    cols = list(setting_columns(savings.columns))
+    groups = savings.groupby(cols, sort=False)
+    span = groups["n_target"].transform(lambda v: v.max() - v.min())
+    several = groups["budget_frac"].transform("nunique") > 1
+    point = (several & (span == 0) & savings["n_target"].notna())[rows.index]
+    flat = rows[point]
+    rows = rows[~point]
+    no_range = ""
+    if len(flat):
+        where = [f"{where_name(b.iloc[0])} (at {b['n_target'].iloc[0]:g} labels)"
+                 for _, b in flat.groupby(cols, sort=False)]
+        no_range = ("No saving can be measured on " + "; ".join(where) + ": the budget every run reached is a single "
+                    "point, with no labelling to save on.")
+    if rows.empty:
+        return [no_range]
+    kinds = pd.Series([saving_finding(r, claim) for _, r in rows.iterrows()], index=rows.index)
+    lo_c, hi_c = f"{claim[0]:g}", f"{claim[1]:g}"
+    level = f"{100 * ci:.0f} %"
+    fr = _fractions(sorted(pd.unique(savings["budget_frac"])))
+
+    def item(r) -> str:
+        return (f"{r['strategy']} on {where_name(r)} at {100 * r['budget_frac']:.0f} %, {_pct(r['saving_pct'])} % "
+                f"({level} CI {_pct(r['saving_lo'])} … {_pct(r['saving_hi'])} %)")
+
+    count = {k: int((kinds == k).sum()) for k in ("supports", "above claim", "more labels", "below claim", "never",
+                                                  "inconclusive", "untestable", "no interval")}
+    against = count["more labels"] + count["below claim"] + count["never"]
+    head = (f"Label savings against the claim of {lo_c}–{hi_c} % fewer labels than {baseline} (the labels each "
+            f"strategy needs to reach {baseline}'s mean MAE at {fr} of its budget; {level} interval over seeds): "
+            f"of {len(rows)} comparisons, {count['supports'] + count['above claim']} support it, {against} "
+            f"contradict it, {count['inconclusive']} cannot tell (the interval contains 0 and reaches "
+            f"{lo_c}–{hi_c} %)")
+    extra = [f"{count['untestable']} cannot be tested with too few seeds" if count["untestable"] else "",
+             f"{count['no interval']} have no interval" if count["no interval"] else ""]
+    lines = [head + "".join(f", {e}" for e in extra if e) + "."]
+    parts = []
+    for kind, words in (("supports", f"Support the claim (interval above 0 and overlapping {lo_c}–{hi_c} %)"),
+                        ("above claim", f"Save more than claimed (interval above {hi_c} %)"),
+                        ("more labels", f"Need more labels than {baseline} (interval below 0)"),
+                        ("below claim", f"Exclude the claim from below (interval below {lo_c} %, not below 0)")):
+        part = rows[kinds == kind]
+        if len(part):
+            parts.append(f"{words}: " + "; ".join(item(r) for _, r in part.iterrows()) + ".")
+    never = rows[kinds == "never"]
+    if len(never):
+        keys = [*setting_columns(never.columns), "strategy"]
+        groups = [f"{block.iloc[0]['strategy']} on {where_name(block.iloc[0])} (at {_fractions(block['budget_frac'])})"
+                  for _, block in never.groupby(keys, sort=False)]
+        parts.append(f"Never reach {baseline}'s target within the budget (on the mean curve over seeds): "
+                     + "; ".join(groups) + ".")
+    untested = rows[kinds == "untestable"]
+    if len(untested):
+        parts.append(" ".join(f"{untestable(n)[0].upper()}{untestable(n)[1:]}: "
+                              + "; ".join(f"{r['strategy']} on {where_name(r)} at {100 * r['budget_frac']:.0f} %"
+                                          for _, r in block.iterrows()) + "."
+                              for n, block in untested.groupby(untested["n_pairs"].astype(int))))
+    if no_range:
+        parts.append(no_range)
+    if parts:
+        lines.append(" ".join(parts))
+    return lines
+

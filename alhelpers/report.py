@@ -1,11 +1,17 @@
 """The study report: one Markdown file next to the results, built only from the result tables,
 and the same report as one HTML file with its figures embedded, to send as it is.
 
-It opens with its conclusion — sentences computed from the final table
-(:func:`alhelpers.stats.conclusion_lines`), never written by hand — then what else the tables say
-in words (cross-database transfer, calibration, pool exhaustion), the strategies in plain words,
-the tables, the figures and the full configuration: protocol, model, code version, data hashes,
-date, wall time, machine and every package that computed a number.
+It opens with its conclusion — sentences computed from the tables, never written by hand: at
+which budget the strategies were compared when runs stopped early
+(:func:`alhelpers.al.runs.common_budget`), the final table's verdicts with one Holm correction
+over every paired test the report states (:func:`alhelpers.stats.conclusion_lines`,
+:func:`alhelpers.stats.holm_family`), the label savings against the claimed 5–13 %
+(:func:`alhelpers.curves.savings_lines`) — then what else the tables say in words (cross-database
+transfer, the calibration of σ per strategy, pool exhaustion), the strategies in plain words, the
+tables (a missing value shown as "—", with what it means below each table), the figures and the
+full configuration: protocol, model, the code that computed the tables (its code id, recorded in
+every table, and the git commit when this checkout is that code), data hashes, date, wall time,
+machine and every package that computed a number. Tables computed by different code are refused.
 """
 
 from __future__ import annotations
@@ -21,12 +27,36 @@ import numpy as np
 import pandas as pd
 
 from alhelpers.al.config import package_versions
+from alhelpers.al.runs import common_budget, compared_rows, stop_lines
+from alhelpers.calibration import calibration_lines
 from alhelpers.files import atomic_write, read_json
 from alhelpers.formation.crossdb import cross_summary
 
+#: How a missing value (NaN, None) is shown in the report's tables.
+MISSING = "—"
+
 
 def _md(df: pd.DataFrame, *, digits: int = 4) -> str:
-    return df.to_markdown(index=False, floatfmt=f".{digits}g")
+    """A Markdown table; missing values as :data:`MISSING`, never ``nan``."""
+    shown = df.astype(object).where(df.notna(), None)
+    return shown.to_markdown(index=False, floatfmt=f".{digits}g", missingval=MISSING)
+
+
+#: What :data:`MISSING` means in each table of the report (said below the table when it has one).
+LEGENDS: dict[str, str] = {
+    "final": ("— : not defined there: for random's own rows the differences, tests and power (it is the "
+              "baseline); with fewer than 2 paired seeds the tests, intervals and spread (no test is run); with "
+              "fewer than 3 the power; where every paired difference is the same (e.g. identical runs) the "
+              "t-test's p, Wilcoxon's p and d_z. `inf` seeds: no number of seeds detects a zero difference."),
+    "savings": ("— : the strategy's mean curve never reaches the target within the budget (no `n_reach`, no "
+                "saving), or no interval (a single seed, or fewer than 2 bootstrap replicates that reach it)."),
+    "calibration": ("— : not defined: too few labels to cross-validate the recalibration (the `_cal` columns, "
+                    "`sigma_scale`, `sigma_floor`, `mae_pred`), no unlabelled pool left (`mae_pred`), or a σ of "
+                    "zero."),
+    "auc": "— : a single seed: no interval and no spread (a bootstrap over one seed only repeats it).",
+    "stopped": "— : no note recorded.",
+    "other": "— : no value.",
+}
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
@@ -36,6 +66,19 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 def _present(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """``df`` restricted to those of ``columns`` it has, in that order."""
     return df[[c for c in columns if c in df]]
+
+
+#: Columns every study table carries for provenance; the configuration section states them once.
+_PROVENANCE_COLUMNS = ("config_id", "code_id")
+
+
+def _table_lines(shown: pd.DataFrame, legend: str) -> list[str]:
+    """A table in Markdown, and below it what :data:`MISSING` means when the table shows one."""
+    shown = shown.drop(columns=[c for c in _PROVENANCE_COLUMNS if c in shown])
+    lines = [_md(shown), ""]
+    if shown.isna().to_numpy().any():
+        lines += [legend, ""]
+    return lines
 
 
 def _csv_section(
@@ -48,18 +91,21 @@ def _csv_section(
     after: Callable[[pd.DataFrame], str] | None = None,
     rows: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     table: pd.DataFrame | None = None,
+    legend: str = LEGENDS["other"],
 ) -> list[str]:
     """The ``## title`` section of the result table ``path``, or nothing when the file is missing.
 
     The intro paragraph, then the table in Markdown (only ``rows(table)`` where given, only
-    ``columns`` where given, without ``drop``), then the paragraph ``after(table)`` where given
-    (called with the whole table). ``table``: the file's table when the caller has read it already.
+    ``columns`` where given, without ``drop`` and the provenance columns), with ``legend`` below
+    it when a value is missing, then the paragraph ``after(table)`` where given (called with the
+    whole table). ``table``: the file's table when the caller has read it already.
     """
     df = table if table is not None else _read_csv(path)
     if df is None:
         return []
     shown = (df if rows is None else rows(df)).drop(columns=[c for c in drop if c in df])
-    lines = [f"## {title}", "", intro, "", _md(shown if columns is None else _present(shown, columns)), ""]
+    shown = shown if columns is None else _present(shown, columns)
+    lines = [f"## {title}", "", intro, "", *_table_lines(shown, legend)]
     return lines if after is None else [*lines, after(df), ""]
 
 
@@ -81,12 +127,6 @@ _CALIBRATION_COLUMNS = ("system", "strategy", "n_labelled", "mae", "mae_pred", "
                         "sigma_scale", "sigma_floor")
 
 
-def _final_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each (system, strategy) at its largest ``n_labelled``."""
-    last = df.groupby(["system", "strategy"], sort=False)["n_labelled"].transform("max")
-    return df[df["n_labelled"] == last]
-
-
 def _prediction_summary(cal: pd.DataFrame) -> str:
     """How far the stopping rule's predicted MAE is from the test MAE, per system, over all rounds."""
     err = (cal["pred_ratio"] - 1.0).abs()
@@ -97,46 +137,6 @@ def _prediction_summary(cal: pd.DataFrame) -> str:
 
 _LEAKAGE_COLUMNS = ("system", "descriptor", "n_samples", "n_features", "r2", "mae", "top_feature", "top_r",
                     "leaks")
-
-
-def _factors(values: pd.Series) -> str:
-    return ", ".join(f"{k} {v:.0f}×" if v >= 10 else f"{k} {v:.1f}×" for k, v in values.items())
-
-
-def _calibration_words(cal: pd.DataFrame, runs: pd.DataFrame | None) -> list[str]:
-    """σ's calibration in the final round, in words: how many times smaller than the error it is
-    (test MAE / mean σ, median over strategies and seeds), the mean squared z-score, and after the
-    recalibration."""
-    fin = _final_rows(cal)
-    if fin.empty or "z2_mean" not in fin:
-        return []
-    z2 = fin.groupby("system", sort=False)[["z2_mean", "z2_mean_cal"]].median()
-    if not np.isfinite(z2["z2_mean"].to_numpy(dtype=float)).any():
-        return []
-    ratio = None
-    if runs is not None and {"mean_sigma", "mae"} <= set(runs.columns):
-        from alhelpers.al.runs import final_round
-
-        last = final_round(runs)
-        ratio = (last["mae"] / last["mean_sigma"]).groupby(last["system"], sort=False).median()
-    z2_text = ", ".join(f"{k} {v:.3g}" for k, v in z2["z2_mean"].items())
-    if ratio is not None and (ratio > 1.5).all():
-        state = ("The ensemble's uncertainty is over-confident in every system: in the final round its test MAE is "
-                 f"{_factors(ratio)} its mean σ (median over strategies and seeds), and the mean squared z-score "
-                 f"(1 when calibrated) is {z2_text}.")
-    elif ratio is not None and (ratio < 1 / 1.5).all():
-        state = (f"The ensemble's uncertainty is under-confident: its mean σ is {_factors(1 / ratio)} its test MAE "
-                 f"in the final round; mean squared z-score {z2_text}.")
-    elif (z2["z2_mean"] > 1.5).all():
-        state = f"The ensemble's uncertainty is over-confident: mean squared z-score (1 when calibrated) {z2_text}."
-    else:
-        state = f"Mean squared z-score of σ in the final round (1 when calibrated): {z2_text}."
-    cal_z2 = z2["z2_mean_cal"].to_numpy(dtype=float)
-    if np.isfinite(cal_z2).any():
-        lo, hi = f"{np.nanmin(cal_z2):.2f}", f"{np.nanmax(cal_z2):.2f}"
-        state += (f" Recalibrated by cross-validation on the labelled materials alone (σ'), z² is "
-                  f"{lo if lo == hi else f'{lo}–{hi}'}.")
-    return [state]
 
 
 def _exhaustion_words(runs: pd.DataFrame, what: str) -> list[str]:
@@ -155,9 +155,73 @@ def _exhaustion_words(runs: pd.DataFrame, what: str) -> list[str]:
     return out
 
 
-def _read_cross(out: Path) -> pd.DataFrame | None:
-    files = sorted((out / "cross").glob("*.parquet"))
-    return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True) if files else None
+def _stopped_table(runs: pd.DataFrame | None, cross: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Every run that stopped before the others of its setting, with its note."""
+    parts = [common_budget(df).stopped for df in (runs, cross) if df is not None]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return None
+    table = pd.concat(parts, ignore_index=True)
+    return table.assign(note=table["note"].replace("", np.nan))
+
+
+def _read_cross(out: Path) -> tuple[pd.DataFrame | None, dict[str, pd.DataFrame]]:
+    """The cross-database runs of ``cross/*.parquet`` concatenated, and each file's table by its
+    name in the folder."""
+    files = {f"cross/{p.name}": pd.read_parquet(p) for p in sorted((out / "cross").glob("*.parquet"))}
+    return (pd.concat(list(files.values()), ignore_index=True) if files else None), files
+
+
+def tables_code_id(tables: dict[str, pd.DataFrame | None], folder: str | Path = "") -> str | None:
+    """The code id (:func:`alhelpers.provenance.code_id`) every table of a report was computed
+    with, from their ``code_id`` columns; ``None`` when none records one (a folder made before code
+    ids were recorded).
+
+    Raises ``ValueError`` when the tables (files by name; ``None`` for a file that is not there)
+    mix code: two ids, or some with an id and some without — the report would then state numbers of
+    different code side by side. The message names which files carry which id and what to do.
+    """
+    ids: dict[str | None, list[str]] = {}
+    for name, df in tables.items():
+        if df is None:
+            continue
+        if "code_id" not in df:
+            ids.setdefault(None, []).append(name)
+            continue
+        values = pd.unique(df["code_id"].astype(object).where(df["code_id"].notna(), None))
+        for v in values:
+            ids.setdefault(None if v is None else str(v), []).append(name)
+    if len(ids) > 1:
+        where = f" of {folder}" if str(folder) else ""
+        said = "; ".join((f"code id {k}: " if k is not None else "no code id (made before code ids were recorded): ")
+                         + ", ".join(v) for k, v in ids.items())
+        raise ValueError(
+            f"the tables{where} were computed by different code, so a report would mix their numbers: {said}. "
+            "Rerun `python -m alhelpers.run study` with the same arguments (it reruns what the code change "
+            "affects), or notebooks 03 and 04 (and 06 for cross/), then write the report again.")
+    return next(iter(ids)) if ids else None
+
+
+def _code_rows(table_id: str | None) -> dict[str, str]:
+    """The configuration's code rows: the tables' code id, and the git commit only when this
+    checkout is that code."""
+    from alhelpers.provenance import code_id, code_version
+
+    version = code_version()
+    here = code_id()
+    rows = {"code: alhelpers": version["alhelpers"]}
+    if table_id is None:
+        rows["code: id"] = "unknown (the tables record no code id: they were made before code ids were recorded)"
+        rows["code: commit"] = (f"unknown (this checkout, code id {here}, commit {version['commit']}, may not be "
+                                "the code that computed them)")
+    elif table_id == here:
+        rows["code: id"] = f"{table_id} (every table's, and this checkout's)"
+        rows["code: commit"] = version["commit"]
+    else:
+        rows["code: id"] = f"{table_id} (every table's)"
+        rows["code: commit"] = (f"unknown: the tables were computed by code {table_id}; this checkout is code "
+                                f"{here} (commit {version['commit']})")
+    return rows
 
 
 def _kv(mapping: dict, header: tuple[str, str] = ("setting", "value")) -> str:
@@ -207,14 +271,28 @@ def _runtime(runs: pd.DataFrame | None, wall_s: float | None) -> dict:
 
 
 def conclusion_section(final: pd.DataFrame, *, cross_final: pd.DataFrame | None = None,
-                       notes: Sequence[str] = ()) -> list[str]:
-    """``## Conclusion``: the three sentences of the final table, then what else the tables say."""
-    from alhelpers.stats import conclusion_lines
+                       notes: Sequence[str] = (), savings: pd.DataFrame | None = None,
+                       stops: Sequence[str] = ()) -> list[str]:
+    """``## Conclusion``: where runs stopped early and the budget compared at (``stops``), the three
+    sentences of the final table, the label savings against the claim (``savings``), then what
+    else the tables say (the cross-database verdicts first, then ``notes``).
 
-    lines = ["## Conclusion", "", *(f"- {line}" for line in conclusion_lines(final)), ""]
+    Every significance the section states comes from **one** Holm family over every paired test
+    of the final table and the cross-database table (:func:`alhelpers.stats.holm_family`, scope
+    "in this report"); the tables below keep their own ``p_holm``, corrected per setting.
+    """
+    from alhelpers.curves import savings_lines
+    from alhelpers.stats import conclusion_lines, holm_family
+
+    tables = [final] + ([cross_final] if cross_final is not None and len(cross_final) else [])
+    family = holm_family(tables, scope="in this report")
+    lines = ["## Conclusion", "", *(f"- {s}" for s in stops), *(f"- {line}" for line in conclusion_lines(family[0]))]
+    if savings is not None:
+        lines += [f"- {line}" for line in savings_lines(savings)]
+    lines.append("")
     extra = list(notes)
-    if cross_final is not None and len(cross_final):
-        first, second, _ = conclusion_lines(cross_final)
+    if len(family) > 1:
+        first, second, _ = conclusion_lines(family[1])
         extra.insert(0, f"Across databases (train on one, test on the other): {first[0].lower()}{first[1:]} {second}")
     if extra:
         lines += ["What else the tables say:", "", *(f"- {n}" for n in extra), ""]
@@ -223,24 +301,37 @@ def conclusion_section(final: pd.DataFrame, *, cross_final: pd.DataFrame | None 
 
 def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: float | None = None) -> Path:
     """Write ``out_dir/report.md`` and ``report.html`` from ``table1.csv``, ``final_table.csv``,
-    ``savings.csv``, ``calibration.csv``, ``auc.csv``, ``leakage.csv``, ``cross/`` and ``figures/``
-    (whichever exist), with the configuration of ``study.json`` or the runs (``config`` adds to it,
-    e.g. the runner's flags; ``wall_s`` the runner's wall time). Returns the Markdown path."""
+    ``savings.csv``, ``calibration.csv``, ``auc.csv``, ``leakage.csv``, ``runs.parquet``, ``cross/``
+    and ``figures/`` (whichever exist), with the configuration of ``study.json`` or the runs
+    (``config`` adds to it, e.g. the runner's flags; ``wall_s`` the runner's wall time). Returns
+    the Markdown path.
+
+    Raises ``ValueError`` when the tables were computed by different code (their ``code_id``
+    columns, :func:`tables_code_id`): a report states the numbers of one code version, named in its
+    configuration."""
     out = Path(out_dir)
-    final = _read_csv(out / "final_table.csv")
-    cal = _read_csv(out / "calibration.csv")
-    cross = _read_cross(out)
+    names = ("table1", "final_table", "savings", "calibration", "auc", "leakage")
+    tables = {f"{n}.csv": _read_csv(out / f"{n}.csv") for n in names}
+    runs = pd.read_parquet(out / "runs.parquet") if (out / "runs.parquet").is_file() else None
+    cross, cross_files = _read_cross(out)
+    table_id = tables_code_id({"runs.parquet": runs, **tables, **cross_files}, out)
+    final, cal, savings = tables["final_table.csv"], tables["calibration.csv"], tables["savings.csv"]
     from alhelpers.stats import final_table
 
     cross_final = final_table(cross, baseline="random") if cross is not None else None
-    runs = pd.read_parquet(out / "runs.parquet") if (out / "runs.parquet").is_file() else None
 
     parts = ["# Active learning for formation energy: study report", ""]
     if final is not None:
-        notes = [*(_calibration_words(cal, runs) if cal is not None else []),
+        notes = [*(calibration_lines(cal, runs) if cal is not None else []),
                  *(_exhaustion_words(runs, "Active learning,") if runs is not None else []),
                  *(_exhaustion_words(cross, "Cross-database,") if cross is not None else [])]
-        parts += conclusion_section(final, cross_final=cross_final, notes=notes)
+        stops = [*(stop_lines(runs) if runs is not None else []),
+                 *(stop_lines(cross, "Cross-database, ") if cross is not None else [])]
+        if runs is None and "n_stopped" in final and final["n_stopped"].sum() > 0:
+            stops.append(f"{int(final['n_stopped'].sum())} runs stopped before the others of their system; the "
+                         "final table compares every strategy at the largest budget all runs reached (`n_labelled`); "
+                         "runs.parquet, which says which and why, is not in this folder.")
+        parts += conclusion_section(final, cross_final=cross_final, notes=notes, savings=savings, stops=stops)
         from alhelpers.select import strategy_table
 
         parts += ["## The strategies", "", strategy_table(list(dict.fromkeys(final["strategy"]))), ""]
@@ -250,37 +341,59 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
 
     parts += _csv_section(out / "table1.csv", "Table 1: data per system",
                           "Counts after the filters (finite target, 2–50 atoms, |E_f| ≤ 5 eV/atom, "
-                          "de-duplication within 1 meV/atom), formation energy in eV/atom, 80/20 pool/test.")
+                          "de-duplication within 1 meV/atom), formation energy in eV/atom, 80/20 pool/test.",
+                          table=tables["table1.csv"])
+    stopped = _stopped_table(runs, cross)
+    final_columns = _FINAL_COLUMNS
+    if final is not None and "n_stopped" in final and final["n_stopped"].sum() > 0:
+        final_columns = (*_FINAL_COLUMNS[:3], "n_stopped", *_FINAL_COLUMNS[3:])
     parts += _csv_section(out / "final_table.csv", "Final round: each strategy against random",
-                          "MAE in eV/atom, mean ± std over seeds; `diff_pct` = (strategy − random) / random in %, "
+                          "MAE in eV/atom, mean ± std over seeds, at `n_labelled` labels: the final round, or, "
+                          "where runs stopped early (`n_stopped` of the strategy's runs), the largest budget every "
+                          "run of the system reached. `diff_pct` = (strategy − random) / random in %, "
                           "with its 95 % confidence interval `diff_pct_low` … `diff_pct_high` (paired t over seeds); "
                           "p-values: paired t-test by seed, Welch, Wilcoxon signed-rank; `p_holm`: paired p "
-                          "Holm-corrected across strategies; `effect_size`: Cohen's d_z (negative = lower MAE); "
-                          "`finding`: the direction and whether it survives the correction. "
+                          "Holm-corrected across the strategies of each system (a family per system: the "
+                          "conclusion above corrects over every paired test in this report instead); "
+                          "`effect_size`: Cohen's d_z (negative = lower MAE); "
+                          "`finding`: the direction and whether it survives the correction (\"cannot be tested "
+                          "with 1 seed\" without a second paired seed; \"no difference (within numerical "
+                          "precision)\" when every paired difference is below 10⁻⁵ of random's MAE, i.e. "
+                          "float32 rounding). "
                           "With 5 seeds the Wilcoxon test cannot go below p = 0.0625. Power (paired t-test, "
                           "80 %, at the Holm family's strictest level): `mde_pct`, the smallest difference "
                           "(% of random's MAE) these seeds could detect; `seeds_needed`, the seeds the observed "
                           "difference would need; `seeds_for_5pct`, the seeds a 5 % difference would need.",
-                          columns=_FINAL_COLUMNS, after=_verdicts, table=final)
+                          columns=final_columns, after=_verdicts, table=final, legend=LEGENDS["final"])
+    if stopped is not None:
+        parts += ["## Runs that stopped early", "",
+                  "Runs that ended before the longest run of their system (and direction), with the note of their "
+                  "last round: every table compares the strategies of such a system at the largest budget all of "
+                  "its runs reached.", "", *_table_lines(stopped, LEGENDS["stopped"])]
     parts += _csv_section(out / "savings.csv", "Label savings",
                           "Targets: random's mean MAE at 50 %, 75 % and 100 % of its labelling budget "
-                          "(`budget_frac`). `n_baseline` and `n_reach`: where random's and the strategy's mean "
+                          "(`budget_frac`; where runs stopped early, of the budget every run reached). "
+                          "`n_baseline` and `n_reach`: where random's and the strategy's mean "
                           "learning curves first reach the target (interpolated, the same rule for both); "
                           "`saving_pct` = 100·(1 − n_reach/n_baseline), 0 for random by construction; 95 % "
                           "interval from a bootstrap over seeds (Student's t with the bootstrap's standard "
                           "error), and `reach_frac`, the share of replicates that reached the target. The claim "
-                          "under test: 5–13 % fewer labels (docs/study.md).", drop=("descriptor",))
+                          "under test: 5–13 % fewer labels (docs/study.md).", drop=("descriptor",), table=savings,
+                          legend=LEGENDS["savings"])
     parts += _csv_section(out / "calibration.csv", "Calibration of σ and the predicted MAE",
-                          "Final round, mean over seeds. Raw: the ensemble's σ on the test set; `_cal`: σ' = "
+                          "Final round (where runs stopped early: the budget every run reached), mean over seeds. "
+                          "Raw: the ensemble's σ on the test set; `_cal`: σ' = "
                           "√((s·σ)² + τ²) with `sigma_scale` s and `sigma_floor` τ fitted by 3-fold cross-validation "
                           "on the labelled materials only. `z2_mean` is 1 for a calibrated σ (above 1: "
-                          "over-confident), `nll` the Gaussian negative log-likelihood, `miscal_area` the area "
-                          "between the reliability curve and the diagonal (0 perfect), `ence` the normalised "
-                          "calibration error in σ bins. `mae_pred`: the test MAE that σ' of the unlabelled pool "
-                          "predicts (the stopping rule's estimate); `pred_ratio` = mae_pred / mae.",
-                          columns=_CALIBRATION_COLUMNS, rows=_final_rows, after=_prediction_summary, table=cal)
+                          "over-confident, below 1: intervals too wide), `nll` the Gaussian negative log-likelihood, "
+                          "`miscal_area` the area between the reliability curve and the diagonal (0 perfect), `ence` "
+                          "the normalised calibration error in σ bins. `mae_pred`: the test MAE that σ' of the "
+                          "unlabelled pool predicts (the stopping rule's estimate); `pred_ratio` = mae_pred / mae.",
+                          columns=_CALIBRATION_COLUMNS, rows=compared_rows, after=_prediction_summary, table=cal,
+                          legend=LEGENDS["calibration"])
     parts += _csv_section(out / "auc.csv", "Area under the learning curve",
-                          "Mean test MAE over the labelling budget (normalised trapezoid area), bootstrap 95 % CI.")
+                          "Mean test MAE over the labelling budget up to `n_labelled` (normalised trapezoid area), "
+                          "bootstrap 95 % CI over seeds.", table=tables["auc.csv"], legend=LEGENDS["auc"])
 
     figs = out / "figures"
     if figs.exists():
@@ -299,19 +412,21 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
             parts += ["MP vs OQMD on the reduced compositions both contain (lowest E_f of each; "
                       "`mean_diff` = MP − OQMD, eV/atom) — the floor any transfer can reach:", "", _md(fl), ""]
         if cross is not None:
-            parts += ["Train on one database (the pool), test on the other; final-round MAE ± std over seeds:",
-                      "", _md(cross_summary(cross)), ""]
+            parts += ["Train on one database (the pool), test on the other; final-round MAE ± std over seeds (where "
+                      "runs stopped early, at the budget every run of the system and direction reached):", "",
+                      *_table_lines(cross_summary(common_budget(cross).runs), LEGENDS["auc"])]
             parts += ["The same paired statistics as the final table, per system and direction (paired by "
-                      "seed, Holm-corrected across strategies within each system and direction):", "",
-                      _md(_present(cross_final, _CROSS_COLUMNS)), ""]
+                      "seed; `p_holm` corrected across the strategies within each system and direction, the "
+                      "conclusion above over every paired test in this report):", "",
+                      *_table_lines(_present(cross_final, _CROSS_COLUMNS), LEGENDS["final"])]
 
     parts += _csv_section(out / "leakage.csv", "Leakage audit",
                           "Out-of-fold R² of a linear (ridge) model on each descriptor set alone; `leaks` when "
                           "R² ≥ 0.99. On the offline snapshot `paper17` lacks energy per atom and band gap "
                           "(reported missing, not zero-filled), so its leak cannot show here; with live "
-                          "Materials Project data it can.", columns=_LEAKAGE_COLUMNS)
+                          "Materials Project data it can.", columns=_LEAKAGE_COLUMNS, table=tables["leakage.csv"])
 
-    from alhelpers.provenance import code_version, data_hashes
+    from alhelpers.provenance import data_hashes
 
     protocol, model = _protocol(out, config)
     parts += ["## Configuration", ""]
@@ -323,8 +438,7 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
     runner = {k: v for k, v in (config or {}).items() if k not in ("protocol", "grid", "config_id")}
     if runner:
         parts += ["### Runner flags", "", _kv(runner), ""]
-    parts += ["### Code, data, date and machine", "", _kv({**{f"code: {k}": v for k, v in code_version().items()},
-                                                          **_runtime(runs, wall_s)}), ""]
+    parts += ["### Code, data, date and machine", "", _kv({**_code_rows(table_id), **_runtime(runs, wall_s)}), ""]
     hashes = data_hashes(out)
     if hashes:
         parts += ["### Data (sha256, first 16 hex digits)", "", _kv(hashes, ("file", "sha256")), ""]

@@ -434,3 +434,149 @@ def test_final_table_states_its_power(three):
     better = three.set_index("strategy").loc["better"]
     assert 2 <= better["seeds_needed"] <= 5  # a clear effect: five seeds were enough
     assert better["mde_pct"] < abs(better["diff_pct"])
+
+
+# --------------------------------------------------------------------------- stopping rule: a common budget
+
+STOP = "stopped: predicted test MAE 0.3 eV/atom is at or below TARGET_MAE = 0.33 eV/atom (calibrated σ of the pool)"
+
+
+def _stopped_runs() -> pd.DataFrame:
+    """random's seed 1 stops after round 1 (20 labels) under the stopping rule; every other run goes
+    on to round 3 (40 labels). Seeds 0, 1, 2."""
+    runs = make_runs({"random": {0: [1.0, 0.8, 0.6, 0.5], 1: [1.1, 0.9], 2: [0.9, 0.7, 0.55, 0.45]},
+                      "uncertainty": {0: [1.0, 0.7, 0.5, 0.4], 1: [1.1, 0.85, 0.6, 0.5], 2: [0.9, 0.6, 0.5, 0.4]}})
+    last = (runs["strategy"] == "random") & (runs["seed"] == 1) & (runs["round"] == 1)
+    runs.loc[last, "note"] = STOP
+    return runs
+
+
+def test_common_budget_cuts_every_run_of_a_setting_at_the_budget_all_reached():
+    from alhelpers.al.runs import common_budget
+
+    runs = _stopped_runs()
+    cb = common_budget(runs)
+    assert cb.budgets[["system", "descriptor", "n_compared", "n_max", "n_runs", "n_stopped"]].values.tolist() == [
+        ["C", "magpie", 20, 40, 6, 1]]
+    assert cb.stopped[["strategy", "seed", "n_labelled", "note"]].values.tolist() == [["random", 1, 20, STOP]]
+    assert cb.runs["n_labelled"].max() == 20 and len(cb.runs) == 6 * 2
+    # No run stopped early: the very same table back, nothing to list.
+    full = runs[~((runs["strategy"] == "random") & (runs["seed"] == 1))]
+    same = common_budget(full)
+    assert same.runs is full and same.stopped.empty
+    assert same.budgets[["n_compared", "n_max", "n_stopped"]].values.tolist() == [[40, 40, 0]]
+
+
+def test_final_table_compares_strategies_at_the_budget_every_run_reached():
+    # Before: random's n_labelled was the mean of 40, 20, 40 and its final MAE mixed budgets.
+    runs = _stopped_runs()
+    t = final_table(runs).set_index("strategy")
+    assert t["n_labelled"].tolist() == [20.0, 20.0]
+    assert t["n_stopped"].tolist() == [1, 0]
+    rand, unc = np.array([0.8, 0.9, 0.7]), np.array([0.7, 0.85, 0.6])  # everyone's round 1
+    assert t.loc["random", "mae_mean"] == pytest.approx(rand.mean())
+    assert t.loc["uncertainty", "p_paired"] == pytest.approx(sps.ttest_rel(unc, rand).pvalue, rel=1e-12)
+    assert t.loc["uncertainty", "diff_pct"] == pytest.approx(100 * (unc - rand).mean() / rand.mean())
+
+
+def test_label_savings_and_auc_use_the_same_cut_curves():
+    runs = _stopped_runs()
+    sav = label_savings(runs, n_boot=50, rng=np.random.default_rng(0), fractions=(1.0,)).set_index("strategy")
+    # random's mean curve over the budget 10 … 20: 1.0, 0.8; uncertainty's 1.0, 0.7167
+    assert sav.loc["random", "n_target"] == 20.0 and sav.loc["random", "target"] == pytest.approx(0.8)
+    assert sav["n_stopped"].tolist() == [1, 0]
+    unc20 = (0.7 + 0.85 + 0.6) / 3
+    assert sav.loc["uncertainty", "n_reach"] == pytest.approx(10 + 10 * 0.2 / (1.0 - unc20))
+    auc = learning_curve_auc(runs, n_boot=50, rng=np.random.default_rng(0)).set_index("strategy")
+    assert auc["n_labelled"].tolist() == [20.0, 20.0] and auc["n_stopped"].tolist() == [1, 0]
+    assert auc.loc["random", "auc"] == pytest.approx((1.0 + 0.8) / 2)
+    assert auc.loc["uncertainty", "auc"] == pytest.approx((1.0 + unc20) / 2)
+
+
+# --------------------------------------------------------------------------- one seed: nothing to test
+
+def _one_seed() -> pd.DataFrame:
+    """C and Si, seed 0 only: random 0.30, uncertainty 0.36 (+20 %), diversity 0.27 (−10 %) on C."""
+    c = make_runs({"random": {0: [1.0, 0.30]}, "uncertainty": {0: [1.0, 0.36]}, "diversity": {0: [1.0, 0.27]}})
+    si = make_runs({"random": {0: [1.0, 0.50]}, "uncertainty": {0: [1.0, 0.45]}}, system="Si")
+    return pd.concat([c, si], ignore_index=True)
+
+
+def test_one_seed_says_it_cannot_be_tested_with_no_spread_and_no_interval():
+    from alhelpers.stats import conclusion_lines
+
+    t = final_table(_one_seed())
+    others = t[t["strategy"] != "random"]
+    assert others["finding"].tolist() == ["cannot be tested with 1 seed"] * 3
+    assert others["verdict"].tolist() == ["n/a"] * 3
+    text = verdict_summary(t)
+    assert text.split("\n\n") == [
+        "C (magpie): after 20 labels, random reaches MAE 0.3 (1 seed: no spread, no test). "
+        "uncertainty: cannot be tested with 1 seed (MAE 0.36, +20.0 % vs random on that seed). "
+        "diversity: cannot be tested with 1 seed (MAE 0.27, -10.0 % vs random on that seed).",
+        "Si (magpie): after 20 labels, random reaches MAE 0.5 (1 seed: no spread, no test). "
+        "uncertainty: cannot be tested with 1 seed (MAE 0.45, -10.0 % vs random on that seed)."]
+    assert conclusion_lines(t) == [
+        "No comparison with random can be tested with 1 seed (a paired test needs 2 or more): "
+        "2 strategies in 2 systems.",
+        "Observed on that seed alone, without a test or an interval: uncertainty on C +20.0 %; "
+        "diversity on C -10.0 %; uncertainty on Si -10.0 %.",
+        "With 1 paired seed the power of these comparisons cannot be estimated (3 or more are needed)."]
+
+
+def test_one_seed_among_testable_settings_is_named_apart():
+    from alhelpers.stats import conclusion_lines
+
+    five = finals({"random": list(RANDOM), "worse": list(WORSE)}, system="Fe")
+    one = make_runs({"random": {0: [1.0, 0.30]}, "worse": {0: [1.0, 0.36]}}, system="Si")
+    t = final_table(pd.concat([five, one], ignore_index=True))
+    lines = conclusion_lines(t)
+    row = t.set_index(["system", "strategy"]).loc[("Fe", "worse")]
+    low, high = sps.ttest_rel(WORSE, RANDOM).confidence_interval(0.95)
+    assert lines[0] == ("No strategy beats random after Holm correction over the 1 paired test in this table "
+                        "(α = 0.05; 1 strategy in 1 system, 5 paired seeds each).")
+    assert lines[1] == (
+        f"Worse than random (MAE, significant after correction): worse on Fe, {row['diff_pct']:+.1f} % "
+        f"(95 % CI {100 * low / RANDOM.mean():+.1f} … {100 * high / RANDOM.mean():+.1f} %), "
+        f"Holm p = {row['p_holm']:.1e}. Cannot be tested with 1 seed: worse on Si (+20.0 % on that seed).")
+
+
+def test_auc_and_savings_of_one_seed_have_no_interval():
+    runs = make_runs({"random": {0: [1.0, 0.8, 0.6]}, "fast": {0: [1.0, 0.6, 0.5]}})
+    auc = learning_curve_auc(runs, n_boot=50, rng=np.random.default_rng(0))
+    assert auc["auc"].tolist() == pytest.approx([0.8, 0.675])
+    assert auc[["auc_lo", "auc_hi", "seed_auc_std"]].isna().all().all()  # was a zero-width "95 % CI"
+    sav = label_savings(runs, n_boot=50, rng=np.random.default_rng(0), fractions=(1.0,)).set_index("strategy")
+    assert sav.loc["fast", "saving_pct"] == pytest.approx(100 * (1 - 20 / 30))  # fast reaches 0.6 at 20
+    assert sav[["saving_lo", "saving_hi", "reach_frac"]].isna().all().all()
+
+
+# --------------------------------------------------------------------------- below the numbers' precision
+
+def test_a_difference_below_numerical_precision_is_no_difference():
+    # A pool that ran out: every strategy trains on the same materials and differs from random only
+    # by float32 rounding (here ~1e-8 relative), which once read "worse, not significant".
+    tiny = RANDOM * (1 + np.array([1.5e-8, 2e-8, 1e-8, 3e-8, 1.2e-8]))
+    t = final_table(finals({"random": list(RANDOM), "same": list(tiny), "worse": list(WORSE)})).set_index("strategy")
+    assert t.loc["same", "finding"] == "no difference (within numerical precision)"
+    assert t.loc["same", "verdict"] == "similar"
+    assert t.loc["same", "diff_pct"] == pytest.approx(100 * (tiny - RANDOM).mean() / RANDOM.mean())
+    assert t.loc["worse", "finding"] == "worse, significant"
+    # Large differences that cancel on average are not a precision matter.
+    mixed = RANDOM + np.array([0.05, -0.05, 0.03, -0.03, 0.0])
+    t = final_table(finals({"random": list(RANDOM), "mixed": list(mixed)})).set_index("strategy")
+    assert t.loc["mixed", "finding"] == "worse, not significant"
+
+
+def test_conclusion_when_no_comparison_has_a_p_value():
+    # Every pool ran out: the strategies trained on the same materials and differ by rounding only.
+    from alhelpers.stats import conclusion_lines
+
+    same = RANDOM * (1 + 1e-8)
+    t = final_table(finals({"random": list(RANDOM), "uncertainty": list(same), "diversity": list(RANDOM)}))
+    assert conclusion_lines(t) == [
+        "No strategy beats random: no comparison has a p-value (2 strategies in 1 system, 5 paired seeds each; "
+        "every paired difference is zero, equal on every seed, or below the numbers' precision).",
+        "No strategy differs from random (every paired difference is zero or below the numbers' precision).",
+        "With 5 paired seeds the power of these comparisons cannot be estimated: the paired differences have no "
+        "spread."]

@@ -73,7 +73,7 @@ def _final(batch: int, strategy: str) -> np.ndarray:
 def test_final_table_on_track_b_columns(runs):
     t = final_table(runs, metric="force_mae")
     assert t.columns.tolist() == [
-        "system", "batch", "strategy", "n_seeds", "n_pairs", "n_labelled", "force_mae_mean",
+        "system", "batch", "strategy", "n_seeds", "n_pairs", "n_labelled", "n_stopped", "force_mae_mean",
         "force_mae_std", "diff_mean", "diff_low", "diff_high", "diff_pct", "diff_pct_low", "diff_pct_high",
         "p_paired", "p_welch", "p_wilcoxon", "p_holm", "effect_size", "verdict", "finding", "mde_pct",
         "seeds_needed", "seeds_for_5pct"]
@@ -151,7 +151,7 @@ def _first_crossing(n: list[float], curve: np.ndarray, target: float) -> float:
 
 def test_label_savings_per_batch(runs):
     out = label_savings(runs, metric="force_mae", n_boot=200, rng=np.random.default_rng(0), fractions=(1.0,))
-    assert out.columns.tolist()[:5] == ["system", "batch", "strategy", "budget_frac", "n_pairs"]
+    assert out.columns.tolist()[:6] == ["system", "batch", "strategy", "budget_frac", "n_pairs", "n_stopped"]
     assert "descriptor" not in out.columns
     assert out[["batch", "strategy"]].values.tolist() == [[10, "random"], [10, LCMD], [20, "random"],
                                                            [20, LCMD]]
@@ -187,8 +187,8 @@ def test_label_savings_per_batch(runs):
 
 def test_learning_curve_auc_per_batch(runs):
     out = learning_curve_auc(runs, metric="force_mae", n_boot=200, rng=np.random.default_rng(0))
-    assert out.columns.tolist() == ["system", "batch", "strategy", "n_seeds", "auc", "auc_lo", "auc_hi",
-                                    "seed_auc_mean", "seed_auc_std"]
+    assert out.columns.tolist() == ["system", "batch", "strategy", "n_seeds", "n_labelled", "n_stopped", "auc",
+                                    "auc_lo", "auc_hi", "seed_auc_mean", "seed_auc_std"]
     got = out.set_index(["batch", "strategy"])
     for (batch, strategy), values in FORCE_MAE.items():
         n = np.array([N0 + batch * r for r in range(ROUNDS)], dtype=float)
@@ -213,3 +213,49 @@ def test_mean_curve_per_batch(runs):
     assert lcmd20["n_labelled"].tolist() == [20, 40, 60, 80]
     assert lcmd20["mean"].tolist() == (FORCE_MAE[(20, LCMD)].sum(axis=0) / 4).tolist()
     assert lcmd20["n_seeds"].tolist() == [4] * 4
+
+
+# --------------------------------------------------------------------------- Track B: stopping rule, one seed
+
+TRACK_B_STOP = ("stopped: predicted test MAE 0.2812 eV/Å is at or below TARGET_MAE = 0.3 eV/Å "
+                "(calibrated σ of the pool)")
+
+
+def _stopped_track_b() -> pd.DataFrame:
+    """Batch 10: lcmd's seed 1 stopped after round 1 (30 structures) under the stopping rule."""
+    runs = track_b_runs()
+    lcmd1 = (runs["batch"] == 10) & (runs["strategy"] == LCMD) & (runs["seed"] == 1)
+    runs = runs[~(lcmd1 & (runs["round"] > 1))].copy()
+    runs.loc[lcmd1 & (runs["round"] == 1), "note"] = TRACK_B_STOP
+    return runs.reset_index(drop=True)
+
+
+def test_track_b_compares_at_the_budget_every_run_reached():
+    from alhelpers.atomistic.summary import potential_summary, versus_random
+
+    runs = _stopped_track_b()
+    t = versus_random(runs, metrics=("force_mae",)).set_index(["batch", "strategy"])
+    assert t.loc[(10, "random"), "n_labelled"] == 30 and t.loc[(10, LCMD), "n_stopped"] == 1
+    assert t.loc[(20, LCMD), "n_labelled"] == N0 + 3 * 20 and t.loc[(20, LCMD), "n_stopped"] == 0  # unchanged
+    base, lcmd = FORCE_MAE[(10, "random")][:, 1], FORCE_MAE[(10, LCMD)][:, 1]
+    assert t.loc[(10, LCMD), "p_paired"] == pytest.approx(sps.ttest_rel(lcmd, base).pvalue, rel=1e-12)
+    summary = potential_summary(runs).set_index(["batch", "strategy"])
+    assert summary.loc[(10, LCMD), "n_labelled"] == 30 and summary.loc[(10, LCMD), "n_stopped"] == 1
+    assert summary.loc[(10, LCMD), "force_mae"] == pytest.approx(lcmd.mean())
+    assert summary.loc[(10, LCMD), "stopped"] == f"seed 1 at 30: {TRACK_B_STOP}"
+    assert summary.loc[(10, "random"), "stopped"] == ""
+
+
+def test_track_b_with_one_seed_tests_nothing_and_shows_no_zero_spread():
+    from alhelpers.atomistic.summary import mean_std_text, potential_summary, versus_random
+
+    runs = track_b_runs()
+    one = runs[runs["seed"] == 0]
+    t = versus_random(one, metrics=("force_mae",))
+    assert t.loc[t["strategy"] == LCMD, "finding"].tolist() == ["cannot be tested with 1 seed"] * 2
+    assert t.loc[t["strategy"] == LCMD, ["p_paired", "diff_pct_low", "std"]].isna().all().all()
+    summary = potential_summary(one)
+    assert summary["force_mae_std"].isna().all()  # not 0
+    assert mean_std_text(0.25, float("nan"), 1) == "0.2500 (1 seed)"
+    assert mean_std_text(0.25, 0.0123, 4) == "0.2500 ± 0.0123"
+    assert mean_std_text(0.25, 0.0, 4, scale=1000, digits=2) == "250.00 ± 0.00"

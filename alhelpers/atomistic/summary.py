@@ -1,12 +1,16 @@
 """Track B's study tables: its runs collected, final-round summaries and the comparison with random.
 
 The statistics are :mod:`alhelpers.stats` itself, on Track B's runs table as it is (setting columns
-``system`` and ``batch``): no renaming.
+``system`` and ``batch``): no renaming. Like Track A's, they compare the strategies of a batch size
+at the largest budget every run of it reached when a run stopped early (the stopping rule
+``TARGET_MAE``; :func:`alhelpers.al.runs.common_budget`), and a comparison with one seed is not
+tested ("cannot be tested with 1 seed").
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 from alhelpers import stats
-from alhelpers.al.runs import final_round
+from alhelpers.al.runs import common_budget, final_round
 from alhelpers.files import read_json, read_parquet
 from alhelpers.layout import Layout
 
-__all__ = ["METRICS", "collect_potential_runs", "found_runs", "potential_summary", "versus_random"]
+__all__ = ["METRICS", "collect_potential_runs", "found_runs", "mean_std_text", "potential_summary",
+           "versus_random"]
 
 #: Track B's headline metrics (lower is better), in the order they are reported.
 METRICS: tuple[str, ...] = ("force_mae", "energy_mae")
@@ -75,16 +80,41 @@ def _check_one_protocol(paths: Sequence[Path]) -> None:
 
 
 def potential_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Final-round errors and mean times per (system, model, batch, strategy): mean ± std over seeds."""
+    """Final-round errors and mean times per (system, model, batch, strategy): mean ± std over seeds.
+
+    The final round is that of the runs cut at their batch size's common budget
+    (:func:`alhelpers.al.runs.common_budget`): when a run stopped early, every strategy of that batch
+    size is summarised at the largest ``n_labelled`` all its runs reached. ``n_stopped``: the
+    strategy's runs that stopped early; ``stopped``: which seed stopped where and why (``"seed 1 at
+    30: stopped: predicted test MAE …"``, ``""`` for none). A std over one seed is NaN, not 0."""
     keys = [c for c in ("system", "model", "batch", "strategy") if c in runs]
-    agg = final_round(runs).groupby(keys).agg(
+    cb = common_budget(runs)
+    agg = final_round(cb.runs).groupby(keys).agg(
         n_labelled=("n_labelled", "max"), seeds=("seed", "nunique"),
         force_mae=("force_mae", "mean"), force_mae_std=("force_mae", "std"),
         force_rmse=("force_rmse", "mean"), energy_mae=("energy_mae", "mean"),
         energy_mae_std=("energy_mae", "std"), energy_rmse=("energy_rmse", "mean"),
         unc_pearson=("unc_pearson", "mean"))
     times = runs.groupby(keys)[["fit_s", "feature_s", "query_s"]].mean()
-    return agg.join(times.add_prefix("mean_")).reset_index()
+    out = agg.join(times.add_prefix("mean_")).reset_index()
+    stopped: dict[tuple, pd.DataFrame] = {}
+    for key, block in cb.stopped.groupby(keys, sort=False) if len(cb.stopped) else ():
+        stopped[key if isinstance(key, tuple) else (key,)] = block
+    index = list(out[keys].itertuples(index=False, name=None))
+    out.insert(out.columns.get_loc("seeds") + 1, "n_stopped", [len(stopped.get(k, ())) for k in index])
+    out["stopped"] = ["; ".join(f"seed {int(r['seed'])} at {r['n_labelled']:g}" + (f": {r['note']}" * bool(r["note"]))
+                                for _, r in stopped[k].iterrows()) if k in stopped else "" for k in index]
+    return out
+
+
+def mean_std_text(mean: float, std: float, n_seeds: int, *, scale: float = 1.0, digits: int = 4) -> str:
+    """``"0.2500 ± 0.0123"``: a mean ± std over seeds for a printed table, ``"0.2500 (1 seed)"`` when
+    there is no spread to show (one seed, or a NaN std) — never a ``± 0`` that one seed did not
+    measure. ``scale`` multiplies both (e.g. 1000 for meV)."""
+    text = f"{scale * mean:.{digits}f}"
+    if int(n_seeds) < 2 or not math.isfinite(std):
+        return f"{text} ({int(n_seeds)} seed{'s' if int(n_seeds) != 1 else ''})"
+    return f"{text} ± {scale * std:.{digits}f}"
 
 
 def versus_random(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, *, alpha: float = 0.05) -> pd.DataFrame:
