@@ -29,7 +29,7 @@ import pandas as pd
 from alhelpers.al.config import package_versions
 from alhelpers.al.runs import common_budget, compared_rows, stop_lines
 from alhelpers.calibration import calibration_lines
-from alhelpers.files import atomic_write, read_json
+from alhelpers.files import atomic_write, read_json, read_parquet
 from alhelpers.formation.crossdb import cross_summary
 
 #: How a missing value (NaN, None) is shown in the report's tables.
@@ -168,7 +168,8 @@ def _stopped_table(runs: pd.DataFrame | None, cross: pd.DataFrame | None) -> pd.
 def _read_cross(out: Path) -> tuple[pd.DataFrame | None, dict[str, pd.DataFrame]]:
     """The cross-database runs of ``cross/*.parquet`` concatenated, and each file's table by its
     name in the folder."""
-    files = {f"cross/{p.name}": pd.read_parquet(p) for p in sorted((out / "cross").glob("*.parquet"))}
+    files = {f"cross/{p.name}": read_parquet(p, todo="Run notebook 06 for that system again.")
+             for p in sorted((out / "cross").glob("*.parquet"))}
     return (pd.concat(list(files.values()), ignore_index=True) if files else None), files
 
 
@@ -312,7 +313,8 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
     out = Path(out_dir)
     names = ("table1", "final_table", "savings", "calibration", "auc", "leakage")
     tables = {f"{n}.csv": _read_csv(out / f"{n}.csv") for n in names}
-    runs = pd.read_parquet(out / "runs.parquet") if (out / "runs.parquet").is_file() else None
+    runs = (read_parquet(out / "runs.parquet", todo="Run notebook 04 again.") if (out / "runs.parquet").is_file()
+            else None)
     cross, cross_files = _read_cross(out)
     table_id = tables_code_id({"runs.parquet": runs, **tables, **cross_files}, out)
     final, cal, savings = tables["final_table.csv"], tables["calibration.csv"], tables["savings.csv"]

@@ -172,6 +172,9 @@ def test_potentials_notebook_and_runner_smoke(tmp_path):
     vs = pd.read_csv(out / "potentials" / "offline_vs_random.csv")
     assert set(vs["metric"]) == {"force_mae", "energy_mae"} and len(vs) == 2 * 2 * 2
     assert "descriptor" not in vs.columns and "batch" in vs.columns  # Track B's own setting columns
+    from alhelpers.provenance import code_id
+
+    assert set(vs.pop("code_id")) == set(final["code_id"]) == set(runs["code_id"]) == {code_id()}
     pd.testing.assert_frame_equal(vs, versus_random(runs), check_exact=False, rtol=1e-12)
     assert set(vs.loc[vs["strategy"] == "maxdiag-qbc-f", "verdict"]) <= {"better", "worse", "similar"}
     assert (vs.loc[vs["strategy"] == "maxdiag-qbc-f", "n_pairs"] == 2).all()

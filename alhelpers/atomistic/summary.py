@@ -10,7 +10,6 @@ tested ("cannot be tested with 1 seed").
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from alhelpers import stats
+from alhelpers.paired import mean_std_text
 from alhelpers.al.runs import common_budget, final_round
 from alhelpers.files import read_json, read_parquet
 from alhelpers.layout import Layout
@@ -41,6 +41,7 @@ def collect_potential_runs(layout: Layout, system: str, batches: Sequence[int] =
     """Notebook 07's rows of every (batch, seed) of ``system``, sorted by batch, strategy, seed, round.
 
     Empty ``batches`` / ``seeds``: all that notebook 07 has written for ``system`` in this folder.
+    Runs computed by different code (their ``code_id``) are never mixed: a ``ValueError`` names them.
     """
     found = found_runs(layout, system)
     if batches or seeds:
@@ -59,6 +60,17 @@ def collect_potential_runs(layout: Layout, system: str, batches: Sequence[int] =
         parts.append(read_parquet(path, todo="Run notebook 07 for that batch and seed again."))
     for batch in sorted({b for b, _ in found}):
         _check_one_protocol([layout.potentials_run(system, b, k).with_suffix(".config.json") for b, k in found if b == batch])
+    codes: dict[str, list[str]] = {}
+    for (b, seed), part in zip(found, parts, strict=True):
+        code = ", ".join(sorted(map(str, part["code_id"].dropna().unique()))) if "code_id" in part else ""
+        codes.setdefault(code or "not recorded", []).append(layout.potentials_run(system, b, seed).name)
+    if len(codes) > 1:
+        listing = "; ".join(f"{c}: {', '.join(n[:4])}{' …' if len(n) > 4 else ''}" for c, n in codes.items())
+        raise ValueError(
+            f"the runs of {system!r} were computed by {len(codes)} versions of the code ({listing}); their "
+            "numbers cannot be compared. Run notebook 07 again for the runs of the other code (its checkpoints "
+            "are keyed by code, so nothing old is reused), or `python -m alhelpers.run potentials`, which reruns "
+            "what changed.")
     runs = pd.concat(parts, ignore_index=True)
     if "model" not in runs:  # rows written before a run could choose its model
         runs.insert(1, "model", "gm")
@@ -105,16 +117,6 @@ def potential_summary(runs: pd.DataFrame) -> pd.DataFrame:
     out["stopped"] = ["; ".join(f"seed {int(r['seed'])} at {r['n_labelled']:g}" + (f": {r['note']}" * bool(r["note"]))
                                 for _, r in stopped[k].iterrows()) if k in stopped else "" for k in index]
     return out
-
-
-def mean_std_text(mean: float, std: float, n_seeds: int, *, scale: float = 1.0, digits: int = 4) -> str:
-    """``"0.2500 ± 0.0123"``: a mean ± std over seeds for a printed table, ``"0.2500 (1 seed)"`` when
-    there is no spread to show (one seed, or a NaN std) — never a ``± 0`` that one seed did not
-    measure. ``scale`` multiplies both (e.g. 1000 for meV)."""
-    text = f"{scale * mean:.{digits}f}"
-    if int(n_seeds) < 2 or not math.isfinite(std):
-        return f"{text} ({int(n_seeds)} seed{'s' if int(n_seeds) != 1 else ''})"
-    return f"{text} ± {scale * std:.{digits}f}"
 
 
 def versus_random(runs: pd.DataFrame, metrics: Sequence[str] = METRICS, *, alpha: float = 0.05) -> pd.DataFrame:

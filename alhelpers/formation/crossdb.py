@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alhelpers.al.runs import final_round
+from alhelpers.al.runs import common_budget, final_round
 from alhelpers.data.systems import reduced_formula
 from alhelpers.formation.config import ALConfig
 from alhelpers.formation.loop import run_al
@@ -102,8 +102,10 @@ def cross_database_runs(
 
 
 def cross_summary(cross: pd.DataFrame) -> pd.DataFrame:
-    """Final-round MAE ± std over seeds per system, direction and strategy."""
-    return (final_round(cross).groupby(["system", "direction", "strategy"], sort=False)
+    """Final-round MAE ± std over seeds per system, direction and strategy, at the budget every run
+    of a system and direction reached (:func:`alhelpers.al.runs.common_budget`: a stopping rule
+    ends runs early)."""
+    return (final_round(common_budget(cross).runs).groupby(["system", "direction", "strategy"], sort=False)
             .agg(n_labelled=("n_labelled", "max"), mae_mean=("mae", "mean"), mae_std=("mae", "std"),
                  n_seeds=("seed", "nunique"))
             .reset_index())

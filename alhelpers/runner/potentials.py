@@ -16,6 +16,7 @@ import pandas as pd
 
 from alhelpers.atomistic.config import run_label
 from alhelpers.layout import Layout
+from alhelpers.paired import mean_std_text
 from alhelpers.runner.tasks import Task, results_lock, run_tasks, task_params, unique
 
 __all__ = ["potential_tasks", "potentials", "statistics_task"]
@@ -57,21 +58,28 @@ def potentials(args: argparse.Namespace) -> int:
 
 def _show(layout: Layout, system: str) -> None:
     summary = pd.read_csv(layout.potentials_table(system, "final"))
+    seeds = summary["seeds"]
     show = summary.assign(
-        force=[f"{m:.4f} ± {s:.4f}" for m, s in zip(summary.force_mae, summary.force_mae_std.fillna(0))],
-        energy=[f"{1000 * m:.2f} ± {1000 * s:.2f}" for m, s in zip(summary.energy_mae, summary.energy_mae_std.fillna(0))])
+        force=[mean_std_text(m, s, k) for m, s, k in zip(summary.force_mae, summary.force_mae_std, seeds)],
+        energy=[mean_std_text(m, s, k, scale=1000, digits=2)
+                for m, s, k in zip(summary.energy_mae, summary.energy_mae_std, seeds)])
     print(f"\nFinal-round test errors, mean ± std over seeds (→ {layout.rel(layout.potentials_table(system, 'runs'))}):")
-    print(show[[c for c in ("system", "model") if c in show] + ["batch", "strategy", "n_labelled", "seeds", "force", "energy", "unc_pearson",
-                "mean_fit_s", "mean_feature_s", "mean_query_s"]]
-          .rename(columns={"force": "force MAE (eV/Å)", "energy": "energy MAE (meV/atom)"})
-          .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    columns = [*(c for c in ("system", "model") if c in show), "batch", "strategy", "n_labelled",
+               *(c for c in ("n_stopped",) if c in show), "seeds", "force", "energy", "unc_pearson",
+               "mean_fit_s", "mean_feature_s", "mean_query_s"]
+    print(show[columns].rename(columns={"force": "force MAE (eV/Å)", "energy": "energy MAE (meV/atom)"})
+          .to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="—"))
+    if "stopped" in summary and summary["stopped"].fillna("").astype(str).str.len().gt(0).any():
+        for _, r in summary[summary["stopped"].fillna("").astype(str).str.len() > 0].iterrows():
+            print(f"  {r['strategy']} (batch {r['batch']}): {r['stopped']}")
     path = layout.potentials_table(system, "vs_random")
     if path.exists():
         tests = pd.read_csv(path)
         print(f"\nAgainst random (final round, paired over seeds, Holm-corrected; → {layout.rel(path)}):")
-        print(tests[tests["strategy"] != "random"][["metric", "batch", "strategy", "mean", "diff_pct", "diff_pct_low",
-                                                    "diff_pct_high", "p_paired", "p_holm", "finding"]]
-              .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        cols = ["metric", "batch", "strategy", *(c for c in ("n_labelled",) if c in tests), "mean", "diff_pct",
+                "diff_pct_low", "diff_pct_high", "p_paired", "p_holm", "finding"]
+        print(tests[tests["strategy"] != "random"][cols]
+              .to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="—"))
 
 
 def _potentials(layout: Layout, args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alhelpers.al.runs import final_round
+from alhelpers.al.runs import common_budget, final_round
 from alhelpers.data.systems import canonical_system
 from alhelpers.data.paths import manifest_path
 from alhelpers.files import (
@@ -33,6 +33,7 @@ from alhelpers.files import (
 from alhelpers.formation.config import ALConfig, FeaturizeConfig, FetchConfig
 from alhelpers.formation.models import EnsembleConfig
 from alhelpers.layout import Layout
+from alhelpers.paired import mean_std_text
 from alhelpers.runner.tasks import (
     Task,
     TaskFailure,
@@ -315,12 +316,20 @@ def _study(layout: Layout, args: argparse.Namespace, client, protocol: dict) -> 
         runs = collect_runs(layout, systems=args.systems, descriptors=args.descriptors, seeds=args.seeds)
         runs = runs[[k in done for k in zip(runs["system"], runs["descriptor"], runs["seed"])]]
         write_parquet(layout.runs_table, runs)  # notebook 04 rewrites it, with the same rows
-        final = final_round(runs)
-        summary = (final.groupby(["system", "strategy"])["mae"].agg(["mean", "std", "count"])
-                   .rename(columns={"count": "seeds"}))
+        budget = common_budget(runs)  # a stopping rule ends runs early: compare where all have labels
+        final = final_round(budget.runs)
+        summary = final.groupby(["system", "strategy"], sort=False).agg(
+            n_labelled=("n_labelled", "max"), mae_mean=("mae", "mean"), mae_std=("mae", "std"),
+            seeds=("seed", "nunique")).reset_index()
+        summary["MAE"] = [mean_std_text(m, s, k) for m, s, k in zip(summary.mae_mean, summary.mae_std, summary.seeds)]
         print(f"\nFinal-round test MAE (eV/atom), mean ± std over seeds ({len(runs)} rows, "
-              f"configuration {runs.attrs['config_id']}):")
-        print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+              f"configuration {runs.attrs['config_id']}, code {runs.attrs.get('code_id', 'unknown')}):")
+        print(summary[["system", "strategy", "n_labelled", "seeds", "MAE"]].to_string(index=False))
+        for _, r in budget.stopped.iterrows():
+            print(f"  {r['system']} {r['strategy']} seed {r['seed']} stopped at {r['n_labelled']:g} labels: "
+                  f"{r['note'] or 'no note'}")
+        if len(budget.stopped):
+            print("  (each system's strategies are compared at the budget every run reached: n_labelled above)")
     if missing:
         print(f"\n[run] {len(missing)} of {len(al)} run(s) did not finish: {', '.join(missing)}", flush=True)
 
