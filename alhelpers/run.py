@@ -4,6 +4,8 @@ Track B (batch active learning for potentials, notebook 07 per data set, batch s
 
     python -m alhelpers.run potentials [--system offline|tio2|lmnto|qm9] [--model gm|mace] [--strategies …]
                                        [--batch 10] [--seeds 0 1 2 3 4] [--smoke] [--out DIR]
+                                       [--executor local|dask] [--jobs N] [--workers N]
+                                       [--scheduler ADDRESS]
 
 runs notebook 07 per (batch, seed) and notebook 08 over them, which writes
 ``DIR/potentials/<system>_runs.parquet``, ``_final.csv``, ``_vs_random.csv`` and
@@ -57,6 +59,20 @@ OUT_HELP = ("output folder (default: $ALHELPERS_RESULTS when set, else results/ 
 INTERRUPTED = 130
 
 
+def add_executor_flags(p: argparse.ArgumentParser) -> None:
+    """Where a grid's notebooks run: here (``--jobs`` side by side) or on ``dask.distributed``."""
+    p.add_argument("--executor", default="local", choices=["local", "dask"],
+                   help="local: --jobs notebooks side by side here (default); dask: each notebook "
+                        "a task on a dask.distributed cluster")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="local executor: notebooks run side by side (default 2)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="dask executor: worker processes of the LocalCluster (default 2)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="dask executor: use the existing cluster at ADDRESS (e.g. "
+                        "tcp://host:8786) instead of a LocalCluster (default: none, a LocalCluster)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m alhelpers.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,16 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replace", action="store_true",
                    help="the output folder holds another configuration's results: move them to "
                         "OUT/replaced/ and run this one (default: off, such a run is refused)")
-    s.add_argument("--executor", default="local", choices=["local", "dask"],
-                   help="local: --jobs notebooks side by side here (default); dask: each notebook "
-                        "a task on a dask.distributed cluster")
-    s.add_argument("--jobs", type=int, default=2,
-                   help="local executor: notebooks run side by side (default 2)")
-    s.add_argument("--workers", type=int, default=2,
-                   help="dask executor: worker processes of the LocalCluster (default 2)")
-    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="dask executor: use the existing cluster at ADDRESS (e.g. "
-                        "tcp://host:8786) instead of a LocalCluster (default: none, a LocalCluster)")
+    add_executor_flags(s)
     s.add_argument("--force", action="store_true",
                    help="rerun finished tasks too (default: off, a task finished with the same parameters, "
                         "inputs and outputs is skipped)")
@@ -160,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tiny runs to check the pipeline: a 40-structure pool, a tiny network, few "
                         "epochs, three rounds from 4 structures (default: off)")
     t.add_argument("--out", default="", help=OUT_HELP)
-    t.add_argument("--jobs", type=int, default=2, help="notebooks run side by side (default 2)")
+    add_executor_flags(t)
     t.add_argument("--force", action="store_true",
                    help="rerun finished tasks too (default: off, a task finished with the same parameters, "
                         "inputs and outputs is skipped)")

@@ -99,3 +99,23 @@ def test_side_by_side_kernels_share_the_cores(monkeypatch):
     with kernel_threads(2):
         assert os.environ["OMP_NUM_THREADS"] == "3"
     assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_potentials_on_dask_give_the_runs_table_of_one_job(tmp_path, capsys):
+    """Track B's (batch, seed) grid on a 2-worker LocalCluster: the same rows as one job at a time."""
+    from alhelpers.keys import TIMING_COLUMNS
+
+    grid = ["potentials", "--system", "offline", "--smoke", "--seeds", "0", "1", "--strategies", "random",
+            "lcmd-feat-ll"]
+    seq, dsk = tmp_path / "seq", tmp_path / "dask"
+    assert main([*grid, "--jobs", "1", "--out", str(seq)]) == 0
+    assert main([*grid, "--executor", "dask", "--workers", "2", "--out", str(dsk)]) == 0
+    assert "executor: dask (LocalCluster with 2 worker(s))" in capsys.readouterr().out
+    a, b = (pd.read_parquet(d / "potentials" / "offline_runs.parquet") for d in (seq, dsk))
+    a, b = (df.drop(columns=[c for c in TIMING_COLUMNS if c in df]) for df in (a, b))
+    assert len(a) == 2 * 2 * 3 and set(a["seed"]) == {0, 1}  # 2 strategies x 3 rounds x 2 seeds
+    pd.testing.assert_frame_equal(a, b)
+    for name in ("final", "vs_random"):
+        fa, fb = (pd.read_csv(d / "potentials" / f"offline_{name}.csv") for d in (seq, dsk))
+        fa, fb = (df.drop(columns=[c for c in df if c.startswith("mean_") and c.endswith("_s")]) for df in (fa, fb))
+        pd.testing.assert_frame_equal(fa, fb)

@@ -8,6 +8,7 @@ the figures. This module only orchestrates them and prints what notebook 08 wrot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -17,7 +18,7 @@ import pandas as pd
 from alhelpers.atomistic.config import run_label
 from alhelpers.layout import Layout
 from alhelpers.paired import mean_std_text
-from alhelpers.runner.tasks import Task, results_lock, run_tasks, task_params, unique
+from alhelpers.runner.tasks import Task, dask_client, results_lock, run_tasks, task_params, unique
 
 __all__ = ["potential_tasks", "potentials", "statistics_task"]
 
@@ -83,10 +84,16 @@ def _show(layout: Layout, system: str) -> None:
 
 
 def _potentials(layout: Layout, args: argparse.Namespace) -> int:
-    if args.jobs > 1:
+    if args.executor == "dask" or args.jobs > 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.perf_counter()
-    res = run_tasks(potential_tasks(layout, args), jobs=args.jobs, force=args.force)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.executor == "dask":
+            client = stack.enter_context(dask_client(args.workers, args.scheduler))
+            where = args.scheduler or f"LocalCluster with {args.workers} worker(s)"
+            print(f"[run] executor: dask ({where})", flush=True)
+        res = run_tasks(potential_tasks(layout, args), jobs=args.jobs, force=args.force, client=client)
     if res.failures:
         print(f"\n[run] {len(res.failures)} task(s) failed (rerun the same command; finished ones are skipped):")
         for f in res.failures:
