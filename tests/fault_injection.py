@@ -111,17 +111,18 @@ def damage(path: Path, kind: str, rng: np.random.Generator) -> str:
 
 
 def _kernels(runner_pid: int) -> list[int]:
-    """Process ids of the notebook kernels the runner started (their parent is the runner)."""
-    try:
-        ps = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return []
+    """Process ids of the notebook kernels the runner started (their parent is the runner), read
+    from /proc."""
     out = []
-    for line in ps.splitlines():
-        parts = line.split(None, 2)
-        if len(parts) == 3 and int(parts[1]) == runner_pid and "ipykernel_launcher" in parts[2]:
-            out.append(int(parts[0]))
-    return out
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(fields[1]) == runner_pid and b"ipykernel_launcher" in cmdline:
+            out.append(int(stat.parent.name))
+    return sorted(out)
 
 
 def kill_during(out: Path, kind: str, at_s: float, study: tuple[str, ...] = STUDY, *, timeout: float = 900) -> str:
