@@ -205,6 +205,7 @@ def ensure_runs(layout: Layout, cfgs: Sequence[ALConfig], *, say: Say = print) -
         what = f"the run of {cfg.system} seed {cfg.seed} (notebook 03's output)"
         try:
             stale = _stale_code(read_parquet(path, todo=""))
+            _run_config(path)  # which configuration made it: unreadable, the run is made again
         except (FileNotFoundError, UnreadableFileError) as err:
             _recover(what, err, say)
         else:

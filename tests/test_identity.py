@@ -105,6 +105,12 @@ def test_runs_of_other_code_are_recomputed_and_never_mixed(tmp_path, monkeypatch
     assert any("runs/Ti-O_magpie_seed1.parquet: it was computed by other code" in s and "recomputing" in s
                for s in said)
     assert collect_runs(layout).attrs["code_id"] == "0123456789ab"
+    config = layout.run("Ti-O", "magpie", 1).with_suffix(".config.json")
+    config.write_text('{"config": {"sys')  # which configuration made the run: unreadable, so it is made again
+    said.clear()
+    ensure_runs(layout, cfgs, say=said.append)
+    assert f"{config} is unreadable (not valid JSON" in said[0] and "recomputing the run of Ti-O seed 1" in said[0]
+    assert collect_runs(layout)["seed"].nunique() == 2
 
 
 @pytest.mark.slow

@@ -61,11 +61,14 @@ def test_moved_folder_corrupt_files_and_a_rerun_with_other_parameters(tmp_path, 
     nb03.write_text(nb03.read_text()[:500])
     feats = moved / "data" / "features" / "snapshot" / "magpie" / "Ti-O.parquet"
     feats.write_bytes(feats.read_bytes()[:300])
+    run_cfg = moved / "runs" / "Ti-O_magpie_seed0.config.json"  # which configuration made the run
+    run_cfg.write_bytes(run_cfg.read_bytes()[:200])
     capsys.readouterr()
     assert main([*SMOKE, "--out", str(moved)]) == 0
     out = capsys.readouterr().out
     assert f"{nb03} is unreadable (not valid JSON" in out
     assert "02_featurize_Ti-O_magpie: rerun — its output data/features/snapshot/magpie/Ti-O.parquet changed" in out
+    assert json.loads(run_cfg.read_text())["config"]["seed"] == 0  # remade, not a failed statistics stage
     pd.testing.assert_frame_equal(_metrics(pd.read_parquet(moved / "runs.parquet")), _metrics(smoke_runs))
     assert main([*SMOKE, "--out", str(moved)]) == 0  # and the next run finds everything done
     assert "rerun —" not in capsys.readouterr().out
