@@ -45,7 +45,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from alhelpers.formation.config import DEFAULT_STRATEGIES
+from alhelpers.formation.config import CALIBRATIONS, DEFAULT_STRATEGIES
 from alhelpers.keys import SYSTEMS
 from alhelpers.runner.potentials import potentials
 from alhelpers.runner.study import study
@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target-mae", type=float, default=0.0,
                    help="stop a strategy's labelling once its predicted test MAE (eV/atom, from the "
                         "calibrated σ of the pool) is at or below this (default 0: never)")
+    s.add_argument("--calibration", choices=list(CALIBRATIONS), default=CALIBRATIONS[0],
+                   help="σ recalibration of notebook 03's runs: cv, cross-validation ensembles every round "
+                        "(3× the training); batches, the predictions that chose each queried batch (no "
+                        "training after round 0; σ' measured 25–40 %% too wide). No selection or MAE "
+                        "changes (default cv; the cross-database runs report no calibration and use batches)")
     s.add_argument("--smoke", action="store_true",
                    help="tiny runs to check the pipeline: 10 → 15 labels in 2 rounds, 2 members, overriding "
                         "--n-init, --batch, --rounds and --members (default: off)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -72,9 +73,10 @@ def test_split_and_initial_set_depend_on_seed_only():
     assert set(init) <= set(pool) and not set(pool) & set(test)
 
 
-def test_resume_after_interruption_gives_the_same_table(tio2_xy, tmp_path):
+@pytest.mark.parametrize("calibration", ["cv", "batches"])  # "batches" reads its σ pairs back too
+def test_resume_after_interruption_gives_the_same_table(tio2_xy, tmp_path, calibration):
     X, y = tio2_xy
-    cfg = _cfg(rounds=4)
+    cfg = _cfg(rounds=4, calibration=calibration)
     full = run_al(X, y, cfg)
     part = run_al(X, y, cfg, checkpoint_dir=tmp_path, stop_after_round=1)
     assert len(part) == 4 * 2 and part.attrs["resumed_rounds"] == 0
@@ -90,7 +92,8 @@ def test_resume_after_interruption_gives_the_same_table(tio2_xy, tmp_path):
     assert again.attrs["resumed_rounds"] == 4
     pd.testing.assert_frame_equal(again, resumed)
     # another parameter or other data: a fresh run, never the stale checkpoints
-    assert run_al(X, y, _cfg(rounds=4, batch=6), checkpoint_dir=tmp_path).attrs["resumed_rounds"] == 0
+    assert run_al(X, y, _cfg(rounds=4, batch=6, calibration=calibration),
+                  checkpoint_dir=tmp_path).attrs["resumed_rounds"] == 0
     assert run_al(X[:, :-1], y, cfg, checkpoint_dir=tmp_path).attrs["resumed_rounds"] == 0
 
 
@@ -131,6 +134,8 @@ def test_bad_config_is_refused():
         ALConfig(batch=0)
     with pytest.raises(ValueError, match="duplicates"):
         ALConfig(strategies=("random", "random"))
+    with pytest.raises(ValueError, match=r"CALIBRATION must be one of \['cv', 'batches'\], got 'CV'"):
+        ALConfig(calibration="CV")
     assert ALConfig().budget == 105
 
 
@@ -176,6 +181,40 @@ def test_calibration_columns_recalibrate_from_cross_validation_only(tio2_xy):
     rest = np.setdiff1d(pool, init)
     assert row["mae_pred"] == pytest.approx(predicted_mae(np.sqrt(model.predict(X[rest])[1]), recal=r), rel=1e-6)
     assert set(ROUND_COLUMNS) <= set(RUN_COLUMNS)
+
+
+def test_batches_recalibrate_on_the_predictions_that_chose_each_batch(tio2_xy, tmp_path):
+    # Round 1 of one strategy, rebuilt by hand: CALIBRATION = "batches" fits σ' on the initial
+    # set's cross-validation errors and on the errors round 0's model made on the batch it then
+    # queried (predicted before those labels were used); no extra ensemble is trained after round 0.
+    import json
+
+    from alhelpers.al.seeding import stream
+    from alhelpers.calibration import cv_folds, recalibrate
+    from alhelpers.formation.models import EnsembleRegressor
+
+    X, y = tio2_xy
+    cfg = _cfg(strategies=("random",), rounds=2, calibration="batches")
+    runs = run_al(X, y, cfg, checkpoint_dir=tmp_path)
+    pool, test, init, _ = split_and_init(len(y), cfg)
+    seed = int(stream(cfg.seed, "model", 0).integers(2**31))
+    err, sig = [], []
+    for train, held in cv_folds(len(init), cfg.cv_folds, stream(cfg.seed, "cv", 0)):
+        m = EnsembleRegressor(TINY, seed=seed).fit(X[init[train]], y[init[train]])
+        mean, var = m.predict(X[init[held]])
+        err.append(mean - y[init[held]])
+        sig.append(np.sqrt(var))
+    (ck,) = tmp_path.rglob("random/round00.json")
+    batch = np.asarray(json.loads(ck.read_text())["queried"])
+    assert len(batch) == cfg.batch
+    model0 = EnsembleRegressor(TINY, seed=seed).fit(X[init], y[init])
+    mean, var = model0.predict(X[batch])
+    r = recalibrate(np.concatenate([*err, mean - y[batch]]), np.concatenate([*sig, np.sqrt(var)]))
+    assert runs.iloc[1]["sigma_scale"] == pytest.approx(r.scale, rel=1e-6)
+    assert runs.iloc[1]["sigma_floor"] == pytest.approx(r.floor, rel=1e-6, abs=1e-12)
+    cv = run_al(X, y, replace(cfg, calibration="cv"))  # the default cross-validation: other σ', the same models
+    np.testing.assert_array_equal(cv["mae"], runs["mae"])
+    assert cv.iloc[0]["sigma_scale"] == runs.iloc[0]["sigma_scale"] and cv.iloc[1]["sigma_scale"] != runs.iloc[1]["sigma_scale"]
 
 
 def test_calibration_is_nan_not_an_error_with_too_few_labels(tio2_xy):

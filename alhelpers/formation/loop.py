@@ -8,11 +8,24 @@ trains and evaluates only). Resuming, checkpoints and pool exhaustion are the sh
 of all strategies are trained together in one batched computation, then each strategy is
 evaluated and queries.
 
-Calibration (:mod:`alhelpers.calibration`): with every strategy's ensemble, ``cv_folds``
-cross-validation ensembles on its labelled rows are trained in the same stacked computation;
-their held-out errors fit the σ factor (``sigma_scale``), so the test set never touches the
-recalibration. Each row carries the raw and recalibrated diagnostics of the test σ and
-``mae_pred``, the test MAE that the recalibrated σ of the unlabelled pool predicts.
+Calibration (:mod:`alhelpers.calibration`): the σ recalibration (``sigma_scale``,
+``sigma_floor``) is fitted on errors and σ of materials the model being judged never trained on,
+so the test set never touches it (``ALConfig.calibration``):
+
+* ``"cv"`` (the default): ``cv_folds`` cross-validation ensembles on each strategy's labelled rows
+  every round, trained in the same stacked computation (three times the training of the round's
+  own models).
+* ``"batches"``: the predictions each round made for the materials it then
+  queried — made before their labels existed — once the labels are in, with the held-out errors
+  of a ``cv_folds`` cross-validation of the initial set (every strategy's round 0, trained once)
+  before there are any. Round r recalibrates on the initial set's and batches 0 … r−1's errors:
+  as many as it has labels, at no training cost. The pairs travel in the round checkpoints.
+  The queried materials are the ones the strategy found uncertain or unusual, so σ' comes out
+  wider than "cv"'s (measured on the default study: final-round z² 0.6–0.8, miscalibration area
+  +0.03–0.04); the cross-database runs (notebook 06), which report no calibration, use it.
+
+Each row carries the raw and recalibrated diagnostics of the test σ and ``mae_pred``, the test
+MAE that the recalibrated σ of the unlabelled pool predicts.
 """
 
 from __future__ import annotations
@@ -146,17 +159,27 @@ def run_al(
     def body(rnd: int, active: list[Track]) -> list[Step]:
         seed = int(stream(cfg.seed, "model", rnd).integers(2**31))  # same for every strategy
         t0 = time.perf_counter()
-        # each strategy's model and, for the σ recalibration, its cross-validation ensembles on
-        # the labelled rows: all trained together in one stacked computation
-        folds = [cv_folds(len(t.labelled), cfg.cv_folds, stream(cfg.seed, "cv", rnd)) for t in active]
-        rows = [t.labelled for t in active] + [t.labelled[tr] for t, f in zip(active, folds) for tr, _ in f]
+        # each strategy's model and the cross-validation ensembles of the σ recalibration (every
+        # strategy's each round, or the initial set's once): all trained in one stacked computation
+        if cfg.calibration == "cv":
+            folds = [cv_folds(len(t.labelled), cfg.cv_folds, stream(cfg.seed, "cv", rnd)) for t in active]
+            sets = [t.labelled for t in active]
+        else:
+            folds = [cv_folds(len(init), cfg.cv_folds, stream(cfg.seed, "cv", 0))] if rnd == 0 else []
+            sets = [init] if rnd == 0 else []
+        rows = [t.labelled for t in active] + [s[tr] for s, f in zip(sets, folds) for tr, _ in f]
         models = fit_ensembles([X[r] for r in rows], [y[r] for r in rows], cfg.model, seeds=[seed] * len(rows))
         fit_s = (time.perf_counter() - t0) / len(active)
         cv_models = iter(models[len(active):])
+        held = [_held_out([(s[h], next(cv_models)) for _, h in f], X, y) for s, f in zip(sets, folds)]
         steps = []
-        for track, model, f in zip(active, models, folds):
-            held = [(track.labelled[h], next(cv_models)) for _, h in f]
-            step = _round(track, model, held, X, y, pool, test, cfg, rnd, note if rnd == 0 else "")
+        for i, (track, model) in enumerate(zip(active, models)):
+            if cfg.calibration == "cv":
+                cal, new = held[i], None
+            else:  # the initial set's held-out pairs, then every batch queried so far
+                cal = held[0] if rnd == 0 else _pairs(track.extras)
+                new = held[0] if rnd == 0 else None
+            step = _round(track, model, cal, X, y, pool, test, cfg, rnd, note if rnd == 0 else "", new_pairs=new)
             step.row["fit_s"] = fit_s
             steps.append(step)
         return steps
@@ -177,8 +200,10 @@ def run_al(
     return df
 
 
-def _held_out(held: list[tuple[np.ndarray, EnsembleRegressor]], X: np.ndarray, y: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
+Pairs = tuple[np.ndarray, np.ndarray]
+
+
+def _held_out(held: list[tuple[np.ndarray, EnsembleRegressor]], X: np.ndarray, y: np.ndarray) -> Pairs:
     """Signed errors and σ of the cross-validation ensembles on their held-out labelled rows."""
     err, sigma = [np.empty(0)], [np.empty(0)]
     for rows, m in held:
@@ -188,19 +213,28 @@ def _held_out(held: list[tuple[np.ndarray, EnsembleRegressor]], X: np.ndarray, y
     return np.concatenate(err), np.concatenate(sigma)
 
 
-def _round(track: Track, model: EnsembleRegressor, held: list[tuple[np.ndarray, EnsembleRegressor]],
-           X: np.ndarray, y: np.ndarray, pool: np.ndarray, test: np.ndarray, cfg: ALConfig, rnd: int,
-           note: str) -> Step:
+def _pairs(extras: list[dict]) -> Pairs:
+    """The recalibration pairs (signed error, σ) the checkpointed rounds of a strategy collected."""
+    err = [np.asarray(e.get("cal_err", []), dtype=np.float64) for e in extras]
+    sigma = [np.asarray(e.get("cal_sigma", []), dtype=np.float64) for e in extras]
+    return np.concatenate([np.empty(0), *err]), np.concatenate([np.empty(0), *sigma])
+
+
+def _round(track: Track, model: EnsembleRegressor, cal: Pairs, X: np.ndarray, y: np.ndarray, pool: np.ndarray,
+           test: np.ndarray, cfg: ALConfig, rnd: int, note: str, *, new_pairs: Pairs | None = None) -> Step:
     """Evaluate one strategy's model of this round and, unless it is the last round, query.
 
-    ``held``: the labelled rows each cross-validation ensemble left out, with that ensemble; their
-    errors fit the σ recalibration (``sigma_scale``), which the test set never touches.
+    ``cal``: signed errors and σ of materials the evaluated model never trained on; they fit the σ
+    recalibration (``sigma_scale``), which the test set never touches. With
+    ``ALConfig.calibration == "batches"`` the step's checkpoint payload carries the pairs this
+    round adds for later rounds: ``new_pairs`` (round 0: the initial set's held-out pairs) and the
+    queried materials' own, from the predictions that chose them.
     """
     mean, var = model.predict(X[test])
     candidates = np.setdiff1d(pool, track.labelled, assume_unique=True)
-    pool_var = model.predict(X[candidates])[1] if len(candidates) else None
+    pool_mean, pool_var = model.predict(X[candidates]) if len(candidates) else (None, None)
     pool_sigma = None if pool_var is None else np.sqrt(np.maximum(pool_var, 0.0))
-    cal_err, cal_sigma = _held_out(held, X, y)
+    cal_err, cal_sigma = cal
     row = {
         "system": cfg.system, "descriptor": cfg.descriptor, "strategy": track.strategy,
         "seed": cfg.seed, "round": rnd, "n_labelled": int(len(track.labelled)),
@@ -227,7 +261,12 @@ def _round(track: Track, model: EnsembleRegressor, held: list[tuple[np.ndarray, 
             if len(candidates) <= cfg.batch:
                 row["note"] = (f"pool exhausted: only {len(candidates)} unlabelled pool points "
                                f"left for a batch of {cfg.batch}; all taken")
-    return Step(row, queried)
+    if cfg.calibration != "batches":
+        return Step(row, queried)
+    at = np.searchsorted(candidates, queried)  # candidates are sorted; queried ⊆ candidates
+    err = [*(new_pairs[0] if new_pairs else []), *(pool_mean[at] - y[queried] if len(queried) else [])]
+    sigma = [*(new_pairs[1] if new_pairs else []), *(pool_sigma[at] if len(queried) else [])]
+    return Step(row, queried, extra={"cal_err": [float(v) for v in err], "cal_sigma": [float(v) for v in sigma]})
 
 
 def _query(strategy: str, model: EnsembleRegressor, X: np.ndarray, labelled: np.ndarray,

@@ -59,7 +59,8 @@ def al_config(args: argparse.Namespace, system: str, descriptor: str, seed: int)
     """Notebook 03's config of one run, as the notebook builds it from the runner's parameters."""
     cfg = ALConfig(system=system, source=args.source, descriptor=descriptor, seed=seed,
                    strategies=tuple(args.strategies), n_init=args.n_init, batch=args.batch,
-                   rounds=args.rounds, target_mae=args.target_mae, model=EnsembleConfig(n_members=args.members))
+                   rounds=args.rounds, target_mae=args.target_mae, calibration=args.calibration,
+                   model=EnsembleConfig(n_members=args.members))
     return smoke(cfg) if args.smoke else cfg
 
 
@@ -95,7 +96,7 @@ def al_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
     return [Task("03_active_learning.ipynb",
                  layout.notebooks / f"03_active_learning_{s}_{d}_seed{seed}.ipynb",
                  task_params(layout, SYSTEM=s, SEED=seed, DESCRIPTOR=d, **_protocol_params(args),
-                         MAX_WALL_S=args.max_wall_s, MAX_RAM_MB=args.max_ram_mb))
+                             CALIBRATION=args.calibration, MAX_WALL_S=args.max_wall_s, MAX_RAM_MB=args.max_ram_mb))
             for s in args.systems for d in args.descriptors for seed in args.seeds]
 
 
