@@ -429,7 +429,7 @@ def _coverage(runs: pd.DataFrame | None) -> pd.DataFrame | None:
     return cov
 
 
-def _recalibration_words(fin: pd.DataFrame, runs: pd.DataFrame | None) -> str:
+def _recalibration_words(fin: pd.DataFrame, runs: pd.DataFrame | None, fitted: str) -> str:
     """The recalibrated σ' per strategy in words: the range of z² over strategies and settings,
     how many are calibrated, and each that is still over-confident, too wide (a recalibration that
     overshoots) or both (:func:`calibration_state`)."""
@@ -448,7 +448,7 @@ def _recalibration_words(fin: pd.DataFrame, runs: pd.DataFrame | None) -> str:
     coverage = cov is not None and np.isfinite(rows["gap"].to_numpy(dtype=float)).any()
     calibrated = (f"z² within {band} and its central intervals holding their probability within "
                   f"{100 * COVERAGE_GAP:.0f} points on average" if coverage else f"z² within {band}")
-    text = (f"Recalibrated by cross-validation on the labelled materials alone (σ'), the mean squared z-score at the "
+    text = (f"Recalibrated {fitted} (σ'), the mean squared z-score at the "
             f"compared budget (mean over seeds; 1 when calibrated) ranges over the {len(rows)} pairs of system and "
             f"strategy from {_g3(lo_row['z2_mean_cal'])} ({_who(lo_row)}) to {_g3(hi_row['z2_mean_cal'])} "
             f"({_who(hi_row)}); calibrated ({calibrated}): {int((rows['state'] == 'calibrated').sum())} of "
@@ -471,10 +471,11 @@ def _recalibration_words(fin: pd.DataFrame, runs: pd.DataFrame | None) -> str:
     return text
 
 
-def calibration_lines(cal: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[str]:
+def calibration_lines(cal: pd.DataFrame, runs: pd.DataFrame | None = None, *, fitted: str) -> list[str]:
     """σ's calibration at the compared budget (the final round unless runs stopped early), in words,
     from a :func:`calibration_table` (read back from CSV too) and, for the coverage of σ''s
-    intervals and the MAE / σ ratio, the runs:
+    intervals and the MAE / σ ratio, the runs; ``fitted`` says how σ' was fitted (Track A:
+    :data:`alhelpers.formation.config.CALIBRATIONS`):
     how many times smaller than the error it is (test MAE / mean σ, median over strategies and
     seeds), the mean squared z-score per system (median over strategies) and its range over the
     strategies, then the recalibrated σ' per strategy (:func:`_recalibration_words`)."""
@@ -505,5 +506,5 @@ def calibration_lines(cal: pd.DataFrame, runs: pd.DataFrame | None = None) -> li
                  f"{z2_text}{spread}.")
     else:
         state = f"Mean squared z-score of σ in the final round (1 when calibrated): {z2_text}{spread}."
-    recal = _recalibration_words(fin, runs) if "z2_mean_cal" in fin else ""
+    recal = _recalibration_words(fin, runs, fitted) if "z2_mean_cal" in fin else ""
     return [state + (f" {recal}" if recal else "")]

@@ -257,6 +257,18 @@ def _protocol(out: Path, config: dict | None) -> tuple[dict, dict]:
     return protocol, model
 
 
+def _recalibration(protocol: dict) -> str:
+    """How the runs fitted σ' (``ALConfig.calibration``; results made before it was recorded: cross-validation)."""
+    from alhelpers.formation.config import CALIBRATIONS
+
+    method = protocol.get("calibration", "cv")
+    if method not in CALIBRATIONS:
+        raise ValueError(f"the study's configuration names an unknown σ recalibration {method!r} (known: "
+                         f"{list(CALIBRATIONS)}); this checkout is older than the code that made the results: "
+                         "update it, or rerun the study")
+    return CALIBRATIONS[method]
+
+
 def _runtime(runs: pd.DataFrame | None, wall_s: float | None) -> dict:
     from alhelpers.provenance import machine, now_utc
 
@@ -322,9 +334,12 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
 
     cross_final = final_table(cross, baseline="random") if cross is not None else None
 
+    protocol, model = _protocol(out, config)
+    fitted = _recalibration(protocol)
+
     parts = ["# Active learning for formation energy: study report", ""]
     if final is not None:
-        notes = [*(calibration_lines(cal, runs) if cal is not None else []),
+        notes = [*(calibration_lines(cal, runs, fitted=fitted) if cal is not None else []),
                  *(_exhaustion_words(runs, "Active learning,") if runs is not None else []),
                  *(_exhaustion_words(cross, "Cross-database,") if cross is not None else [])]
         stops = [*(stop_lines(runs) if runs is not None else []),
@@ -385,8 +400,8 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
     parts += _csv_section(out / "calibration.csv", "Calibration of σ and the predicted MAE",
                           "Final round (where runs stopped early: the budget every run reached), mean over seeds. "
                           "Raw: the ensemble's σ on the test set; `_cal`: σ' = "
-                          "√((s·σ)² + τ²) with `sigma_scale` s and `sigma_floor` τ fitted by 3-fold cross-validation "
-                          "on the labelled materials only. `z2_mean` is 1 for a calibrated σ (above 1: "
+                          f"√((s·σ)² + τ²) with `sigma_scale` s and `sigma_floor` τ fitted {fitted}, never on "
+                          "the test set. `z2_mean` is 1 for a calibrated σ (above 1: "
                           "over-confident, below 1: intervals too wide), `nll` the Gaussian negative log-likelihood, "
                           "`miscal_area` the area between the reliability curve and the diagonal (0 perfect), `ence` "
                           "the normalised calibration error in σ bins. `mae_pred`: the test MAE that σ' of the "
@@ -430,7 +445,6 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
 
     from alhelpers.provenance import data_hashes
 
-    protocol, model = _protocol(out, config)
     parts += ["## Configuration", ""]
     if protocol:
         parts += ["### Protocol", "", _kv(protocol), ""]

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target-mae", type=float, default=0.0,
                    help="stop a strategy's labelling once its predicted test MAE (eV/atom, from the "
                         "calibrated σ of the pool) is at or below this (default 0: never)")
-    s.add_argument("--calibration", choices=list(CALIBRATIONS), default=CALIBRATIONS[0],
+    s.add_argument("--calibration", choices=list(CALIBRATIONS), default=next(iter(CALIBRATIONS)),
                    help="σ recalibration of notebook 03's runs: cv, cross-validation ensembles every round "
                         "(3× the training); batches, the predictions that chose each queried batch (no "
                         "training after round 0; σ' measured 25–40 %% too wide). No selection or MAE "

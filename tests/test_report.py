@@ -261,6 +261,32 @@ def test_conclusion_states_the_recalibration_per_strategy_where_it_overshoots_an
         "z²): diversity on C (z² 135; its 50 % and 90 % intervals hold 60 % and 100 % of the test errors)."]
 
 
+def test_report_says_how_sigma_was_recalibrated_by_the_runs_own_configuration(tmp_path):
+    # CALIBRATION = "batches" fits σ' on the queried batches' predictions: the report must not say
+    # "cross-validation" for it, in the conclusion or above the calibration table
+    import json
+
+    runs = _calibrated_runs()
+    runs.to_parquet(tmp_path / "runs.parquet")
+    stats.final_table(runs).to_csv(tmp_path / "final_table.csv", index=False)
+    pd.DataFrame([{"system": "Si", "descriptor": "magpie", "strategy": "random", "n_labelled": 45, "n_seeds": 2,
+                   "mae": 0.2, "mae_pred": 0.2, "pred_ratio": 1.0, "z2_mean": 50.0, "z2_mean_cal": 1.2}]
+                 ).to_csv(tmp_path / "calibration.csv", index=False)
+    cv = write_report(tmp_path).read_text()  # no configuration recorded: results of before the choice
+    assert cv.count("by cross-validation on the labelled materials alone") == 2
+    (tmp_path / "study.json").write_text(json.dumps({"protocol": {"calibration": "batches"}}))
+    report = write_report(tmp_path).read_text()
+    batches = ("on the predictions each round made for the materials it then queried, before their labels existed "
+               "(round 0: a cross-validation of the initial set)")
+    assert "cross-validation on the labelled" not in report
+    assert f"Recalibrated {batches} (σ'), the mean squared z-score" in report
+    assert f"`sigma_floor` τ fitted {batches}, never on the test set." in report
+    assert "| calibration | batches |" in report
+    (tmp_path / "study.json").write_text(json.dumps({"protocol": {"calibration": "oob"}}))
+    with pytest.raises(ValueError, match="unknown σ recalibration 'oob'"):
+        write_report(tmp_path)
+
+
 #: Lower than random on every seed: paired p ≈ 0.003, below α/3 (its own system and direction's Holm
 #: family of 3) but not below α/27 (every paired test of the report)
 STRONG = -np.array([0.10, 0.06, 0.08, 0.12, 0.05])

@@ -18,8 +18,13 @@ from alhelpers.select import get_strategy
 
 DEFAULT_STRATEGIES = ("random", "uncertainty", "diversity", "hybrid")
 
-#: Track A's σ recalibrations (:attr:`ALConfig.calibration`), the default first.
-CALIBRATIONS = ("cv", "batches")
+#: Track A's σ recalibrations (:attr:`ALConfig.calibration`), the default first, with how each
+#: fits σ' in the report's words.
+CALIBRATIONS = {
+    "cv": "by cross-validation on the labelled materials alone",
+    "batches": ("on the predictions each round made for the materials it then queried, before their labels "
+                "existed (round 0: a cross-validation of the initial set)"),
+}
 
 
 def _canonical_system(cfg: Any) -> None:

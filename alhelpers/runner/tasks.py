@@ -22,7 +22,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -367,6 +367,50 @@ def _dask_threads(client) -> int:
         return 1
 
 
+@contextlib.contextmanager
+def _ctrl_c_remembered() -> Iterator[threading.Event]:
+    """While the runner waits for its notebooks: a SIGINT handler that remembers the Ctrl-C as well
+    as raising :class:`KeyboardInterrupt` (restored afterwards; only in the main thread).
+
+    Python swallows a ``KeyboardInterrupt`` raised while the main thread runs a finaliser
+    (``__del__``, a weakref callback: "Exception ignored in …"), so a Ctrl-C at that moment would be
+    lost and the runner would go on with every notebook left; the waiting loop checks the event.
+    """
+    import signal
+
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    before = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame) -> None:
+        pressed.set()
+        if callable(before):
+            before(signum, frame)  # Python's own: raises KeyboardInterrupt
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _finished(pending: set, pressed: threading.Event) -> Iterator:
+    """The futures of ``pending`` as they finish, like ``as_completed``, raising
+    :class:`KeyboardInterrupt` once Ctrl-C was pressed, even where Python swallowed its own."""
+    pending = set(pending)
+    while pending:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        yield from done
+
+
 def run_tasks(
     tasks: Sequence[Task], *, jobs: int = 1, force: bool = False, client=None,
     heartbeat_s: float | None = None,
@@ -446,10 +490,10 @@ def run_tasks(
                         report(futures[fut], secs, None)
                     fut.release()
             elif local_pool:
-                with kernel_threads(jobs), ThreadPoolExecutor(max_workers=jobs) as pool:
+                with kernel_threads(jobs), _ctrl_c_remembered() as pressed, ThreadPoolExecutor(jobs) as pool:
                     pending = {pool.submit(in_pool, t): t for t in todo}
                     try:
-                        for fut in as_completed(pending):
+                        for fut in _finished(set(pending), pressed):
                             exc = fut.exception()
                             report(pending[fut], None if exc else fut.result()[1], exc)
                     except KeyboardInterrupt:  # the pool's threads end once their kernels are gone
