@@ -150,13 +150,29 @@ def test_hybrid_alpha_from_the_config_reaches_the_strategy(tio2_xy):
     assert not np.allclose(default["mae"].iloc[1:], h["mae"].iloc[1:])
 
 
+def _initial_cv_pairs(X, y, cfg: ALConfig, init: np.ndarray, seed: int) -> tuple[list, list]:
+    """Round 0's recalibration pairs, by hand: each cross-validation fold of the initial set's
+    held-out signed errors and σ."""
+    from alhelpers.al.seeding import stream
+    from alhelpers.calibration import cv_folds
+    from alhelpers.formation.models import EnsembleRegressor
+
+    err, sig = [], []
+    for train, held in cv_folds(len(init), cfg.cv_folds, stream(cfg.seed, "cv", 0)):
+        m = EnsembleRegressor(TINY, seed=seed).fit(X[init[train]], y[init[train]])
+        mean, var = m.predict(X[init[held]])
+        err.append(mean - y[init[held]])
+        sig.append(np.sqrt(var))
+    return err, sig
+
+
 def test_calibration_columns_recalibrate_from_cross_validation_only(tio2_xy):
     # Round 0 of one strategy, rebuilt by hand: the σ factor comes from ensembles trained on
     # the cross-validation folds of the labelled rows (never the test set); the test columns are
     # the calibration metrics of the test errors with that factor; mae_pred is the pool's
     # recalibrated σ·√(2/π).
     from alhelpers.al.seeding import stream
-    from alhelpers.calibration import ROUND_COLUMNS, calibration_metrics, cv_folds, predicted_mae, recalibrate
+    from alhelpers.calibration import ROUND_COLUMNS, calibration_metrics, predicted_mae, recalibrate
     from alhelpers.formation.models import EnsembleRegressor
 
     X, y = tio2_xy
@@ -164,12 +180,7 @@ def test_calibration_columns_recalibrate_from_cross_validation_only(tio2_xy):
     row = run_al(X, y, cfg).iloc[0]
     pool, test, init, _ = split_and_init(len(y), cfg)
     seed = int(stream(cfg.seed, "model", 0).integers(2**31))
-    err, sig = [], []
-    for train, held in cv_folds(len(init), cfg.cv_folds, stream(cfg.seed, "cv", 0)):
-        m = EnsembleRegressor(TINY, seed=seed).fit(X[init[train]], y[init[train]])
-        mean, var = m.predict(X[init[held]])
-        err.append(mean - y[init[held]])
-        sig.append(np.sqrt(var))
+    err, sig = _initial_cv_pairs(X, y, cfg, init, seed)
     r = recalibrate(np.concatenate(err), np.concatenate(sig))
     assert row["sigma_scale"] == pytest.approx(r.scale, rel=1e-6)
     assert row["sigma_floor"] == pytest.approx(r.floor, rel=1e-6, abs=1e-12)
@@ -190,7 +201,7 @@ def test_batches_recalibrate_on_the_predictions_that_chose_each_batch(tio2_xy, t
     import json
 
     from alhelpers.al.seeding import stream
-    from alhelpers.calibration import cv_folds, recalibrate
+    from alhelpers.calibration import recalibrate
     from alhelpers.formation.models import EnsembleRegressor
 
     X, y = tio2_xy
@@ -198,12 +209,7 @@ def test_batches_recalibrate_on_the_predictions_that_chose_each_batch(tio2_xy, t
     runs = run_al(X, y, cfg, checkpoint_dir=tmp_path)
     pool, test, init, _ = split_and_init(len(y), cfg)
     seed = int(stream(cfg.seed, "model", 0).integers(2**31))
-    err, sig = [], []
-    for train, held in cv_folds(len(init), cfg.cv_folds, stream(cfg.seed, "cv", 0)):
-        m = EnsembleRegressor(TINY, seed=seed).fit(X[init[train]], y[init[train]])
-        mean, var = m.predict(X[init[held]])
-        err.append(mean - y[init[held]])
-        sig.append(np.sqrt(var))
+    err, sig = _initial_cv_pairs(X, y, cfg, init, seed)
     (ck,) = tmp_path.rglob("random/round00.json")
     batch = np.asarray(json.loads(ck.read_text())["queried"])
     assert len(batch) == cfg.batch
