@@ -373,11 +373,14 @@ def test_a_ctrl_c_that_lands_in_a_finaliser_still_stops_the_runner(tmp_path, mon
     monkeypatch.setattr(tasks, "_execute_task_in_thread", fake)
     monkeypatch.setattr(tasks.Progress, "finished", finished_then_gc)
     todo = [Task("03_active_learning.ipynb", tmp_path / f"nb{i}.ipynb", {"SEED": i}) for i in range(8)]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with pytest.raises(KeyboardInterrupt):
-        run_tasks(todo, jobs=2, force=True)
-    assert interrupts and len(started) <= 4  # stopped after the notebooks in flight, not after all 8
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the runner's handler is gone
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (xdist ignores it)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_tasks(todo, jobs=2, force=True)
+        assert interrupts and len(started) <= 4  # stopped after the notebooks in flight, not after all 8
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the runner's handler is gone
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_one_set_of_elements_is_one_system_whatever_its_spelling(tmp_path, capsys):

@@ -379,17 +379,14 @@ def _ctrl_c_remembered() -> Iterator[threading.Event]:
     import signal
 
     pressed = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield pressed
-        return
     before = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or before is not signal.default_int_handler:
+        yield pressed  # SIGINT ignored (nohup, a pytest-xdist worker) or handled by someone else: theirs
+        return
 
     def on_sigint(signum, frame) -> None:
         pressed.set()
-        if callable(before):
-            before(signum, frame)  # Python's own: raises KeyboardInterrupt
-        else:
-            raise KeyboardInterrupt
+        before(signum, frame)  # Python's own: raises KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint)
     try:
