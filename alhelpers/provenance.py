@@ -13,14 +13,17 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from alhelpers.data.paths import REPO_ROOT, manifest_path
 from alhelpers.files import sha256_file
 
-__all__ = ["code_files", "code_id", "code_version", "data_hashes", "machine", "notebook_code_hash", "now_utc"]
+__all__ = ["by_code", "code_files", "code_id", "code_version", "data_hashes", "machine", "notebook_code_hash",
+           "now_utc"]
 
 
 #: The package whose source is part of every result's identity.
@@ -47,6 +50,23 @@ def code_id(files: dict[str, str] | None = None) -> str:
     """A short hash (12 hex digits) of the package's source (:func:`code_files`, or ``files``)."""
     payload = json.dumps(code_files() if files is None else files, sort_keys=True).encode()
     return hashlib.sha256(payload).hexdigest()[:12]
+
+
+def by_code(tables: Iterable[tuple[str, Any]]) -> dict[str, list[str]]:
+    """Names of tables (``(name, DataFrame)`` pairs) grouped by the code ids their ``code_id``
+    column records (``"not recorded"`` for a table without one): more than one group means numbers
+    of different code that must not be mixed."""
+    groups: dict[str, list[str]] = {}
+    for name, df in tables:
+        code = ", ".join(sorted(map(str, df["code_id"].dropna().unique()))) if "code_id" in df else ""
+        groups.setdefault(code or "not recorded", []).append(name)
+    return groups
+
+
+def listing(groups: dict[str, list[str]]) -> str:
+    """``key: name, name …; key: …`` (four names shown per key), for an error message."""
+    return "; ".join(f"{key}: {', '.join(names[:4])}{' …' if len(names) > 4 else ''}"
+                     for key, names in groups.items())
 
 
 def notebook_code_hash(path: str | os.PathLike) -> str:

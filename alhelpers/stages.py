@@ -35,7 +35,7 @@ from alhelpers.formation.features import (
 )
 from alhelpers.formation.loop import run_al
 from alhelpers.layout import STUDY_TABLES, Layout
-from alhelpers.provenance import code_id
+from alhelpers.provenance import by_code, code_id, listing
 
 Say = Callable[[str], None]
 
@@ -234,7 +234,7 @@ def collect_runs(layout: Layout, *, systems: Sequence[str] | None = None,
     mixed: that raises a ``ValueError`` naming the files of each. ``df.attrs["config_id"]`` is
     the protocol's id, ``df.attrs["code_id"]`` the code's.
     """
-    frames, ids, codes = [], {}, {}
+    frames, names, ids = [], [], {}
     for path in sorted(layout.runs_dir.glob("*.parquet")):
         cfg = _run_config(path)
         if ((systems is not None and cfg["system"] not in systems)
@@ -246,21 +246,21 @@ def collect_runs(layout: Layout, *, systems: Sequence[str] | None = None,
         pid = ALConfig(**{**cfg, "strategies": tuple(cfg["strategies"]),
                           "model": _ensemble(cfg["model"])}).protocol_id
         ids.setdefault(pid, []).append(path.name)
-        code = ", ".join(sorted(map(str, df["code_id"].dropna().unique()))) if "code_id" in df else ""
-        codes.setdefault(code or "not recorded", []).append(path.name)
         frames.append(df.assign(config_id=pid))
+        names.append(path.name)
     if not frames:
         raise FileNotFoundError(
             f"no active-learning runs in {layout.runs_dir}: run notebooks/03_active_learning.ipynb "
             "first (or `python -m alhelpers.run study`).")
+    codes = by_code(zip(names, frames))
     if len(ids) > 1:
         raise ValueError(
-            f"{layout.runs_dir} holds runs of {len(ids)} different configurations ({_listing(ids)}); they "
+            f"{layout.runs_dir} holds runs of {len(ids)} different configurations ({listing(ids)}); they "
             "cannot be compared. Move or delete the runs of the configuration you do not want, or "
             "rerun notebook 03 for them with the same parameters.")
     if len(codes) > 1:
         raise ValueError(
-            f"{layout.runs_dir} holds runs computed by {len(codes)} versions of the code ({_listing(codes)}); "
+            f"{layout.runs_dir} holds runs computed by {len(codes)} versions of the code ({listing(codes)}); "
             "their numbers cannot be compared. Rerun notebook 03 for the runs of the other code (or "
             "`python -m alhelpers.run study`, which reruns what changed).")
     runs = pd.concat(frames, ignore_index=True).sort_values(
@@ -268,12 +268,6 @@ def collect_runs(layout: Layout, *, systems: Sequence[str] | None = None,
     runs.attrs["config_id"] = next(iter(ids))
     runs.attrs["code_id"] = next(iter(codes))
     return runs
-
-
-def _listing(groups: dict[str, list[str]]) -> str:
-    """``id: file, file …; id: …`` (four files named per id)."""
-    return "; ".join(f"{key}: {', '.join(names[:4])}{' …' if len(names) > 4 else ''}"
-                     for key, names in groups.items())
 
 
 def _ensemble(d: dict):

@@ -247,7 +247,8 @@ def test_track_b_compares_at_the_budget_every_run_reached():
 
 
 def test_track_b_with_one_seed_tests_nothing_and_shows_no_zero_spread():
-    from alhelpers.atomistic.summary import mean_std_text, potential_summary, versus_random
+    from alhelpers.atomistic.summary import potential_summary, versus_random
+    from alhelpers.paired import mean_std_text
 
     runs = track_b_runs()
     one = runs[runs["seed"] == 0]

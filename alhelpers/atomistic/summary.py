@@ -17,13 +17,12 @@ from pathlib import Path
 import pandas as pd
 
 from alhelpers import stats
-from alhelpers.paired import mean_std_text
-from alhelpers.al.runs import common_budget, final_round
+from alhelpers.al.runs import common_budget, final_round, stopped_per_curve
 from alhelpers.files import read_json, read_parquet
 from alhelpers.layout import Layout
+from alhelpers.provenance import by_code, listing
 
-__all__ = ["METRICS", "collect_potential_runs", "found_runs", "mean_std_text", "potential_summary",
-           "versus_random"]
+__all__ = ["METRICS", "collect_potential_runs", "found_runs", "potential_summary", "versus_random"]
 
 #: Track B's headline metrics (lower is better), in the order they are reported.
 METRICS: tuple[str, ...] = ("force_mae", "energy_mae")
@@ -60,14 +59,11 @@ def collect_potential_runs(layout: Layout, system: str, batches: Sequence[int] =
         parts.append(read_parquet(path, todo="Run notebook 07 for that batch and seed again."))
     for batch in sorted({b for b, _ in found}):
         _check_one_protocol([layout.potentials_run(system, b, k).with_suffix(".config.json") for b, k in found if b == batch])
-    codes: dict[str, list[str]] = {}
-    for (b, seed), part in zip(found, parts, strict=True):
-        code = ", ".join(sorted(map(str, part["code_id"].dropna().unique()))) if "code_id" in part else ""
-        codes.setdefault(code or "not recorded", []).append(layout.potentials_run(system, b, seed).name)
+    codes = by_code((layout.potentials_run(system, b, seed).name, part)
+                    for (b, seed), part in zip(found, parts, strict=True))
     if len(codes) > 1:
-        listing = "; ".join(f"{c}: {', '.join(n[:4])}{' …' if len(n) > 4 else ''}" for c, n in codes.items())
         raise ValueError(
-            f"the runs of {system!r} were computed by {len(codes)} versions of the code ({listing}); their "
+            f"the runs of {system!r} were computed by {len(codes)} versions of the code ({listing(codes)}); their "
             "numbers cannot be compared. Run notebook 07 again for the runs of the other code (its checkpoints "
             "are keyed by code, so nothing old is reused), or `python -m alhelpers.run potentials`, which reruns "
             "what changed.")
@@ -113,7 +109,7 @@ def potential_summary(runs: pd.DataFrame) -> pd.DataFrame:
     for key, block in cb.stopped.groupby(keys, sort=False) if len(cb.stopped) else ():
         stopped[key if isinstance(key, tuple) else (key,)] = block
     index = list(out[keys].itertuples(index=False, name=None))
-    out.insert(out.columns.get_loc("seeds") + 1, "n_stopped", [len(stopped.get(k, ())) for k in index])
+    out.insert(out.columns.get_loc("seeds") + 1, "n_stopped", stopped_per_curve(cb, out))
     out["stopped"] = ["; ".join(f"seed {int(r['seed'])} at {r['n_labelled']:g}" + (f": {r['note']}" * bool(r["note"]))
                                 for _, r in stopped[k].iterrows()) if k in stopped else "" for k in index]
     return out

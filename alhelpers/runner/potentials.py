@@ -70,8 +70,8 @@ def _show(layout: Layout, system: str) -> None:
                "mean_fit_s", "mean_feature_s", "mean_query_s"]
     print(show[columns].rename(columns={"force": "force MAE (eV/Å)", "energy": "energy MAE (meV/atom)"})
           .to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="—"))
-    if "stopped" in summary and summary["stopped"].fillna("").astype(str).str.len().gt(0).any():
-        for _, r in summary[summary["stopped"].fillna("").astype(str).str.len() > 0].iterrows():
+    if "stopped" in summary:
+        for _, r in summary[summary["stopped"].fillna("").astype(str) != ""].iterrows():
             print(f"  {r['strategy']} (batch {r['batch']}): {r['stopped']}")
     path = layout.potentials_table(system, "vs_random")
     if path.exists():

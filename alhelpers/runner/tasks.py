@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,10 +395,10 @@ def _ctrl_c_remembered() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, before)
 
 
-def _finished(pending: set, pressed: threading.Event) -> Iterator:
-    """The futures of ``pending`` as they finish, like ``as_completed``, raising
-    :class:`KeyboardInterrupt` once Ctrl-C was pressed, even where Python swallowed its own."""
-    pending = set(pending)
+def _finished(futures: Iterable, pressed: threading.Event) -> Iterator:
+    """The ``futures`` as they finish, like ``as_completed``, raising :class:`KeyboardInterrupt`
+    once Ctrl-C was pressed, even where Python swallowed its own."""
+    pending = set(futures)
     while pending:
         if pressed.is_set():
             raise KeyboardInterrupt
@@ -490,7 +490,7 @@ def run_tasks(
                 with kernel_threads(jobs), _ctrl_c_remembered() as pressed, ThreadPoolExecutor(jobs) as pool:
                     pending = {pool.submit(in_pool, t): t for t in todo}
                     try:
-                        for fut in _finished(set(pending), pressed):
+                        for fut in _finished(pending, pressed):
                             exc = fut.exception()
                             report(pending[fut], None if exc else fut.result()[1], exc)
                     except KeyboardInterrupt:  # the pool's threads end once their kernels are gone
