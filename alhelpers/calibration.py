@@ -416,27 +416,26 @@ def _who(row) -> str:
     return f"{row['strategy']} on {where_name(row)}"
 
 
-def _coverage(runs: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Per setting and strategy at the compared budget: the mean over seeds of the recalibrated
-    σ''s reliability columns, with ``gap`` (:func:`coverage_gap`)."""
+def _coverage(last: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Per setting and strategy at the compared budget (``last``: the runs' rows there): the mean
+    over seeds of the recalibrated σ''s reliability columns, with ``gap`` (:func:`coverage_gap`)."""
     cal_cols = [c for c in RELIABILITY_COLUMNS if c.startswith("rel_cal_")]
-    if runs is None or not set(cal_cols) <= set(runs.columns):
+    if last is None or not set(cal_cols) <= set(last.columns):
         return None
-    last = final_round(common_budget(runs).runs)
     keys = [*setting_columns(last.columns), "strategy"]
     cov = last.groupby(keys, sort=False)[cal_cols].mean().reset_index()
     cov["gap"] = [coverage_gap(r) for _, r in cov.iterrows()]
     return cov
 
 
-def _recalibration_words(fin: pd.DataFrame, runs: pd.DataFrame | None, fitted: str) -> str:
+def _recalibration_words(fin: pd.DataFrame, last: pd.DataFrame | None, fitted: str) -> str:
     """The recalibrated σ' per strategy in words: the range of z² over strategies and settings,
     how many are calibrated, and each that is still over-confident, too wide (a recalibration that
     overshoots) or both (:func:`calibration_state`)."""
     rows = fin[np.isfinite(fin["z2_mean_cal"].to_numpy(dtype=float))]
     if rows.empty:
         return ""
-    cov = _coverage(runs)
+    cov = _coverage(last)
     keys = [*setting_columns(rows.columns), "strategy"]
     if cov is not None:
         rows = rows.merge(cov, on=keys, how="left")
@@ -486,8 +485,8 @@ def calibration_lines(cal: pd.DataFrame, runs: pd.DataFrame | None = None, *, fi
     if not np.isfinite(z2["z2_mean"].to_numpy(dtype=float)).any():
         return []
     ratio = None
-    if runs is not None and {"mean_sigma", "mae"} <= set(runs.columns):
-        last = final_round(common_budget(runs).runs)
+    last = final_round(common_budget(runs).runs) if runs is not None else None  # at the compared budget
+    if last is not None and {"mean_sigma", "mae"} <= set(last.columns):
         ratio = (last["mae"] / last["mean_sigma"]).groupby(last["system"], sort=False).median()
     z2_text = ", ".join(f"{k} {_g3(v)}" for k, v in z2["z2_mean"].items())
     raw = fin[np.isfinite(fin["z2_mean"].to_numpy(dtype=float))]
@@ -506,5 +505,5 @@ def calibration_lines(cal: pd.DataFrame, runs: pd.DataFrame | None = None, *, fi
                  f"{z2_text}{spread}.")
     else:
         state = f"Mean squared z-score of σ in the final round (1 when calibrated): {z2_text}{spread}."
-    recal = _recalibration_words(fin, runs, fitted) if "z2_mean_cal" in fin else ""
+    recal = _recalibration_words(fin, last, fitted) if "z2_mean_cal" in fin else ""
     return [state + (f" {recal}" if recal else "")]

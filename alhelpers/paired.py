@@ -30,7 +30,7 @@ from alhelpers.al.runs import run_columns
 from alhelpers.keys import Key, setting_columns
 
 __all__ = [
-    "mean_std_text",
+    "mean_std_text", "seeds_text",
     "HIGHER_IS_BETTER", "MAX_SEEDS", "NO_DIFFERENCE_PRECISION", "POWER", "PRECISION", "VERDICTS", "check_rng",
     "check_runs", "comparisons", "finding", "holm_adjust", "paired_difference", "paired_tests", "percentile_ci",
     "power_at_level", "power_columns", "require_columns", "sample_sd", "setting_text", "t_interval", "untestable",
@@ -368,11 +368,16 @@ def finding(verdict: str, diff: float, p_paired: float, alpha: float = 0.05, *,
     return f"{direction}, not significant"
 
 
+def seeds_text(n: int) -> str:
+    """``"1 seed"``, ``"5 seeds"``."""
+    return f"{int(n)} seed" if int(n) == 1 else f"{int(n)} seeds"
+
+
 def mean_std_text(mean: float, std: float, n_seeds: int, *, scale: float = 1.0, digits: int = 4) -> str:
     """``"0.2500 ± 0.0123"``: a mean ± std over seeds for a printed table, ``"0.2500 (1 seed)"`` when
     there is no spread to show (one seed, or a NaN std) — never a ``± 0`` that one seed did not
     measure. ``scale`` multiplies both (e.g. 1000 for meV)."""
     text = f"{scale * mean:.{digits}f}"
     if int(n_seeds) < 2 or not math.isfinite(std):
-        return f"{text} ({int(n_seeds)} seed{'s' if int(n_seeds) != 1 else ''})"
+        return f"{text} ({seeds_text(n_seeds)})"
     return f"{text} ± {scale * std:.{digits}f}"

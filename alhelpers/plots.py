@@ -23,6 +23,7 @@ from matplotlib.ticker import LogFormatter
 from alhelpers.al.runs import final_round
 from alhelpers.curves import paired_difference_by_round
 from alhelpers.files import atomic_write
+from alhelpers.paired import seeds_text
 
 #: Fixed colours of the study's strategies (colour-blind-safe Okabe–Ito); others get the rest.
 BASE_COLOURS = {
@@ -50,10 +51,6 @@ def _order(s: str) -> tuple[int, str]:
 def _strategies(df: pd.DataFrame) -> list[str]:
     """The strategies of a table in drawing order: random first, then the study's, then the rest."""
     return sorted(df["strategy"].unique(), key=_order)
-
-
-def _seeds(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def _dodge(xs: Any, k: int, *, log: bool = False, spread: float = 0.3) -> np.ndarray:
@@ -157,7 +154,7 @@ def learning_curves(runs: pd.DataFrame, *, metric: str = "mae", ylabel: str = MA
         sub = runs[runs["system"] == system]
         _mean_errorbars(ax, sub, x="n_labelled", y=metric, order=order, pal=pal)
         n_seeds = sub["seed"].nunique()
-        ax.set(title=f"{system}  ({_seeds(n_seeds)}{', bars = ±1 std' if n_seeds > 1 else ''})",
+        ax.set(title=f"{system}  ({seeds_text(n_seeds)}{', bars = ±1 std' if n_seeds > 1 else ''})",
                xlabel=N_LABEL, ylabel=ylabel)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(systems):]:
@@ -198,7 +195,7 @@ def difference_curves(runs: pd.DataFrame, *, baseline: str = "random", metric: s
                              part["diff_pct_high"].to_numpy(dtype=float) - y])
             _errorbar(ax, part["n_labelled"].to_numpy(dtype=float) + shifts[i], y, err, colour=pal[s], label=s, rank=i)
         n = sub["n_pairs"]
-        seeds = "no pairs" if n.empty else (_seeds(int(n.max())) if n.min() == n.max()
+        seeds = "no pairs" if n.empty else (seeds_text(int(n.max())) if n.min() == n.max()
                                             else f"{int(n.min())}–{int(n.max())} seeds")
         ax.set(title=f"{system}  ({seeds})", xlabel=N_LABEL,
                ylabel=f"{name} − {baseline}'s {name} (% of {baseline})")
@@ -385,7 +382,7 @@ def cross_database_curves(cross: pd.DataFrame, *, floor: pd.DataFrame | None = N
                 ax.axhline(f, color="black", ls="--", lw=1, label="MP vs OQMD on shared compositions", zorder=1.5)
             src, _, dst = d.partition("→")
             n = sub["seed"].nunique()
-            ax.set_title(f"{system}: train {src}, test {dst}  ({_seeds(n)})" if dst else f"{system}: {d}  ({_seeds(n)})",
+            ax.set_title(f"{system}: train {src}, test {dst}  ({seeds_text(n)})" if dst else f"{system}: {d}  ({seeds_text(n)})",
                          fontsize=10)
             ax.set(xlabel=N_LABEL if i == len(systems) - 1 else "", ylabel=MAE_LABEL if j == 0 else "")
             ax.grid(alpha=0.3)
@@ -455,7 +452,7 @@ def potential_curves(runs: pd.DataFrame, *, metrics: Sequence[tuple[str, str]] =
                 ax.set_yscale("log")
                 _plain_log_ticks(ax.yaxis)
                 ax.legend(title="strategy", fontsize=7, title_fontsize=8)
-            ax.set(title=f"{system}, batch {batch} ({_seeds(n)}{', bars = ±1 std' if n > 1 else ''})",
+            ax.set(title=f"{system}, batch {batch} ({seeds_text(n)}{', bars = ±1 std' if n > 1 else ''})",
                    xlabel="labelled structures", ylabel=label)
             ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
@@ -475,7 +472,7 @@ def error_vs_batch(runs: pd.DataFrame, *, metric: str = "force_mae", ylabel: str
         _mean_errorbars(ax, sub, x="batch", y=metric, order=order, pal=pal, log_x=True, markersize=5)
         sizes = sorted(sub["n_labelled"].unique())
         n = sub["seed"].nunique()
-        ax.set(title=f"{system}: after {', '.join(map(str, sizes))} structures ({_seeds(n)})", xlabel="batch size",
+        ax.set(title=f"{system}: after {', '.join(map(str, sizes))} structures ({seeds_text(n)})", xlabel="batch size",
                ylabel=ylabel, xscale="log")
         ax.minorticks_off()
         ax.set_xticks(sorted(sub["batch"].unique()), labels=[str(b) for b in sorted(sub["batch"].unique())])

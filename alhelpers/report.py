@@ -31,6 +31,7 @@ from alhelpers.al.runs import common_budget, compared_rows, stop_lines
 from alhelpers.calibration import calibration_lines
 from alhelpers.files import atomic_write, read_json, read_parquet
 from alhelpers.formation.crossdb import cross_summary
+from alhelpers.layout import STUDY_TABLES
 
 #: How a missing value (NaN, None) is shown in the report's tables.
 MISSING = "—"
@@ -82,7 +83,7 @@ def _table_lines(shown: pd.DataFrame, legend: str) -> list[str]:
 
 
 def _csv_section(
-    path: Path,
+    table: pd.DataFrame | None,
     title: str,
     intro: str,
     *,
@@ -90,19 +91,19 @@ def _csv_section(
     drop: Sequence[str] = (),
     after: Callable[[pd.DataFrame], str] | None = None,
     rows: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
-    table: pd.DataFrame | None = None,
     legend: str = LEGENDS["other"],
 ) -> list[str]:
-    """The ``## title`` section of the result table ``path``, or nothing when the file is missing.
+    """The ``## title`` section of a result table read from its file, or nothing when the file is
+    missing (``table`` None).
 
     The intro paragraph, then the table in Markdown (only ``rows(table)`` where given, only
     ``columns`` where given, without ``drop`` and the provenance columns), with ``legend`` below
     it when a value is missing, then the paragraph ``after(table)`` where given (called with the
-    whole table). ``table``: the file's table when the caller has read it already.
+    whole table).
     """
-    df = table if table is not None else _read_csv(path)
-    if df is None:
+    if table is None:
         return []
+    df = table
     shown = (df if rows is None else rows(df)).drop(columns=[c for c in drop if c in df])
     shown = shown if columns is None else _present(shown, columns)
     lines = [f"## {title}", "", intro, "", *_table_lines(shown, legend)]
@@ -323,8 +324,7 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
     columns, :func:`tables_code_id`): a report states the numbers of one code version, named in its
     configuration."""
     out = Path(out_dir)
-    names = ("table1", "final_table", "savings", "calibration", "auc", "leakage")
-    tables = {f"{n}.csv": _read_csv(out / f"{n}.csv") for n in names}
+    tables = {f"{n}.csv": _read_csv(out / f"{n}.csv") for n in STUDY_TABLES}
     runs = (read_parquet(out / "runs.parquet", todo="Run notebook 04 again.") if (out / "runs.parquet").is_file()
             else None)
     cross, cross_files = _read_cross(out)
@@ -333,6 +333,7 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
     from alhelpers.stats import final_table
 
     cross_final = final_table(cross, baseline="random") if cross is not None else None
+    any_stopped = final is not None and "n_stopped" in final and final["n_stopped"].sum() > 0
 
     protocol, model = _protocol(out, config)
     fitted = _recalibration(protocol)
@@ -344,7 +345,7 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
                  *(_exhaustion_words(cross, "Cross-database,") if cross is not None else [])]
         stops = [*(stop_lines(runs) if runs is not None else []),
                  *(stop_lines(cross, "Cross-database, ") if cross is not None else [])]
-        if runs is None and "n_stopped" in final and final["n_stopped"].sum() > 0:
+        if runs is None and any_stopped:
             stops.append(f"{int(final['n_stopped'].sum())} runs stopped before the others of their system; the "
                          "final table compares every strategy at the largest budget all runs reached (`n_labelled`); "
                          "runs.parquet, which says which and why, is not in this folder.")
@@ -356,15 +357,14 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
               "(`runs.parquet`: one row per system, strategy, seed and round); every sentence above is computed "
               "from the tables below.", ""]
 
-    parts += _csv_section(out / "table1.csv", "Table 1: data per system",
+    parts += _csv_section(tables["table1.csv"], "Table 1: data per system",
                           "Counts after the filters (finite target, 2–50 atoms, |E_f| ≤ 5 eV/atom, "
-                          "de-duplication within 1 meV/atom), formation energy in eV/atom, 80/20 pool/test.",
-                          table=tables["table1.csv"])
+                          "de-duplication within 1 meV/atom), formation energy in eV/atom, 80/20 pool/test.")
     stopped = _stopped_table(runs, cross)
     final_columns = _FINAL_COLUMNS
-    if final is not None and "n_stopped" in final and final["n_stopped"].sum() > 0:
+    if any_stopped:
         final_columns = (*_FINAL_COLUMNS[:3], "n_stopped", *_FINAL_COLUMNS[3:])
-    parts += _csv_section(out / "final_table.csv", "Final round: each strategy against random",
+    parts += _csv_section(final, "Final round: each strategy against random",
                           "MAE in eV/atom, mean ± std over seeds, at `n_labelled` labels: the final round, or, "
                           "where runs stopped early (`n_stopped` of the strategy's runs), the largest budget every "
                           "run of the system reached. `diff_pct` = (strategy − random) / random in %, "
@@ -381,13 +381,13 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
                           "80 %, at the Holm family's strictest level): `mde_pct`, the smallest difference "
                           "(% of random's MAE) these seeds could detect; `seeds_needed`, the seeds the observed "
                           "difference would need; `seeds_for_5pct`, the seeds a 5 % difference would need.",
-                          columns=final_columns, after=_verdicts, table=final, legend=LEGENDS["final"])
+                          columns=final_columns, after=_verdicts, legend=LEGENDS["final"])
     if stopped is not None:
         parts += ["## Runs that stopped early", "",
                   "Runs that ended before the longest run of their system (and direction), with the note of their "
                   "last round: every table compares the strategies of such a system at the largest budget all of "
                   "its runs reached.", "", *_table_lines(stopped, LEGENDS["stopped"])]
-    parts += _csv_section(out / "savings.csv", "Label savings",
+    parts += _csv_section(savings, "Label savings",
                           "Targets: random's mean MAE at 50 %, 75 % and 100 % of its labelling budget "
                           "(`budget_frac`; where runs stopped early, of the budget every run reached). "
                           "`n_baseline` and `n_reach`: where random's and the strategy's mean "
@@ -395,9 +395,9 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
                           "`saving_pct` = 100·(1 − n_reach/n_baseline), 0 for random by construction; 95 % "
                           "interval from a bootstrap over seeds (Student's t with the bootstrap's standard "
                           "error), and `reach_frac`, the share of replicates that reached the target. The claim "
-                          "under test: 5–13 % fewer labels (docs/study.md).", drop=("descriptor",), table=savings,
+                          "under test: 5–13 % fewer labels (docs/study.md).", drop=("descriptor",),
                           legend=LEGENDS["savings"])
-    parts += _csv_section(out / "calibration.csv", "Calibration of σ and the predicted MAE",
+    parts += _csv_section(cal, "Calibration of σ and the predicted MAE",
                           "Final round (where runs stopped early: the budget every run reached), mean over seeds. "
                           "Raw: the ensemble's σ on the test set; `_cal`: σ' = "
                           f"√((s·σ)² + τ²) with `sigma_scale` s and `sigma_floor` τ fitted {fitted}, never on "
@@ -406,11 +406,11 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
                           "`miscal_area` the area between the reliability curve and the diagonal (0 perfect), `ence` "
                           "the normalised calibration error in σ bins. `mae_pred`: the test MAE that σ' of the "
                           "unlabelled pool predicts (the stopping rule's estimate); `pred_ratio` = mae_pred / mae.",
-                          columns=_CALIBRATION_COLUMNS, rows=compared_rows, after=_prediction_summary, table=cal,
+                          columns=_CALIBRATION_COLUMNS, rows=compared_rows, after=_prediction_summary,
                           legend=LEGENDS["calibration"])
-    parts += _csv_section(out / "auc.csv", "Area under the learning curve",
+    parts += _csv_section(tables["auc.csv"], "Area under the learning curve",
                           "Mean test MAE over the labelling budget up to `n_labelled` (normalised trapezoid area), "
-                          "bootstrap 95 % CI over seeds.", table=tables["auc.csv"], legend=LEGENDS["auc"])
+                          "bootstrap 95 % CI over seeds.", legend=LEGENDS["auc"])
 
     figs = out / "figures"
     if figs.exists():
@@ -431,17 +431,17 @@ def write_report(out_dir: str | Path, *, config: dict | None = None, wall_s: flo
         if cross is not None:
             parts += ["Train on one database (the pool), test on the other; final-round MAE ± std over seeds (where "
                       "runs stopped early, at the budget every run of the system and direction reached):", "",
-                      *_table_lines(cross_summary(common_budget(cross).runs), LEGENDS["auc"])]
+                      *_table_lines(cross_summary(cross), LEGENDS["auc"])]
             parts += ["The same paired statistics as the final table, per system and direction (paired by "
                       "seed; `p_holm` corrected across the strategies within each system and direction, the "
                       "conclusion above over every paired test in this report):", "",
                       *_table_lines(_present(cross_final, _CROSS_COLUMNS), LEGENDS["final"])]
 
-    parts += _csv_section(out / "leakage.csv", "Leakage audit",
+    parts += _csv_section(tables["leakage.csv"], "Leakage audit",
                           "Out-of-fold R² of a linear (ridge) model on each descriptor set alone; `leaks` when "
                           "R² ≥ 0.99. On the offline snapshot `paper17` lacks energy per atom and band gap "
                           "(reported missing, not zero-filled), so its leak cannot show here; with live "
-                          "Materials Project data it can.", columns=_LEAKAGE_COLUMNS, table=tables["leakage.csv"])
+                          "Materials Project data it can.", columns=_LEAKAGE_COLUMNS)
 
     from alhelpers.provenance import data_hashes
 

@@ -62,6 +62,7 @@ from alhelpers.paired import (
     power_columns,
     require_columns,
     sample_sd,
+    seeds_text,
     setting_text,
     t_interval,
     untestable,
@@ -245,10 +246,6 @@ def _fmt_num(x: float, fmt: str) -> str:
     return format(x, fmt) if np.isfinite(x) else "n/a"
 
 
-def _seeds(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
-
-
 def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline: str | None = None) -> str:
     """One paragraph per setting of a :func:`final_table`, for a report.
 
@@ -288,7 +285,7 @@ def verdict_summary(final: pd.DataFrame, *, metric: str | None = None, baseline:
         if n_base >= 2 and np.isfinite(b[f"{metric}_std"]):
             spread = f" ± {b[f'{metric}_std']:.2g} (mean ± std over {n_base} seeds)."
         else:
-            spread = f" ({_seeds(n_base)}: no spread, no test)."
+            spread = f" ({seeds_text(n_base)}: no spread, no test)."
         text = f"{name}: {budget}, {b['strategy']} reaches {label} {b[f'{metric}_mean']:.4g}{spread}"
         others = block[block["strategy"] != b["strategy"]]
         for _, r in others.iterrows():
@@ -369,16 +366,14 @@ def holm_family(tables: Sequence[pd.DataFrame], *, alpha: float | None = None, s
         t["p_holm"] = np.nan
         t.loc[m, "p_holm"] = corrected[at:at + int(m.sum())]
         at += int(m.sum())
-        words = t["finding"] if "finding" in t else pd.Series("", index=t.index)
-        for i in np.flatnonzero(m):
+        for i in np.flatnonzero(m):  # rows within numerical precision are outside the family (mask)
             r = t.iloc[i]
-            precise = words.iloc[i] == NO_DIFFERENCE_PRECISION
-            v = verdict(float(r["p_holm"]), float(r["diff_mean"]), int(r["n_pairs"]), alpha, higher, precise)
+            v = verdict(float(r["p_holm"]), float(r["diff_mean"]), int(r["n_pairs"]), alpha, higher, False)
             t.iloc[i, t.columns.get_loc("verdict")] = v
             if "finding" in t:
                 t.iloc[i, t.columns.get_loc("finding")] = finding(
                     v, float(r["diff_mean"]), float(r["p_paired"]), alpha, higher_is_better=higher,
-                    n_pairs=int(r["n_pairs"]), precise=precise)
+                    n_pairs=int(r["n_pairs"]), precise=False)
         t.attrs.update(alpha=alpha, holm_family=size, holm_scope=scope, holm_level=alpha / max(size, 1))
     return tables
 

@@ -177,12 +177,12 @@ def stop_lines(runs: pd.DataFrame, what: str = "") -> list[str]:
     how many labels and why, and the budget at which every table compares the strategies."""
     cb = common_budget(runs)
     cols = list(setting_columns(runs.columns))
+    one = "descriptor" in runs and runs["descriptor"].nunique() <= 1
     out = []
     for _, b in cb.budgets[cb.budgets["n_stopped"] > 0].iterrows():
         mask = np.logical_and.reduce([(cb.stopped[c] == b[c]).to_numpy() for c in cols])
         stops = cb.stopped[mask]
-        one = "descriptor" in runs and runs["descriptor"].nunique() <= 1
-        name = setting_name(b, bare=("descriptor", "direction"), skip=("descriptor",) if one else ())
+        name = setting_name(b, skip=("descriptor",) if one else ())
         who = "; ".join(f"{strategy} in " + ", ".join(f"seed {int(r['seed'])} at {r['n_labelled']:g} labels"
                                                       for _, r in block.iterrows())
                         for strategy, block in stops.groupby("strategy", sort=False))
