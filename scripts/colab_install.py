@@ -51,10 +51,10 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def installed(python: str = sys.executable) -> dict[str, tuple[str, str]]:
+def installed() -> dict[str, tuple[str, str]]:
     """What pip sees installed: canonical name -> (name, version)."""
     with tempfile.TemporaryDirectory() as tmp:  # not the working directory: see pip_install
-        out = subprocess.run([python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+        out = subprocess.run([sys.executable, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
                              capture_output=True, text=True, check=True, cwd=tmp).stdout
     return {canonical(d["name"]): (d["name"], d["version"]) for d in json.loads(out)}
 

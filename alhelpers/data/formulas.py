@@ -92,9 +92,9 @@ def _did_you_mean(formula: str, otherwise: str = "") -> str:
 
 
 @lru_cache(maxsize=None)
-def _composition_info(formula: str) -> tuple[frozenset[str], str, int]:
-    """Elements, reduced formula and atom count of a formula, every formula of the project parsed
-    here; :class:`FormulaError` for text pymatgen cannot read, symbols that are no elements
+def _composition_info(formula: str) -> tuple[frozenset[str], str, int, tuple[tuple[str, float], ...]]:
+    """Elements, reduced formula, atom count and amount per element (in the formula's order) of a
+    formula, every formula of the project parsed here; :class:`FormulaError` for text pymatgen cannot read, symbols that are no elements
     (``"NACL"``: A, L) and the hydrogen isotopes D and T (``"TIO2"``), with the formula meant."""
     from pymatgen.core import Composition
 
@@ -117,6 +117,7 @@ def _composition_info(formula: str) -> tuple[frozenset[str], str, int]:
         frozenset(el.symbol for el in comp.elements),
         comp.reduced_formula,
         int(round(comp.num_atoms)),
+        tuple(comp.get_el_amt_dict().items()),
     )
 
 
@@ -150,10 +151,7 @@ def integer_formula(formula: str) -> tuple[str, int] | None:
     can round a minority element away — ``Li0.05CoO2`` → ``CoO2`` — and it groups
     polyanions, ``Li(CoO2)3``.)
     """
-    from pymatgen.core import Composition
-
-    _composition_info(formula)  # FormulaError for formulas that are not real elements
-    amounts = Composition(formula).get_el_amt_dict()
+    amounts = dict(_composition_info(formula)[3])  # FormulaError for formulas that are not real elements
     if all(abs(a - round(a)) < 1e-9 for a in amounts.values()):
         return formula, int(round(sum(amounts.values())))
     for m in range(1, MAX_MULTIPLIER + 1):

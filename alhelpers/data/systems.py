@@ -25,6 +25,7 @@ from alhelpers.data.formulas import (  # the formula functions, also importable 
     is_element_symbol,
     reduced_formula,
 )
+from alhelpers.data.table import column_hint
 from alhelpers.keys import SYSTEMS, Key
 
 #: How many example rows a step or an error message names.
@@ -89,11 +90,8 @@ def _electronegativity(symbol: str) -> float:
 
 
 def _join_system(elements: Sequence[str]) -> str:
-    """The canonical name of a set of elements: the study's own name (``C``, ``Si``, ``Fe``,
-    ``Ti-O``) or the elements by Pauling electronegativity, then symbol, joined by ``-``."""
-    study = {frozenset(v): k for k, v in SYSTEMS.items()}
-    if frozenset(elements) in study:
-        return study[frozenset(elements)]
+    """The canonical name of a set of elements: the elements by Pauling electronegativity, then
+    symbol, joined by ``-`` (the study's own names ``C``, ``Si``, ``Fe``, ``Ti-O`` among them)."""
     return "-".join(sorted(set(elements), key=lambda e: (_electronegativity(e), e)))
 
 
@@ -194,7 +192,7 @@ def system_elements(system: str) -> tuple[str, ...]:
             f"(SOURCE = 'file'); for another source choose an element list such as 'Ti-O' "
             f"({SYSTEM_SETTING})"
         )
-    return SYSTEMS.get(canonical) or tuple(canonical.split("-"))
+    return tuple(canonical.split("-"))
 
 
 def select_system(entries: pd.DataFrame, system: str) -> pd.DataFrame:
@@ -404,9 +402,8 @@ def report_conflicts(
             f"another: {'; '.join(examples)}. Real polymorphs differ by less (at most 3.2 eV/atom in "
             "Materials Project and OQMD). The rows are kept; check the units (every target a "
             "formation energy in eV/atom, not eV per cell or kJ/mol), the sign convention (the "
-            "same for all rows: negative = more stable than the elements) and the column (notebook "
-            "parameter TARGET_COLUMN, runner flag --target, keyword target=: not mixed up with "
-            "another column), then fix or delete the wrong rows.",
+            f"same for all rows: negative = more stable than the elements) and the column ({column_hint('target')}: "
+            "not mixed up with another column), then fix or delete the wrong rows.",
             UserWarning,
             stacklevel=3,
         )

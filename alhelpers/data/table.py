@@ -203,10 +203,8 @@ def _check_formulas(raw: pd.DataFrame, column: str, path: Path) -> list[str]:
         else:
             try:
                 integer_formula(text)
-            except FormulaError as err:
+            except FormulaError as err:  # every formula pymatgen cannot read (alhelpers.data.formulas)
                 bad.append(f"{_where(path, i)}: {text!r} ({err.reason})")
-            except Exception:  # noqa: BLE001  (anything else pymatgen raises for a bad formula)
-                bad.append(f"{_where(path, i)}: {text!r}")
         formulas.append(text)
     if bad:
         raise ValueError(
@@ -219,12 +217,12 @@ def _check_formulas(raw: pd.DataFrame, column: str, path: Path) -> list[str]:
 
 def _formula_like(values: pd.Series) -> bool:
     """Whether the first non-empty values (up to five) all read as formulas of real elements."""
-    from alhelpers.data.formulas import elements_of
+    from alhelpers.data.formulas import FormulaError, elements_of
 
     sample = [str(v).strip() for v in values if not _missing(v) and str(v).strip()][:5]
     try:
         return bool(sample) and all(elements_of(v) for v in sample)
-    except Exception:  # noqa: BLE001  (not formulas)
+    except FormulaError:  # not formulas
         return False
 
 

@@ -138,7 +138,7 @@ def validate_study(args: argparse.Namespace) -> dict:
     after notebooks 01–02), writes each system by its one name (:func:`canonical_system`:
     ``O-Ti`` is ``Ti-O``) and merges repeated ``--seeds``/``--systems``/``--strategies``.
     """
-    named = [s if s == "all" else canonical_system(s) for s in args.systems]
+    named = [canonical_system(s) for s in args.systems]  # "all" stays "all"
     renamed = [f"{s} is {c}" for s, c in zip(args.systems, named, strict=True) if s != c]
     if renamed:
         print(f"[run] --systems: {', '.join(renamed)} (one name per set of elements)", flush=True)
