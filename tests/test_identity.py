@@ -323,8 +323,10 @@ def test_ctrl_c_stops_the_runner_with_one_message_and_a_rerun_continues(tmp_path
     out = tmp_path / "r"
     cmd = [sys.executable, "-m", "alhelpers.run", "study", "--systems", "Ti-O", "--seeds", "0", "1", "--smoke",
            "--n-boot", "20", "--no-cross-db", "--jobs", "2", "--out", str(out)]
+    # its own process group, as a terminal's job, with Ctrl-C handled as in a terminal: a child
+    # inherits an ignored SIGINT, and a test before this one may have left it ignored in this process
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            start_new_session=True)  # its own process group, as a terminal's job
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not list((out / "notebooks").glob("03_*.running.ipynb")):  # the AL notebooks are running
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
