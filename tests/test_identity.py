@@ -375,7 +375,7 @@ def test_a_ctrl_c_that_lands_in_a_finaliser_still_stops_the_runner(tmp_path, mon
     monkeypatch.setattr(tasks, "_execute_task_in_thread", fake)
     monkeypatch.setattr(tasks.Progress, "finished", finished_then_gc)
     todo = [Task("03_active_learning.ipynb", tmp_path / f"nb{i}.ipynb", {"SEED": i}) for i in range(8)]
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (xdist ignores it)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
     try:
         with pytest.raises(KeyboardInterrupt):
             run_tasks(todo, jobs=2, force=True)

@@ -381,7 +381,7 @@ def _ctrl_c_remembered() -> Iterator[threading.Event]:
     pressed = threading.Event()
     before = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or before is not signal.default_int_handler:
-        yield pressed  # SIGINT ignored (nohup, a pytest-xdist worker) or handled by someone else: theirs
+        yield pressed  # SIGINT ignored (nohup, a background job of a script) or handled by someone else: theirs
         return
 
     def on_sigint(signum, frame) -> None:
