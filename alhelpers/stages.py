@@ -34,6 +34,7 @@ from alhelpers.formation.features import (
     save_features,
 )
 from alhelpers.formation.loop import run_al
+from alhelpers.keys import Key
 from alhelpers.layout import STUDY_TABLES, Layout
 from alhelpers.provenance import by_code, code_id, listing
 
@@ -173,7 +174,7 @@ def al_stage(cfg: ALConfig, layout: Layout, *, progress: bool = False, budget: B
     path = layout.run(cfg.system, cfg.descriptor, cfg.seed)
     try:
         runs = run_al(fs.X, fs.y, cfg, checkpoint_dir=layout.checkpoints, progress=progress,
-                      budget=budget)
+                      budget=budget, formulas=fs.table[Key.formula].tolist())
     except BudgetExceeded as err:
         return ALResult(None, str(err), 0, path)
     resumed = int(runs.attrs.get("resumed_rounds", 0))
@@ -409,7 +410,8 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
     cross = summary = None
     if counts["enough"]:
         cross = cross_database_runs(fs.X, fs.y, fs.table["source"], cfg, seeds=seeds, progress=progress,
-                                    checkpoint_dir=layout.checkpoints / "cross")
+                                    checkpoint_dir=layout.checkpoints / "cross",
+                                    formulas=fs.table[Key.formula].tolist())
         summary = cross_summary(cross)
         if cross.attrs.get("resumed_rounds"):
             done, total = cross.attrs["resumed_rounds"], cross.attrs["total_rounds"]

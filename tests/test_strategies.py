@@ -12,6 +12,7 @@ from scipy.spatial.distance import cdist
 from scipy.stats import chisquare
 
 from alhelpers.select import (
+    HullInputs,
     STRATEGIES,
     QueryContext,
     get_strategy,
@@ -313,6 +314,7 @@ def test_every_strategy_returns_valid_positions(name: str, n_candidates: int) ->
         variance=gen.random(n_candidates),
         batch=5,
         rng=rng(0),
+        hull=HullInputs(-gen.random(n_candidates), 0.1 + gen.random(n_candidates), -gen.random(n_candidates)),
     )
     assert_valid(get_strategy(name)(ctx), n_candidates, 5)
 
@@ -351,7 +353,9 @@ def test_register_strategy_extends_and_checks() -> None:
 
 def test_strategies_leave_global_numpy_rng_alone() -> None:
     before = np.random.get_state()[1].copy()
-    ctx = QueryContext(CLUSTERS, np.array([[20.0, 20.0]]), np.ones(len(CLUSTERS)), 3, rng())
+    n = len(CLUSTERS)
+    ctx = QueryContext(CLUSTERS, np.array([[20.0, 20.0]]), np.ones(n), 3, rng(),
+                       hull=HullInputs(-np.linspace(0, 1, n), np.full(n, 0.1), np.full(n, -0.5)))
     for name in STRATEGIES:
         get_strategy(name)(ctx)
     np.testing.assert_array_equal(np.random.get_state()[1], before)

@@ -73,6 +73,7 @@ def cross_database_runs(
     directions: Sequence[tuple[str, str]] = DIRECTIONS,
     checkpoint_dir: Path | None = None,
     progress: bool = False,
+    formulas: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """AL learning curves with the pool from one database and the test set from the other.
 
@@ -80,7 +81,7 @@ def cross_database_runs(
     the whole training database is the pool and the whole other database is the test set.
     Rows get ``train_source``, ``test_source`` and ``direction`` (``"mp→oqmd"``) columns;
     ``attrs["resumed_rounds"]`` of ``attrs["total_rounds"]`` (rounds × directions × seeds) were read
-    back from checkpoints instead of computed.
+    back from checkpoints instead of computed. ``formulas``: for the stability strategies.
     """
     from tqdm.auto import tqdm
 
@@ -93,7 +94,7 @@ def cross_database_runs(
             raise ValueError(f"no rows from {train!r} or {test!r}: cannot run {train}→{test}")
         for seed in tqdm(seeds, desc=f"{cfg.system} {train}→{test}", unit="seed", disable=not progress):
             runs = run_al(X, y, replace(cfg, seed=int(seed)), split=(pool_pos, test_pos),
-                          checkpoint_dir=checkpoint_dir)
+                          checkpoint_dir=checkpoint_dir, formulas=formulas)
             resumed += int(runs.attrs.get("resumed_rounds", 0))
             frames.append(runs.assign(train_source=train, test_source=test, direction=f"{train}→{test}"))
     out = pd.concat(frames, ignore_index=True)

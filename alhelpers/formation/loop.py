@@ -31,6 +31,7 @@ MAE that the recalibrated σ of the unlabelled pool predicts.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +42,11 @@ from sklearn.preprocessing import StandardScaler
 from alhelpers.al.checkpoints import RoundCheckpoints, run_folder
 from alhelpers.al.rounds import Budget, Step, Track, run_rounds
 from alhelpers.al.seeding import stream
-from alhelpers.calibration import ROUND_COLUMNS, cv_folds, round_calibration, stop_reason
+from alhelpers.calibration import ROUND_COLUMNS, Recalibration, cv_folds, recalibrate, round_calibration, stop_reason
 from alhelpers.formation.config import ALConfig
 from alhelpers.formation.models import EnsembleRegressor, fit_ensembles
 from alhelpers.keys import TIMING_COLUMNS as _ALL_TIMING_COLUMNS
-from alhelpers.select import QueryContext, get_strategy, needs_variance
+from alhelpers.select import HullInputs, QueryContext, get_strategy, needs_hull, needs_variance
 
 #: Columns of the tidy runs table, in order (one row per system, descriptor, strategy, seed, round).
 RUN_COLUMNS = (
@@ -133,6 +134,7 @@ def run_al(
     progress: bool = False,
     split: tuple[np.ndarray, np.ndarray] | None = None,
     budget: Budget | None = None,
+    formulas: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """All strategies of one (system, seed): the tidy runs table (one row per strategy and round).
 
@@ -145,11 +147,16 @@ def run_al(
     ``budget`` (wall time / RAM): before a round that would exceed it,
     :class:`~alhelpers.al.rounds.BudgetExceeded` is raised; every finished round is checkpointed,
     so running again continues from there.
+    ``formulas`` (one per row): the stability strategies need them for the convex hull.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if X.ndim != 2 or len(X) != len(y):
         raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
+    hull_strategies = [s for s in cfg.strategies if needs_hull(s)]
+    if hull_strategies and (formulas is None or len(formulas) != len(y)):
+        raise ValueError(f"strategies {hull_strategies} need the convex hull of the labelled compounds: pass "
+                         f"run_al(..., formulas=...) with one formula per row ({len(y)})")
     pool, test, init, note = split_and_init(len(y), cfg, split=split)
     store = None
     if checkpoint_dir:
@@ -179,7 +186,8 @@ def run_al(
             else:  # the initial set's held-out pairs, then every batch queried so far
                 cal = held[0] if rnd == 0 else _pairs(track.extras)
                 new = held[0] if rnd == 0 else None
-            step = _round(track, model, cal, X, y, pool, test, cfg, rnd, note if rnd == 0 else "", new_pairs=new)
+            step = _round(track, model, cal, X, y, pool, test, cfg, rnd, note if rnd == 0 else "", new_pairs=new,
+                          formulas=formulas)
             step.row["fit_s"] = fit_s
             steps.append(step)
         return steps
@@ -221,7 +229,8 @@ def _pairs(extras: list[dict]) -> Pairs:
 
 
 def _round(track: Track, model: EnsembleRegressor, cal: Pairs, X: np.ndarray, y: np.ndarray, pool: np.ndarray,
-           test: np.ndarray, cfg: ALConfig, rnd: int, note: str, *, new_pairs: Pairs | None = None) -> Step:
+           test: np.ndarray, cfg: ALConfig, rnd: int, note: str, *, new_pairs: Pairs | None = None,
+           formulas: Sequence[str] | None = None) -> Step:
     """Evaluate one strategy's model of this round and, unless it is the last round, query.
 
     ``cal``: signed errors and σ of materials the evaluated model never trained on; they fit the σ
@@ -255,7 +264,16 @@ def _round(track: Track, model: EnsembleRegressor, cal: Pairs, X: np.ndarray, y:
         else:
             t1 = time.perf_counter()
             timings: dict = {}
-            queried = _query(track.strategy, model, X, track.labelled, candidates, pool_var, cfg, rnd, timings)
+            hull = None
+            if needs_hull(track.strategy):
+                assert formulas is not None  # checked by run_al
+                hull = hull_inputs([formulas[i] for i in track.labelled], y[track.labelled],
+                                   [formulas[i] for i in candidates], pool_mean, pool_sigma,
+                                   recalibrate(*cal) if len(cal[0]) else Recalibration())
+            queried = candidates[query_batch(track.strategy, model, X[candidates], X[track.labelled], pool_var,
+                                             batch=cfg.batch, rng=stream(cfg.seed, track.strategy, rnd),
+                                             hybrid_alpha=cfg.hybrid_alpha, hull=hull, timings=timings)]
+            queried = np.sort(queried)
             row["feature_s"] = float(timings.get("feature_s", 0.0))
             row["query_s"] = time.perf_counter() - t1 - row["feature_s"]
             if len(candidates) <= cfg.batch:
@@ -269,18 +287,33 @@ def _round(track: Track, model: EnsembleRegressor, cal: Pairs, X: np.ndarray, y:
     return Step(row, queried, extra={"cal_err": [float(v) for v in err], "cal_sigma": [float(v) for v in sigma]})
 
 
-def _query(strategy: str, model: EnsembleRegressor, X: np.ndarray, labelled: np.ndarray,
-           candidates: np.ndarray, candidate_var: np.ndarray, cfg: ALConfig, rnd: int, timings: dict) -> np.ndarray:
-    scaler = StandardScaler().fit(X[labelled])  # labelled rows only, refit each round
-    variance = candidate_var if needs_variance(strategy) else None
+def hull_inputs(labelled: Sequence[str], labels: np.ndarray, candidates: Sequence[str], mean: np.ndarray,
+                sigma: np.ndarray, recal: Recalibration) -> HullInputs:
+    """The stability strategies' inputs: each candidate's prediction, calibrated σ' (floored at a
+    tiny positive value, so a candidate the ensemble agrees on still has a probability) and the
+    hull of the labelled compounds at its composition (:mod:`alhelpers.formation.hull`)."""
+    from alhelpers.formation.hull import hull_energies
+
+    sigma_cal = np.maximum(recal.apply(sigma), 1e-9)
+    return HullInputs(np.asarray(mean, dtype=np.float64), sigma_cal, hull_energies(labelled, labels, candidates))
+
+
+def query_batch(strategy: str, model: EnsembleRegressor, X_candidates: np.ndarray, X_labelled: np.ndarray,
+                candidate_var: np.ndarray | None, *, batch: int, rng: np.random.Generator, hybrid_alpha: float = 0.6,
+                hull: HullInputs | None = None, timings: dict | None = None) -> np.ndarray:
+    """Positions into ``X_candidates`` of the batch ``strategy`` picks (the studies' query and a
+    campaign's): descriptors standardised on the labelled rows, the ensemble's variance at the
+    candidates, and for the stability strategies the hull inputs (:func:`hull_inputs`)."""
+    scaler = StandardScaler().fit(X_labelled)  # labelled rows only, refit each round
     ctx = QueryContext(
-        X_candidates=scaler.transform(X[candidates]),
-        X_labelled=scaler.transform(X[labelled]),
-        variance=variance,
-        batch=cfg.batch,
-        rng=stream(cfg.seed, strategy, rnd),
+        X_candidates=scaler.transform(X_candidates),
+        X_labelled=scaler.transform(X_labelled),
+        variance=candidate_var if needs_variance(strategy) else None,
+        batch=batch,
+        rng=rng,
         model=model,
-        timings=timings,
-        hybrid_alpha=cfg.hybrid_alpha,
+        timings=timings if timings is not None else {},
+        hybrid_alpha=hybrid_alpha,
+        hull=hull,
     )
-    return np.sort(candidates[np.asarray(get_strategy(strategy)(ctx), dtype=np.int64)])
+    return np.asarray(get_strategy(strategy)(ctx), dtype=np.int64)

@@ -45,12 +45,15 @@ __all__ = [
     "strategy_table",
     "minmax",
     "nearest_distance",
+    "needs_hull",
     "needs_variance",
+    "HullInputs",
     "register_alias",
     "register_strategy",
     "select_diversity",
     "select_hybrid",
     "select_random",
+    "select_stability",
     "select_uncertainty",
     "top_k",
 ]
@@ -316,7 +319,32 @@ def select_hybrid(
     return top_k(alpha * u_norm + (1.0 - alpha) * d_norm, batch_size, rng=rng)
 
 
+def select_stability(mean: npt.ArrayLike, sigma: npt.ArrayLike, hull: npt.ArrayLike, batch_size: int, *,
+                     rng: np.random.Generator, score: str = "probability") -> IntArray:
+    """Top ``batch_size`` candidates by how likely (``score="probability"``: P(E < E_hull)) or how far
+    (``"improvement"``: the expected drop below the hull, eV/atom) they lie below the convex hull
+    of the labelled compounds (:mod:`alhelpers.formation.hull`), for predicted formation energies
+    ``mean`` with calibrated ``sigma`` and the hull's energy ``hull`` at each candidate."""
+    from alhelpers.formation.hull import below_hull_probability, expected_hull_improvement
+
+    batch_size = _check_batch_size(batch_size)
+    fn = {"probability": below_hull_probability, "improvement": expected_hull_improvement}.get(score)
+    if fn is None:
+        raise ValueError(f"score must be 'probability' or 'improvement', got {score!r}")
+    return top_k(fn(mean, sigma, hull), batch_size, rng=rng)
+
+
 # --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class HullInputs:
+    """What the stability strategies read, one value per candidate (eV/atom): the predicted
+    formation energy, its calibrated σ' and the labelled compounds' hull energy there."""
+
+    mean: np.ndarray
+    sigma: np.ndarray
+    hull: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -332,6 +360,7 @@ class QueryContext:
     #: Filled by strategies that compute features (seconds under ``"feature_s"``); read by the loop.
     timings: dict = field(default_factory=dict, compare=False)
     hybrid_alpha: float = 0.6  # weight of the uncertainty term of the hybrid strategy
+    hull: HullInputs | None = None  # for the stability strategies (Track A with formulas)
 
     def __post_init__(self) -> None:
         _check_batch_size(self.batch, name="batch")
@@ -340,6 +369,9 @@ class QueryContext:
         _check_same_width(Xc, Xl, names=("X_candidates", "X_labelled"))
         if self.variance is not None:
             _check_variance(self.variance, Xc.shape[0])
+        if self.hull is not None and any(np.shape(a) != (Xc.shape[0],) for a in
+                                         (self.hull.mean, self.hull.sigma, self.hull.hull)):
+            raise ValueError(f"hull inputs need one value per candidate ({Xc.shape[0]})")
         if not isinstance(self.rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy.random.Generator, got {type(self.rng).__name__}")
 
@@ -354,6 +386,7 @@ Strategy = Callable[[QueryContext], np.ndarray]
 #: Registered strategies by name; each value checks its context and its output.
 STRATEGIES: dict[str, Strategy] = {}
 _NEEDS_VARIANCE: set[str] = set()
+_NEEDS_HULL: set[str] = set()
 
 
 def _check_positions(name: str, positions: np.ndarray, ctx: QueryContext) -> IntArray:
@@ -375,12 +408,12 @@ def _check_positions(name: str, positions: np.ndarray, ctx: QueryContext) -> Int
 
 
 def register_strategy(
-    name: str, fn: Strategy, *, needs_variance: bool = False, overwrite: bool = False
+    name: str, fn: Strategy, *, needs_variance: bool = False, needs_hull: bool = False, overwrite: bool = False
 ) -> None:
     """Register ``fn`` under ``name`` so that :func:`get_strategy` can find it.
 
     The stored callable checks, before calling ``fn``, that the context has a variance
-    when ``needs_variance`` is true, and afterwards that ``fn`` returned unique,
+    when ``needs_variance`` is true (the hull inputs when ``needs_hull`` is), and afterwards that ``fn`` returned unique,
     in-range positions of length ``min(batch_size, n_candidates)``. Registering an
     existing name raises ``ValueError`` unless ``overwrite=True``.
     """
@@ -397,13 +430,17 @@ def register_strategy(
             raise ValueError(
                 f"strategy {name!r} needs the ensemble variance, but QueryContext.variance is None"
             )
+        if needs_hull and ctx.hull is None:
+            raise ValueError(f"strategy {name!r} needs the convex hull of the labelled compounds "
+                             "(QueryContext.hull): it needs the formulas of the materials")
         return _check_positions(name, fn(ctx), ctx)
 
     STRATEGIES[name] = checked
-    if needs_variance:
-        _NEEDS_VARIANCE.add(name)
-    else:
-        _NEEDS_VARIANCE.discard(name)
+    for flag, names in ((needs_variance, _NEEDS_VARIANCE), (needs_hull, _NEEDS_HULL)):
+        if flag:
+            names.add(name)
+        else:
+            names.discard(name)
 
 
 def register_alias(name: str, existing: str, *, overwrite: bool = False) -> None:
@@ -412,10 +449,11 @@ def register_alias(name: str, existing: str, *, overwrite: bool = False) -> None
     if name in STRATEGIES and not overwrite:
         raise ValueError(f"strategy {name!r} is already registered; pass overwrite=True")
     STRATEGIES[name] = fn
-    if existing in _NEEDS_VARIANCE:
-        _NEEDS_VARIANCE.add(name)
-    else:
-        _NEEDS_VARIANCE.discard(name)
+    for names in (_NEEDS_VARIANCE, _NEEDS_HULL):
+        if existing in names:
+            names.add(name)
+        else:
+            names.discard(name)
 
 
 def _unknown(name: str) -> ValueError:
@@ -432,6 +470,10 @@ STRATEGY_WORDS: dict[str, str] = {
                  "by farthest-point steps: covers the descriptor space",
     "hybrid": "α × normalised ensemble variance + (1 − α) × normalised distance to the labelled set "
               "(α = 0.6 by default)",
+    "stability": "the materials most likely to lie below the convex hull of the labelled compounds "
+                 "(P(E < E_hull) from the prediction and its calibrated σ'): the likely stable ones",
+    "stability-ei": "the materials expected to lie farthest below the convex hull of the labelled compounds "
+                    "(expected improvement of the hull, from the prediction and its calibrated σ')",
 }
 
 
@@ -474,6 +516,13 @@ def needs_variance(name: str) -> bool:
     return name in _NEEDS_VARIANCE
 
 
+def needs_hull(name: str) -> bool:
+    """Whether the strategy called ``name`` needs ``QueryContext.hull`` (the materials' formulas)."""
+    if name not in STRATEGIES:
+        raise _unknown(name)
+    return name in _NEEDS_HULL
+
+
 def _random(ctx: QueryContext) -> IntArray:
     return select_random(ctx.n_candidates, ctx.batch, rng=ctx.rng)
 
@@ -499,3 +548,15 @@ register_strategy("random", _random)
 register_strategy("uncertainty", _uncertainty, needs_variance=True)
 register_strategy("diversity", _diversity)
 register_strategy("hybrid", _hybrid, needs_variance=True)
+
+
+def _stability(score: str) -> Strategy:
+    def pick(ctx: QueryContext) -> IntArray:
+        assert ctx.hull is not None  # guaranteed by the registry wrapper
+        return select_stability(ctx.hull.mean, ctx.hull.sigma, ctx.hull.hull, ctx.batch, rng=ctx.rng, score=score)
+
+    return pick
+
+
+register_strategy("stability", _stability("probability"), needs_hull=True)
+register_strategy("stability-ei", _stability("improvement"), needs_hull=True)
