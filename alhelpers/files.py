@@ -14,11 +14,14 @@ object, which let an Arrow worker release Python buffers after shutdown began (`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import socket
+import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ __all__ = [
     "UnreadableFileError",
     "atomic_write",
     "check_output_paths",
+    "folder_lock",
     "read_json",
     "read_local_parquet",
     "read_parquet",
@@ -180,3 +184,33 @@ def read_parquet(path: str | os.PathLike, *, todo: str, **kwargs: Any) -> pd.Dat
     except (OSError, ValueError) as exc:  # pyarrow: ArrowInvalid (a ValueError), ArrowIOError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnreadableFileError(path, f"not a valid parquet file: {first}", todo) from None
+
+
+@contextlib.contextmanager
+def folder_lock(lock: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Hold ``lock`` (an ``flock`` on that file) for this process; ``RuntimeError`` with ``busy``
+    and who holds it when another process does.
+
+    The operating system releases an ``flock`` when its process ends, however it ends, so a
+    crashed command never leaves a stale lock.
+    """
+    import fcntl
+
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(lock, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise RuntimeError(busy.format(holder=holder)) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    fh.flush()
+    try:
+        yield
+    finally:
+        fh.close()

@@ -350,3 +350,19 @@ def read_user_table(
         else:
             out[col] = None if col in (Key.structure, Key.is_stable) else np.nan
     return out[[*ENTRY_COLUMNS, *PROPERTY_COLUMNS]]
+
+
+def read_formulas(path: str | Path, *, formula: str = Key.formula, encoding: str = "utf-8") -> list[str]:
+    """The formulas of a CSV/parquet table's ``formula`` column (candidates: no target needed),
+    with the checks of :func:`read_user_table` (a missing column, an empty table and formulas
+    pymatgen cannot read are a ``ValueError`` naming the file, the lines and the fix)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"table {path} does not exist")
+    raw = _read_raw(path, encoding)
+    if formula not in raw.columns:
+        raise ValueError(f"{path.name} has no formula column {str(formula)!r}; its columns are "
+                         f"{[str(c) for c in raw.columns]}: name the column with the formulas")
+    if raw.empty:
+        raise ValueError(f"{path.name} has no rows: give at least one formula")
+    return _check_formulas(raw, formula, path)

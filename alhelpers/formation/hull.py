@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["below_hull_probability", "expected_hull_improvement", "hull_distances", "hull_energies",
+__all__ = ["below_hull_probability", "expected_hull_improvement", "hull_distances", "hull_energies", "hull_z",
            "on_hull"]
 
 #: eV/atom: a compound this close to the hull counts as on it (rounding of the labels).
@@ -104,10 +104,16 @@ def _checked(mean: np.ndarray, sigma: np.ndarray, hull: np.ndarray) -> tuple[np.
     return m, s, h
 
 
+def hull_z(mean: np.ndarray, sigma: np.ndarray, hull: np.ndarray) -> np.ndarray:
+    """(hull − mean)/sigma: how many σ' a prediction lies below the hull. It orders candidates as
+    :func:`below_hull_probability` does, without the probability's rounding to 1 far below it."""
+    m, s, h = _checked(mean, sigma, hull)
+    return (h - m) / s
+
+
 def below_hull_probability(mean: np.ndarray, sigma: np.ndarray, hull: np.ndarray) -> np.ndarray:
     """P(E < E_hull) for E ~ N(mean, sigma²): Φ((hull − mean)/sigma)."""
-    m, s, h = _checked(mean, sigma, hull)
-    return stats.norm.cdf((h - m) / s)
+    return stats.norm.cdf(hull_z(mean, sigma, hull))
 
 
 def expected_hull_improvement(mean: np.ndarray, sigma: np.ndarray, hull: np.ndarray) -> np.ndarray:

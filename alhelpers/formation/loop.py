@@ -178,7 +178,7 @@ def run_al(
         models = fit_ensembles([X[r] for r in rows], [y[r] for r in rows], cfg.model, seeds=[seed] * len(rows))
         fit_s = (time.perf_counter() - t0) / len(active)
         cv_models = iter(models[len(active):])
-        held = [_held_out([(s[h], next(cv_models)) for _, h in f], X, y) for s, f in zip(sets, folds)]
+        held = [held_out_pairs([(s[h], next(cv_models)) for _, h in f], X, y) for s, f in zip(sets, folds)]
         steps = []
         for i, (track, model) in enumerate(zip(active, models)):
             if cfg.calibration == "cv":
@@ -211,7 +211,7 @@ def run_al(
 Pairs = tuple[np.ndarray, np.ndarray]
 
 
-def _held_out(held: list[tuple[np.ndarray, EnsembleRegressor]], X: np.ndarray, y: np.ndarray) -> Pairs:
+def held_out_pairs(held: list[tuple[np.ndarray, EnsembleRegressor]], X: np.ndarray, y: np.ndarray) -> Pairs:
     """Signed errors and σ of the cross-validation ensembles on their held-out labelled rows."""
     err, sigma = [np.empty(0)], [np.empty(0)]
     for rows, m in held:

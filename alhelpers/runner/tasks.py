@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alhelpers.data.paths import REPO_ROOT
-from alhelpers.files import UnreadableFileError, atomic_write, read_json, sha256_file
+from alhelpers.files import UnreadableFileError, atomic_write, folder_lock, read_json, sha256_file
 from alhelpers.layout import Layout
 from alhelpers.nb import read_records, records_of
 from alhelpers.provenance import code_files, notebook_code_hash
@@ -559,29 +559,8 @@ def unique(values: Sequence) -> list:
 
 @contextlib.contextmanager
 def results_lock(layout: Layout) -> Iterator[None]:
-    """Hold the results folder for this runner; another runner on the same folder is refused.
-
-    The lock is an ``flock`` on ``.runner.lock``: the operating system releases it when this
-    process ends, however it ends, so a crashed runner never leaves a stale lock.
-    """
-    import fcntl
-    import socket
-
-    layout.root.mkdir(parents=True, exist_ok=True)
-    fh = open(layout.lock, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        fh.close()
-        raise RuntimeError(f"{layout.root} is in use by another runner ({holder}). Wait for it to "
-                           "finish, or give this run another --out folder.") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    fh.flush()
-    try:
+    """Hold the results folder for this runner; another runner on the same folder is refused
+    (:func:`alhelpers.files.folder_lock` on ``.runner.lock``, released however the process ends)."""
+    with folder_lock(layout.lock, f"{layout.root} is in use by another runner ({{holder}}). Wait for it to "
+                                  "finish, or give this run another --out folder."):
         yield
-    finally:
-        fh.close()

@@ -325,10 +325,11 @@ def select_stability(mean: npt.ArrayLike, sigma: npt.ArrayLike, hull: npt.ArrayL
     (``"improvement"``: the expected drop below the hull, eV/atom) they lie below the convex hull
     of the labelled compounds (:mod:`alhelpers.formation.hull`), for predicted formation energies
     ``mean`` with calibrated ``sigma`` and the hull's energy ``hull`` at each candidate."""
-    from alhelpers.formation.hull import below_hull_probability, expected_hull_improvement
+    from alhelpers.formation.hull import expected_hull_improvement, hull_z
 
     batch_size = _check_batch_size(batch_size)
-    fn = {"probability": below_hull_probability, "improvement": expected_hull_improvement}.get(score)
+    # the probability Φ(z) is ranked by z itself: the same order, without Φ's rounding to 1
+    fn = {"probability": hull_z, "improvement": expected_hull_improvement}.get(score)
     if fn is None:
         raise ValueError(f"score must be 'probability' or 'improvement', got {score!r}")
     return top_k(fn(mean, sigma, hull), batch_size, rng=rng)
