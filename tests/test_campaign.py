@@ -225,3 +225,102 @@ def test_init_from_a_chemical_system_removes_the_labelled_compositions(tmp_path)
     assert len(cands) == 9 and not {"TiO2", "Li2O", "Ti2O3"} & set(cands)
     batch = next_materials(tmp_path / "c", batch=2, strategy="stability-ei", **QUIET)
     assert len(batch) == 2 and set(batch["formula"]) <= set(cands)
+
+
+# --------------------------------------------------------------------------- Track B
+
+
+def _frames(data, idx, *, energy_scale: float = 1.0):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = []
+    for i in idx:
+        a = data.structures[i].copy()
+        a.calc = SinglePointCalculator(a, energy=float(data.energy[i]) * energy_scale, forces=data.forces[i].copy())
+        out.append(a)
+    return out
+
+
+@pytest.fixture(scope="module")
+def offline():
+    from alhelpers.atomistic.data.offline import load_offline
+
+    return load_offline()
+
+
+@pytest.fixture
+def aspirin(tmp_path, offline) -> dict:
+    """8 labelled frames (every 150th MD step) and a pool of 60 others, which carries its labels."""
+    from ase.io import write
+
+    labelled, pool = list(range(0, 1200, 150)), [i for i in range(3, 1200, 20)]
+    paths = {"known": tmp_path / "known.extxyz", "pool": tmp_path / "pool.extxyz", "dir": tmp_path / "campaign"}
+    write(paths["known"], _frames(offline, labelled))
+    write(paths["pool"], _frames(offline, pool))
+    return {**paths, "pool_idx": pool}
+
+
+REPLAYED_B = [[26, 4, 42, 50], [7, 22, 57, 9], [32, 6, 12, 39], [49, 38, 51, 35]]  # 4 rounds of 4, seed 0
+
+
+def test_a_structures_campaign_replays_four_rounds_exactly(aspirin, offline):
+    from alhelpers.campaign.structures import init_structures, next_structures, status_structures
+
+    init_structures(aspirin["dir"], aspirin["pool"], aspirin["known"], epochs=10, **QUIET)
+    batches = [next_structures(aspirin["dir"], batch=4, seed=0, oracle="pool", **QUIET) for _ in range(4)]
+    assert [b["pool_index"].tolist() for b in batches] == REPLAYED_B
+    chosen = [i for b in REPLAYED_B for i in b]
+    assert len(set(chosen)) == 16
+    ledger = pd.read_csv(aspirin["dir"] / "ledger.csv")
+    assert ledger["key"].tolist() == [f"init:{k}" for k in range(8)] + [str(i) for i in chosen]
+    np.testing.assert_allclose(ledger["label"].iloc[8:], offline.energy[[aspirin["pool_idx"][i] for i in chosen]])
+    status = status_structures(aspirin["dir"])
+    assert status["trained_on"].tolist() == [8, 12, 16, 20] and status["labels_back"].tolist() == [4] * 4
+    assert np.isnan(status["mae_pred"].iloc[0]) and (status["mae_pred"].iloc[1:] > 0).all()
+
+
+def test_the_structures_loop_by_files_and_bad_label_files(aspirin, offline, tmp_path):
+    from ase.io import read, write
+
+    from alhelpers.campaign.structures import add_structures
+
+    assert main(["init", str(aspirin["dir"]), "--structures", str(aspirin["pool"]), "--labelled-structures",
+                 str(aspirin["known"]), "--epochs", "10"]) == 0
+    assert main(["next", str(aspirin["dir"]), "--batch", "3", "--strategy", "maxdet-gp-ll"]) == 0
+    to_label = read(aspirin["dir"] / "round-00" / "to_label.extxyz", index=":")
+    picked = [int(a.info["pool_index"]) for a in to_label]
+    assert all(a.calc is None for a in to_label)  # the pool's labels stay hidden
+    truth = [aspirin["pool_idx"][i] for i in picked]
+    before = folder_state(aspirin["dir"])
+
+    def refused(frames, message):
+        bad = tmp_path / "bad.extxyz"
+        write(bad, frames)
+        with pytest.raises(CampaignError, match=message):
+            add_structures(aspirin["dir"], bad, **QUIET)
+        assert folder_state(aspirin["dir"]) == before
+
+    moved = _frames(offline, truth[:1])
+    moved[0].positions[0] += 0.01
+    refused(moved, "frame 0 .* matches no pool structure: its atoms or positions differ")
+    refused(_frames(offline, [aspirin["pool_idx"][59]]), "matches pool structure 59, which no round suggested")
+    refused(_frames(offline, [truth[0], truth[0]]), "frames 0 and 1 are both pool structure")
+    refused(_frames(offline, truth[:1], energy_scale=1 / 27.211386), "eV/atom from what the labelled.*not Hartree")
+    nan = _frames(offline, truth[:1])
+    nan[0].calc.results["forces"][0, 0] = np.nan
+    refused(nan, "not finite|NaN")
+    no_forces = _frames(offline, truth[:1])
+    del no_forces[0].calc.results["forces"]
+    refused(no_forces, "has no forces")
+
+    good = tmp_path / "dft.extxyz"
+    write(good, _frames(offline, truth[:2]))
+    assert main(["add", str(aspirin["dir"]), str(good)]) == 0
+    ledger = pd.read_csv(aspirin["dir"] / "ledger.csv")
+    assert ledger["key"].iloc[8:].tolist() == [str(i) for i in picked[:2]] and (ledger["round"].iloc[8:] == 0).all()
+    assert (ledger["sha256"].iloc[8:] == hashlib.sha256(good.read_bytes()).hexdigest()).all()
+    assert len(read(aspirin["dir"] / "labelled.extxyz", index=":")) == 10
+    assert main(["add", str(aspirin["dir"]), str(good)]) == 2  # the same labels twice: refused
+    assert main(["next", str(aspirin["dir"]), "--batch", "3", "--strategy", "maxdet-gp-ll"]) == 0
+    second = pd.read_csv(aspirin["dir"] / "round-01" / "to_label.csv")["pool_index"].tolist()
+    assert not set(second) & set(picked)
