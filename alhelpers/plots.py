@@ -480,3 +480,92 @@ def error_vs_batch(runs: pd.DataFrame, *, metric: str = "force_mae", ylabel: str
         ax.legend(title="strategy", fontsize=7, title_fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def campaign_suggestion(candidates: pd.DataFrame, *, title: str = "") -> plt.Figure:
+    """A campaign round's candidates (``round-NN/candidates.csv``): predicted formation energy
+    against the calibrated σ', coloured by the probability of lying below the current hull; the
+    suggested ones (``rank`` > 0) ringed and numbered."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    pts = ax.scatter(candidates["sigma_cal"], candidates["predicted"], c=candidates["p_below_hull"], cmap="viridis",
+                     vmin=0, vmax=1, s=18, linewidths=0)
+    chosen = candidates[candidates["rank"] > 0].sort_values("rank")
+    ax.scatter(chosen["sigma_cal"], chosen["predicted"], s=110, facecolors="none", edgecolors="#D55E00", linewidths=1.6,
+               label="suggested")
+    for r in chosen.itertuples():
+        ax.annotate(f"{r.rank}", (r.sigma_cal, r.predicted), xytext=(5, 4), textcoords="offset points", fontsize=8,
+                    color="#D55E00")
+    fig.colorbar(pts, ax=ax, label="P(below the hull of the labelled compounds)")
+    ax.set_xlabel("calibrated σ' (eV/atom)")
+    ax.set_ylabel("predicted formation energy (eV/atom)")
+    ax.legend(loc="upper right", frameon=False)
+    ax.set_title(title or f"{len(candidates)} candidates, {len(chosen)} suggested")
+    fig.tight_layout()
+    return fig
+
+
+def _hull_xy(comp: Any, elements: Sequence[str]) -> tuple[float, float]:
+    """Plot coordinates of a composition: the fraction of the second element (binary) or the
+    triangle of three (pymatgen's ``triangular_coord``)."""
+    fr = [comp.get_atomic_fraction(e) for e in elements]
+    if len(elements) == 2:
+        return fr[1], 0.0
+    from pymatgen.util.coord import triangular_coord
+
+    x, y = triangular_coord([fr[1], fr[2]])
+    return float(x), float(y)
+
+
+def campaign_hull(labelled: pd.DataFrame, candidates: pd.DataFrame, elements: Sequence[str]) -> plt.Figure:
+    """The convex hull of the labelled compounds (``formula``, ``label``) of a two- or three-element
+    system with the candidates drawn on it: a binary as formation energy against composition
+    (candidates at their prediction with ±σ'), a ternary as the composition triangle (hull
+    compounds and tie lines; candidates coloured by P(below hull)). Suggested ones are ringed."""
+    from pymatgen.core import Composition
+
+    from alhelpers.formation.hull import hull_diagram
+
+    els = list(elements)
+    if len(els) not in (2, 3):
+        raise ValueError(f"a hull figure needs a two- or three-element system, got {els}")
+    pd_ = hull_diagram(labelled["formula"].tolist(), labelled["label"].to_numpy(), els)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    stable = [e for e in pd_.stable_entries]
+    cand_xy = np.array([_hull_xy(Composition(f), els) for f in candidates["formula"]])
+    chosen = (candidates["rank"] > 0).to_numpy()
+    if len(els) == 2:
+        pts = sorted((_hull_xy(e.composition, els)[0], pd_.get_form_energy_per_atom(e)) for e in stable)
+        ax.plot(*zip(*pts), "-", color="#000000", lw=1.2, label="hull of the labelled compounds")
+        lab = [(_hull_xy(Composition(f), els)[0], y) for f, y in zip(labelled["formula"], labelled["label"])
+               if set(Composition(f).chemical_system.split("-")) <= set(els)]
+        if lab:
+            ax.plot(*zip(*lab), "o", color="#000000", ms=5, label="labelled")
+        ax.errorbar(cand_xy[:, 0], candidates["predicted"], yerr=candidates["sigma_cal"], fmt="s", ms=4,
+                    color="#0072B2", alpha=0.6, label="candidates (prediction ± σ')")
+        ax.plot(cand_xy[chosen, 0], candidates["predicted"][chosen], "o", ms=12, mfc="none", mec="#D55E00", mew=1.6,
+                label="suggested")
+        ax.set_xlabel(f"fraction of {els[1]} (the rest {els[0]})")
+        ax.set_ylabel("formation energy (eV/atom)")
+        ax.legend(frameon=False, fontsize=8)
+    else:
+        corners = np.array([[0, 0], [1, 0], [0.5, np.sqrt(3) / 2], [0, 0]])
+        ax.plot(corners[:, 0], corners[:, 1], color="#7f7f7f", lw=0.8)
+        for (x, y), el in zip(corners[:3], els):
+            ax.annotate(el, (x, y), xytext=(0, -12 if y == 0 else 6), textcoords="offset points", ha="center")
+        for facet in pd_.facets:
+            xy = np.array([_hull_xy(pd_.qhull_entries[i].composition, els) for i in facet] +
+                          [_hull_xy(pd_.qhull_entries[facet[0]].composition, els)])
+            ax.plot(xy[:, 0], xy[:, 1], color="#000000", lw=0.7)
+        st = np.array([_hull_xy(e.composition, els) for e in stable])
+        ax.plot(st[:, 0], st[:, 1], "o", color="#000000", ms=6, label="on the hull (labelled)")
+        pts = ax.scatter(cand_xy[:, 0], cand_xy[:, 1], c=candidates["p_below_hull"], cmap="viridis", vmin=0, vmax=1,
+                         s=30, marker="s", label="candidates")
+        ax.plot(cand_xy[chosen, 0], cand_xy[chosen, 1], "o", ms=13, mfc="none", mec="#D55E00", mew=1.6,
+                label="suggested")
+        fig.colorbar(pts, ax=ax, label="P(below the hull)")
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.legend(loc="upper right", frameon=False, fontsize=8)
+    ax.set_title(f"{'-'.join(els)}: the hull of {len(labelled)} labelled compounds and {len(candidates)} candidates")
+    fig.tight_layout()
+    return fig

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["below_hull_probability", "expected_hull_improvement", "hull_distances", "hull_energies", "hull_z",
+__all__ = ["below_hull_probability", "expected_hull_improvement", "hull_diagram", "hull_distances", "hull_energies",
+           "hull_z",
            "on_hull"]
 
 #: eV/atom: a compound this close to the hull counts as on it (rounding of the labels).
@@ -65,6 +66,12 @@ class _Hulls:
                 pd_ = PhaseDiagram(inside + refs)
             self._cache[elements] = pd_
         return pd_
+
+
+def hull_diagram(formulas: Sequence[str], energies: np.ndarray, elements: Sequence[str]):
+    """pymatgen's :class:`~pymatgen.analysis.phase_diagram.PhaseDiagram` of ``elements`` from the
+    compounds among ``formulas`` made of them (the elements at 0 eV/atom)."""
+    return _Hulls(formulas, energies).diagram(frozenset(elements))
 
 
 def hull_energies(labelled: Sequence[str], energies: np.ndarray, queries: Sequence[str]) -> np.ndarray:
