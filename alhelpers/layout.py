@@ -64,7 +64,7 @@ STUDY_NOTEBOOKS = "0[1-6]_*.ipynb"
 
 #: Names a results folder may hold at its top level (anything else is the user's).
 KNOWN_ITEMS: frozenset[str] = frozenset({*STUDY_ITEMS, "notebooks", "checkpoints", "potentials", "selections",
-                                         "replaced", ".runner.lock"})
+                                         "campaigns", "replaced", ".runner.lock"})
 
 
 def mount_drive() -> Path:
@@ -160,6 +160,10 @@ class Layout:
         """Notebook 08's tables of one system: ``runs`` (parquet), ``final``, ``vs_random`` (CSV)."""
         suffix = ".parquet" if name == "runs" else ".csv"
         return self.root / "potentials" / f"{system}_{name}{suffix}"
+
+    def campaign(self, name: str) -> Path:
+        """Notebook 10's campaign folders (:mod:`alhelpers.campaign`)."""
+        return self.root / "campaigns" / name
 
     # ---------------------------------------------------------------- study tables
     runs_table = _under("runs.parquet", "Notebook 04: all of Track A's runs in one table.")

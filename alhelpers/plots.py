@@ -510,7 +510,7 @@ def _hull_xy(comp: Any, elements: Sequence[str]) -> tuple[float, float]:
     fr = [comp.get_atomic_fraction(e) for e in elements]
     if len(elements) == 2:
         return fr[1], 0.0
-    from pymatgen.util.coord import triangular_coord
+    from pymatgen.analysis.phase_diagram import triangular_coord
 
     x, y = triangular_coord([fr[1], fr[2]])
     return float(x), float(y)

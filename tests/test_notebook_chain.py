@@ -42,7 +42,7 @@ def run(name: str, out: Path, kernel: str = "python3", **params) -> dict:
     return rec
 
 
-def test_a_student_runs_01_to_09_by_hand_in_order(tmp_path, monkeypatch):
+def test_a_student_runs_01_to_10_by_hand_in_order(tmp_path, monkeypatch):
     results = tmp_path / "results"
     monkeypatch.setenv("ALHELPERS_RESULTS", str(results))
     ex = tmp_path / "executed"
@@ -95,6 +95,26 @@ def test_a_student_runs_01_to_09_by_hand_in_order(tmp_path, monkeypatch):
     assert r8["final_force_mae"] == {f"4/{s}": v for s, v in r7["final_force_mae"].items()}
     r5b = run("05_figures.ipynb", ex / "05b.ipynb")  # now with 06's cross-database results
     assert "cross_database" in r5b["figures"]
+    r10 = run("10_campaign.ipynb", ex / "10.ipynb")  # defaults: the Li–Ti–O demonstration campaign
+    assert r10 == CAMPAIGN_DEFAULTS
+    campaign = results / r10["campaign"]
+    def files() -> dict:  # figures are drawn again; the lock names its holder
+        return {p: p.read_bytes() for p in campaign.rglob("*") if p.is_file() and p.suffix not in (".png", ".lock")}
+
+    before = files()
+    assert run("10_campaign.ipynb", ex / "10b.ipynb") == r10  # run again: the same round read back
+    assert files() == before
+
+
+#: Notebook 10 with its defaults: the Li–Ti–O campaign's first batch (16 snapshot compounds labelled,
+#: candidates every charge-balanced composition up to 8 atoms) and the replayed Ti–O campaigns (3
+#: seeds, 60 labels: hull compounds found, mean over seeds; 85 of 109 compositions on the hull).
+CAMPAIGN_DEFAULTS = {
+    "campaign": "campaigns/li-ti-o-demo", "labels": 16, "n_stable": 85, "n_suggested": 5, "rounds": 1,
+    "outputs": ["campaigns/li-ti-o-demo/ledger.csv", "campaigns/li-ti-o-demo/round-00/suggested.csv"],
+    "replay_found": {"random": 142 / 3, "stability": 158 / 3}, "strategy": "stability",
+    "suggested": ["Li2Ti2O3", "Ti3O4", "Li2TiO2", "Li4TiO3", "Li3TiO3"],
+}
 
 
 # --------------------------------------------------------------------------- Colab
@@ -198,6 +218,7 @@ def test_notebook_01_runs_as_colab_would(colab, monkeypatch):
      lambda r: (r["n_rows"], r["seeds"], r["batches"], r["verdicts"]) == (7 * 3, [0], [10], None)),
     ("09_bring_your_own_potential.ipynb", {"SYSTEM": "offline", "SMOKE": True, "BATCH": 4, "PROGRESS": False},
      lambda r: r["n_rows"] == 9 and len(r["first_batch"]) == 4),
+    ("10_campaign.ipynb", {}, lambda r: r == CAMPAIGN_DEFAULTS),
 ])
 def test_each_notebook_runs_first_in_a_fresh_colab_runtime(colab, monkeypatch, name, params, check):
     rec, _ = run_as_colab(colab, name, monkeypatch, **params)

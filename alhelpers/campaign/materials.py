@@ -28,8 +28,8 @@ from alhelpers.campaign.folder import (CampaignError, check_new_folder, create, 
                                        open_campaign, plan_round)
 from alhelpers.files import sha256_file, write_csv, write_parquet
 
-__all__ = ["MAX_ABS_LABEL", "TableOracle", "add_materials", "init_materials", "next_materials", "read_labels",
-           "status_materials"]
+__all__ = ["MAX_ABS_LABEL", "TableOracle", "add_materials", "ensure_materials_campaign", "init_materials",
+           "next_materials", "read_labels", "status_materials"]
 
 Say = Callable[[str], None]
 
@@ -202,6 +202,30 @@ def init_materials(root: str | os.PathLike, labelled: str | os.PathLike, *, targ
     say(f"campaign {root}: {len(labels)} labelled compositions"
         + (f" ({n_poly} polymorph rows reduced to the lowest)" if n_poly > 0 else "")
         + f", {len(cands)} candidates" + (f" (charge-balanced {chemsys} up to {max_atoms} atoms)" if chemsys else ""))
+    return root
+
+
+def ensure_materials_campaign(root: str | os.PathLike, labelled: str | os.PathLike, *, target: str,
+                              say: Say = print, **init_kw) -> Path:
+    """:func:`init_materials`, or the campaign already in ``root`` when it was started from the
+    same labelled table (same sha256), target and candidates (a notebook run again); a campaign
+    of other inputs there is refused, naming what differs."""
+    root = Path(root)
+    if not (root / "campaign.json").exists():
+        return init_materials(root, labelled, target=target, say=say, **init_kw)
+    with open_campaign(root, track="materials") as camp:
+        s = camp.settings
+        want = {"labelled table": sha256_file(labelled), "target": target,
+                "candidates": (sha256_file(init_kw["candidates"]) if init_kw.get("candidates") else
+                               f"{init_kw.get('chemsys')} up to {init_kw.get('max_atoms', 8)} atoms")}
+        have = {"labelled table": s["labelled"]["sha256"], "target": s["target"],
+                "candidates": (s["candidates"]["sha256"] if "candidates" in s else
+                               f"{s.get('chemsys')} up to {s.get('max_atoms')} atoms")}
+        differ = [k for k in want if want[k] != have[k]]
+        if differ:
+            raise CampaignError(f"{root} holds a campaign started from other inputs ({', '.join(differ)} differ); "
+                                "give this one another name, or delete that folder")
+        say(f"campaign {root}: continued ({len(camp.ledger())} labels, {len(camp.rounds())} round(s) so far)")
     return root
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from alhelpers.al.seeding import stream
-from alhelpers.campaign.materials import init_materials, next_materials
+from alhelpers.campaign.materials import ensure_materials_campaign, next_materials
 from alhelpers.files import write_csv
 
-__all__ = ["composition_labels", "found_on_hull", "replay_materials"]
+__all__ = ["composition_labels", "found_on_hull", "replay_materials", "snapshot_compounds"]
 
 
 def composition_labels(entries: pd.DataFrame, *, target: str = "formation_energy_per_atom") -> pd.DataFrame:
@@ -30,11 +30,28 @@ def composition_labels(entries: pd.DataFrame, *, target: str = "formation_energy
     return df.groupby("formula", as_index=False)["label"].min()
 
 
+def snapshot_compounds(system: str) -> pd.DataFrame:
+    """The offline snapshot's compounds made only of ``system``'s elements (``"Li-Ti-O"``: its
+    binaries and ternaries), one per composition (the lowest), as ``formula`` and
+    ``formation_energy_per_atom``: demonstration labels for a campaign."""
+    from alhelpers.data.formulas import elements_of
+    from alhelpers.data.snapshot import load_snapshot
+    from alhelpers.data.systems import canonical_system, system_elements
+
+    els = set(system_elements(canonical_system(system)))
+    snap = load_snapshot()
+    inside = snap[snap["formula"].map(lambda f: len(elements_of(f)) >= 2 and elements_of(f) <= els)]
+    if inside.empty:
+        raise ValueError(f"the offline snapshot has no compound of {system}")
+    return composition_labels(inside).rename(columns={"label": "formation_energy_per_atom"})
+
+
 def replay_materials(labels: pd.DataFrame, root: str | os.PathLike, *, strategy: str, seed: int, n_init: int,
                      batch: int, rounds: int) -> pd.DataFrame:
     """A campaign on ``labels`` (:func:`composition_labels`) in the new folder ``root``: ``n_init``
     seeded compositions labelled, the rest candidates, ``rounds`` rounds of ``batch`` with the
-    table oracle. Returns the ledger."""
+    table oracle. Returns the ledger. Run again on the same folder, it adds only the rounds that
+    are missing."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     forms = labels["formula"].to_numpy()
@@ -46,8 +63,9 @@ def replay_materials(labels: pd.DataFrame, root: str | os.PathLike, *, strategy:
     write_csv(files["candidates"], pd.DataFrame({"formula": forms[rest]}))
     quiet = {"say": lambda _: None}
     camp = root / strategy
-    init_materials(camp, files["known"], target="Ef", candidates=files["candidates"], **quiet)
-    for _ in range(rounds):
+    ensure_materials_campaign(camp, files["known"], target="Ef", candidates=files["candidates"], **quiet)
+    answered = int(pd.read_csv(camp / "ledger.csv")["round"].max()) + 1  # run again: only the rounds missing
+    for _ in range(answered, rounds):
         next_materials(camp, batch=batch, strategy=strategy, seed=seed, oracle=f"table:{files['all']}", **quiet)
     return pd.read_csv(camp / "ledger.csv")
 

@@ -80,11 +80,13 @@ def hull_energies(labelled: Sequence[str], energies: np.ndarray, queries: Sequen
     from pymatgen.core import Composition
 
     hulls = _Hulls(labelled, energies)
-    out = np.empty(len(queries), dtype=np.float64)
+    below = [els for els, en in zip(hulls.elements, hulls.entries) if en.energy < 0]  # only these lower the hull
+    out = np.zeros(len(queries), dtype=np.float64)
     for i, f in enumerate(queries):
         comp = Composition(f)
-        pd_ = hulls.diagram(frozenset(el.symbol for el in comp.elements))
-        out[i] = pd_.get_hull_energy_per_atom(comp)
+        elements = frozenset(el.symbol for el in comp.elements)
+        if any(els <= elements for els in below):  # else the hull is the elements' plane, 0
+            out[i] = hulls.diagram(elements).get_hull_energy_per_atom(comp)
     return out
 
 
