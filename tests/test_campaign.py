@@ -324,3 +324,35 @@ def test_the_structures_loop_by_files_and_bad_label_files(aspirin, offline, tmp_
     assert main(["next", str(aspirin["dir"]), "--batch", "3", "--strategy", "maxdet-gp-ll"]) == 0
     second = pd.read_csv(aspirin["dir"] / "round-01" / "to_label.csv")["pool_index"].tolist()
     assert not set(second) & set(picked)
+
+
+def test_structures_campaign_with_a_model_file_and_a_committee(aspirin, offline, tmp_path):
+    """``--model FILE``: the user's model (here the project's potential, saved whole) is fine-tuned
+    from its own weights each round; QBC methods get a committee of seeded fine-tunes."""
+    import torch
+
+    from alhelpers.atomistic.structures import StructureSet
+    from alhelpers.atomistic.train import TrainConfig, fit_potential
+    from alhelpers.campaign.structures import init_structures, next_structures
+
+    start = StructureSet("start", [offline.structures[i] for i in range(0, 1200, 150)],
+                         offline.energy[list(range(0, 1200, 150))], [offline.forces[i] for i in range(0, 1200, 150)])
+    model, _ = fit_potential(start, None, TrainConfig(max_epochs=3), seed=0)
+    torch.save(model, tmp_path / "mine.pt")
+    init_structures(aspirin["dir"], aspirin["pool"], aspirin["known"], model=str(tmp_path / "mine.pt"), epochs=3,
+                    **QUIET)
+    settings = (aspirin["dir"] / "campaign.json").read_text()
+    assert '"model": "file"' in settings and hashlib.sha256((tmp_path / "mine.pt").read_bytes()).hexdigest() in settings
+    (tmp_path / "mine.pt").unlink()  # the campaign keeps its own copy
+    first = next_structures(aspirin["dir"], batch=3, strategy="maxdiag-qbc-f", oracle="pool", **QUIET)
+    second = next_structures(aspirin["dir"], batch=3, strategy="maxdet-gp-ll", **QUIET)
+    assert len(first) == len(second) == 3 and not set(first["pool_index"]) & set(second["pool_index"])
+    with pytest.raises(CampaignError, match="or a model file"):
+        init_structures(tmp_path / "other", aspirin["pool"], aspirin["known"], model="schnet", **QUIET)
+
+
+@pytest.mark.parametrize("strategy", ["lcmd-feat-ll", "diversity", "hybrid"])
+def test_every_strategy_of_the_studies_runs_in_a_materials_campaign(tio, strategy):
+    init_materials(tio["dir"], tio["known"], target="Ef", candidates=tio["cands"], **QUIET)
+    batch = next_materials(tio["dir"], batch=4, strategy=strategy, seed=0, **QUIET)
+    assert len(batch) == 4 and batch["rank"].tolist() == [1, 2, 3, 4]

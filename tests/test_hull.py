@@ -57,3 +57,18 @@ def test_stability_strategies_pick_by_hand():
     assert get_strategy("stability-ei")(ctx).tolist() == [2]
     with pytest.raises(ValueError, match="needs the convex hull"):
         get_strategy("stability")(QueryContext(np.zeros((4, 1)), np.zeros((1, 1)), None, 1, rng))
+
+
+def test_the_studies_run_the_stability_strategies_with_the_formulas(tio2_entries):
+    from alhelpers.formation.config import ALConfig
+    from alhelpers.formation.features import featurize
+    from alhelpers.formation.loop import run_al
+
+    fs = featurize(tio2_entries, "magpie")
+    cfg = ALConfig(system="Ti-O", strategies=("random", "stability", "stability-ei"), rounds=2, n_init=20, batch=5)
+    with pytest.raises(ValueError, match=r"\['stability', 'stability-ei'\] need the convex hull.*formulas="):
+        run_al(fs.X, fs.y, cfg)
+    runs = run_al(fs.X, fs.y, cfg, formulas=fs.table["formula"].tolist())
+    assert runs.groupby("strategy")["n_labelled"].max().to_dict() == {"random": 25, "stability": 25, "stability-ei": 25}
+    first = runs[runs["round"] == 0]["mae"].to_numpy()  # one initial set and model for every strategy (to the
+    np.testing.assert_allclose(first, first[0], rtol=1e-9)  # summation order of the stacked training)

@@ -34,7 +34,13 @@ Say = Callable[[str], None]
 
 POOL_FILE = "pool.extxyz"
 LABELLED_FILE = "labelled.extxyz"
+MODEL_FILE = "model.pt"
+#: ``gm``: the project's potential and ``mace``: a small MACE, both from scratch each round; or the
+#: path of a model file (``torch.save(model, path)``: MACE, the project's potential, any model
+#: with an adapter), fine-tuned from its own weights each round.
 MODELS = ("gm", "mace")
+#: Members of the committee trained for the QBC methods (``maxdiag-qbc-e``/``-f``).
+COMMITTEE = 3
 #: eV/Å: a force component beyond this is refused (eV/Bohr or Hartree/Bohr mistakes, broken runs).
 MAX_FORCE = 50.0
 #: eV/atom: an energy whose per-atom residual from the labelled set's per-element fit exceeds
@@ -127,8 +133,19 @@ def init_structures(root: str | os.PathLike, pool: str | os.PathLike, labelled: 
     from alhelpers.anymodel.select import read_structures
 
     root = check_new_folder(root)
+    loaded = None
     if model not in MODELS:
-        raise CampaignError(f"--model must be one of {MODELS}, got {model!r}")
+        if not os.path.isfile(model):
+            raise CampaignError(f"--model must be one of {MODELS} or a model file (torch.save(model, path)), got "
+                                f"{model!r}")
+        from alhelpers.anymodel.io import load_model
+        from alhelpers.anymodel.select import as_adapter
+
+        try:
+            loaded = load_model(model)
+            as_adapter(loaded)
+        except (ValueError, TypeError, ImportError) as err:
+            raise CampaignError(str(err)) from None
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise CampaignError(f"--epochs must be a whole number >= 1, got {epochs!r}")
     frames, energies, forces = _labelled_frames(labelled, "labelled structures")
@@ -147,6 +164,12 @@ def init_structures(root: str | os.PathLike, pool: str | os.PathLike, labelled: 
         raise CampaignError(f"the pool has elements {missing} that no labelled structure has: the "
                             "potential cannot learn their energy; label at least one structure with each")
     root.mkdir(parents=True, exist_ok=True)
+    model_record = {}
+    if loaded is not None:
+        import shutil
+
+        atomic_write(root / MODEL_FILE, lambda tmp: shutil.copyfile(model, tmp))
+        model_record, model = {"model_file": input_record(model)}, "file"
     labels = [(a.calc.results.get("energy"), a.calc.results.get("forces")) if a.calc is not None else (None, None)
               for a in pool_frames]
     has = all(e is not None and f is not None for e, f in labels)
@@ -157,7 +180,7 @@ def init_structures(root: str | os.PathLike, pool: str | os.PathLike, labelled: 
     ledger = pd.DataFrame({"key": [f"init:{k}" for k in range(len(frames))], "label": energies, "round": -1,
                            "origin": "initial", "file": rec["file"], "sha256": rec["sha256"], "time": now()})
     create(root, {"track": "structures", "model": model, "epochs": epochs, "unit": "eV", "pool": input_record(pool),
-                  "labelled": rec, "n_pool": len(pool_frames), "pool_has_labels": has}, ledger)
+                  "labelled": rec, "n_pool": len(pool_frames), "pool_has_labels": has, **model_record}, ledger)
     say(f"campaign {root}: {len(frames)} labelled structures, a pool of {len(pool_frames)} (model {model})")
     return root
 
@@ -192,6 +215,12 @@ def _train(camp: Campaign, train, species: Sequence[int], seed: int):
     from alhelpers.atomistic.train import TrainConfig
 
     cfg = TrainConfig(max_epochs=int(camp.settings["epochs"]), patience=int(camp.settings["epochs"]))
+    if camp.settings["model"] == "file":  # the user's model, fine-tuned from its own weights
+        from alhelpers.anymodel.io import load_model
+        from alhelpers.anymodel.select import as_adapter
+        from alhelpers.anymodel.train import fit_adapter
+
+        return fit_adapter(as_adapter(load_model(camp.root / MODEL_FILE)), train, None, cfg, seed=seed)[0]
     if camp.settings["model"] == "mace":
         from alhelpers.anymodel.mace import small_mace
         from alhelpers.anymodel.train import fit_adapter
@@ -300,7 +329,8 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
         orc = _oracle(camp, oracle) if oracle else None
         params = {"batch": batch, "strategy": strategy, "seed": seed}
         ident = identity(code=code_id(), ledger=camp.ledger_hash(), pool=sha256_file(camp.root / POOL_FILE),
-                         params=params, model=camp.settings["model"], epochs=camp.settings["epochs"])
+                         params=params, model=camp.settings["model"], epochs=camp.settings["epochs"],
+                         model_file=camp.settings.get("model_file", {}).get("sha256"))
         rnd, done = plan_round(camp, ident, replace)
         if done:
             say(f"round {rnd}: already suggested with these labels and parameters → {camp.round_dir(rnd).name}/")
@@ -318,9 +348,12 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
             model_seed = int(stream(seed, "model", rnd).integers(2**31))
             torch.manual_seed(model_seed)
             model = _train(camp, train, species, model_seed)
+            committee = []
+            if parse_any_method(strategy).kernel in ("qbc-e", "qbc-f"):  # the model and COMMITTEE − 1 others
+                committee = [model] + [_train(camp, train, species, model_seed + k) for k in range(1, COMMITTEE)]
             cands = [pool[i] for i in free]
             sel = select_structures(model, train.structures, cands, method=strategy, batch=min(batch, len(cands)),
-                                    rng=stream(seed, strategy, rnd))
+                                    rng=stream(seed, strategy, rnd), committee=committee)
             sigma = _gp_sigma(model, cands, train.structures, seed)
             chosen = sel.indices
             e_pred = _energies(model, [cands[i] for i in chosen])
@@ -346,7 +379,8 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
                 "identity": ident, "round": rnd, "params": params, "code_id": code_id(), "ledger_sha256":
                 camp.ledger_hash(), "n_labelled": len(train), "n_candidates": int(free.size), "time": now(),
                 "keys": [str(int(i)) for i in table["pool_index"]], "mae_pred": mae_pred,
-                "model": camp.settings["model"]})
+                "model": camp.settings["model"],
+                "model_file_sha256": camp.settings.get("model_file", {}).get("sha256")})
             say(f"round {rnd}: {strategy} chose {len(table)} of {free.size} pool structures, trained on {len(train)} "
                 f"→ {camp.round_dir(rnd).name}/to_label.extxyz")
         if orc is not None and not (camp.ledger()["round"] == rnd).any():
