@@ -71,4 +71,4 @@ def test_the_studies_run_the_stability_strategies_with_the_formulas(tio2_entries
     runs = run_al(fs.X, fs.y, cfg, formulas=fs.table["formula"].tolist())
     assert runs.groupby("strategy")["n_labelled"].max().to_dict() == {"random": 25, "stability": 25, "stability-ei": 25}
     first = runs[runs["round"] == 0]["mae"].to_numpy()  # one initial set and model for every strategy (to the
-    np.testing.assert_allclose(first, first[0], rtol=1e-9)  # summation order of the stacked training)
+    np.testing.assert_allclose(first, first[0], rtol=1e-7)  # summation order of the stacked training)
