@@ -530,7 +530,7 @@ def campaign_hull(labelled: pd.DataFrame, candidates: pd.DataFrame, elements: Se
         raise ValueError(f"a hull figure needs a two- or three-element system, got {els}")
     pd_ = hull_diagram(labelled["formula"].tolist(), labelled["label"].to_numpy(), els)
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    stable = [e for e in pd_.stable_entries]
+    stable = list(pd_.stable_entries)
     cand_xy = np.array([_hull_xy(Composition(f), els) for f in candidates["formula"]])
     chosen = (candidates["rank"] > 0).to_numpy()
     if len(els) == 2:

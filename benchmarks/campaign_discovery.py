@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from alhelpers.campaign.replay import composition_labels, found_on_hull, replay_materials

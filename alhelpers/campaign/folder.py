@@ -35,7 +35,8 @@ import pandas as pd
 
 from alhelpers.files import UnreadableFileError, folder_lock, read_json, sha256_file, write_csv, write_json
 
-__all__ = ["LEDGER_COLUMNS", "Campaign", "CampaignError", "identity", "open_campaign", "plan_round"]
+__all__ = ["LEDGER_COLUMNS", "Campaign", "CampaignError", "check_next_arguments", "identity", "open_campaign",
+           "plan_round"]
 
 #: Columns of ``ledger.csv``: ``key`` (Track A: the reduced formula; Track B: the pool index, or
 #: ``init:k`` for the k-th structure of the initial labelled file), ``label`` (eV/atom; Track B:
@@ -191,6 +192,19 @@ def plan_round(camp: Campaign, ident: str, replace: bool) -> tuple[int, bool]:
     dest.parent.mkdir(exist_ok=True)
     shutil.move(str(camp.round_dir(last)), str(dest))
     return last, False
+
+
+def check_next_arguments(batch: Any, seed: Any, strategy: str, parse: Any) -> None:
+    """``CampaignError`` for a ``--batch`` below 1, a negative ``--seed`` or a ``--strategy`` that
+    ``parse`` (the track's name check) refuses: before the campaign is touched."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise CampaignError(f"--batch must be a whole number >= 1, got {batch!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise CampaignError(f"--seed must be a whole number >= 0, got {seed!r}")
+    try:
+        parse(strategy)
+    except ValueError as err:
+        raise CampaignError(str(err)) from None
 
 
 def identity(**parts: Any) -> str:

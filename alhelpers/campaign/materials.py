@@ -24,8 +24,8 @@ import pandas as pd
 
 from alhelpers.al.seeding import stream
 from alhelpers.calibration import Recalibration, cv_folds, predicted_mae, recalibrate
-from alhelpers.campaign.folder import (CampaignError, check_new_folder, create, identity, input_record, now,
-                                       open_campaign, plan_round)
+from alhelpers.campaign.folder import (CampaignError, check_new_folder, check_next_arguments, create, identity,
+                                       input_record, now, open_campaign, plan_round)
 from alhelpers.files import sha256_file, write_csv, write_parquet
 
 __all__ = ["MAX_ABS_LABEL", "TableOracle", "add_materials", "ensure_materials_campaign", "init_materials",
@@ -263,14 +263,7 @@ def next_materials(root: str | os.PathLike, *, batch: int, strategy: str = "stab
     from alhelpers.provenance import code_id
     from alhelpers.select import get_strategy
 
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise CampaignError(f"--batch must be a whole number >= 1, got {batch!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise CampaignError(f"--seed must be a whole number >= 0, got {seed!r}")
-    try:
-        get_strategy(strategy)
-    except ValueError as err:
-        raise CampaignError(str(err)) from None
+    check_next_arguments(batch, seed, strategy, get_strategy)
     with open_campaign(root, track="materials") as camp:
         orc = parse_oracle(oracle, target=camp.settings["target"]) if oracle else None
         ledger = camp.ledger()

@@ -24,8 +24,8 @@ from ase import Atoms
 
 from alhelpers.al.seeding import stream
 from alhelpers.calibration import predicted_mae, recalibrate
-from alhelpers.campaign.folder import (Campaign, CampaignError, check_new_folder, create, identity, input_record, now,
-                                       open_campaign, plan_round)
+from alhelpers.campaign.folder import (Campaign, CampaignError, check_new_folder, check_next_arguments, create,
+                                       identity, input_record, now, open_campaign, plan_round)
 from alhelpers.files import atomic_write, sha256_file, write_csv
 
 __all__ = ["MAX_FORCE", "add_structures", "init_structures", "next_structures", "status_structures"]
@@ -211,25 +211,38 @@ def _labelled_set(camp: Campaign):
                         [a.get_forces() for a in frames])
 
 
+def _train_gm(camp: Campaign, train, species: Sequence[int], seed: int, cfg):
+    from alhelpers.atomistic.train import fit_potential
+
+    return fit_potential(train, None, cfg, species=species, seed=seed)[0]
+
+
+def _train_mace(camp: Campaign, train, species: Sequence[int], seed: int, cfg):
+    from alhelpers.anymodel.mace import small_mace
+    from alhelpers.anymodel.train import fit_adapter
+
+    mace = small_mace(train.structures, train.energy, train.forces, species=species, seed=seed)
+    return fit_adapter(mace, train, None, cfg, seed=seed)[0]
+
+
+def _train_file(camp: Campaign, train, species: Sequence[int], seed: int, cfg):
+    """The user's model, fine-tuned from its own weights."""
+    from alhelpers.anymodel.io import load_model
+    from alhelpers.anymodel.select import as_adapter
+    from alhelpers.anymodel.train import fit_adapter
+
+    return fit_adapter(as_adapter(load_model(camp.root / MODEL_FILE)), train, None, cfg, seed=seed)[0]
+
+
+#: How each kind of ``model`` setting is trained on the labelled structures, every round.
+TRAINERS = {"gm": _train_gm, "mace": _train_mace, "file": _train_file}
+
+
 def _train(camp: Campaign, train, species: Sequence[int], seed: int):
     from alhelpers.atomistic.train import TrainConfig
 
     cfg = TrainConfig(max_epochs=int(camp.settings["epochs"]), patience=int(camp.settings["epochs"]))
-    if camp.settings["model"] == "file":  # the user's model, fine-tuned from its own weights
-        from alhelpers.anymodel.io import load_model
-        from alhelpers.anymodel.select import as_adapter
-        from alhelpers.anymodel.train import fit_adapter
-
-        return fit_adapter(as_adapter(load_model(camp.root / MODEL_FILE)), train, None, cfg, seed=seed)[0]
-    if camp.settings["model"] == "mace":
-        from alhelpers.anymodel.mace import small_mace
-        from alhelpers.anymodel.train import fit_adapter
-
-        mace = small_mace(train.structures, train.energy, train.forces, species=species, seed=seed)
-        return fit_adapter(mace, train, None, cfg, seed=seed)[0]
-    from alhelpers.atomistic.train import fit_potential
-
-    return fit_potential(train, None, cfg, species=species, seed=seed)[0]
+    return TRAINERS[camp.settings["model"]](camp, train, species, seed, cfg)
 
 
 class _PoolLabels:
@@ -317,14 +330,7 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
     from alhelpers.anymodel.select import parse_any_method, select_structures
     from alhelpers.provenance import code_id
 
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise CampaignError(f"--batch must be a whole number >= 1, got {batch!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise CampaignError(f"--seed must be a whole number >= 0, got {seed!r}")
-    try:
-        parse_any_method(strategy)
-    except ValueError as err:
-        raise CampaignError(str(err)) from None
+    check_next_arguments(batch, seed, strategy, parse_any_method)
     with open_campaign(root, track="structures") as camp:
         orc = _oracle(camp, oracle) if oracle else None
         params = {"batch": batch, "strategy": strategy, "seed": seed}
