@@ -72,3 +72,20 @@ def test_the_studies_run_the_stability_strategies_with_the_formulas(tio2_entries
     assert runs.groupby("strategy")["n_labelled"].max().to_dict() == {"random": 25, "stability": 25, "stability-ei": 25}
     first = runs[runs["round"] == 0]["mae"].to_numpy()  # one initial set and model for every strategy (to the
     np.testing.assert_allclose(first, first[0], rtol=1e-7)  # summation order of the stacked training)
+
+
+def test_a_batch_believes_each_pick_into_the_hull_before_the_next():
+    """TiO2 labelled at −3. Ti2O3 predicted −3.2 (σ' 0.1) is 5σ' below the hull (−2.7 at x_O = 3/5),
+    Ti3O5 predicted −3.15 3.375σ' (hull −2.8125 at 5/8), Li2O predicted −1 (σ' 0.5) 2σ' below the
+    elements. The top two scores are Ti2O3 and Ti3O5; but with Ti2O3 believed at −3.2 the hull at
+    Ti3O5 drops to −3.2 + 0.2 · (1/40)/(1/15) = −3.125, only 0.25σ' above its prediction, so the
+    batch takes Li2O instead."""
+    mean, sigma = np.array([-3.2, -3.15, -1.0]), np.array([0.1, 0.1, 0.5])
+    cands = ["Ti2O3", "Ti3O5", "Li2O"]
+    hull = hull_energies(["TiO2"], np.array([-3.0]), cands)
+    np.testing.assert_allclose(hull, [-2.7, -2.8125, 0.0])
+    rng = np.random.default_rng(0)
+    assert select_stability(mean, sigma, hull, 2, rng=rng).tolist() == [0, 1]
+    believed = select_stability(mean, sigma, hull, 2, rng=rng, formulas=(["TiO2"], np.array([-3.0]), cands))
+    assert believed.tolist() == [0, 2]
+    np.testing.assert_allclose(hull_energies(["TiO2", "Ti2O3"], np.array([-3.0, -3.2]), ["Ti3O5"]), [-3.125])

@@ -290,12 +290,14 @@ def _round(track: Track, model: EnsembleRegressor, cal: Pairs, X: np.ndarray, y:
 def hull_inputs(labelled: Sequence[str], labels: np.ndarray, candidates: Sequence[str], mean: np.ndarray,
                 sigma: np.ndarray, recal: Recalibration) -> HullInputs:
     """The stability strategies' inputs: each candidate's prediction, calibrated σ' (floored at a
-    tiny positive value, so a candidate the ensemble agrees on still has a probability) and the
-    hull of the labelled compounds at its composition (:mod:`alhelpers.formation.hull`)."""
+    tiny positive value, so a candidate the ensemble agrees on still has a probability), the
+    hull of the labelled compounds at its composition (:mod:`alhelpers.formation.hull`) and the
+    formulas, with which a batch believes each pick into the hull before the next."""
     from alhelpers.formation.hull import hull_energies
 
     sigma_cal = np.maximum(recal.apply(sigma), 1e-9)
-    return HullInputs(np.asarray(mean, dtype=np.float64), sigma_cal, hull_energies(labelled, labels, candidates))
+    return HullInputs(np.asarray(mean, dtype=np.float64), sigma_cal, hull_energies(labelled, labels, candidates),
+                      formulas=(list(labelled), np.asarray(labels, dtype=np.float64), list(candidates)))
 
 
 def query_batch(strategy: str, model: EnsembleRegressor, X_candidates: np.ndarray, X_labelled: np.ndarray,
