@@ -356,3 +356,29 @@ def test_every_strategy_of_the_studies_runs_in_a_materials_campaign(tio, strateg
     init_materials(tio["dir"], tio["known"], target="Ef", candidates=tio["cands"], **QUIET)
     batch = next_materials(tio["dir"], batch=4, strategy=strategy, seed=0, **QUIET)
     assert len(batch) == 4 and batch["rank"].tolist() == [1, 2, 3, 4]
+
+
+def test_any_ase_calculator_labels_a_structures_campaign(aspirin):
+    """From Python the oracle may be any oracle object: here ASE's EMT through a CalculatorOracle
+    (total energies; the campaign records which oracle labelled what)."""
+    from ase.calculators.emt import EMT
+
+    from alhelpers.atomistic.oracle import CalculatorOracle
+    from alhelpers.campaign.structures import init_structures, next_structures
+
+    init_structures(aspirin["dir"], aspirin["pool"], aspirin["known"], epochs=3, **QUIET)
+    emt = CalculatorOracle(EMT, None, name="EMT")
+    batch = next_structures(aspirin["dir"], batch=2, strategy="random", oracle=emt, **QUIET)
+    ledger = pd.read_csv(aspirin["dir"] / "ledger.csv").iloc[8:]
+    assert ledger["key"].tolist() == [str(i) for i in batch["pool_index"]] and (ledger["origin"] == "oracle:EMT").all()
+    from ase.io import read
+
+    pool = read(aspirin["pool"], index=":")
+    expect = []
+    for i in batch["pool_index"]:
+        a = pool[int(i)].copy()
+        a.calc = EMT()
+        expect.append(a.get_potential_energy())
+    np.testing.assert_allclose(ledger["label"], expect)
+    with pytest.raises(CampaignError, match="unknown oracle 'dft'"):
+        next_structures(aspirin["dir"], batch=2, oracle="dft", **QUIET)

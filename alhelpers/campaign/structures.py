@@ -263,29 +263,33 @@ class _PoolLabels:
 
 
 class _CalculatorLabels:
-    """tblite (GFN2-xTB) on the structures asked, energies with its isolated-atom references."""
+    """An :class:`~alhelpers.atomistic.oracle.Oracle` (e.g. a ``CalculatorOracle`` of any ASE
+    calculator; ``tblite``: GFN2-xTB with its isolated-atom references) on the structures asked."""
 
-    origin = "oracle:tblite"
-
-    def __init__(self, camp: Campaign) -> None:
-        from alhelpers.atomistic.oracle import tblite_oracle
-
+    def __init__(self, camp: Campaign, oracle=None) -> None:
         self.frames = _read(camp, POOL_FILE)
-        symbols = sorted({s for a in self.frames for s in a.get_chemical_symbols()})
-        self.oracle = tblite_oracle(elements=symbols)
+        if oracle is None:
+            from alhelpers.atomistic.oracle import tblite_oracle
+
+            oracle = tblite_oracle(elements=sorted({s for a in self.frames for s in a.get_chemical_symbols()}))
+        self.oracle = oracle
+        self.origin = f"oracle:{getattr(oracle, 'name', type(oracle).__name__)}"
         self.path = camp.root / POOL_FILE
 
     def label(self, idx: Sequence[int]) -> tuple[np.ndarray, list[np.ndarray]]:
         return self.oracle.label([self.frames[i] for i in idx])
 
 
-def _oracle(camp: Campaign, spec: str):
+def _oracle(camp: Campaign, spec):
+    """``"pool"``, ``"tblite"``, or an oracle object (anything with ``label(structures)``)."""
     if spec == "pool":
         return _PoolLabels(camp)
     if spec == "tblite":
         return _CalculatorLabels(camp)
-    raise CampaignError(f"unknown oracle {spec!r} for a structures campaign: use pool (the pool file's own labels) "
-                        "or tblite (GFN2-xTB)")
+    if not isinstance(spec, str) and callable(getattr(spec, "label", None)):
+        return _CalculatorLabels(camp, spec)
+    raise CampaignError(f"unknown oracle {spec!r} for a structures campaign: use pool (the pool file's own labels), "
+                        "tblite (GFN2-xTB) or, from Python, an oracle such as CalculatorOracle(lambda: calculator)")
 
 
 # --------------------------------------------------------------------------- next
@@ -322,9 +326,10 @@ def _cal_pairs(camp: Campaign) -> tuple[np.ndarray, np.ndarray]:
 
 
 def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcmd-feat-rp", seed: int = 0,
-                    oracle: str | None = None, replace: bool = False, say: Say = print) -> pd.DataFrame:
+                    oracle: object = None, replace: bool = False, say: Say = print) -> pd.DataFrame:
     """Suggest the next ``batch`` pool structures (``round-NN/to_label.extxyz`` and ``.csv``) and
-    return their table; with ``oracle`` (``pool`` or ``tblite``) label them at once."""
+    return their table; with ``oracle`` (``"pool"``, ``"tblite"``, or from Python any oracle, e.g.
+    :class:`~alhelpers.atomistic.oracle.CalculatorOracle` of an ASE calculator) label them at once."""
     import torch
 
     from alhelpers.anymodel.select import parse_any_method, select_structures
