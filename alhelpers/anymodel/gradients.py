@@ -20,6 +20,10 @@ Per module type the row gradient is turned into features by a *handler*:
   (the tensor seen as an ``a × b`` matrix, ``a·b`` its size): ``E[sketch·sketch']`` is the exact
   kernel for every handler, so FEAT(RP) is unbiased for the full-gradient kernel.
 
+A model whose modules act on rows of several kinds (atoms, bonds, angles: CHGNet) sets the
+adapter's ``one_structure_per_batch``: its feature batches then hold one structure each, so every
+row of a batch is that structure's, whatever its kind (one backward pass per structure).
+
 Feature maps (rows are structures, float64 NumPy): FEAT(LL) = the exact gradient of ``E_s`` with
 respect to the adapter's readout modules, FEAT(RP) = the ``p``-dimensional sketch of the gradient
 with respect to all its gradient modules, and the exact full gradient (tests, tiny models).
@@ -144,6 +148,10 @@ def _capture(adapter: PotentialAdapter, batch: AdapterBatch, names: Sequence[str
 
 def _segments(adapter: PotentialAdapter, batch: AdapterBatch, call: _Call) -> torch.Tensor:
     rows = call.output.shape[0]
+    if getattr(adapter, "one_structure_per_batch", False):  # every row is the batch's one structure's
+        if batch.n_structures != 1:
+            raise ValueError("an adapter with one_structure_per_batch needs batches of one structure")
+        return torch.zeros(rows, dtype=torch.long, device=call.output.device)
     edge = any(call.name == e or call.name.startswith(e + ".") for e in adapter.edge_modules)
     seg = batch.edge_structure if edge else batch.atom_structure
     if seg is None or seg.shape[0] != rows:
@@ -345,6 +353,8 @@ def feature_map(adapter: PotentialAdapter, items: Sequence[Any], n_atoms: Sequen
         ref = next(adapter.model.parameters())
         sketch.mats = {n: [(u.to(ref.device, ref.dtype), v.to(ref.device, ref.dtype)) for u, v in m]
                        for n, m in sketch.mats.items()}
+    if getattr(adapter, "one_structure_per_batch", False):
+        max_atoms = 1  # one structure per batch (a chunk holds at least one)
     was_training = adapter.model.training
     adapter.model.eval()
     try:

@@ -56,7 +56,7 @@ def parse_any_method(name: str | Method) -> Method:
 
 def as_adapter(model: Any) -> PotentialAdapter:
     """``model`` as a :class:`PotentialAdapter`: adapters pass through; the project's
-    :class:`~alhelpers.atomistic.model.AtomisticModel` and MACE models are wrapped."""
+    :class:`~alhelpers.atomistic.model.AtomisticModel`, MACE and CHGNet models are wrapped."""
     if isinstance(model, PotentialAdapter):
         return model
     from alhelpers.atomistic.model import AtomisticModel
@@ -69,6 +69,10 @@ def as_adapter(model: Any) -> PotentialAdapter:
         from alhelpers.anymodel.mace import MaceAdapter
 
         return MaceAdapter(model)
+    if type(model).__module__.startswith("chgnet."):
+        from alhelpers.anymodel.chgnet import ChgnetAdapter
+
+        return ChgnetAdapter(model)
     raise TypeError(f"no adapter for a {type(model).__name__}: wrap it in a PotentialAdapter (see "
                     "alhelpers.anymodel.adapter; alhelpers/anymodel/mace.py is an example of 100 lines)")
 

@@ -1,0 +1,82 @@
+"""CHGNet, the pretrained universal potential, through the model-agnostic path (needs the optional
+chgnet; CI installs it). Small periodic Ti–O cells built here: rutile TiO2, rock-salt TiO, hcp Ti."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("chgnet", reason="chgnet is not installed: pip install 'alhelpers[chgnet]' to run the CHGNet tests")
+
+from alhelpers.anymodel.chgnet import pretrained_chgnet, reference_energies, refit_reference  # noqa: E402
+from alhelpers.anymodel.gradients import gradient_features, module_names  # noqa: E402
+from alhelpers.anymodel.select import select_structures  # noqa: E402
+from alhelpers.anymodel.train import predict_adapter  # noqa: E402
+
+
+def _cells(n: int, seed: int = 0):
+    from ase.build import bulk
+    from ase.spacegroup import crystal
+
+    rutile = crystal(["Ti", "O"], basis=[(0, 0, 0), (0.3, 0.3, 0.0)], spacegroup=136, cellpar=[4.6, 4.6, 2.95, 90, 90, 90])
+    rocksalt = bulk("TiO", "rocksalt", a=4.2)
+    ti = bulk("Ti", "hcp", a=2.95, c=4.68)
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        a = (rutile, rocksalt, ti)[k % 3].copy()
+        a.rattle(stdev=0.05, seed=int(rng.integers(2**31)))
+        out.append(a)
+    return out
+
+
+@pytest.fixture(scope="module")
+def chgnet():
+    return pretrained_chgnet()
+
+
+def test_chgnet_ll_is_autograds_gradient_with_respect_to_the_readout(chgnet, autograd_gradient):
+    assert chgnet.readouts == ("mlp.layers.7",)
+    s = _cells(4)
+    ll = gradient_features(chgnet, s, "ll")
+    assert ll.shape == (4, 65)  # 64 weights and the bias of the last linear map
+    np.testing.assert_allclose(ll, autograd_gradient(chgnet, s, chgnet.readouts), rtol=2e-4, atol=1e-5)
+
+
+def test_chgnet_full_gradient_and_rp_kernel(chgnet, autograd_gradient):
+    s = _cells(3)
+    names = module_names(chgnet, "rp")
+    assert any(n.startswith("angle_layers") for n in names) and not any(n.startswith("composition_model") for n in names)
+    full = gradient_features(chgnet, s, "full")
+    np.testing.assert_allclose(full, autograd_gradient(chgnet, s, names), rtol=1e-3, atol=1e-4)
+    K = full @ full.T
+    samples = np.stack([(lambda phi: phi @ phi.T)(gradient_features(chgnet, s, "rp", p=128, seed=k)) for k in range(32)])
+    mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(len(samples))
+    assert (np.abs(mean - K) < 4 * se).all(), np.abs(mean - K) / se  # unbiased for the exact kernel
+    err = np.linalg.norm(mean - K) / np.linalg.norm(K)
+    assert err < 0.1, err
+
+
+def test_the_reference_refit_recovers_known_element_shifts(chgnet):
+    """Labels = CHGNet's own energies shifted by +0.8 eV per Ti and −0.45 eV per O: the refit
+    finds exactly those shifts (three compositions: TiO2, TiO, Ti), and then predicts the labels."""
+    import copy
+
+    s = _cells(6, seed=3)
+    model = copy.deepcopy(chgnet)
+    before = reference_energies(model)
+    pred = predict_adapter(model, s, forces=False)[0]
+    counts = np.array([[np.sum(a.numbers == 22), np.sum(a.numbers == 8)] for a in s])
+    labels = pred + counts @ np.array([0.8, -0.45])
+    shift = refit_reference(model, s, labels)
+    assert shift == pytest.approx({22: 0.8, 8: -0.45}, abs=2e-5)
+    after = reference_energies(model)
+    assert after[22] - before[22] == pytest.approx(0.8, abs=2e-5) and after[3] == before[3]
+    np.testing.assert_allclose(predict_adapter(model, s, forces=False)[0], labels, atol=5e-4)
+
+
+def test_chgnet_selects_a_batch_before_any_fine_tuning(chgnet):
+    pool, train = _cells(9, seed=5), _cells(3, seed=6)
+    for method in ("maxdet-gp-ll", "lcmd-feat-rp"):
+        sel = select_structures(chgnet, train, pool, method=method, batch=3, rng=0)
+        assert len(set(sel.indices.tolist())) == 3 and sel.scores.shape == (9,)
