@@ -32,7 +32,7 @@ class Key(StrEnum):
 
     # runs tables (Track A: system = chemical system; Track B: system = the structure data set)
     descriptor = "descriptor"  # Track A: the composition descriptor
-    model = "model"  # Track B: the potential, "gm" (the project's) or "mace"
+    model = "model"  # Track B: the potential, "gm" (the project's), "mace" or "chgnet"
     batch = "batch"  # Track B: structures added per round
     direction = "direction"  # cross-database runs: "mp→oqmd" (pool from one database, test on the other)
     strategy = "strategy"  # query strategy or BMDAL method, e.g. "random", "lcmd-feat-ll"

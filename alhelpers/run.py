@@ -139,9 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("potentials", help="Track B: batch AL for interatomic potentials (headless, resumable)")
     t.add_argument("--system", default="offline", choices=["offline", "tio2", "lmnto", "qm9"],
                    help="structure data set (default: offline, the committed aspirin MD set)")
-    t.add_argument("--model", default="gm", choices=["gm", "mace"],
-                   help="the potential: gm, the project's Gaussian-moment network (default), or mace, a "
-                        "small MACE through the model-agnostic path (needs mace-torch)")
+    t.add_argument("--model", default="gm", choices=["gm", "mace", "chgnet"],
+                   help="the potential: gm, the project's Gaussian-moment network (default); mace, a small "
+                        "MACE from scratch (needs mace-torch); chgnet, the pretrained CHGNet fine-tuned (needs "
+                        "chgnet); the last two through the model-agnostic path")
     t.add_argument("--strategies", nargs="+", default=list(POTENTIAL_STRATEGIES), metavar="NAME",
                    help="BMDAL methods, e.g. random lcmd-feat-ll (default: the study's seven)")
     t.add_argument("--batch", nargs="+", type=int, default=[10], metavar="B",

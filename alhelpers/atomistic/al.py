@@ -25,6 +25,7 @@ QBC kernel needs), ``query_s`` (the rule), ``label_s`` (the oracle).
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -170,19 +171,14 @@ class _Run:
     val_idx: np.ndarray  # and of the validation structures
     cache: GraphCache = field(default_factory=GraphCache)
     round0: dict = field(default_factory=dict)  # round-0 models by (labelled set, members)
-    prepared: dict = field(default_factory=dict)  # MACE's graphs of the structures, shared by every fit
+    prepared: dict = field(default_factory=dict)  # an adapter's graphs of the structures, shared by every fit
     progress: Callable[[str], None] | None = None
 
+    def __post_init__(self) -> None:
+        self.backend = BACKENDS[self.cfg.model](self)
+
     def fit(self, train: StructureSet, member: int, rnd: int, init_from=None):
-        cfg = self.cfg
-        seed = seed_int(cfg.seed, member, rnd)
-        if cfg.model == "mace":
-            return self._fit_mace(train, seed, init_from)
-        kw = {} if cfg.cutoff is None else {"descriptor": _descriptor(self.data.species, cfg.cutoff)}
-        model, hist = fit_potential(train, self.val, cfg.train if init_from is None else cfg.warm_train,
-                                    species=self.data.species, hidden=cfg.hidden, seed=seed, cache=self.cache,
-                                    init_from=init_from, restandardise=init_from is not None, **kw)
-        return model, len(hist)
+        return self.backend.fit(train, seed_int(self.cfg.seed, member, rnd), init_from)
 
     def store_frozen(self) -> None:
         """Freeze every structure of the set once (:class:`FrozenStore`); fits, predictions and
@@ -196,53 +192,17 @@ class _Run:
                                         dtype=cfg.train.torch_dtype, device=resolve_device(cfg.train.device),
                                         chunk_atoms=cfg.train.chunk_atoms)
 
-    def _fit_mace(self, train: StructureSet, seed: int, init_from=None):
-        import copy
-
-        from alhelpers.anymodel.mace import small_mace
-        from alhelpers.anymodel.train import fit_adapter
-
-        if init_from is not None:
-            adapter = copy.copy(init_from)
-            adapter.model = copy.deepcopy(init_from.model)
-        else:
-            kw = {} if self.cfg.cutoff is None else {"r_max": float(self.cfg.cutoff)}
-            adapter = small_mace(train.structures, train.energy, train.forces, species=self.data.species, seed=seed,
-                                 dtype=self.cfg.train.torch_dtype, prepared=self.prepared, **kw)
-        adapter, hist = fit_adapter(adapter, train, self.val, self.cfg.train if init_from is None else self.cfg.warm_train,
-                                    seed=seed)
-        return adapter, len(hist)
-
     def predict(self, model, data: StructureSet):
-        if self.cfg.model == "mace":
-            from alhelpers.anymodel.train import predict_adapter
-
-            return predict_adapter(model, data.structures)
-        return predict(model, data, cache=self.cache)
+        return self.backend.predict(model, data)
 
     def select(self, method, models, candidates: StructureSet, labelled: StructureSet, k: int, rng, timings: dict,
                known: dict | None = None):
-        cfg = self.cfg
-        if cfg.model == "mace":
-            from alhelpers.anymodel.select import adapter_select
-
-            return adapter_select(method, models[0], candidates.structures, labelled.structures, k, rng,
-                                  committee=models, rp_dim=cfg.rp_dim, labels=(candidates.energy, candidates.forces),
-                                  timings=timings)
-        return select_batch(method, models=models, candidates=candidates, labelled=labelled, batch=k, rng=rng,
-                            rp_dim=cfg.rp_dim, cache=self.cache, timings=timings, known=known)
+        return self.backend.select(method, models, candidates, labelled, k, rng, timings, known)
 
     def uncertainty(self, method, models, structures: StructureSet, labelled: StructureSet, rnd: int,
                     keep: dict | None = None):
-        cfg = self.cfg
-        seed = seed_int(cfg.seed, UNCERTAINTY_STREAM, rnd)
-        if cfg.model == "mace":
-            from alhelpers.anymodel.select import adapter_uncertainty
-
-            return adapter_uncertainty(method, models[0], structures.structures, labelled.structures, committee=models,
-                                       rp_dim=cfg.rp_dim, seed=seed)
-        return uncertainty(method, models, structures, labelled, rp_dim=cfg.rp_dim, seed=seed, cache=self.cache,
-                           keep=keep)
+        seed = seed_int(self.cfg.seed, UNCERTAINTY_STREAM, rnd)
+        return self.backend.uncertainty(method, models, structures, labelled, seed, keep)
 
     @staticmethod
     def _unc_method(method):
@@ -356,14 +316,145 @@ class _Run:
 
     def _snapshot(self, models: list) -> list:
         """The round's models as the next round warm-starts from them (saved with the checkpoint)."""
-        return [m.model if self.cfg.model == "mace" else m for m in models]
+        return [self.backend.snapshot(m) for m in models]
 
     def _restore(self, snapshot: list) -> list:
-        if self.cfg.model == "mace":
-            from alhelpers.anymodel.mace import MaceAdapter
+        return [self.backend.restore(m) for m in snapshot]
 
-            return [MaceAdapter(m, prepared=self.prepared) for m in snapshot]
-        return list(snapshot)
+
+class _OwnBackend:
+    """The project's potential (``gm``): its own training, prediction, features and selection."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def setup(self) -> None:
+        """A set small enough is frozen once for the whole run (:class:`FrozenStore`)."""
+        if int(self.run.data.n_atoms.sum()) <= FROZEN_STORE_MAX_ATOMS:
+            self.run.store_frozen()
+
+    def fit(self, train: StructureSet, seed: int, init_from=None):
+        run, cfg = self.run, self.run.cfg
+        kw = {} if cfg.cutoff is None else {"descriptor": _descriptor(run.data.species, cfg.cutoff)}
+        model, hist = fit_potential(train, run.val, cfg.train if init_from is None else cfg.warm_train,
+                                    species=run.data.species, hidden=cfg.hidden, seed=seed, cache=run.cache,
+                                    init_from=init_from, restandardise=init_from is not None, **kw)
+        return model, len(hist)
+
+    def predict(self, model, data: StructureSet):
+        return predict(model, data, cache=self.run.cache)
+
+    def select(self, method, models, candidates, labelled, k, rng, timings, known):
+        return select_batch(method, models=models, candidates=candidates, labelled=labelled, batch=k, rng=rng,
+                            rp_dim=self.run.cfg.rp_dim, cache=self.run.cache, timings=timings, known=known)
+
+    def uncertainty(self, method, models, structures, labelled, seed, keep):
+        return uncertainty(method, models, structures, labelled, rp_dim=self.run.cfg.rp_dim, seed=seed,
+                           cache=self.run.cache, keep=keep)
+
+    def snapshot(self, model):
+        return model
+
+    def restore(self, model):
+        return model
+
+
+class _AdapterBackend(abc.ABC):
+    """Any potential behind a :class:`~alhelpers.anymodel.adapter.PotentialAdapter` (MACE, CHGNet):
+    the model-agnostic training, features and selection of :mod:`alhelpers.anymodel`. Subclasses
+    say how a round's model starts (:meth:`start`) and how a saved model is wrapped again."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+
+    def setup(self) -> None:
+        """Nothing to prepare for the whole run (structures are prepared as they are used)."""
+
+    @abc.abstractmethod
+    def start(self, train: StructureSet, seed: int):
+        """The adapter a round's first fit starts from."""
+
+    @abc.abstractmethod
+    def wrap(self, model):
+        """The adapter of a model saved with a checkpoint."""
+
+    def fit(self, train: StructureSet, seed: int, init_from=None):
+        import copy
+
+        from alhelpers.anymodel.train import fit_adapter
+
+        cfg = self.run.cfg
+        if init_from is not None:
+            adapter = copy.copy(init_from)
+            adapter.model = copy.deepcopy(init_from.model)
+        else:
+            adapter = self.start(train, seed)
+        adapter, hist = fit_adapter(adapter, train, self.run.val, cfg.train if init_from is None else cfg.warm_train,
+                                    seed=seed)
+        return adapter, len(hist)
+
+    def predict(self, model, data: StructureSet):
+        from alhelpers.anymodel.train import predict_adapter
+
+        return predict_adapter(model, data.structures)
+
+    def select(self, method, models, candidates, labelled, k, rng, timings, known):
+        from alhelpers.anymodel.select import adapter_select
+
+        return adapter_select(method, models[0], candidates.structures, labelled.structures, k, rng,
+                              committee=models, rp_dim=self.run.cfg.rp_dim,
+                              labels=(candidates.energy, candidates.forces), timings=timings)
+
+    def uncertainty(self, method, models, structures, labelled, seed, keep):
+        from alhelpers.anymodel.select import adapter_uncertainty
+
+        return adapter_uncertainty(method, models[0], structures.structures, labelled.structures, committee=models,
+                                   rp_dim=self.run.cfg.rp_dim, seed=seed)
+
+    def snapshot(self, adapter):
+        return adapter.model
+
+    def restore(self, model):
+        return self.wrap(model)
+
+
+class _MaceBackend(_AdapterBackend):
+    """A small MACE from scratch (:func:`alhelpers.anymodel.mace.small_mace`)."""
+
+    def start(self, train: StructureSet, seed: int):
+        from alhelpers.anymodel.mace import small_mace
+
+        run = self.run
+        kw = {} if run.cfg.cutoff is None else {"r_max": float(run.cfg.cutoff)}
+        return small_mace(train.structures, train.energy, train.forces, species=run.data.species, seed=seed,
+                          dtype=run.cfg.train.torch_dtype, prepared=run.prepared, **kw)
+
+    def wrap(self, model):
+        from alhelpers.anymodel.mace import MaceAdapter
+
+        return MaceAdapter(model, prepared=self.run.prepared)
+
+
+class _ChgnetBackend(_AdapterBackend):
+    """The pretrained CHGNet, fine-tuned: every round starts from the pretrained weights with the
+    per-element energy reference refitted to the labelled structures' energies
+    (:func:`alhelpers.anymodel.chgnet.refit_reference`); ``seed`` orders the mini-batches."""
+
+    def start(self, train: StructureSet, seed: int):
+        from alhelpers.anymodel.chgnet import pretrained_chgnet, refit_reference
+
+        adapter = pretrained_chgnet(prepared=self.run.prepared)
+        refit_reference(adapter, train.structures, train.energy)
+        return adapter
+
+    def wrap(self, model):
+        from alhelpers.anymodel.chgnet import ChgnetAdapter
+
+        return ChgnetAdapter(model, prepared=self.run.prepared)
+
+
+#: How each potential of :data:`~alhelpers.atomistic.config.MODELS` is trained, predicts and selects.
+BACKENDS: dict[str, type] = {"gm": _OwnBackend, "mace": _MaceBackend, "chgnet": _ChgnetBackend}
 
 
 def _descriptor(species, cutoff: float):
@@ -420,8 +511,7 @@ def run_potentials(
                _labelled_split(oracle, data, split["val"]) if cfg.n_val else None,
                _labelled_split(oracle, data, split["test"]), test_idx=np.asarray(split["test"], dtype=np.int64),
                val_idx=np.asarray(split["val"], dtype=np.int64), progress=progress)
-    if cfg.model == "gm" and int(data.n_atoms.sum()) <= FROZEN_STORE_MAX_ATOMS:
-        run.store_frozen()
+    run.backend.setup()
     store = None
     if checkpoints is not None:
         store = _store(checkpoints, cfg, data)

@@ -14,7 +14,7 @@ from alhelpers.atomistic.selection import parse_potential_method
 from alhelpers.atomistic.train import TrainConfig
 from alhelpers.select.features import DEFAULT_RP_DIM
 
-__all__ = ["DEFAULT_STRATEGIES", "MACE_TRAIN", "METHODS", "MODELS", "NOTEBOOK_STRATEGIES", "STUDY_TRAIN", "WARM_TRAIN",
+__all__ = ["CHGNET_TRAIN", "DEFAULT_STRATEGIES", "MACE_TRAIN", "METHODS", "MODELS", "NOTEBOOK_STRATEGIES", "STUDY_TRAIN", "WARM_TRAIN",
            "PotentialsConfig", "resolve_strategies", "run_label"]
 
 #: Every method of STUDY §7 for a potential (``random`` is MAXDIAG on RND under its usual name).
@@ -59,9 +59,16 @@ WARM_TRAIN = TrainConfig(dtype="float32", max_epochs=25, patience=10, lr_patienc
 #: 100 TiO2 structures, 1e-2 at 82) and at most 60 epochs.
 MACE_TRAIN = TrainConfig(dtype="float32", lr=1e-2, max_epochs=60, patience=15, lr_patience=8)
 #: The potentials a run can train: ``gm``, the project's Gaussian-moment network
-#: (:mod:`alhelpers.atomistic.model`), or ``mace``, a small MACE through the model-agnostic path
-#: (:mod:`alhelpers.anymodel`; needs the optional ``mace-torch``).
-MODELS: tuple[str, ...] = ("gm", "mace")
+#: (:mod:`alhelpers.atomistic.model`); ``mace``, a small MACE from scratch, or ``chgnet``, the
+#: pretrained universal potential CHGNet fine-tuned, both through the model-agnostic path
+#: (:mod:`alhelpers.anymodel`; they need the optional ``mace-torch`` / ``chgnet``).
+MODELS: tuple[str, ...] = ("gm", "mace", "chgnet")
+#: Fine-tuning the pretrained CHGNet: a small learning rate (the pretrained weights are already
+#: good: 1e-3 forgets them), few epochs, early stopping on the validation split.
+CHGNET_TRAIN = TrainConfig(dtype="float32", lr=1e-4, max_epochs=20, patience=6, lr_patience=4)
+#: Each model's training settings when a run does not give its own, and whether it warm-starts.
+MODEL_TRAINING: dict[str, tuple[TrainConfig | None, bool]] = {"mace": (MACE_TRAIN, False),
+                                                               "chgnet": (CHGNET_TRAIN, False)}
 
 
 def run_label(system: str, model: str = "gm") -> str:
@@ -150,10 +157,9 @@ class PotentialsConfig(Saveable):
         else:
             sizes = {"n_pool": int(0.7 * n_structures), "n_val": max(1, int(0.05 * n_structures))}
             sizes["n_test"] = n_structures - sizes["n_pool"] - sizes["n_val"]
-        if overrides.get("model") == "mace" and "train" not in overrides:
-            sizes["train"] = MACE_TRAIN
-            sizes["warm_start"] = False  # MACE was measured from scratch only
-            sizes["warm_train"] = MACE_TRAIN
+        train, warm = MODEL_TRAINING.get(overrides.get("model", "gm"), (None, True))
+        if train is not None and "train" not in overrides:
+            sizes.update(train=train, warm_start=warm, warm_train=train)  # MACE: measured from scratch only
         return cls(system=system, **{**sizes, **overrides})
 
     @classmethod
@@ -162,5 +168,5 @@ class PotentialsConfig(Saveable):
         kw = dict(system=system, n_pool=40, n_val=8, n_test=16, n_init=4, batch=4, max_size=12, ensemble=2,
                   rp_dim=64, hidden=(32, 32), train=TrainConfig(max_epochs=15, patience=5, dtype="float32"),
                   warm_train=TrainConfig(max_epochs=8, patience=4, dtype="float32"),
-                  warm_start=overrides.get("model", "gm") != "mace")
+                  warm_start=MODEL_TRAINING.get(overrides.get("model", "gm"), (None, True))[1])
         return cls(**{**kw, **overrides})

@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     b = i.add_argument_group("structures (Track B)")
     b.add_argument("--structures", help="the pool of candidate structures (extxyz or any ase.io format)")
     b.add_argument("--labelled-structures", help="labelled structures with energies and forces")
-    b.add_argument("--model", default="gm", help="the potential trained each round: gm (the project's) or mace")
+    b.add_argument("--model", default="gm", help="the potential trained each round: gm (the project's), mace, "
+                                                  "chgnet (the pretrained CHGNet, fine-tuned) or a model file")
     b.add_argument("--epochs", type=int, default=60, help="training epochs per round (default 60)")
     n = sub.add_parser("next", help="train on every label so far and write the batch to compute")
     n.add_argument("dir")

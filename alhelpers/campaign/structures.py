@@ -35,10 +35,11 @@ Say = Callable[[str], None]
 POOL_FILE = "pool.extxyz"
 LABELLED_FILE = "labelled.extxyz"
 MODEL_FILE = "model.pt"
-#: ``gm``: the project's potential and ``mace``: a small MACE, both from scratch each round; or the
+#: ``gm``: the project's potential and ``mace``: a small MACE, both from scratch each round;
+#: ``chgnet``: the pretrained CHGNet, its energy reference refitted, fine-tuned each round; or the
 #: path of a model file (``torch.save(model, path)``: MACE, the project's potential, any model
 #: with an adapter), fine-tuned from its own weights each round.
-MODELS = ("gm", "mace")
+MODELS = ("gm", "mace", "chgnet")
 #: Members of the committee trained for the QBC methods (``maxdiag-qbc-e``/``-f``).
 COMMITTEE = 3
 #: eV/Å: a force component beyond this is refused (eV/Bohr or Hartree/Bohr mistakes, broken runs).
@@ -225,6 +226,20 @@ def _train_mace(camp: Campaign, train, species: Sequence[int], seed: int, cfg):
     return fit_adapter(mace, train, None, cfg, seed=seed)[0]
 
 
+def _train_chgnet(camp: Campaign, train, species: Sequence[int], seed: int, cfg):
+    """The pretrained CHGNet, its per-element reference refitted to the labels, fine-tuned."""
+    from dataclasses import replace
+
+    from alhelpers.anymodel.chgnet import pretrained_chgnet, refit_reference
+    from alhelpers.anymodel.train import fit_adapter
+    from alhelpers.atomistic.config import CHGNET_TRAIN
+
+    adapter = pretrained_chgnet()
+    refit_reference(adapter, train.structures, train.energy)
+    return fit_adapter(adapter, train, None, replace(CHGNET_TRAIN, max_epochs=cfg.max_epochs,
+                                                     patience=cfg.max_epochs), seed=seed)[0]
+
+
 def _train_file(camp: Campaign, train, species: Sequence[int], seed: int, cfg):
     """The user's model, fine-tuned from its own weights."""
     from alhelpers.anymodel.io import load_model
@@ -235,7 +250,7 @@ def _train_file(camp: Campaign, train, species: Sequence[int], seed: int, cfg):
 
 
 #: How each kind of ``model`` setting is trained on the labelled structures, every round.
-TRAINERS = {"gm": _train_gm, "mace": _train_mace, "file": _train_file}
+TRAINERS = {"gm": _train_gm, "mace": _train_mace, "chgnet": _train_chgnet, "file": _train_file}
 
 
 def _train(camp: Campaign, train, species: Sequence[int], seed: int):
