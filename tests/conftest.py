@@ -71,3 +71,24 @@ def autograd_gradient() -> Callable:
         return np.array(out)
 
     return rows
+
+
+@pytest.fixture
+def rp_kernel_sampled() -> Callable:
+    """``check(adapter, structures, K, seeds, p)``: FEAT(RP) kernels of ``structures`` over projection
+    seeds ``0 … seeds − 1``; asserts their mean lies within 4 standard errors of the exact gradient
+    kernel ``K`` everywhere (unbiased) and returns ``(relative error of the mean, relative spread of
+    one sample)``."""
+    import numpy as np
+
+    from alhelpers.anymodel.gradients import gradient_features
+
+    def check(adapter, structures, K, seeds: int, p: int = 128) -> tuple[float, float]:
+        samples = np.stack([(lambda phi: phi @ phi.T)(gradient_features(adapter, structures, "rp", p=p, seed=k))
+                            for k in range(seeds)])
+        mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(seeds)
+        assert (np.abs(mean - K) < 4 * se).all(), np.abs(mean - K) / se
+        return (float(np.linalg.norm(mean - K) / np.linalg.norm(K)),
+                float(np.sqrt(samples.var(0, ddof=1).sum()) / np.linalg.norm(K)))
+
+    return check

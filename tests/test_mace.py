@@ -34,19 +34,14 @@ def test_mace_ll_is_autograds_gradient_with_respect_to_the_readouts(data, tiny, 
     np.testing.assert_allclose(ll, autograd_gradient(tiny, s, tiny.readouts), rtol=1e-10, atol=1e-12)
 
 
-def test_mace_full_gradient_and_rp_kernel(data, tiny, autograd_gradient):
+def test_mace_full_gradient_and_rp_kernel(data, tiny, autograd_gradient, rp_kernel_sampled):
     s = data.structures[8:12]
     names = module_names(tiny, "rp")
     assert any("conv_tp_weights" in n for n in names) and any("symmetric_contractions" in n for n in names)
     full = gradient_features(tiny, s, "full")
     np.testing.assert_allclose(full, autograd_gradient(tiny, s, names), rtol=1e-9, atol=1e-10)
-    K = full @ full.T
-    samples = np.stack([(lambda phi: phi @ phi.T)(gradient_features(tiny, s, "rp", p=128, seed=k)) for k in range(48)])
-    mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(len(samples))
-    assert (np.abs(mean - K) < 4 * se).all(), np.abs(mean - K) / se  # unbiased for the exact kernel
-    spread = np.sqrt(samples.var(0, ddof=1).sum()) / np.linalg.norm(K)
-    err = np.linalg.norm(mean - K) / np.linalg.norm(K)
-    assert err < 2 * spread / np.sqrt(len(samples)) and err < 0.1, (err, spread)
+    err, spread = rp_kernel_sampled(tiny, s, full @ full.T, 48)  # unbiased for the exact kernel
+    assert err < 2 * spread / np.sqrt(48) and err < 0.1, (err, spread)
 
 
 def test_mace_model_file_through_the_command(tmp_path, data, tiny):
