@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train every round from scratch (the protocol before warm starts, ~3x slower) instead of "
                         "continuing from the previous round's model (default: off, warm starts; mace "
                         "always trains from scratch)")
+    t.add_argument("--init-method", default="random",
+                   help="how the start set is chosen: random (default), or for a pretrained model (--model chgnet) "
+                        "a rule on its features before any label, e.g. maxdet-feat-ll or lcmd-feat-rp")
     t.add_argument("--target-mae", type=float, default=0.0,
                    help="stop a strategy's labelling once its predicted test force MAE (eV/Å) is at or "
                         "below this (default 0: never)")
@@ -203,7 +206,8 @@ def check_flags(args: argparse.Namespace) -> None:
         for b in args.batch:
             for seed in args.seeds:
                 PotentialsConfig(system=args.system, seed=seed, strategies=tuple(args.strategies), batch=b,
-                                 n_init=args.n_init, max_size=args.max_size, target_mae=args.target_mae)
+                                 n_init=args.n_init, max_size=args.max_size, target_mae=args.target_mae,
+                                 model=args.model, init_method=args.init_method)
         return
     Budget.from_params(args.max_wall_s, args.max_ram_mb, names=("--max-wall-s", "--max-ram-mb"))
     for system in args.systems:

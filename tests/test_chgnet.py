@@ -117,3 +117,39 @@ def test_the_track_b_study_fine_tunes_chgnet_with_bmdal(tmp_path):
     assert first["force_mae"].iloc[0] == pytest.approx(force_mae, rel=1e-6)
     again = run_potentials(small, cfg, checkpoints=tmp_path)
     assert again.attrs["resumed_rounds"] == 2 and again["force_mae"].tolist() == runs["force_mae"].tolist()
+
+
+def test_the_start_set_is_chosen_on_the_pretrained_features_before_any_label(tmp_path):
+    """``init_method="maxdet-feat-ll"``: the start set is MAXDET on the pretrained CHGNet's FEAT(LL)
+    of the pool, with nothing labelled (the same selection made by hand); it needs a pretrained
+    model and a rule that needs no labels."""
+    from pathlib import Path
+
+    from alhelpers.al.seeding import stream
+    from alhelpers.anymodel.select import adapter_select
+    from alhelpers.atomistic.al import run_potentials
+    from alhelpers.atomistic.config import PotentialsConfig
+    from alhelpers.atomistic.data import load_tio2, split_indices
+    from alhelpers.atomistic.train import TrainConfig
+
+    tio2_file = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
+    if not tio2_file.exists():
+        pytest.skip(f"real TiO2 data absent ({tio2_file})")
+    with pytest.raises(ValueError, match="needs a model that exists before any label"):
+        PotentialsConfig(system="tio2", init_method="maxdet-feat-ll")
+    with pytest.raises(ValueError, match="chosen without labels"):
+        PotentialsConfig(system="tio2", model="chgnet", init_method="maxdet-gp-ll")
+    data = load_tio2()
+    small = data.subset(np.flatnonzero(data.n_atoms <= 12)[:30])
+    cfg = PotentialsConfig.smoke("tio2", model="chgnet", n_pool=16, n_val=4, n_test=6, n_init=3, batch=3, max_size=3,
+                                 strategies=("random",), init_method="maxdet-feat-ll",
+                                 train=TrainConfig(dtype="float32", lr=1e-4, max_epochs=1, patience=1))
+    run_potentials(small, cfg, checkpoints=tmp_path)
+    pool = split_indices(len(small), n_pool=16, n_val=4, n_test=6, seed=0)["pool"]
+    by_hand = pool[adapter_select("maxdet-feat-ll", pretrained_chgnet(), small.subset(pool).structures, [], 3,
+                                  stream(0, "init", "maxdet-feat-ll"), rp_dim=cfg.rp_dim)]
+    import json
+
+    (round0,) = tmp_path.rglob("random/round00.json")  # the checkpoint holds the labels round 0 asked for
+    assert json.loads(round0.read_text())["extra"]["index"] == by_hand.tolist()
+    assert sorted(by_hand.tolist()) != sorted(pool[:3].tolist())  # not the random start set

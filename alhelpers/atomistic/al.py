@@ -440,6 +440,15 @@ class _ChgnetBackend(_AdapterBackend):
     per-element energy reference refitted to the labelled structures' energies
     (:func:`alhelpers.anymodel.chgnet.refit_reference`); ``seed`` orders the mini-batches."""
 
+    def initial(self, method, pool: StructureSet, k: int, rng) -> np.ndarray:
+        """Positions in ``pool`` of the start set, chosen by ``method`` on the pretrained model's
+        gradient features with no labelled structure (selection order)."""
+        from alhelpers.anymodel.chgnet import pretrained_chgnet
+        from alhelpers.anymodel.select import adapter_select
+
+        return adapter_select(method, pretrained_chgnet(prepared=self.run.prepared), pool.structures, [], k, rng,
+                              rp_dim=self.run.cfg.rp_dim)
+
     def start(self, train: StructureSet, seed: int):
         from alhelpers.anymodel.chgnet import pretrained_chgnet, refit_reference
 
@@ -516,7 +525,12 @@ def run_potentials(
     if checkpoints is not None:
         store = _store(checkpoints, cfg, data)
         cfg.save(store.folder / "config.json")
-    tracks, n_done = run_rounds(cfg.strategies, cfg.rounds, split["pool"][: cfg.n_init],
+    init = split["pool"][: cfg.n_init]
+    if cfg.init_method != "random":  # chosen on the pretrained model's features, before any label
+        pool = data.subset(split["pool"])
+        init = split["pool"][run.backend.initial(parse_potential_method(cfg.init_method), pool, cfg.n_init,
+                                                 stream(cfg.seed, "init", cfg.init_method))]
+    tracks, n_done = run_rounds(cfg.strategies, cfg.rounds, init,
                                 lambda rnd, active: [run.round(t, rnd) for t in active],
                                 checkpoints=store, keep_order=True, label=f"{cfg.system} seed {cfg.seed} ",
                                 stop_after_round=stop_after_round)

@@ -66,6 +66,8 @@ MODELS: tuple[str, ...] = ("gm", "mace", "chgnet")
 #: Fine-tuning the pretrained CHGNet: a small learning rate (the pretrained weights are already
 #: good: 1e-3 forgets them), few epochs, early stopping on the validation split.
 CHGNET_TRAIN = TrainConfig(dtype="float32", lr=1e-4, max_epochs=20, patience=6, lr_patience=4)
+#: Models that exist before any label (pretrained): their features can choose the start set.
+PRETRAINED: tuple[str, ...] = ("chgnet",)
 #: Each model's training settings when a run does not give its own, and whether it warm-starts.
 MODEL_TRAINING: dict[str, tuple[TrainConfig | None, bool]] = {"mace": (MACE_TRAIN, False),
                                                                "chgnet": (CHGNET_TRAIN, False)}
@@ -123,6 +125,10 @@ class PotentialsConfig(Saveable):
     #: Stop a strategy's labelling once its predicted test error (``mae_pred``: force MAE in eV/Å,
     #: or energy MAE in eV/atom for QBC(E) and sets without forces) is at or below this; 0: never.
     target_mae: float = param(0.0, "TARGET_MAE", minimum=0)
+    #: How the start set is chosen: ``random`` (the first ``n_init`` of the seeded pool order), or,
+    #: for a model that exists before any label (``chgnet``), a rule on its pretrained gradient
+    #: features: ``maxdet-feat-ll``, ``lcmd-feat-rp``, … (MAXDET, MAXDIST or LCMD on FEAT(LL)/FEAT(RP)).
+    init_method: str = param("random", "INIT_METHOD")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -138,6 +144,14 @@ class PotentialsConfig(Saveable):
             raise ValueError(f"n_init ({self.n_init}) cannot exceed n_pool ({self.n_pool})")
         if self.max_size < self.n_init:
             raise ValueError(f"MAX_SIZE ({self.max_size}) must be >= N_INIT ({self.n_init})")
+        if self.init_method != "random":
+            m = parse_potential_method(self.init_method)
+            if m.rule not in ("maxdet", "maxdist", "lcmd") or m.kernel not in ("feat-ll", "feat-rp"):
+                raise ValueError(f"INIT_METHOD = {self.init_method!r}: the start set is chosen without labels, by "
+                                 "MAXDET, MAXDIST or LCMD on plain features, e.g. 'maxdet-feat-ll' or 'lcmd-feat-rp'")
+            if self.model not in PRETRAINED:
+                raise ValueError(f"INIT_METHOD = {self.init_method!r} needs a model that exists before any label "
+                                 f"(MODEL in {PRETRAINED}); {self.model!r} is trained from scratch")
 
     @property
     def label(self) -> str:

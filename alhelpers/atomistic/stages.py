@@ -44,11 +44,13 @@ def load_potential_data(system: str, *, say: Say = print) -> StructureSet:
 def potentials_config(system: str, n_structures: int, *, seed: int = 0,
                       strategies: tuple[str, ...] | list[str] | str = NOTEBOOK_STRATEGIES, batch: int = 10,
                       n_init: int = 10, max_size: int = 100, epochs: int = 0, smoke: bool = False,
-                      model: str = "gm", target_mae: float = 0.0, warm_start: bool | None = None) -> PotentialsConfig:
+                      model: str = "gm", target_mae: float = 0.0, warm_start: bool | None = None,
+                      init_method: str = "random") -> PotentialsConfig:
     """Notebook 07's config from its parameters (``smoke``: a tiny run of three rounds;
     ``strategies="study"``: the study's seven; ``warm_start`` None: the model's default, on for
-    ``gm``, off for ``mace``)."""
+    ``gm``, off for ``mace`` and ``chgnet``; ``init_method``: how the start set is chosen)."""
     warm = {} if warm_start is None else {"warm_start": warm_start}
+    warm["init_method"] = init_method
     strategies = resolve_strategies(strategies)
     if smoke:
         return PotentialsConfig.smoke(system, seed=seed, strategies=strategies, batch=batch, max_size=4 + 2 * batch,
