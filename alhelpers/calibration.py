@@ -51,7 +51,7 @@ from alhelpers.keys import Key, setting_columns
 __all__ = [
     "CALIBRATION_COLUMNS", "RELIABILITY_COLUMNS", "RELIABILITY_LEVELS", "ROUND_COLUMNS", "Recalibration", "calibration_metrics", "cv_folds", "ence",
     "gaussian_nll", "miscalibration_area", "predicted_mae", "recalibrate", "reliability_curve",
-    "calibration_table", "round_calibration", "sigma_scale", "stop_reason", "z2_mean",
+    "calibration_table", "round_calibration", "sigma_scale", "stop_reason", "usable_recalibration", "z2_mean",
     "COVERAGE_GAP", "Z2_CALIBRATED", "calibration_lines", "calibration_state", "coverage_gap",
 ]
 
@@ -281,6 +281,11 @@ def _usable(e, s) -> bool:
     return e.size > 0 and e.shape == s.shape and bool(np.isfinite(e).all() and np.isfinite(s).all() and (s > 0).all())
 
 
+def usable_recalibration(err: np.ndarray | None, sigma: np.ndarray | None) -> Recalibration | None:
+    """:func:`recalibrate` on pairs that can fit one (some, all finite, every σ > 0), else None."""
+    return recalibrate(err, sigma) if _usable(err, sigma) else None
+
+
 def round_calibration(err: np.ndarray, sigma: np.ndarray, *, cal_err: np.ndarray | None = None,
                       cal_sigma: np.ndarray | None = None, pool_sigma: np.ndarray | None = None,
                       pool_weights: np.ndarray | None = None) -> dict[str, float]:
@@ -294,11 +299,7 @@ def round_calibration(err: np.ndarray, sigma: np.ndarray, *, cal_err: np.ndarray
     finite, an empty set) are NaN.
     """
     out = dict.fromkeys((str(c) for c in ROUND_COLUMNS), float("nan"))
-    recal: Recalibration | None = None
-    if cal_err is None:
-        recal = Recalibration()
-    elif _usable(cal_err, cal_sigma):
-        recal = recalibrate(cal_err, cal_sigma)
+    recal = Recalibration() if cal_err is None else usable_recalibration(cal_err, cal_sigma)
     if _usable(err, sigma):
         row = calibration_metrics(err, sigma, recal=recal or Recalibration())
         levels = np.asarray(RELIABILITY_LEVELS)

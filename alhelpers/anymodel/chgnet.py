@@ -100,10 +100,6 @@ def pretrained_chgnet(version: str = "0.3.0", *, prepared: dict | None = None) -
     return ChgnetAdapter(model, prepared=prepared)
 
 
-def _counts(structures: Sequence[Atoms], zs: Sequence[int]) -> np.ndarray:
-    return np.array([[int((a.numbers == z).sum()) for z in zs] for a in structures], dtype=np.float64)
-
-
 def reference_energies(adapter: ChgnetAdapter) -> dict[int, float]:
     """The per-element reference energies (eV per atom of the element) of the model's ``AtomRef``."""
     w = adapter.model.composition_model.fc.weight.detach().cpu().double().numpy().reshape(-1)
@@ -116,13 +112,14 @@ def refit_reference(adapter: ChgnetAdapter, structures: Sequence[Atoms], energie
     shift applied to each element (eV/atom). Elements whose counts are collinear (all structures
     of one composition) share the shift in the minimum-norm way. Other elements keep theirs."""
     from alhelpers.anymodel.train import predict_adapter
+    from alhelpers.atomistic.structures import composition_matrix
 
     e = np.asarray(energies, dtype=np.float64).reshape(-1)
     if e.size != len(structures) or not np.isfinite(e).all():
         raise ValueError(f"need one finite energy per structure, got {e.size} for {len(structures)} structures")
     zs = sorted({int(z) for a in structures for z in a.numbers})
     pred = predict_adapter(adapter, list(structures), forces=False)[0]
-    shift, *_ = np.linalg.lstsq(_counts(structures, zs), e - pred, rcond=None)
+    shift, *_ = np.linalg.lstsq(composition_matrix(structures, zs), e - pred, rcond=None)
     fc = adapter.model.composition_model.fc
     with torch.no_grad():
         for z, d in zip(zs, shift):

@@ -126,8 +126,9 @@ def small_mace(
     """
     zs = sorted(int(z) for z in species)
     z_table = AtomicNumberTable(zs)
-    X = np.array([[int((a.numbers == z).sum()) for z in zs] for a in train], dtype=np.float64)
-    e0, *_ = np.linalg.lstsq(X, np.asarray(energies, dtype=np.float64), rcond=None)
+    from alhelpers.atomistic.structures import composition_matrix
+
+    e0, *_ = np.linalg.lstsq(composition_matrix(train, zs), np.asarray(energies, dtype=np.float64), rcond=None)
     data = [mace_data.AtomicData.from_config(mace_data.config_from_atoms(a), z_table=z_table, cutoff=r_max)
             for a in train]
     loader = torch_geometric.dataloader.DataLoader(data, batch_size=32, shuffle=False)

@@ -24,7 +24,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.atomistic.structures import StructureSet, same_structure
 
 __all__ = [
     "Oracle",
@@ -100,12 +100,7 @@ class PoolOracle:
         if i is not None:
             return i
         for j, a in enumerate(self.data.structures):
-            if (
-                len(a) == len(atoms)
-                and np.array_equal(a.numbers, atoms.numbers)
-                and np.allclose(a.positions, atoms.positions, atol=1e-8, rtol=0.0)
-                and np.allclose(a.cell.array, atoms.cell.array, atol=1e-8, rtol=0.0)
-            ):
+            if same_structure(a, atoms, atol=1e-8):
                 return j
         raise OracleError(
             f"{_describe(atoms, -1)} is not in the pool {self.data.name!r}; a PoolOracle can only "

@@ -25,11 +25,25 @@ from ase import Atoms
 
 from alhelpers.atomistic.neighbours import MIN_DISTANCE, BadStructureError, neighbour_distances
 
-__all__ = ["MIN_DISTANCE", "BadStructureError", "StructureSet", "cell_problem", "closest_pair", "mixed_forces_problem",
-           "structure_problem"]
+__all__ = ["MIN_DISTANCE", "BadStructureError", "StructureSet", "cell_problem", "closest_pair", "composition_matrix",
+           "mixed_forces_problem", "same_structure", "structure_problem"]
 
 #: A periodic cell is flat when |det| ≤ this × the product of its vector lengths (sines of its angles).
 FLAT_CELL = 1e-8
+
+
+def composition_matrix(structures: Sequence[Atoms], species: Sequence[int]) -> np.ndarray:
+    """``(S, len(species))`` float64: how many atoms of each atomic number every structure has (the
+    design matrix of per-element energy fits)."""
+    return np.array([[int((a.numbers == z).sum()) for z in species] for a in structures], dtype=np.float64)
+
+
+def same_structure(a: Atoms, b: Atoms, *, atol: float) -> bool:
+    """Whether two structures have the same atoms in the same order, positions and cell within
+    ``atol`` Å."""
+    return (len(a) == len(b) and np.array_equal(a.numbers, b.numbers)
+            and np.allclose(a.positions, b.positions, atol=atol, rtol=0.0)
+            and np.allclose(a.cell.array, b.cell.array, atol=atol, rtol=0.0))
 
 
 def closest_pair(atoms: Atoms, below: float = MIN_DISTANCE) -> tuple[int, int, float] | None:

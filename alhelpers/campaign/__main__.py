@@ -65,22 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _track(path: str) -> str:
-    from alhelpers.campaign.folder import CAMPAIGN_FILE, CampaignError
-    from alhelpers.files import read_json
-    from pathlib import Path
-
-    f = Path(path) / CAMPAIGN_FILE
-    if not f.exists():
-        raise CampaignError(f"{path} is no campaign folder (no {CAMPAIGN_FILE}); start one with "
-                            f"python -m alhelpers.campaign init {path} …")
-    return read_json(f, todo="Restore it from a backup, or start a new campaign.").get("track", "")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from alhelpers.campaign import materials as A
     from alhelpers.campaign import structures as B
+    from alhelpers.campaign.folder import read_settings
     from alhelpers.files import UnreadableFileError
 
     try:
@@ -99,18 +88,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 raise ValueError("init needs --labelled TABLE (materials) or --structures POOL (structures)")
             return 0
-        track = _track(args.dir)
-        mod = A if track == "materials" else B
+        nxt, add, status = {"materials": (A.next_materials, A.add_materials, A.status_materials),
+                            "structures": (B.next_structures, B.add_structures, B.status_structures)}[
+            read_settings(args.dir)["track"]]
         if args.command == "next":
             kw = {"strategy": args.strategy} if args.strategy else {}
-            fn = A.next_materials if track == "materials" else B.next_structures
-            fn(args.dir, batch=args.batch, seed=args.seed, oracle=args.oracle, replace=args.replace, **kw)
+            nxt(args.dir, batch=args.batch, seed=args.seed, oracle=args.oracle, replace=args.replace, **kw)
         elif args.command == "add":
-            (A.add_materials if track == "materials" else B.add_structures)(args.dir, args.file, any_=args.any)
+            add(args.dir, args.file, any_=args.any)
         else:
             import pandas as pd
 
-            table = (A.status_materials if mod is A else B.status_structures)(args.dir)
+            table = status(args.dir)
             with pd.option_context("display.width", 160, "display.max_colwidth", 60):
                 print(table.to_string(index=False) if len(table) else "no round yet: run next")
     except (ValueError, FileNotFoundError, RuntimeError, UnreadableFileError) as err:

@@ -36,7 +36,7 @@ import pandas as pd
 from alhelpers.files import UnreadableFileError, folder_lock, read_json, sha256_file, write_csv, write_json
 
 __all__ = ["LEDGER_COLUMNS", "Campaign", "CampaignError", "check_next_arguments", "identity", "open_campaign",
-           "plan_round"]
+           "plan_round", "read_settings"]
 
 #: Columns of ``ledger.csv``: ``key`` (Track A: the reduced formula; Track B: the pool index, or
 #: ``init:k`` for the k-th structure of the initial labelled file), ``label`` (eV/atom; Track B:
@@ -120,9 +120,9 @@ class Campaign:
     def save_suggestion(self, rnd: int, record: dict) -> Path:
         return write_json(self.round_dir(rnd) / "suggestion.json", record, indent=2)
 
-    def suggested_keys(self) -> list[str]:
-        """Every key any round suggested, in order."""
-        return [str(k) for r in self.rounds() for k in self.suggestion(r)["keys"]]
+    def suggested_rounds(self) -> dict[str, int]:
+        """Every key any round suggested, in order, with the round that suggested it."""
+        return {str(k): r for r in self.rounds() for k in self.suggestion(r)["keys"]}
 
     def labelled_keys(self) -> set[str]:
         return set(self.ledger()["key"].astype(str))
@@ -156,20 +156,29 @@ def check_new_folder(root: str | os.PathLike) -> Path:
     return root
 
 
-@contextmanager
-def open_campaign(root: str | os.PathLike, *, track: str | None = None) -> Iterator[Campaign]:
-    """Hold the campaign folder ``root`` (a lock: a second command on it is refused) and read its
-    settings; ``CampaignError`` when it is no campaign or not of ``track``."""
+def read_settings(root: str | os.PathLike) -> dict:
+    """A campaign folder's settings (its track checked); ``CampaignError`` when ``root`` is no
+    campaign folder."""
     root = Path(root)
     if not (root / CAMPAIGN_FILE).exists():
         raise CampaignError(f"{root} is no campaign folder (no {CAMPAIGN_FILE}); start one with "
                             f"python -m alhelpers.campaign init {root} …")
+    settings = read_json(root / CAMPAIGN_FILE, todo="Restore it from a backup, or start a new campaign.")
+    if settings.get("track") not in TRACKS:
+        raise UnreadableFileError(root / CAMPAIGN_FILE, f"unknown track {settings.get('track')!r}",
+                                  "Restore it from a backup, or start a new campaign.")
+    return settings
+
+
+@contextmanager
+def open_campaign(root: str | os.PathLike, *, track: str | None = None) -> Iterator[Campaign]:
+    """Hold the campaign folder ``root`` (a lock: a second command on it is refused) and read its
+    settings (:func:`read_settings`); ``CampaignError`` when it is not of ``track``."""
+    root = Path(root)
+    read_settings(root)  # no campaign: said before a lock file is made
     with folder_lock(root / ".campaign.lock", f"the campaign {root} is in use by another command ({{holder}}); "
                                               "wait for it to finish"):
-        settings = read_json(root / CAMPAIGN_FILE, todo="Restore it from a backup, or start a new campaign.")
-        if settings.get("track") not in TRACKS:
-            raise UnreadableFileError(root / CAMPAIGN_FILE, f"unknown track {settings.get('track')!r}",
-                                      "Restore it from a backup, or start a new campaign.")
+        settings = read_settings(root)
         if track is not None and settings["track"] != track:
             raise CampaignError(f"{root} is a {settings['track']} campaign, not a {track} one")
         yield Campaign(root, settings)
@@ -181,14 +190,15 @@ def plan_round(camp: Campaign, ident: str, replace: bool) -> tuple[int, bool]:
     if not rounds:
         return 0, False
     last = rounds[-1]
-    if camp.suggestion(last)["identity"] == ident:
+    made = camp.suggestion(last)["identity"]
+    if made == ident:
         return last, True
     if (camp.ledger()["round"] == last).any():
         return last + 1, False
     if not replace:
         raise CampaignError(f"round {last}'s suggestion has no labels yet: add them (python -m alhelpers.campaign add "
                             f"{camp.root} FILE), or pass --replace to discard that suggestion and suggest again")
-    dest = camp.root / "replaced" / f"round-{last:02d}-{camp.suggestion(last)['identity']}"
+    dest = camp.root / "replaced" / f"round-{last:02d}-{made}"
     dest.parent.mkdir(exist_ok=True)
     shutil.move(str(camp.round_dir(last)), str(dest))
     return last, False

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from alhelpers.al.seeding import stream
-from alhelpers.calibration import Recalibration, cv_folds, predicted_mae, recalibrate
-from alhelpers.campaign.folder import (CampaignError, check_new_folder, check_next_arguments, create, identity,
+from alhelpers.calibration import Recalibration, cv_folds, predicted_mae, usable_recalibration
+from alhelpers.campaign.folder import (CAMPAIGN_FILE, CampaignError, check_new_folder, check_next_arguments, create, identity,
                                        input_record, now, open_campaign, plan_round)
 from alhelpers.files import sha256_file, write_csv, write_parquet
 
@@ -211,7 +211,7 @@ def ensure_materials_campaign(root: str | os.PathLike, labelled: str | os.PathLi
     same labelled table (same sha256), target and candidates (a notebook run again); a campaign
     of other inputs there is refused, naming what differs."""
     root = Path(root)
-    if not (root / "campaign.json").exists():
+    if not (root / CAMPAIGN_FILE).exists():
         return init_materials(root, labelled, target=target, say=say, **init_kw)
     with open_campaign(root, track="materials") as camp:
         s = camp.settings
@@ -246,7 +246,7 @@ def _model_round(X_l: np.ndarray, y_l: np.ndarray, X_c: np.ndarray, seed: int, r
     models = fit_ensembles([X_l[r] for r in rows], [y_l[r] for r in rows], cfg.model,
                            seeds=[int(stream(seed, "model", rnd).integers(2**31))] * len(rows))
     err, sigma = held_out_pairs([(h, m) for (_, h), m in zip(folds, models[1:])], X_l, y_l)
-    recal = recalibrate(err, sigma) if len(err) and (sigma > 0).all() else Recalibration()
+    recal = usable_recalibration(err, sigma) or Recalibration()
     mean, var = models[0].predict(X_c)
     return models[0], recal, mean, np.sqrt(np.maximum(var, 0.0)), cfg
 
@@ -267,8 +267,8 @@ def next_materials(root: str | os.PathLike, *, batch: int, strategy: str = "stab
     with open_campaign(root, track="materials") as camp:
         orc = parse_oracle(oracle, target=camp.settings["target"]) if oracle else None
         ledger = camp.ledger()
-        params = {"batch": batch, "strategy": strategy, "seed": seed}
-        ident = identity(code=code_id(), ledger=camp.ledger_hash(), candidates=sha256_file(camp.root / CANDIDATES_FILE),
+        params, ledger_sha256 = {"batch": batch, "strategy": strategy, "seed": seed}, camp.ledger_hash()
+        ident = identity(code=code_id(), ledger=ledger_sha256, candidates=sha256_file(camp.root / CANDIDATES_FILE),
                          params=params)
         rnd, done = plan_round(camp, ident, replace)
         if done:
@@ -276,7 +276,7 @@ def next_materials(root: str | os.PathLike, *, batch: int, strategy: str = "stab
             table = pd.read_csv(camp.round_dir(rnd) / "suggested.csv")
         else:
             labelled = ledger["key"].tolist()
-            taken = set(labelled) | set(camp.suggested_keys())
+            taken = set(labelled) | set(camp.suggested_rounds())
             cands = [f for f in pd.read_csv(camp.root / CANDIDATES_FILE)["formula"] if f not in taken]
             if not cands:
                 raise CampaignError("every candidate has been suggested or labelled: the campaign has run out of "
@@ -299,8 +299,8 @@ def next_materials(root: str | os.PathLike, *, batch: int, strategy: str = "stab
             write_csv(camp.round_dir(rnd) / "candidates.csv", every)
             table = pd.read_csv(write_csv(camp.round_dir(rnd) / "suggested.csv", table))  # as a rerun reads it
             camp.save_suggestion(rnd, {
-                "identity": ident, "round": rnd, "params": params, "code_id": code_id(), "ledger_sha256":
-                camp.ledger_hash(), "n_labelled": len(labelled), "n_candidates": len(cands), "time": now(),
+                "identity": ident, "round": rnd, "params": params, "code_id": code_id(), "ledger_sha256": ledger_sha256,
+                "n_labelled": len(labelled), "n_candidates": len(cands), "time": now(),
                 "keys": table["formula"].tolist(), "sigma_scale": recal.scale, "sigma_floor": recal.floor,
                 "mae_pred": predicted_mae(sigma, recal=recal)})
             say(f"round {rnd}: {strategy} chose {len(table)} of {len(cands)} candidates, trained on {len(labelled)} "
@@ -330,9 +330,7 @@ def add_materials(root: str | os.PathLike, path: str | os.PathLike, *, target: s
             raise CampaignError(f"{Path(path).name}: {len(again)} composition(s) are labelled already "
                                 f"({', '.join(again['formula'][:5])}); the ledger keeps the first label. Remove them "
                                 "from the file")
-        suggested: dict[str, int] = {}
-        for r in camp.rounds():
-            suggested.update(dict.fromkeys(camp.suggestion(r)["keys"], r))
+        suggested = camp.suggested_rounds()
         unknown = [f for f in labels["formula"] if f not in suggested]
         if unknown and not any_:
             raise CampaignError(f"{Path(path).name}: {len(unknown)} composition(s) were never suggested "

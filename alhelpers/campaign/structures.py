@@ -23,7 +23,8 @@ import pandas as pd
 from ase import Atoms
 
 from alhelpers.al.seeding import stream
-from alhelpers.calibration import predicted_mae, recalibrate
+from alhelpers.atomistic.structures import composition_matrix, same_structure
+from alhelpers.calibration import predicted_mae, usable_recalibration
 from alhelpers.campaign.folder import (Campaign, CampaignError, check_new_folder, check_next_arguments, create,
                                        identity, input_record, now, open_campaign, plan_round)
 from alhelpers.files import atomic_write, sha256_file, write_csv
@@ -91,15 +92,6 @@ def _write_frames(path: Path, frames: Sequence[Atoms], energies: Sequence[float]
     return atomic_write(path, lambda tmp: write(tmp, out, format="extxyz"))
 
 
-def _composition_matrix(frames: Sequence[Atoms], species: Sequence[int]) -> np.ndarray:
-    col = {z: i for i, z in enumerate(species)}
-    M = np.zeros((len(frames), len(species)))
-    for k, a in enumerate(frames):
-        for z in a.numbers:
-            M[k, col[int(z)]] += 1
-    return M
-
-
 def _check_energies(frames: Sequence[Atoms], energies: np.ndarray, forces: Sequence[np.ndarray],
                     ref_frames: Sequence[Atoms], ref_energies: np.ndarray, name: str) -> None:
     """Refuse forces beyond :data:`MAX_FORCE` and energies far from the labelled set's per-element
@@ -109,12 +101,12 @@ def _check_energies(frames: Sequence[Atoms], energies: np.ndarray, forces: Seque
             raise CampaignError(f"{name}: frame {k}: a force of {np.abs(f).max():.3g} eV/Å (> {MAX_FORCE:g}); are the "
                                 "forces in eV/Å (not eV/Bohr or Hartree/Bohr) and the calculation converged?")
     species = sorted({int(z) for a in list(ref_frames) + list(frames) for z in a.numbers})
-    A = _composition_matrix(ref_frames, species)
+    A = composition_matrix(ref_frames, species)
     mu = np.linalg.lstsq(A, ref_energies, rcond=None)[0]
     n_ref = A.sum(1)
     own = np.abs(ref_energies - A @ mu) / n_ref
     limit = max(ENERGY_RESIDUAL, 20 * float(own.max()))
-    B = _composition_matrix(frames, species)
+    B = composition_matrix(frames, species)
     resid = (energies - B @ mu) / B.sum(1)
     far = np.flatnonzero(np.abs(resid) > limit)
     if far.size:
@@ -353,8 +345,8 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
     check_next_arguments(batch, seed, strategy, parse_any_method)
     with open_campaign(root, track="structures") as camp:
         orc = _oracle(camp, oracle) if oracle else None
-        params = {"batch": batch, "strategy": strategy, "seed": seed}
-        ident = identity(code=code_id(), ledger=camp.ledger_hash(), pool=sha256_file(camp.root / POOL_FILE),
+        params, ledger_sha256 = {"batch": batch, "strategy": strategy, "seed": seed}, camp.ledger_hash()
+        ident = identity(code=code_id(), ledger=ledger_sha256, pool=sha256_file(camp.root / POOL_FILE),
                          params=params, model=camp.settings["model"], epochs=camp.settings["epochs"],
                          model_file=camp.settings.get("model_file", {}).get("sha256"))
         rnd, done = plan_round(camp, ident, replace)
@@ -364,7 +356,7 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
         else:
             pool = _read(camp, POOL_FILE)
             taken = {int(k) for k in camp.ledger()["key"] if not str(k).startswith("init:")}
-            taken |= {int(k) for k in camp.suggested_keys()}
+            taken |= {int(k) for k in camp.suggested_rounds()}
             free = np.array([i for i in range(len(pool)) if i not in taken], dtype=np.int64)
             if free.size == 0:
                 raise CampaignError("every pool structure has been suggested or labelled: the campaign has run out "
@@ -390,20 +382,17 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
             frames = []
             for row in table.itertuples():
                 a = pool[int(row.pool_index)].copy()
-                a.calc = None
                 a.info = {"pool_index": int(row.pool_index), "rank": int(row.rank), "score": float(row.score),
                           "method": strategy}
                 frames.append(a)
-            from ase.io import write
-
-            atomic_write(camp.round_dir(rnd) / "to_label.extxyz", lambda tmp: write(tmp, frames, format="extxyz"))
+            _write_frames(camp.round_dir(rnd) / "to_label.extxyz", frames)  # no labels
             table = pd.read_csv(write_csv(camp.round_dir(rnd) / "to_label.csv", table))  # as a rerun reads it
             err, sig = _cal_pairs(camp)
-            mae_pred = (predicted_mae(sigma, recal=recalibrate(err, sig)) if err.size >= 2 and (sig > 0).all()
-                        else float("nan"))
+            recal = usable_recalibration(err, sig) if err.size >= 2 else None
+            mae_pred = predicted_mae(sigma, recal=recal) if recal else float("nan")
             camp.save_suggestion(rnd, {
-                "identity": ident, "round": rnd, "params": params, "code_id": code_id(), "ledger_sha256":
-                camp.ledger_hash(), "n_labelled": len(train), "n_candidates": int(free.size), "time": now(),
+                "identity": ident, "round": rnd, "params": params, "code_id": code_id(), "ledger_sha256": ledger_sha256,
+                "n_labelled": len(train), "n_candidates": int(free.size), "time": now(),
                 "keys": [str(int(i)) for i in table["pool_index"]], "mae_pred": mae_pred,
                 "model": camp.settings["model"],
                 "model_file_sha256": camp.settings.get("model_file", {}).get("sha256")})
@@ -433,13 +422,7 @@ def _append_labels(camp: Campaign, frames: Sequence[Atoms], energies: np.ndarray
 
 
 def _match(a: Atoms, pool: Sequence[Atoms], among: Sequence[int]) -> int | None:
-    for i in among:
-        b = pool[i]
-        if (len(a) == len(b) and np.array_equal(a.numbers, b.numbers)
-                and np.allclose(a.positions, b.positions, atol=POSITION_TOL, rtol=0)
-                and np.allclose(a.cell.array, b.cell.array, atol=POSITION_TOL, rtol=0)):
-            return int(i)
-    return None
+    return next((int(i) for i in among if same_structure(a, pool[i], atol=POSITION_TOL)), None)
 
 
 def add_structures(root: str | os.PathLike, path: str | os.PathLike, *, any_: bool = False, say: Say = print) -> int:
@@ -451,9 +434,7 @@ def add_structures(root: str | os.PathLike, path: str | os.PathLike, *, any_: bo
     with open_campaign(root, track="structures") as camp:
         frames, energies, forces = _labelled_frames(path, "labels")
         pool = _read(camp, POOL_FILE)
-        suggested: dict[int, int] = {}
-        for r in camp.rounds():
-            suggested.update({int(k): r for k in camp.suggestion(r)["keys"]})
+        suggested = {int(k): r for k, r in camp.suggested_rounds().items()}
         among = list(range(len(pool))) if any_ else sorted(suggested)
         idx = []
         for k, a in enumerate(frames):

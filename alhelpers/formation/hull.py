@@ -79,14 +79,15 @@ def hull_energies(labelled: Sequence[str], energies: np.ndarray, queries: Sequen
     composition: 0 where no labelled compound of the query's elements lies below the elements."""
     from pymatgen.core import Composition
 
+    from alhelpers.data.formulas import elements_of
+
     hulls = _Hulls(labelled, energies)
     below = [els for els, en in zip(hulls.elements, hulls.entries) if en.energy < 0]  # only these lower the hull
     out = np.zeros(len(queries), dtype=np.float64)
     for i, f in enumerate(queries):
-        comp = Composition(f)
-        elements = frozenset(el.symbol for el in comp.elements)
+        elements = elements_of(f)  # parsed once per formula (cached)
         if any(els <= elements for els in below):  # else the hull is the elements' plane, 0
-            out[i] = hulls.diagram(elements).get_hull_energy_per_atom(comp)
+            out[i] = hulls.diagram(elements).get_hull_energy_per_atom(Composition(f))
     return out
 
 

@@ -42,7 +42,8 @@ from sklearn.preprocessing import StandardScaler
 from alhelpers.al.checkpoints import RoundCheckpoints, run_folder
 from alhelpers.al.rounds import Budget, Step, Track, run_rounds
 from alhelpers.al.seeding import stream
-from alhelpers.calibration import ROUND_COLUMNS, Recalibration, cv_folds, recalibrate, round_calibration, stop_reason
+from alhelpers.calibration import (ROUND_COLUMNS, Recalibration, cv_folds, round_calibration, stop_reason,
+                                   usable_recalibration)
 from alhelpers.formation.config import ALConfig
 from alhelpers.formation.models import EnsembleRegressor, fit_ensembles
 from alhelpers.keys import TIMING_COLUMNS as _ALL_TIMING_COLUMNS
@@ -269,7 +270,7 @@ def _round(track: Track, model: EnsembleRegressor, cal: Pairs, X: np.ndarray, y:
                 assert formulas is not None  # checked by run_al
                 hull = hull_inputs([formulas[i] for i in track.labelled], y[track.labelled],
                                    [formulas[i] for i in candidates], pool_mean, pool_sigma,
-                                   recalibrate(*cal) if len(cal[0]) else Recalibration())
+                                   usable_recalibration(*cal) or Recalibration())
             queried = candidates[query_batch(track.strategy, model, X[candidates], X[track.labelled], pool_var,
                                              batch=cfg.batch, rng=stream(cfg.seed, track.strategy, rnd),
                                              hybrid_alpha=cfg.hybrid_alpha, hull=hull, timings=timings)]

@@ -52,12 +52,13 @@ def select_stability(mean: npt.ArrayLike, sigma: npt.ArrayLike, hull: npt.ArrayL
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    # the probability Φ(z) is ranked by z itself: the same order, without Φ's rounding to 1
+    # the probability Φ(z) is ranked by z itself: the same order, without Φ's rounding to 1; both
+    # scores check their inputs are finite, so MAXDIAG (the top scores, ties by ``rng``) gets no NaN
     fn = {"probability": hull_z, "improvement": expected_hull_improvement}.get(score)
     if fn is None:
         raise ValueError(f"score must be 'probability' or 'improvement', got {score!r}")
     if formulas is None:
-        return _top(fn(mean, sigma, hull), batch_size, rng=rng)
+        return maxdiag(fn(mean, sigma, hull), batch_size, rng=rng)
     from alhelpers.data.formulas import elements_of
 
     labelled, labels, cands = formulas
@@ -70,7 +71,7 @@ def select_stability(mean: npt.ArrayLike, sigma: npt.ArrayLike, hull: npt.ArrayL
     picks: list[int] = []
     for _ in range(min(batch_size, mu.size)):
         scores = np.where(free, fn(mu, sigma, h), -np.inf)
-        j = int(_top(scores, 1, rng=rng)[0])
+        j = int(maxdiag(scores, 1, rng=rng)[0])
         picks.append(j)
         free[j] = False
         if mu[j] < h[j]:  # believed below the hull: it becomes part of it
@@ -80,13 +81,3 @@ def select_stability(mean: npt.ArrayLike, sigma: npt.ArrayLike, hull: npt.ArrayL
             if hit.size:
                 h[hit] = hull_energies(known_f, np.array(known_y), [cands[i] for i in hit])
     return np.asarray(picks, dtype=np.intp)
-
-
-
-
-def _top(scores: np.ndarray, k: int, *, rng: np.random.Generator) -> IntArray:
-    """Positions of the ``k`` largest scores, ties broken with ``rng`` (MAXDIAG)."""
-    s = np.asarray(scores, dtype=np.float64)
-    if np.isnan(s).any():
-        raise ValueError("scores contain NaN; cannot rank them")
-    return maxdiag(s, k, rng=rng)
