@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     from alhelpers.anymodel.gradients import gradient_features
     from alhelpers.anymodel.mace import small_mace
     from alhelpers.anymodel.train import fit_adapter
-    from alhelpers.atomistic.adapter import OwnPotentialAdapter
+    from alhelpers.atomistic.model import OwnPotentialAdapter
     from alhelpers.atomistic.config import MACE_TRAIN, STUDY_TRAIN
     from alhelpers.atomistic.data.tio2 import load_tio2
-    from alhelpers.atomistic.neighbours import GraphCache
+    from alhelpers.neighbours import GraphCache
     from alhelpers.atomistic.train import fit_potential
     from alhelpers.select.methods import bmdal_select
 

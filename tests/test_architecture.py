@@ -86,6 +86,26 @@ def test_the_core_does_not_import_either_track(name: str) -> None:
     assert [t for t, _ in _imports(name, MODULES[name]) if t.startswith(tracks)] == []
 
 
+def _reachable(start: str) -> set[str]:
+    """Every module an import chain from ``start`` reaches (lazy imports included)."""
+    graph = {name: {t for t, _ in _imports(name, path) if t in MODULES and t != name} for name, path in MODULES.items()}
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("alhelpers.anymodel")))
+def test_no_import_chain_runs_from_anymodel_into_atomistic(name: str) -> None:
+    """One Track B stack, layered: :mod:`alhelpers.atomistic` (the study, its data and the project's
+    potential with its adapter) uses :mod:`alhelpers.anymodel` (adapters, training, gradient
+    features, committees and selection of any potential); nothing in ``anymodel`` reaches back up,
+    directly, lazily or through another module."""
+    assert sorted(t for t in _reachable(name) if t.startswith("alhelpers.atomistic")) == []
+
+
 def test_tests_do_not_import_each_other_through_the_tests_package() -> None:
     """mace-torch installs a top-level ``tests`` package into site-packages, which shadows this
     folder as a namespace package: ``from tests.x import y`` then fails (it did in CI)."""

@@ -19,7 +19,7 @@ from ase.units import Hartree, Ry
 from alhelpers.atomistic import data as D
 from alhelpers.atomistic.data import offline, remote
 from alhelpers.atomistic.data.xsf import XSFError
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.structures import StructureSet
 from alhelpers.files import UnreadableFileError
 
 REPO = Path(__file__).resolve().parents[1]

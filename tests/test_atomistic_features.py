@@ -18,8 +18,8 @@ from alhelpers.atomistic.features import (
     rp_features,
 )
 from alhelpers.atomistic.model import AtomisticModel
-from alhelpers.atomistic.neighbours import build_graphs
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.neighbours import build_graphs
+from alhelpers.structures import StructureSet
 from alhelpers.atomistic.train import freeze_structures, predict
 from alhelpers.select.rules import lcmd, maxdist
 

@@ -16,9 +16,10 @@ from alhelpers.atomistic.descriptor import (
 )
 from alhelpers.atomistic.frozen import freeze, frozen_descriptor
 from alhelpers.atomistic.model import AtomisticModel
-from alhelpers.atomistic.neighbours import GraphCache, build_graph, build_graphs, collate
-from alhelpers.atomistic.structures import StructureSet
-from alhelpers.atomistic.train import TrainConfig, _loss_terms, _targets, fit_potential, freeze_structures, predict
+from alhelpers.neighbours import GraphCache, build_graph, build_graphs, collate
+from alhelpers.structures import StructureSet
+from alhelpers.anymodel.train import TrainConfig
+from alhelpers.atomistic.train import _loss_terms, _targets, fit_potential, freeze_structures, predict
 
 CUTOFF = 4.0
 SPECIES = (8, 22)

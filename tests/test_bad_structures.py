@@ -13,8 +13,9 @@ from ase import Atoms
 from ase.io import write
 
 from alhelpers.atomistic.data.offline import load_offline
-from alhelpers.atomistic.structures import BadStructureError, StructureSet
-from alhelpers.atomistic.train import NonFiniteLossError, TrainConfig, fit_potential, predict
+from alhelpers.structures import BadStructureError, StructureSet
+from alhelpers.anymodel.train import NonFiniteLossError, TrainConfig
+from alhelpers.atomistic.train import fit_potential, predict
 
 FAST = TrainConfig(max_epochs=2, patience=2, dtype="float32")
 
@@ -89,7 +90,7 @@ def test_extxyz_frames_are_checked_with_file_frame_and_line(tmp_path, offline):
 
 
 def test_molecules_without_a_cell_are_checked_too():
-    from alhelpers.atomistic.structures import closest_pair
+    from alhelpers.structures import closest_pair
 
     h2 = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.3]])
     assert closest_pair(h2) == (0, 1, pytest.approx(0.3))

@@ -331,8 +331,9 @@ def test_structures_campaign_with_a_model_file_and_a_committee(aspirin, offline,
     from its own weights each round; QBC methods get a committee of seeded fine-tunes."""
     import torch
 
-    from alhelpers.atomistic.structures import StructureSet
-    from alhelpers.atomistic.train import TrainConfig, fit_potential
+    from alhelpers.structures import StructureSet
+    from alhelpers.anymodel.train import TrainConfig
+    from alhelpers.atomistic.train import fit_potential
     from alhelpers.campaign.structures import init_structures, next_structures
 
     start = StructureSet("start", [offline.structures[i] for i in range(0, 1200, 150)],

@@ -87,7 +87,7 @@ def test_the_track_b_study_fine_tunes_chgnet_with_bmdal(tmp_path):
     from alhelpers.atomistic.al import run_potentials
     from alhelpers.atomistic.config import PotentialsConfig
     from alhelpers.atomistic.data import load_tio2
-    from alhelpers.atomistic.train import TrainConfig
+    from alhelpers.anymodel.train import TrainConfig
 
     tio2_file = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
     if not tio2_file.exists():
@@ -130,7 +130,7 @@ def test_the_start_set_is_chosen_on_the_pretrained_features_before_any_label(tmp
     from alhelpers.atomistic.al import run_potentials
     from alhelpers.atomistic.config import PotentialsConfig
     from alhelpers.atomistic.data import load_tio2, split_indices
-    from alhelpers.atomistic.train import TrainConfig
+    from alhelpers.anymodel.train import TrainConfig
 
     tio2_file = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
     if not tio2_file.exists():

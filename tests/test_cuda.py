@@ -17,7 +17,7 @@ def test_a_track_b_run_with_device_auto_runs_on_cuda_and_gives_the_cpu_runs_shap
     from alhelpers.atomistic.al import run_potentials
     from alhelpers.atomistic.config import PotentialsConfig
     from alhelpers.atomistic.data.offline import load_offline
-    from alhelpers.atomistic.train import resolve_device
+    from alhelpers.anymodel.train import resolve_device
 
     assert resolve_device("auto").type == "cuda"
     data = load_offline(limit=80)

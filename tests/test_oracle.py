@@ -105,7 +105,7 @@ def test_calculator_failure_names_the_structure():
 def test_label_set_returns_a_labelled_copy(offline):
     oracle = CalculatorOracle(EMT, None, name="EMT")
     metals = [bulk("Cu", "fcc", a=a) for a in (3.5, 3.6)]
-    from alhelpers.atomistic.structures import StructureSet
+    from alhelpers.structures import StructureSet
 
     unlabelled = StructureSet("cu", metals, np.full(2, np.nan), [np.full((1, 3), np.nan)] * 2)
     labelled = oracle.label_set(unlabelled)

@@ -12,11 +12,13 @@ import pytest
 
 from alhelpers.atomistic.al import POTENTIAL_COLUMNS, potential_metrics, run_potentials
 from alhelpers.atomistic.config import DEFAULT_STRATEGIES, METHODS, PotentialsConfig
-from alhelpers.atomistic.selection import parse_potential_method, select_batch
+from alhelpers.anymodel.select import parse_potential_method
+from alhelpers.atomistic.selection import select_batch
 from alhelpers.atomistic.features import ae_forces, ll_features
 from alhelpers.atomistic.data.offline import load_offline
 from alhelpers.atomistic.oracle import PoolOracle
-from alhelpers.atomistic.train import TrainConfig, fit_potential
+from alhelpers.anymodel.train import TrainConfig
+from alhelpers.atomistic.train import fit_potential
 from alhelpers.select.methods import bmdal_select
 
 TINY = dict(n_pool=24, n_val=4, n_test=8, n_init=4, batch=4, max_size=8, ensemble=2, rp_dim=32,

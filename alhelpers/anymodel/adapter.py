@@ -19,7 +19,7 @@ BMDAL needs four things from a model whose structure energy is a sum of per-atom
 Nothing else: the feature maps (:mod:`alhelpers.anymodel.gradients`) hook the named modules,
 capture each one's per-row inputs and, from one backward pass of the batch's summed energy,
 each row's output sensitivity; the selection rules are :mod:`alhelpers.select`'s. An adapter is
-a short file: see :mod:`alhelpers.anymodel.mace` and :mod:`alhelpers.atomistic.adapter`.
+a short file: see :mod:`alhelpers.anymodel.mace` and :class:`alhelpers.atomistic.model.OwnPotentialAdapter`.
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def refit_reference(adapter: ChgnetAdapter, structures: Sequence[Atoms], energie
     shift applied to each element (eV/atom). Elements whose counts are collinear (all structures
     of one composition) share the shift in the minimum-norm way. Other elements keep theirs."""
     from alhelpers.anymodel.train import predict_adapter
-    from alhelpers.atomistic.structures import composition_matrix
+    from alhelpers.structures import composition_matrix
 
     e = np.asarray(energies, dtype=np.float64).reshape(-1)
     if e.size != len(structures) or not np.isfinite(e).all():

@@ -126,7 +126,7 @@ def small_mace(
     """
     zs = sorted(int(z) for z in species)
     z_table = AtomicNumberTable(zs)
-    from alhelpers.atomistic.structures import composition_matrix
+    from alhelpers.structures import composition_matrix
 
     e0, *_ = np.linalg.lstsq(composition_matrix(train, zs), np.asarray(energies, dtype=np.float64), rcond=None)
     data = [mace_data.AtomicData.from_config(mace_data.config_from_atoms(a), z_table=z_table, cutoff=r_max)

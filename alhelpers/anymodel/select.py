@@ -39,32 +39,45 @@ from alhelpers.anymodel.gradients import gradient_features
 from alhelpers.select.features import DEFAULT_RP_DIM, gp_posterior_matrix
 from alhelpers.select.methods import Method, bmdal_batch, parse_method
 
-__all__ = ["ANY_KERNELS", "FLAGS", "Selection", "as_adapter", "check_arguments", "check_pool", "parse_any_method",
+__all__ = ["ANY_KERNELS", "FLAGS", "ORACLE_KERNELS", "POTENTIAL_KERNELS", "parse_potential_method", "Selection", "as_adapter", "check_arguments", "check_pool", "parse_any_method",
            "read_structures", "select_structures", "adapter_select", "adapter_uncertainty"]
 
-#: Kernels any potential offers (AE kernels need labels of the pool: the study loop only).
-ANY_KERNELS: tuple[str, ...] = ("feat-ll", "feat-rp", "gp-ll", "gp-rp", "qbc-e", "qbc-f", "rnd")
+#: Track B's kernels (STUDY §7), one registry for every potential: the committee spreads, the ORACLE
+#: errors, RND, the gradient features and their GP posterior.
+POTENTIAL_KERNELS: tuple[str, ...] = ("qbc-e", "qbc-f", "ae-e", "ae-f", "rnd", "feat-ll", "feat-rp", "gp-ll", "gp-rp")
+#: Kernels that read the candidates' labels (an ORACLE upper bound): a study with a labelled pool only.
+ORACLE_KERNELS: tuple[str, ...] = ("ae-e", "ae-f")
+#: Kernels any potential offers on unlabelled candidates (a selection, a campaign).
+ANY_KERNELS: tuple[str, ...] = tuple(k for k in POTENTIAL_KERNELS if k not in ORACLE_KERNELS)
 
 #: How ``python -m alhelpers.select`` spells the arguments of :func:`select_structures`.
 FLAGS: dict[str, str] = {"batch": "--batch", "rp_dim": "--rp-dim", "rng": "--seed"}
 
 
+def parse_potential_method(name: str | Method, *, labelled_pool: bool = True) -> Method:
+    """A Track B method name (``random`` or ``<rule>-<kernel>`` with a kernel of
+    :data:`POTENTIAL_KERNELS`, e.g. ``"lcmd-feat-ll"``) as the typed :class:`Method`; a Method
+    passes through. ``labelled_pool=False`` (unlabelled candidates) refuses the ORACLE kernels."""
+    m = name if isinstance(name, Method) else parse_method(name, kernels=POTENTIAL_KERNELS)
+    if not labelled_pool and m.kernel in ORACLE_KERNELS:
+        raise ValueError(f"{m.name} reads the candidates' labels (an ORACLE upper bound for studies with a labelled "
+                         f"pool); on unlabelled candidates use one of the kernels {', '.join(ANY_KERNELS)}")
+    return m
+
+
 def parse_any_method(name: str | Method) -> Method:
-    """A method name with the kernels of :data:`ANY_KERNELS`."""
-    return name if isinstance(name, Method) else parse_method(name, kernels=ANY_KERNELS)
+    """A method for unlabelled candidates: :func:`parse_potential_method` without the ORACLE kernels."""
+    return parse_potential_method(name, labelled_pool=False)
 
 
 def as_adapter(model: Any) -> PotentialAdapter:
-    """``model`` as a :class:`PotentialAdapter`: adapters pass through; the project's
-    :class:`~alhelpers.atomistic.model.AtomisticModel`, MACE and CHGNet models are wrapped."""
+    """``model`` as a :class:`PotentialAdapter`: adapters pass through; a model that knows its
+    adapter gives it (``model.as_adapter()``: the project's
+    :class:`~alhelpers.atomistic.model.AtomisticModel`); MACE and CHGNet models are wrapped."""
     if isinstance(model, PotentialAdapter):
         return model
-    from alhelpers.atomistic.model import AtomisticModel
-
-    if isinstance(model, AtomisticModel):
-        from alhelpers.atomistic.adapter import OwnPotentialAdapter
-
-        return OwnPotentialAdapter(model)
+    if callable(getattr(model, "as_adapter", None)):
+        return model.as_adapter()
     if type(model).__module__.startswith("mace."):
         from alhelpers.anymodel.mace import MaceAdapter
 
@@ -135,7 +148,7 @@ def _check_frames(frames: Sequence[Atoms], source: str) -> None:
     """Refuse a frame with non-finite numbers or atoms too close, naming the file, the frame and
     (for the xyz family, where a frame is its atom count, a comment line and one line per atom)
     the line it starts on."""
-    from alhelpers.atomistic.structures import structure_problem
+    from alhelpers.structures import structure_problem
 
     xyz = source.lower().endswith((".xyz", ".extxyz"))
     line = 1
@@ -186,7 +199,7 @@ def adapter_select(method: str | Method, adapter: PotentialAdapter, candidates: 
     ``labels``: the candidates' energies and forces, for the ORACLE kernels ``ae-e``/``ae-f`` only.
     ``scores`` receives ``"scores"``, one per candidate (see the module docstring).
     """
-    m = method if isinstance(method, Method) else parse_method(method, kernels=ANY_KERNELS + ("ae-e", "ae-f"))
+    m = parse_potential_method(method)
     cand = list(candidates)
 
     def diagonal(kernel: str, order: np.ndarray) -> np.ndarray:

@@ -42,15 +42,13 @@ from alhelpers.calibration import ROUND_COLUMNS, round_calibration, stop_reason
 from alhelpers.atomistic.config import PotentialsConfig
 from alhelpers.atomistic.data import split_indices
 from alhelpers.atomistic.features import force_rmse_per_structure
-from alhelpers.atomistic.neighbours import GraphCache
+from alhelpers.neighbours import GraphCache
 from alhelpers.atomistic.oracle import Oracle, PoolOracle
-from alhelpers.atomistic.selection import (
-    parse_potential_method,
-    select_batch,
-    uncertainty,
-)
-from alhelpers.atomistic.structures import StructureSet
-from alhelpers.atomistic.train import FrozenStore, fit_potential, graphs_of, predict, resolve_device
+from alhelpers.atomistic.selection import select_batch, uncertainty
+from alhelpers.structures import StructureSet
+from alhelpers.anymodel.select import parse_potential_method
+from alhelpers.anymodel.train import resolve_device
+from alhelpers.atomistic.train import FrozenStore, fit_potential, graphs_of, predict
 
 __all__ = ["POTENTIAL_COLUMNS", "data_hash", "potential_metrics", "queried_structures", "run_potentials"]
 
@@ -67,6 +65,9 @@ FROZEN_STORE_MAX_ATOMS = 60_000
 #: Stream key of the FEAT(RP) matrices of the test-set uncertainty (the model streams use the
 #: member number 0 … ensemble − 1 in this place, so this one never meets them).
 UNCERTAINTY_STREAM = 99
+
+#: The uncertainty a strategy without its own (``random``, AE) reports: the GP posterior of FEAT(LL).
+DEFAULT_UNCERTAINTY = parse_potential_method("maxdiag-gp-ll")
 
 
 # --------------------------------------------------------------------------- metrics
@@ -207,7 +208,7 @@ class _Run:
     @staticmethod
     def _unc_method(method):
         """The method whose uncertainty a strategy reports: its own, or GP(LL) for one without."""
-        return method if (method.kernel.startswith("qbc") or method.base) else parse_potential_method("maxdiag-gp-ll")
+        return method if (method.kernel.startswith("qbc") or method.base) else DEFAULT_UNCERTAINTY
 
     def calibration(self, method, models, train: StructureSet, rnd: int, E, Fs, unlabelled: np.ndarray,
                     known: dict | None = None) -> dict:
@@ -267,7 +268,7 @@ class _Run:
 
     def round(self, track: Track, rnd: int) -> Step:
         cfg, data = self.cfg, self.data
-        method = parse_potential_method(track.strategy)
+        method = cfg.methods[track.strategy]
         n_members = cfg.ensemble if method.kernel.startswith("qbc") else 1
         label_s, labelled_now = 0.0, {"index": [], "energy": [], "forces": []}
         if track.state is None:  # a fresh start labels the start set; a resumed one reads its labels
@@ -528,7 +529,7 @@ def run_potentials(
     init = split["pool"][: cfg.n_init]
     if cfg.init_method != "random":  # chosen on the pretrained model's features, before any label
         pool = data.subset(split["pool"])
-        init = split["pool"][run.backend.initial(parse_potential_method(cfg.init_method), pool, cfg.n_init,
+        init = split["pool"][run.backend.initial(cfg.methods[cfg.init_method], pool, cfg.n_init,
                                                  stream(cfg.seed, "init", cfg.init_method))]
     tracks, n_done = run_rounds(cfg.strategies, cfg.rounds, init,
                                 lambda rnd, active: [run.round(t, rnd) for t in active],

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from alhelpers.al.config import Saveable, param
-from alhelpers.atomistic.selection import parse_potential_method
-from alhelpers.atomistic.train import TrainConfig
+from alhelpers.anymodel.select import parse_potential_method
+from alhelpers.anymodel.train import TrainConfig
 from alhelpers.select.features import DEFAULT_RP_DIM
+from alhelpers.select.methods import Method
 
 __all__ = ["CHGNET_TRAIN", "DEFAULT_STRATEGIES", "MACE_TRAIN", "METHODS", "MODELS", "NOTEBOOK_STRATEGIES", "STUDY_TRAIN", "WARM_TRAIN",
            "PotentialsConfig", "resolve_strategies", "run_label"]
@@ -136,8 +138,7 @@ class PotentialsConfig(Saveable):
             raise ValueError(f"MODEL = {self.model!r} is not one of {MODELS}")
         if not self.strategies:
             raise ValueError('STRATEGIES is empty: name at least one, e.g. STRATEGIES = ["random"]')
-        for name in self.strategies:
-            parse_potential_method(name)
+        methods = self.methods  # every name parsed once, here; the run reads the typed methods
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"STRATEGIES has duplicates: {list(self.strategies)}")
         if self.n_init > self.n_pool:
@@ -145,13 +146,19 @@ class PotentialsConfig(Saveable):
         if self.max_size < self.n_init:
             raise ValueError(f"MAX_SIZE ({self.max_size}) must be >= N_INIT ({self.n_init})")
         if self.init_method != "random":
-            m = parse_potential_method(self.init_method)
+            m = methods[self.init_method]
             if m.rule not in ("maxdet", "maxdist", "lcmd") or m.kernel not in ("feat-ll", "feat-rp"):
                 raise ValueError(f"INIT_METHOD = {self.init_method!r}: the start set is chosen without labels, by "
                                  "MAXDET, MAXDIST or LCMD on plain features, e.g. 'maxdet-feat-ll' or 'lcmd-feat-rp'")
             if self.model not in PRETRAINED:
                 raise ValueError(f"INIT_METHOD = {self.init_method!r} needs a model that exists before any label "
                                  f"(MODEL in {PRETRAINED}); {self.model!r} is trained from scratch")
+
+    @cached_property
+    def methods(self) -> dict[str, Method]:
+        """Each strategy's name (and the start set's ``init_method``) as its typed method."""
+        names = (*self.strategies, *((self.init_method,) if self.init_method != "random" else ()))
+        return {name: parse_potential_method(name) for name in names}
 
     @property
     def label(self) -> str:

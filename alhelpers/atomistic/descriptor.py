@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import torch
 
-from alhelpers.atomistic.neighbours import Batch
+from alhelpers.neighbours import Batch
 
 __all__ = [
     "N_COMP",

@@ -19,9 +19,9 @@ per-atom gradients, each weighted by the atom's multiplier ``c·s_Z``. The rows 
 * :func:`ae_energy`, :func:`ae_forces` — AE(E)/AE(F): errors against known labels, an ORACLE for
   benchmarks only.
 
-Every function takes the structures as a :class:`~alhelpers.atomistic.structures.StructureSet`,
-a list of :class:`ase.Atoms` or of :class:`~alhelpers.atomistic.neighbours.Graph` (pass a
-:class:`~alhelpers.atomistic.neighbours.GraphCache` to build each neighbour list once per AL
+Every function takes the structures as a :class:`~alhelpers.structures.StructureSet`,
+a list of :class:`ase.Atoms` or of :class:`~alhelpers.neighbours.Graph` (pass a
+:class:`~alhelpers.neighbours.GraphCache` to build each neighbour list once per AL
 run), or an already frozen pool (:func:`~alhelpers.atomistic.train.freeze_structures`, which
 saves re-freezing it every round at the cost of keeping its tables in memory). It works in
 chunks of at most ``chunk_atoms`` atoms, so a pool of thousands of structures never has to fit
@@ -39,8 +39,8 @@ from ase import Atoms
 from alhelpers.anymodel.committee import energy_spread, force_spread
 from alhelpers.atomistic.frozen import FrozenBatch
 from alhelpers.atomistic.model import AtomisticModel, chunk_structures
-from alhelpers.atomistic.neighbours import Graph, GraphCache
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.neighbours import Graph, GraphCache
+from alhelpers.structures import StructureSet
 from alhelpers.atomistic.train import frozen_chunks, graphs_of, stored_frozen
 from alhelpers.select.features import DEFAULT_RP_DIM, GradientSketch, last_layer_gradient, segment_sum
 

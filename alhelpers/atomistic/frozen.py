@@ -29,7 +29,7 @@ from alhelpers.atomistic.descriptor import (
     species_index,
     triu_selector,
 )
-from alhelpers.atomistic.neighbours import Batch
+from alhelpers.neighbours import Batch
 
 __all__ = [
     "FrozenBatch",

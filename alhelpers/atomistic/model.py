@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from ase import Atoms
 from torch import nn
 
 from alhelpers.atomistic.descriptor import (
@@ -43,9 +44,10 @@ from alhelpers.atomistic.frozen import (
     frozen_descriptor,
     frozen_descriptor_gradient,
 )
-from alhelpers.atomistic.neighbours import Batch, Graph, collate
+from alhelpers.anymodel.adapter import AdapterBatch
+from alhelpers.neighbours import Batch, Graph, GraphCache, build_graphs, collate
 
-__all__ = ["AtomicOutputs", "AtomisticModel", "chunk_structures", "composition_matrix"]
+__all__ = ["AtomicOutputs", "AtomisticModel", "OwnPotentialAdapter", "chunk_structures", "composition_matrix"]
 
 #: Smallest energy scale ``c`` (eV) and smallest feature standard deviation kept by the scaler.
 _MIN_SCALE = 1e-3
@@ -171,7 +173,7 @@ class AtomisticModel(nn.Module):
         return [self.layers[0].in_features, *(lin.out_features for lin in self.layers)]
 
     def collate(self, graphs: Sequence[Graph], indices: Sequence[int] | np.ndarray | None = None) -> Batch:
-        """:func:`~alhelpers.atomistic.neighbours.collate` on this model's device (positions in float64)."""
+        """:func:`~alhelpers.neighbours.collate` on this model's device (positions in float64)."""
         return collate(graphs, indices, dtype=torch.float64, device=self.device)
 
     # ------------------------------------------------------------------ fitting helpers
@@ -350,6 +352,45 @@ class AtomisticModel(nn.Module):
             atomic_energies=atomic,
         )
 
+    def as_adapter(self) -> "OwnPotentialAdapter":
+        """This model behind the model-agnostic interface of :mod:`alhelpers.anymodel`
+        (:func:`alhelpers.anymodel.select.as_adapter` asks a model for it)."""
+        return OwnPotentialAdapter(self)
+
     def config(self) -> dict:
         """Everything needed to rebuild an untrained copy: ``AtomisticModel(**model.config())``."""
         return {"descriptor": self.descriptor_cfg, "hidden": self.hidden_sizes, "seed": self.seed, "dtype": self.dtype}
+
+
+# --------------------------------------------------------------------------- the adapter
+# The project's potential behind the model-agnostic interface (:mod:`alhelpers.anymodel`): a
+# structure is prepared as its neighbour graph, a batch is frozen once (:meth:`AtomisticModel.freeze`),
+# the readout is the MLP's last ``nn.Linear`` and FEAT(RP) sketches the MLP's linear layers —
+# exactly the features of :mod:`alhelpers.atomistic.features` (FEAT(LL) bit for bit, FEAT(RP) to
+# floating-point accuracy with the same seed; a test checks both and the selections).
+
+
+class OwnPotentialAdapter:
+    """:class:`~alhelpers.anymodel.adapter.PotentialAdapter` of an :class:`AtomisticModel`."""
+
+    edge_modules: tuple[str, ...] = ()
+
+    def __init__(self, model: AtomisticModel, *, cache: GraphCache | None = None) -> None:
+        self.model = model
+        self.cache = cache if cache is not None else GraphCache()
+        last = len(model.layers) - 1
+        self.readouts = (f"layers.{last}",)
+        self.gradient_modules: tuple[str, ...] | None = tuple(f"layers.{k}" for k in range(last + 1))
+
+    def prepare(self, atoms: Atoms) -> Graph:
+        return build_graphs([atoms], self.model.cutoff, cache=self.cache)[0]
+
+    def collate(self, items: Sequence[Graph]) -> AdapterBatch:
+        fb = self.model.freeze(self.model.collate(list(items)))
+        return AdapterBatch(fb, fb.n_structures, fb.structure)
+
+    def energies(self, batch: AdapterBatch) -> torch.Tensor:
+        return self.model(batch.data)
+
+    def energy_and_forces(self, batch: AdapterBatch, *, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.energy_and_forces(batch.data, create_graph=create_graph)

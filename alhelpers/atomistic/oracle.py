@@ -24,7 +24,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from alhelpers.atomistic.structures import StructureSet, same_structure
+from alhelpers.structures import StructureSet, same_structure
 
 __all__ = [
     "Oracle",

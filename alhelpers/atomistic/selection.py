@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from alhelpers.anymodel.select import parse_potential_method
 from alhelpers.atomistic.features import (
     ae_energy,
     ae_forces,
@@ -25,21 +26,12 @@ from alhelpers.atomistic.features import (
     qbc_forces,
     rp_features,
 )
-from alhelpers.atomistic.neighbours import GraphCache
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.neighbours import GraphCache
+from alhelpers.structures import StructureSet
 from alhelpers.select.features import DEFAULT_RP_DIM, gp_posterior_matrix
-from alhelpers.select.methods import Method, bmdal_batch, parse_method
+from alhelpers.select.methods import Method, bmdal_batch
 
-__all__ = ["POTENTIAL_KERNELS", "base_features", "parse_potential_method", "select_batch", "uncertainty"]
-
-#: Kernels a potential offers.
-POTENTIAL_KERNELS: tuple[str, ...] = ("qbc-e", "qbc-f", "ae-e", "ae-f", "rnd", "feat-ll", "feat-rp", "gp-ll", "gp-rp")
-
-
-def parse_potential_method(name: str | Method) -> Method:
-    """A method name with the kernels a potential offers, e.g. ``"lcmd-feat-ll"``."""
-    return name if isinstance(name, Method) else parse_method(name, kernels=POTENTIAL_KERNELS)
-
+__all__ = ["base_features", "select_batch", "uncertainty"]
 
 def base_features(base: str, model, sets: Sequence[StructureSet], *, p: int, seed: int,
                   cache: GraphCache) -> list[np.ndarray]:

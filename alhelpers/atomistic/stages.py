@@ -16,7 +16,7 @@ import pandas as pd
 from alhelpers.atomistic.al import run_potentials
 from alhelpers.atomistic.config import NOTEBOOK_STRATEGIES, PotentialsConfig, resolve_strategies, run_label
 from alhelpers.atomistic.oracle import Oracle
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.structures import StructureSet
 from alhelpers.atomistic.summary import found_runs
 from alhelpers.files import write_parquet
 from alhelpers.layout import Layout

@@ -24,7 +24,7 @@ Speed: a pool's positions never change, so every structure is *frozen* once per 
 epoch then needs no neighbour search and no descriptor evaluation, and forces use the exact
 linear map from descriptor gradients to positions (with a hand-written adjoint) instead of
 differentiating the descriptor twice. Neighbour graphs can be shared across fits through a
-:class:`~alhelpers.atomistic.neighbours.GraphCache`, and ``init_from`` warm-starts from a
+:class:`~alhelpers.neighbours.GraphCache`, and ``init_from`` warm-starts from a
 previous model (same descriptor; its scaler and composition shifts are kept).
 
 Determinism: the initial weights come from ``seed`` (``torch.Generator``) and the mini-batch
@@ -48,89 +48,11 @@ from alhelpers.al.seeding import stream
 from alhelpers.atomistic.descriptor import DescriptorConfig
 from alhelpers.atomistic.frozen import FrozenBatch, structure_atom_index
 from alhelpers.atomistic.model import AtomisticModel, chunk_structures
-from alhelpers.atomistic.neighbours import Batch, Graph, GraphCache, build_graphs, collate
-from alhelpers.atomistic.structures import BadStructureError, StructureSet
+from alhelpers.neighbours import Batch, Graph, GraphCache, build_graphs, collate
+from alhelpers.anymodel.train import TrainConfig, check_finite_loss, check_labelled, resolve_device
+from alhelpers.structures import BadStructureError, StructureSet
 
-__all__ = [
-    "FrozenStore", "NonFiniteLossError", "TrainConfig", "check_finite_loss", "check_labelled", "fit_potential",
-    "freeze_structures", "frozen_chunks", "graphs_of", "predict", "resolve_device", "stored_frozen",
-]
-
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of :func:`fit_potential`.
-
-    Attributes:
-        lr: Adam learning rate.
-        lambda_energy: Weight ``λ_E`` of the squared energy error.
-        lambda_forces: Weight ``λ_F`` of the mean squared force component error (0: energies only).
-        energy_per_atom: Use the per-atom energy error ``ΔE_s/N_s`` in the loss (default) instead
-            of the total-energy error.
-        batch_size: Structures per Adam step.
-        max_steps: When > 0, the mini-batches grow beyond ``batch_size`` so that an epoch takes at
-            most this many Adam steps (:meth:`batch_for`): small sets keep ``batch_size``, large
-            ones take bigger, cheaper steps. 0: always ``batch_size``.
-        max_epochs: Upper limit of passes over the training structures.
-        patience: Stop after this many epochs without a better validation loss.
-        lr_patience: Multiply the learning rate by ``lr_factor`` after this many epochs without a
-            better validation loss (training loss without a validation set); 0 disables it.
-        lr_factor: The decay factor of the learning rate on a plateau.
-        min_lr: The learning rate is never decayed below this.
-        dtype: ``"float64"`` (default) or ``"float32"`` (1.5–2× faster on a CPU; on TiO2 the
-            fitted errors agreed to three digits).
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
-        chunk_atoms: Atoms per chunk when freezing structures and predicting (memory bound).
-    """
-
-    lr: float = 1e-3
-    lambda_energy: float = 100.0
-    lambda_forces: float = 10.0
-    energy_per_atom: bool = True
-    batch_size: int = 8
-    max_steps: int = 0
-    max_epochs: int = 100
-    patience: int = 25
-    lr_patience: int = 10
-    lr_factor: float = 0.5
-    min_lr: float = 1e-5
-    dtype: str = "float64"
-    device: str = "cpu"
-    chunk_atoms: int = 8192
-
-    def __post_init__(self) -> None:
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-        if self.batch_size < 1 or self.max_epochs < 0 or self.patience < 1 or self.max_steps < 0:
-            raise ValueError("batch_size and patience must be >= 1, max_epochs and max_steps >= 0")
-        if not self.lr > 0 or self.lambda_energy < 0 or self.lambda_forces < 0:
-            raise ValueError("lr must be > 0 and the loss weights >= 0")
-        if self.lr_patience < 0 or not 0 < self.lr_factor <= 1 or self.min_lr < 0:
-            raise ValueError("need lr_patience >= 0, 0 < lr_factor <= 1 and min_lr >= 0")
-        resolve_device(self.device)
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return _DTYPES[self.dtype]
-
-    def batch_for(self, n_structures: int) -> int:
-        """Structures per Adam step for a training set of ``n_structures``."""
-        if self.max_steps <= 0:
-            return self.batch_size
-        return max(self.batch_size, -(-int(n_structures) // self.max_steps))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; ``"cuda"`` without a GPU raises."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but torch sees no CUDA device; use 'cpu' or 'auto'")
-    return dev
-
+__all__ = ["FrozenStore", "fit_potential", "freeze_structures", "frozen_chunks", "graphs_of", "predict", "stored_frozen"]
 
 def freeze_structures(
     graphs: Sequence[Graph],
@@ -297,42 +219,6 @@ def graphs_of(data: StructureSet | Sequence[Atoms] | Sequence[Graph], cutoff: fl
         if not isinstance(data, StructureSet) or err.index is None:
             raise
         raise BadStructureError(err.reason, err.index, f"{what + ' set, ' if what else ''}{data.describe(err.index)}") from None
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the structures responsible."""
-
-
-def check_finite_loss(per_structure: torch.Tensor, idx: np.ndarray, train: StructureSet, epoch: int) -> None:
-    """Raise :class:`NonFiniteLossError` naming the structures whose loss is not finite
-    (``per_structure[k]`` is the loss of ``train`` structure ``idx[k]``)."""
-    bad = np.flatnonzero(~torch.isfinite(per_structure.detach()).cpu().numpy())
-    if bad.size == 0:
-        return
-    named = "; ".join(_labels_of(train, int(idx[b])) for b in bad[:3])
-    more = f" (and {bad.size - 3} more)" if bad.size > 3 else ""
-    if bad.size == len(idx) and len(idx) > 1:
-        hint = ("every structure of the mini-batch: training diverged — lower the learning rate, or look for "
-                "labels far outside the others")
-    else:
-        hint = "check these structures' labels and geometry, or drop them"
-    raise NonFiniteLossError(f"the training loss became non-finite in epoch {epoch} for {named}{more}; {hint}")
-
-
-def _labels_of(train: StructureSet, k: int) -> str:
-    f = np.asarray(train.forces[k], dtype=np.float64)
-    fmax = np.nanmax(np.abs(f)) if np.isfinite(f).any() else float("nan")
-    return (f"{train.describe(k)} (energy {train.energy[k]:.6g} eV for {train.n_atoms[k]} atoms, "
-            f"largest |force| {fmax:.3g} eV/Å)")
-
-
-def check_labelled(data: StructureSet, what: str) -> None:
-    """Raise a ValueError naming the set when it is empty or has unlabelled (NaN) energies."""
-    if len(data) == 0:
-        raise ValueError(f"the {what} set {data.name!r} is empty; give at least one labelled structure")
-    if not np.isfinite(data.energy).all():
-        bad = np.flatnonzero(~np.isfinite(data.energy))[:5].tolist()
-        raise ValueError(f"the {what} set {data.name!r} has unlabelled energies (NaN) at {bad}...; label them first")
 
 
 def fit_potential(

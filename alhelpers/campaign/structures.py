@@ -23,7 +23,7 @@ import pandas as pd
 from ase import Atoms
 
 from alhelpers.al.seeding import stream
-from alhelpers.atomistic.structures import composition_matrix, same_structure
+from alhelpers.structures import composition_matrix, same_structure
 from alhelpers.calibration import predicted_mae, usable_recalibration
 from alhelpers.campaign.folder import (Campaign, CampaignError, check_new_folder, check_next_arguments, create,
                                        identity, input_record, now, open_campaign, plan_round)
@@ -193,7 +193,7 @@ def _read(camp: Campaign, name: str):
 def _labelled_set(camp: Campaign):
     """The labelled structures in ledger order (frames the ledger does not list — a killed
     ``add`` — are ignored)."""
-    from alhelpers.atomistic.structures import StructureSet
+    from alhelpers.structures import StructureSet
 
     ledger = camp.ledger()
     frames = _read(camp, LABELLED_FILE)[: len(ledger)]
@@ -246,7 +246,7 @@ TRAINERS = {"gm": _train_gm, "mace": _train_mace, "chgnet": _train_chgnet, "file
 
 
 def _train(camp: Campaign, train, species: Sequence[int], seed: int):
-    from alhelpers.atomistic.train import TrainConfig
+    from alhelpers.anymodel.train import TrainConfig
 
     cfg = TrainConfig(max_epochs=int(camp.settings["epochs"]), patience=int(camp.settings["epochs"]))
     return TRAINERS[camp.settings["model"]](camp, train, species, seed, cfg)

@@ -1,6 +1,6 @@
 """Track B data: real DFT energies and forces, the offline MD set, QM9, and seeded splits (STUDY §8).
 
-Sets (all returned as :class:`~alhelpers.atomistic.structures.StructureSet`, by name through
+Sets (all returned as :class:`~alhelpers.structures.StructureSet`, by name through
 :func:`load_dataset`), one module each:
 
 * ``tio2`` (:mod:`.tio2`) — 1,000 TiO2 cells (6–95 atoms, PBE) from aenet-PyTorch, read straight
@@ -33,7 +33,7 @@ from alhelpers.atomistic.data.remote import RemoteDataset, find_dataset_file
 from alhelpers.atomistic.data.splits import split_indices
 from alhelpers.atomistic.data.tio2 import TIO2, TIO2_REFERENCES, download_tio2, load_tio2
 from alhelpers.atomistic.data.xsf import read_xsf, read_xsf_tarball
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.structures import StructureSet
 from alhelpers.files import DataIntegrityError, sha256_file
 
 __all__ = [

@@ -46,7 +46,7 @@ from ase import Atoms
 
 from alhelpers.atomistic.data.md import ASPIRIN_ZMATRIX, aspirin, bond_graph, relax, run_md
 from alhelpers.atomistic.oracle import GROUND_STATE_MULTIPLICITY, isolated_atom_energies, tblite_calculator
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.structures import StructureSet
 from alhelpers.cli import build_verify_parser
 from alhelpers.data.paths import cache_root
 from alhelpers.files import DataIntegrityError, sha256_file

@@ -13,7 +13,7 @@ import numpy as np
 from ase import Atoms
 
 from alhelpers.atomistic.data.xsf import reference_sum
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.structures import StructureSet
 
 __all__ = ["QM9_U0_REFERENCES_HARTREE", "load_qm9"]
 

@@ -22,7 +22,7 @@ from typing import IO, Any
 import requests
 
 from alhelpers.atomistic.data.xsf import read_xsf_tarball
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.structures import StructureSet
 from alhelpers.data.paths import REPO_ROOT, cache_root
 from alhelpers.files import DataIntegrityError, sha256_file
 

@@ -18,7 +18,7 @@ from alhelpers.atomistic.data.remote import (
     load_pinned_xsf,
     write_download_record,
 )
-from alhelpers.atomistic.structures import StructureSet
+from alhelpers.structures import StructureSet
 from alhelpers.files import DataIntegrityError, sha256_file
 
 __all__ = ["TIO2", "TIO2_REFERENCES", "load_tio2", "download_tio2"]

@@ -7,7 +7,7 @@ reads ``nan`` and ``inf`` as numbers. Here every number is checked, every error 
 ``<file>:<line>: what is wrong``, the energy's unit is read (eV, Ry, Ha/Hartree, kcal/mol,
 kJ/mol are converted to eV; another is refused; none is read as eV, aenet's convention, and said
 in a warning) and two atoms closer than
-:data:`~alhelpers.atomistic.structures.MIN_DISTANCE` are refused with both lines named. The
+:data:`~alhelpers.structures.MIN_DISTANCE` are refused with both lines named. The
 structures agree with ``ase.io.read`` exactly (tested on the 1,000 TiO2 files).
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.data import atomic_numbers, chemical_symbols
 
-from alhelpers.atomistic.structures import MIN_DISTANCE, StructureSet, cell_problem, closest_pair, mixed_forces_problem
+from alhelpers.structures import MIN_DISTANCE, StructureSet, cell_problem, closest_pair, mixed_forces_problem
 
 __all__ = ["ENERGY_UNITS", "XSFError", "read_xsf", "read_xsf_tarball", "reference_sum", "pack_xsf_tarball"]
 

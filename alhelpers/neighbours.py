@@ -132,7 +132,7 @@ def build_graph(atoms: Atoms, cutoff: float) -> Graph:
         ValueError: Empty structure, non-positive cutoff, or a periodic direction with a
             degenerate cell (the neighbour list would be meaningless).
         BadStructureError: Non-finite positions, or two atoms closer than
-            :data:`~alhelpers.atomistic.structures.MIN_DISTANCE` (the descriptor would be NaN).
+            :data:`~alhelpers.structures.MIN_DISTANCE` (the descriptor would be NaN).
     """
 
     if not cutoff > 0:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
-from alhelpers.atomistic.neighbours import MIN_DISTANCE, BadStructureError, neighbour_distances
+from alhelpers.neighbours import MIN_DISTANCE, BadStructureError, neighbour_distances
 
 __all__ = ["MIN_DISTANCE", "BadStructureError", "StructureSet", "cell_problem", "closest_pair", "composition_matrix",
            "mixed_forces_problem", "same_structure", "structure_problem"]
