@@ -50,7 +50,6 @@ from alhelpers.keys import SYSTEMS
 from alhelpers.runner.potentials import potentials
 from alhelpers.runner.study import study
 
-
 #: Where the runner writes: the same default folder as the notebooks (alhelpers.layout).
 OUT_HELP = ("output folder (default: $ALHELPERS_RESULTS when set, else results/ in the repository, the "
             "notebooks' default)")
@@ -137,8 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     from alhelpers.atomistic.config import DEFAULT_STRATEGIES as POTENTIAL_STRATEGIES
 
     t = sub.add_parser("potentials", help="Track B: batch AL for interatomic potentials (headless, resumable)")
-    t.add_argument("--system", default="offline", choices=["offline", "tio2", "lmnto", "qm9"],
-                   help="structure data set (default: offline, the committed aspirin MD set)")
+    t.add_argument("--system", default="offline", choices=["offline", "tio2", "lmnto", "qm9", "file"],
+                   help="structure data set (default: offline, the committed aspirin MD set); file: your own "
+                        "structures, --data PATH")
+    t.add_argument("--data", default="", metavar="PATH",
+                   help="with --system file: any file ase.io reads with energies and forces (extxyz, OUTCAR, "
+                        "vasprun.xml, .traj …); its runs are filed as file-<its name> (default: none)")
+    t.add_argument("--energy-key", default="", metavar="K",
+                   help="with --system file: the energy's key in atoms.info or the calculator's results "
+                        "(default: the calculator's energy, e.g. extxyz energy=)")
+    t.add_argument("--forces-key", default="", metavar="K",
+                   help="with --system file: the forces' per-atom array (default: the calculator's forces)")
+    t.add_argument("--energy-unit", default="eV",
+                   help="with --system file: the unit of the energies, eV (default), meV, Hartree, Ry, kcal/mol or "
+                        "kJ/mol (forces: the same per Å)")
     t.add_argument("--model", default="gm", choices=["gm", "mace", "chgnet"],
                    help="the potential: gm, the project's Gaussian-moment network (default); mace, a small "
                         "MACE from scratch (needs mace-torch); chgnet, the pretrained CHGNet fine-tuned (needs "
@@ -203,6 +214,18 @@ def check_flags(args: argparse.Namespace) -> None:
 
         if args.epochs < 0:
             raise ValueError(f"--epochs must be >= 0 (0: the model's own), got {args.epochs}")
+        if args.system == "file":
+            if not args.data:
+                raise ValueError("--system file needs --data PATH (a file ase.io reads, with energies and forces)")
+            from alhelpers.atomistic.data.user import load_structure_file
+
+            try:  # every frame checked before any task starts
+                load_structure_file(args.data, energy_key=args.energy_key or None,
+                                    forces_key=args.forces_key or None, energy_unit=args.energy_unit)
+            except FileNotFoundError as err:
+                raise ValueError(f"--data: {err}") from None
+        elif args.data or args.energy_key or args.forces_key or args.energy_unit != "eV":
+            raise ValueError("--data, --energy-key, --forces-key and --energy-unit are for --system file")
         for b in args.batch:
             for seed in args.seeds:
                 PotentialsConfig(system=args.system, seed=seed, strategies=tuple(args.strategies), batch=b,

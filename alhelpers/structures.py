@@ -17,6 +17,7 @@ label is meaningful.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,7 +27,7 @@ from ase import Atoms
 from alhelpers.neighbours import MIN_DISTANCE, BadStructureError, neighbour_distances
 
 __all__ = ["MIN_DISTANCE", "BadStructureError", "StructureSet", "cell_problem", "closest_pair", "composition_matrix",
-           "mixed_forces_problem", "same_structure", "structure_problem"]
+           "frame_line", "mixed_forces_problem", "same_structure", "structure_problem"]
 
 #: A periodic cell is flat when |det| ≤ this × the product of its vector lengths (sines of its angles).
 FLAT_CELL = 1e-8
@@ -91,6 +92,15 @@ def mixed_forces_problem(with_forces: Sequence[bool], names: Sequence[str], what
     first = ", ".join(lacking[:5]) + (", …" if len(lacking) > 5 else "")
     return (f"{len(lacking)} of {len(names)} {what} have no force columns ({first}) and "
             f"{len(names) - len(lacking)} have them; give forces for every structure or for none (an energy-only set)")
+
+
+def frame_line(source: str | os.PathLike, frames: Sequence[Atoms], k: int) -> str:
+    """Where frame ``k`` of a file starts, for a message: ``path:line`` for the xyz family (a frame
+    is its atom count, a comment line and one line per atom), else ``path``."""
+    source = os.fspath(source)
+    if not source.lower().endswith((".xyz", ".extxyz")):
+        return source
+    return f"{source}:{1 + sum(len(a) + 2 for a in frames[:k])}"
 
 
 def structure_problem(atoms: Atoms, energy: float = float("nan"), forces: np.ndarray | None = None, *,

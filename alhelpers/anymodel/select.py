@@ -146,19 +146,14 @@ def read_structures(source: str | os.PathLike | Sequence[Atoms], what: str = "st
 
 def _check_frames(frames: Sequence[Atoms], source: str) -> None:
     """Refuse a frame with non-finite numbers or atoms too close, naming the file, the frame and
-    (for the xyz family, where a frame is its atom count, a comment line and one line per atom)
-    the line it starts on."""
-    from alhelpers.structures import structure_problem
+    (for the xyz family) the line it starts on."""
+    from alhelpers.structures import frame_line, structure_problem
 
-    xyz = source.lower().endswith((".xyz", ".extxyz"))
-    line = 1
     for k, atoms in enumerate(frames):
         results = atoms.calc.results if atoms.calc is not None else {}
         problem = structure_problem(atoms, float(results.get("energy", np.nan)), results.get("forces"))
         if problem:
-            at = f":{line}" if xyz else ""
-            raise ValueError(f"{source}{at}: frame {k}: {problem}")
-        line += len(atoms) + 2
+            raise ValueError(f"{frame_line(source, frames, k)}: frame {k}: {problem}")
 
 
 @dataclass

@@ -7,8 +7,10 @@ and the strategies included, checked on construction and saved as JSON next to t
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from alhelpers.al.config import Saveable, param
 from alhelpers.anymodel.select import parse_potential_method
@@ -16,7 +18,7 @@ from alhelpers.anymodel.train import TrainConfig
 from alhelpers.select.features import DEFAULT_RP_DIM
 from alhelpers.select.methods import Method
 
-__all__ = ["CHGNET_TRAIN", "DEFAULT_STRATEGIES", "MACE_TRAIN", "METHODS", "MODELS", "NOTEBOOK_STRATEGIES", "STUDY_TRAIN", "WARM_TRAIN",
+__all__ = ["CHGNET_TRAIN", "system_name", "DEFAULT_STRATEGIES", "MACE_TRAIN", "METHODS", "MODELS", "NOTEBOOK_STRATEGIES", "STUDY_TRAIN", "WARM_TRAIN",
            "PotentialsConfig", "resolve_strategies", "run_label"]
 
 #: Every method of STUDY §7 for a potential (``random`` is MAXDIAG on RND under its usual name).
@@ -73,6 +75,15 @@ PRETRAINED: tuple[str, ...] = ("chgnet",)
 #: Each model's training settings when a run does not give its own, and whether it warm-starts.
 MODEL_TRAINING: dict[str, tuple[TrainConfig | None, bool]] = {"mace": (MACE_TRAIN, False),
                                                                "chgnet": (CHGNET_TRAIN, False)}
+
+
+def system_name(system: str, data: str = "") -> str:
+    """The name a run is filed under: ``system``, or for ``system="file"`` ``file-<name of the
+    data file>`` in file-name-safe characters (``file-my_md`` for ``my_md.extxyz``)."""
+    if system != "file":
+        return system
+    stem = Path(data).name.split(".")[0] or "data"
+    return "file-" + (re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "data")
 
 
 def run_label(system: str, model: str = "gm") -> str:

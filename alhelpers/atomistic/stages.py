@@ -27,10 +27,23 @@ __all__ = ["ensure_potential_runs", "load_potential_data", "potentials_config", 
 Say = Callable[[str], None]
 
 
-def load_potential_data(system: str, *, say: Say = print) -> StructureSet:
-    """The structures of ``system``; TiO2 and LMNTO are downloaded once when not on this machine."""
+def load_potential_data(system: str, *, data_file: str = "", energy_key: str = "", forces_key: str = "",
+                        energy_unit: str = "eV", say: Say = print) -> StructureSet:
+    """The structures of ``system``; TiO2 and LMNTO are downloaded once when not on this machine.
+    ``system="file"``: the labelled structures of ``data_file`` (any file ``ase.io`` reads;
+    :func:`~alhelpers.atomistic.data.user.load_structure_file`, empty keys: the defaults)."""
     from alhelpers.atomistic import data
 
+    if system == "file":
+        if not data_file:
+            raise ValueError('SYSTEM = "file" needs DATA = "path/to/structures.extxyz" (any file ase.io reads, with '
+                             "energies and forces)")
+        from alhelpers.atomistic.data.user import load_structure_file
+
+        return load_structure_file(data_file, energy_key=energy_key or None, forces_key=forces_key or None,
+                                   energy_unit=energy_unit)
+    if data_file:
+        raise ValueError(f'DATA = {data_file!r} is only read with SYSTEM = "file" (SYSTEM is {system!r})')
     try:
         return data.load_dataset(system)
     except FileNotFoundError as err:
@@ -74,6 +87,10 @@ def ensure_potential_runs(layout: Layout, system: str, *, smoke: bool = False, m
     """Run notebook 07's defaults (seed 0) for ``system`` and ``model`` unless the folder holds results of it."""
     if found_runs(layout, run_label(system, model)):
         return
+    if system.startswith("file-"):
+        raise FileNotFoundError(f"no results of notebook 07 for {run_label(system, model)!r} in {layout.root}: run "
+                                'notebook 07 with SYSTEM = "file" and DATA = your file first (or python -m '
+                                "alhelpers.run potentials --system file --data PATH)")
     say(f"No results of notebook 07 for {run_label(system, model)!r} in {layout.root}: running it now with its "
         "defaults (seed 0; run notebook 07 for other seeds and settings).")
     data = load_potential_data(system, say=say)

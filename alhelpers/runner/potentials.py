@@ -12,20 +12,44 @@ import contextlib
 import os
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
-from alhelpers.atomistic.config import run_label
+from alhelpers.atomistic.config import run_label, system_name
 from alhelpers.layout import Layout
 from alhelpers.paired import mean_std_text
-from alhelpers.runner.tasks import Task, dask_client, results_lock, run_tasks, task_params, unique
+from alhelpers.runner.tasks import (
+    Task,
+    dask_client,
+    results_lock,
+    run_tasks,
+    task_params,
+    unique,
+)
 
 __all__ = ["potential_tasks", "potentials", "statistics_task"]
 
 
+def _system(args: argparse.Namespace) -> str:
+    """The name the runs are filed under: the data set, or ``file-<name>`` for ``--system file``."""
+    return system_name(args.system, getattr(args, "data", ""))
+
+
+def _data_params(args: argparse.Namespace) -> tuple[dict, tuple[str, ...]]:
+    """Notebook 07's parameters naming a user's file, and the file as the task's input (its hash is
+    part of the task's identity)."""
+    if args.system != "file":
+        return {}, ()
+    path = str(Path(args.data).resolve())
+    return ({"DATA": path, "ENERGY_KEY": args.energy_key, "FORCES_KEY": args.forces_key,
+             "ENERGY_UNIT": args.energy_unit}, (path,))
+
+
 def potential_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
     """Notebook 07 per (system, batch size, seed), all strategies in one notebook."""
-    label = run_label(args.system, args.model)
+    label = run_label(_system(args), args.model)
+    data, inputs = _data_params(args)
     return [
         Task("07_bmdal_potentials.ipynb",
              layout.notebooks / f"07_bmdal_potentials_{label}_batch{b}_seed{seed}.ipynb",
@@ -33,16 +57,16 @@ def potential_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
                          N_INIT=args.n_init, MAX_SIZE=args.max_size, SEED=seed, ORACLE=args.oracle,
                          EPOCHS=args.epochs, WARM_START=not args.cold_start, TARGET_MAE=args.target_mae,
                          INIT_METHOD=args.init_method,
-                         SMOKE=args.smoke, PROGRESS=False))
+                         SMOKE=args.smoke, PROGRESS=False, **data), inputs=inputs)
         for b in args.batch for seed in args.seeds
     ]
 
 
 def statistics_task(layout: Layout, args: argparse.Namespace) -> Task:
     """Notebook 08 over the grid's runs (rerun every time: it is cheap)."""
-    label = run_label(args.system, args.model)
+    label = run_label(_system(args), args.model)
     return Task("08_potentials_statistics.ipynb", layout.notebooks / f"08_potentials_statistics_{label}.ipynb",
-                task_params(layout, SYSTEM=args.system, MODEL=args.model, BATCHES=list(args.batch), SEEDS=list(args.seeds)))
+                task_params(layout, SYSTEM=_system(args), MODEL=args.model, BATCHES=list(args.batch), SEEDS=list(args.seeds)))
 
 
 def potentials(args: argparse.Namespace) -> int:
@@ -106,6 +130,6 @@ def _potentials(layout: Layout, args: argparse.Namespace) -> int:
         for f in stats.failures:
             print(f"  - {f}", flush=True)
         return 1
-    _show(layout, run_label(args.system, args.model))
+    _show(layout, run_label(_system(args), args.model))
     print(f"\n[run] potentials done in {time.perf_counter() - t0:.1f} s → {layout.root}")
     return 0

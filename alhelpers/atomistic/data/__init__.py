@@ -76,5 +76,6 @@ def load_dataset(name: str, **kw: Any) -> StructureSet:
         "qm9": load_qm9,
     }
     if key not in loaders:
-        raise ValueError(f"unknown data set {name!r}; choose one of offline, tio2, lmnto, qm9")
+        raise ValueError(f"unknown data set {name!r}; choose one of offline, tio2, lmnto, qm9 (your own structures: "
+                         "alhelpers.atomistic.data.user.load_structure_file, or SYSTEM = 'file' with DATA = its path)")
     return loaders[key](**kw)
