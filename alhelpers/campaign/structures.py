@@ -56,25 +56,15 @@ POSITION_TOL = 1e-4
 
 
 def _labelled_frames(path: str | os.PathLike, what: str) -> tuple[list[Atoms], np.ndarray, list[np.ndarray]]:
-    """Frames with energies and forces; ``CampaignError`` naming the frame without them."""
-    from alhelpers.anymodel.select import read_structures
+    """Frames with energies (eV) and forces (eV/Å); ``CampaignError`` naming the file, the frame and
+    its line when one lacks them or is unusable (:func:`alhelpers.atomistic.data.user.labelled_frames`)."""
+    from alhelpers.atomistic.data.user import labelled_frames
 
     try:
-        frames = read_structures(path, what)
+        frames, energies, forces = labelled_frames(path, require_forces=True)
     except (ValueError, FileNotFoundError) as err:
-        raise CampaignError(str(err)) from None
-    energies, forces = [], []
-    for k, a in enumerate(frames):
-        res = a.calc.results if a.calc is not None else {}
-        if "energy" not in res or "forces" not in res:
-            raise CampaignError(f"{Path(path).name}: frame {k} ({a.get_chemical_formula()}) has no "
-                                f"{'energy' if 'energy' not in res else 'forces'}; every labelled frame needs its "
-                                "energy (eV) and forces (eV/Å), e.g. extxyz with energy= in the comment line")
-        energies.append(float(res["energy"]))
-        forces.append(np.asarray(res["forces"], dtype=np.float64).reshape(len(a), 3))
-    if not frames:
-        raise CampaignError(f"{Path(path).name} holds no structure")
-    return frames, np.array(energies), forces
+        raise CampaignError(f"the {what}: {err}") from None
+    return frames, energies, forces
 
 
 def _write_frames(path: Path, frames: Sequence[Atoms], energies: Sequence[float] | None = None,

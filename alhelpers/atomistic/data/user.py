@@ -125,12 +125,14 @@ def labelled_frames(path: str | os.PathLike, *, energy_key: str | None = None, f
         if problem:
             raise ValueError(f"{frame_line(source, frames, k)}: frame {k}: {problem}")
     has = [f is not None for f in forces]
+    if require_forces and not all(has):
+        k = has.index(False)
+        raise ValueError(f"{frame_line(source, frames, k)}: frame {k} ({frames[k].get_chemical_formula()}) has no "
+                         "forces; every labelled frame needs its energy (eV) and forces (eV/Å), e.g. extxyz with "
+                         "energy= in the comment line")
     mixed = mixed_forces_problem(has, [f"frame {k}" for k in range(len(frames))], "frames")
     if mixed:
         raise ValueError(f"{source}: {mixed}")
-    if require_forces and not all(has):
-        raise ValueError(f"{source}: frame 0 ({frames[0].get_chemical_formula()}) has no forces; every labelled "
-                         "frame needs its energy (eV) and forces (eV/Å), e.g. extxyz with energy= in the comment line")
     return frames, np.asarray(energies, dtype=np.float64), (forces if all(has) else None)
 
 
