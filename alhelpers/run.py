@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-method", default="random",
                    help="how the start set is chosen: random (default), or for a pretrained model (--model chgnet) "
                         "a rule on its features before any label, e.g. maxdet-feat-ll or lcmd-feat-rp")
+    t.add_argument("--finetune-from", default="pretrained", choices=["pretrained", "previous"],
+                   help="a pretrained model (--model chgnet) is fine-tuned each round from its pretrained weights "
+                        "(default: pretrained) or from the previous round's fine-tuned model (previous)")
+    t.add_argument("--freeze", action="store_true",
+                   help="fine-tune only a pretrained model's head (CHGNet: its readout MLP), the rest frozen "
+                        "(default: off, every layer)")
     t.add_argument("--target-mae", type=float, default=0.0,
                    help="stop a strategy's labelling once its predicted test force MAE (eV/Å) is at or "
                         "below this (default 0: never)")
@@ -210,7 +216,7 @@ def check_flags(args: argparse.Namespace) -> None:
     if bad_seeds:
         raise ValueError(f"--seeds must be whole numbers >= 0, got {bad_seeds[0]}")
     if args.cmd == "potentials":
-        from alhelpers.atomistic.config import PotentialsConfig
+        from alhelpers.atomistic.stages import potentials_config
 
         if args.epochs < 0:
             raise ValueError(f"--epochs must be >= 0 (0: the model's own), got {args.epochs}")
@@ -227,10 +233,11 @@ def check_flags(args: argparse.Namespace) -> None:
         elif args.data or args.energy_key or args.forces_key or args.energy_unit != "eV":
             raise ValueError("--data, --energy-key, --forces-key and --energy-unit are for --system file")
         for b in args.batch:
-            for seed in args.seeds:
-                PotentialsConfig(system=args.system, seed=seed, strategies=tuple(args.strategies), batch=b,
-                                 n_init=args.n_init, max_size=args.max_size, target_mae=args.target_mae,
-                                 model=args.model, init_method=args.init_method)
+            for seed in args.seeds:  # notebook 07's config, checked here (split sizes of a 1,000-structure set)
+                potentials_config(args.system, 1000, seed=seed, strategies=tuple(args.strategies), batch=b,
+                                  n_init=args.n_init, max_size=args.max_size, target_mae=args.target_mae,
+                                  model=args.model, init_method=args.init_method, finetune_from=args.finetune_from,
+                                  freeze=args.freeze)
         return
     Budget.from_params(args.max_wall_s, args.max_ram_mb, names=("--max-wall-s", "--max-ram-mb"))
     for system in args.systems:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("chgnet", reason="chgnet is not installed: pip install 'alhelpers[chgnet]' to run the CHGNet tests")
 
@@ -153,3 +154,89 @@ def test_the_start_set_is_chosen_on_the_pretrained_features_before_any_label(tmp
     (round0,) = tmp_path.rglob("random/round00.json")  # the checkpoint holds the labels round 0 asked for
     assert json.loads(round0.read_text())["extra"]["index"] == by_hand.tolist()
     assert sorted(by_hand.tolist()) != sorted(pool[:3].tolist())  # not the random start set
+
+
+def test_freezing_fine_tunes_only_the_readout_mlp():
+    """``TrainConfig(freeze=True)``: the readout MLP moves, every other weight keeps its pretrained
+    value bit for bit, and the model's parameters are trainable again afterwards (for features)."""
+    from alhelpers.anymodel.train import TrainConfig, fit_adapter
+    from alhelpers.structures import StructureSet
+
+    chgnet = pretrained_chgnet()  # its own copy: the module's fixture stays pretrained
+    cells = _cells(6, seed=3)
+    E, F = predict_adapter(chgnet, cells)
+    train = StructureSet("cells", cells, E + np.linspace(-0.3, 0.3, 6), [f + 0.05 for f in F])
+    before = {n: p.detach().clone() for n, p in chgnet.model.named_parameters()}
+    fit_adapter(chgnet, train, None, TrainConfig(dtype="float32", lr=1e-3, max_epochs=2, freeze=True), seed=0)
+    moved = {n for n, p in chgnet.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert moved and all(n.startswith("mlp.") for n in moved)
+    assert {n for n in before if n.startswith("mlp.")} == moved
+    assert [n for n, p in chgnet.model.named_parameters() if not p.requires_grad] == \
+        [n for n, p in pretrained_chgnet().model.named_parameters() if not p.requires_grad]
+
+
+RESUME_SCRIPT = """
+import sys
+from dataclasses import replace
+import numpy as np
+from alhelpers.anymodel.train import TrainConfig
+from alhelpers.atomistic.al import run_potentials
+from alhelpers.atomistic.config import PotentialsConfig
+from alhelpers.atomistic.data import load_tio2
+
+data = load_tio2()
+small = data.subset(np.flatnonzero(data.n_atoms <= 12)[:40])
+cfg = PotentialsConfig.smoke("tio2", model="chgnet", n_pool=24, n_val=4, n_test=6, n_init=3, batch=3, max_size=12,
+                             strategies=("maxdet-gp-ll",), warm_start=True,
+                             train=TrainConfig(dtype="float32", lr=1e-4, max_epochs=2, patience=2),
+                             warm_train=TrainConfig(dtype="float32", lr=1e-4, max_epochs=2, patience=2, freeze=True))
+runs = run_potentials(small, cfg, checkpoints=sys.argv[1] or None)
+runs.to_parquet(sys.argv[2])
+print("resumed", runs.attrs["resumed_rounds"])
+"""
+
+
+def test_warm_fine_tuning_resumes_bit_for_bit_after_a_kill(tmp_path):
+    """CHGNet fine-tuned round after round from the previous round's model (warm continuation,
+    the later rounds with its head only): the process is SIGKILLed once round 1's checkpoint is
+    written; the rerun reads rounds 0–1 back, continues from the checkpointed model and gives the
+    rows of an uninterrupted run, bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import pandas as pd
+
+    tio2_file = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
+    if not tio2_file.exists():
+        pytest.skip(f"real TiO2 data absent ({tio2_file})")
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(folder: str, out: str) -> str:
+        done = subprocess.run([sys.executable, str(script), folder, out], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    run("", str(tmp_path / "full.parquet"))
+    ck = tmp_path / "ck"
+    proc = subprocess.Popen([sys.executable, str(script), str(ck), str(tmp_path / "killed.parquet")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.monotonic()
+    while not list(ck.rglob("round01.json")) and proc.poll() is None and time.monotonic() - t0 < 600:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed.parquet").exists()
+    assert "resumed 2" in run(str(ck), str(tmp_path / "resumed.parquet"))
+    full, resumed = pd.read_parquet(tmp_path / "full.parquet"), pd.read_parquet(tmp_path / "resumed.parquet")
+    cols = ["strategy", "round", "n_labelled", "energy_mae", "energy_rmse", "force_mae", "force_rmse", "unc_pearson",
+            "mae_pred", "epochs"]
+    assert full["n_labelled"].tolist() == [3, 6, 9, 12]
+    pd.testing.assert_frame_equal(full[cols], resumed[cols], check_exact=True)

@@ -48,6 +48,7 @@ class ChgnetAdapter:
         self.model = model
         last = [n for n, m in model.mlp.named_modules() if isinstance(m, torch.nn.Linear)][-1]
         self.readouts = (f"mlp.{last}",)
+        self.head = ("mlp",)  # what fine-tuning with ``TrainConfig(freeze=True)`` trains: the readout MLP
         self.gradient_modules: tuple[str, ...] | None = tuple(
             n for n, m in model.named_modules()
             if n and any(True for _ in m.parameters(recurse=False)) and not n.startswith(_NOT_SKETCHED))

@@ -56,6 +56,9 @@ class TrainConfig:
             fitted errors agreed to three digits).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
         chunk_atoms: Atoms per chunk when freezing structures and predicting (memory bound).
+        freeze: Fine-tune only the model's head (the adapter's ``head`` modules, else its
+            ``readouts``: for CHGNet the readout MLP), everything else kept at its pretrained
+            weights (:func:`fit_adapter`; the project's potential trains every layer).
     """
 
     lr: float = 1e-3
@@ -72,6 +75,7 @@ class TrainConfig:
     dtype: str = "float64"
     device: str = "cpu"
     chunk_atoms: int = 8192
+    freeze: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -186,11 +190,33 @@ def fit_adapter(adapter: PotentialAdapter, train: StructureSet, val: StructureSe
     items = [adapter.prepare(a) for a in train.structures]
     device = next(model.parameters()).device
     tg = _targets(train, dtype, device, use_forces)
+    v_items, v_forces, v_tg = None, False, None
     if val is not None:
         v_items = [adapter.prepare(a) for a in val.structures]
         v_forces = use_forces and val.has_forces
         v_tg = _targets(val, dtype, device, v_forces)
     params = [p for p in model.parameters() if p.requires_grad]
+    frozen = []
+    if cfg.freeze:  # only the head trains; the rest needs no parameter gradients (faster backward passes)
+        head = tuple(f"{h}." for h in getattr(adapter, "head", adapter.readouts))
+        trained = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(head)]
+        if not trained:
+            raise ValueError(f"freeze: the model has no trainable parameter in its head {head}")
+        frozen = [p for p in params if not any(p is q for q in trained)]
+        params = trained
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        return _fit(adapter, model, params, items, tg, train, val, v_items, v_forces, v_tg, cfg, use_forces, seed)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def _fit(adapter: PotentialAdapter, model: torch.nn.Module, params: list, items: list, tg, train: StructureSet,
+         val: StructureSet | None, v_items: list | None, v_forces: bool, v_tg, cfg: TrainConfig, use_forces: bool,
+         seed: int) -> tuple[PotentialAdapter, pd.DataFrame]:
+    """The epochs of :func:`fit_adapter`: Adam on ``params``, plateaus, early stopping."""
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng, t0, rows = stream(int(seed)), time.perf_counter(), []
     best = (float("inf"), None, -1)

@@ -156,6 +156,9 @@ class PotentialsConfig(Saveable):
             raise ValueError(f"n_init ({self.n_init}) cannot exceed n_pool ({self.n_pool})")
         if self.max_size < self.n_init:
             raise ValueError(f"MAX_SIZE ({self.max_size}) must be >= N_INIT ({self.n_init})")
+        if (self.train.freeze or self.warm_train.freeze) and self.model not in PRETRAINED:
+            raise ValueError(f"FREEZE = True fine-tunes only the head of a pretrained model (MODEL in {PRETRAINED}); "
+                             f"{self.model!r} is trained from scratch")
         if self.init_method != "random":
             m = methods[self.init_method]
             if m.rule not in ("maxdet", "maxdist", "lcmd") or m.kernel not in ("feat-ll", "feat-rp"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from alhelpers.atomistic.al import run_potentials
-from alhelpers.atomistic.config import NOTEBOOK_STRATEGIES, PotentialsConfig, resolve_strategies, run_label
+from alhelpers.atomistic.config import NOTEBOOK_STRATEGIES, PRETRAINED, PotentialsConfig, resolve_strategies, run_label
 from alhelpers.atomistic.oracle import Oracle
 from alhelpers.structures import StructureSet
 from alhelpers.atomistic.summary import found_runs
@@ -58,19 +58,37 @@ def potentials_config(system: str, n_structures: int, *, seed: int = 0,
                       strategies: tuple[str, ...] | list[str] | str = NOTEBOOK_STRATEGIES, batch: int = 10,
                       n_init: int = 10, max_size: int = 100, epochs: int = 0, smoke: bool = False,
                       model: str = "gm", target_mae: float = 0.0, warm_start: bool | None = None,
-                      init_method: str = "random") -> PotentialsConfig:
+                      init_method: str = "random", finetune_from: str = "pretrained",
+                      freeze: bool = False) -> PotentialsConfig:
     """Notebook 07's config from its parameters (``smoke``: a tiny run of three rounds;
     ``strategies="study"``: the study's seven; ``warm_start`` None: the model's default, on for
-    ``gm``, off for ``mace`` and ``chgnet``; ``init_method``: how the start set is chosen)."""
+    ``gm``, off for ``mace`` and ``chgnet``; ``init_method``: how the start set is chosen).
+
+    A pretrained model (``chgnet``) is fine-tuned every round from its pretrained weights
+    (``finetune_from="pretrained"``) or from the previous round's fine-tuned model (``"previous"``:
+    warm continuation, checkpointed with each round so a resumed run is exact); ``freeze``: only
+    its head (the readout MLP) is fine-tuned."""
+    if finetune_from not in ("pretrained", "previous"):
+        raise ValueError(f"FINETUNE_FROM must be 'pretrained' or 'previous', got {finetune_from!r}")
+    if model in PRETRAINED:
+        warm_start = finetune_from == "previous"
+    elif finetune_from != "pretrained":
+        raise ValueError(f"FINETUNE_FROM = {finetune_from!r} is for a pretrained model (MODEL in {PRETRAINED}); "
+                         f"{model!r} trains from scratch (WARM_START decides whether it continues between rounds)")
     warm = {} if warm_start is None else {"warm_start": warm_start}
     warm["init_method"] = init_method
     strategies = resolve_strategies(strategies)
     if smoke:
-        return PotentialsConfig.smoke(system, seed=seed, strategies=strategies, batch=batch, max_size=4 + 2 * batch,
-                                      model=model, target_mae=target_mae, **warm)
-    cfg = PotentialsConfig.for_system(system, n_structures, seed=seed, strategies=strategies, n_init=n_init,
-                                      batch=batch, max_size=max_size, model=model, target_mae=target_mae, **warm)
-    return replace(cfg, train=replace(cfg.train, max_epochs=epochs)) if epochs else cfg
+        cfg = PotentialsConfig.smoke(system, seed=seed, strategies=strategies, batch=batch, max_size=4 + 2 * batch,
+                                     model=model, target_mae=target_mae, **warm)
+    else:
+        cfg = PotentialsConfig.for_system(system, n_structures, seed=seed, strategies=strategies, n_init=n_init,
+                                          batch=batch, max_size=max_size, model=model, target_mae=target_mae, **warm)
+        if epochs:
+            cfg = replace(cfg, train=replace(cfg.train, max_epochs=epochs))
+    if freeze:
+        cfg = replace(cfg, train=replace(cfg.train, freeze=True), warm_train=replace(cfg.warm_train, freeze=True))
+    return cfg
 
 
 def potentials_stage(cfg: PotentialsConfig, layout: Layout, data: StructureSet, *, oracle: Oracle | None = None,

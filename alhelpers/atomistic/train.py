@@ -264,6 +264,9 @@ def fit_potential(
         NaN without a validation set. ``history.attrs["best_epoch"]`` is the restored epoch.
     """
     cfg = cfg or TrainConfig()
+    if cfg.freeze:
+        raise ValueError("freeze=True fine-tunes a pretrained model's head (fit_adapter); the project's potential "
+                         "trains from scratch, every layer")
     seed = int(seed)
     check_labelled(train, "training")
     if val is not None:

@@ -56,7 +56,7 @@ def potential_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
              task_params(layout, SYSTEM=args.system, MODEL=args.model, STRATEGIES=list(args.strategies), BATCH=b,
                          N_INIT=args.n_init, MAX_SIZE=args.max_size, SEED=seed, ORACLE=args.oracle,
                          EPOCHS=args.epochs, WARM_START=not args.cold_start, TARGET_MAE=args.target_mae,
-                         INIT_METHOD=args.init_method,
+                         INIT_METHOD=args.init_method, FINETUNE_FROM=args.finetune_from, FREEZE=args.freeze,
                          SMOKE=args.smoke, PROGRESS=False, **data), inputs=inputs)
         for b in args.batch for seed in args.seeds
     ]
