@@ -138,7 +138,7 @@ def test_the_start_set_is_chosen_on_the_pretrained_features_before_any_label(tmp
         pytest.skip(f"real TiO2 data absent ({tio2_file})")
     with pytest.raises(ValueError, match="needs a model that exists before any label"):
         PotentialsConfig(system="tio2", init_method="maxdet-feat-ll")
-    with pytest.raises(ValueError, match="chosen without labels"):
+    with pytest.raises(ValueError, match="INIT_METHOD = .maxdet-gp-ll.: .maxdet-gp-ll. cannot choose the start set: with nothing labelled yet"):
         PotentialsConfig(system="tio2", model="chgnet", init_method="maxdet-gp-ll")
     data = load_tio2()
     small = data.subset(np.flatnonzero(data.n_atoms <= 12)[:30])
@@ -240,3 +240,49 @@ def test_warm_fine_tuning_resumes_bit_for_bit_after_a_kill(tmp_path):
             "mae_pred", "epochs"]
     assert full["n_labelled"].tolist() == [3, 6, 9, 12]
     pd.testing.assert_frame_equal(full[cols], resumed[cols], check_exact=True)
+
+
+def test_a_campaign_starts_with_no_label_on_the_pretrained_features(tmp_path):
+    """``init`` without labelled structures for CHGNet; the first ``next`` is MAXDET on the
+    pretrained FEAT(LL) of the pool with nothing labelled (the same batch by hand), GP kernels are
+    refused then; after the oracle's labels the next round fine-tunes and selects as usual."""
+    from pathlib import Path
+
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from alhelpers.al.seeding import stream
+    from alhelpers.anymodel.select import initial_select
+    from alhelpers.atomistic.data import load_tio2
+    from alhelpers.campaign.__main__ import main
+    from alhelpers.campaign.folder import CampaignError
+    from alhelpers.campaign.structures import init_structures, next_structures, status_structures
+
+    tio2_file = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
+    if not tio2_file.exists():
+        pytest.skip(f"real TiO2 data absent ({tio2_file})")
+    data = load_tio2()
+    small = data.subset(np.flatnonzero(data.n_atoms <= 12)[:20])
+    frames = []
+    for a, e, f in zip(small.structures, small.energy, small.forces):
+        b = a.copy()
+        b.calc = SinglePointCalculator(b, energy=float(e), forces=np.asarray(f))
+        frames.append(b)
+    pool = tmp_path / "pool.extxyz"
+    write(pool, frames)
+    with pytest.raises(CampaignError, match="--model gm is trained from scratch and needs labelled structures"):
+        init_structures(tmp_path / "gm", pool, None, model="gm")
+    camp = tmp_path / "camp"
+    assert main(["init", str(camp), "--structures", str(pool), "--model", "chgnet", "--epochs", "1"]) == 0
+    with pytest.raises(CampaignError, match="'maxdet-gp-ll' cannot choose the first batch: with nothing labelled"):
+        next_structures(camp, batch=3, strategy="maxdet-gp-ll")
+    first = next_structures(camp, batch=3, strategy="maxdet-feat-ll", seed=0, oracle="pool")
+    by_hand = initial_select("maxdet-feat-ll", pretrained_chgnet(), small.structures, 3,
+                             stream(0, "maxdet-feat-ll", 0))
+    assert first["pool_index"].tolist() == [int(i) for i in by_hand]
+    assert first["sigma_per_atom"].isna().all()
+    second = next_structures(camp, batch=3, strategy="maxdet-gp-ll", seed=0)
+    assert len(second) == 3 and not set(second["pool_index"]) & set(first["pool_index"])
+    assert second["sigma_per_atom"].gt(0).all()
+    status = status_structures(camp)
+    assert status["trained_on"].tolist() == [0, 3] and status["labels_back"].tolist() == [3, 0]

@@ -39,7 +39,7 @@ from alhelpers.anymodel.gradients import gradient_features
 from alhelpers.select.features import DEFAULT_RP_DIM, gp_posterior_matrix
 from alhelpers.select.methods import Method, bmdal_batch, parse_method
 
-__all__ = ["ANY_KERNELS", "FLAGS", "ORACLE_KERNELS", "POTENTIAL_KERNELS", "parse_potential_method", "Selection", "as_adapter", "check_arguments", "check_pool", "parse_any_method",
+__all__ = ["ANY_KERNELS", "FLAGS", "LABEL_FREE_RULES", "check_label_free", "initial_select", "ORACLE_KERNELS", "POTENTIAL_KERNELS", "parse_potential_method", "Selection", "as_adapter", "check_arguments", "check_pool", "parse_any_method",
            "read_structures", "select_structures", "adapter_select", "adapter_uncertainty"]
 
 #: Track B's kernels (STUDY §7), one registry for every potential: the committee spreads, the ORACLE
@@ -63,6 +63,29 @@ def parse_potential_method(name: str | Method, *, labelled_pool: bool = True) ->
         raise ValueError(f"{m.name} reads the candidates' labels (an ORACLE upper bound for studies with a labelled "
                          f"pool); on unlabelled candidates use one of the kernels {', '.join(ANY_KERNELS)}")
     return m
+
+
+#: Rules that can choose a batch with nothing labelled yet (on plain features of a pretrained model).
+LABEL_FREE_RULES: tuple[str, ...] = ("maxdet", "maxdist", "lcmd")
+
+
+def check_label_free(name: str | Method, what: str = "the first batch") -> Method:
+    """A method that needs no labelled structure: ``random``, or MAXDET, MAXDIST or LCMD on plain
+    features (FEAT(LL) / FEAT(RP) of a pretrained model; GP and committee kernels need labels)."""
+    m = parse_any_method(name)
+    if m.name != "random" and (m.rule not in LABEL_FREE_RULES or m.kernel not in ("feat-ll", "feat-rp")):
+        raise ValueError(f"{m.name!r} cannot choose {what}: with nothing labelled yet, use random or MAXDET, MAXDIST "
+                         "or LCMD on plain features of a pretrained model, e.g. 'maxdet-feat-ll' or 'lcmd-feat-rp'")
+    return m
+
+
+def initial_select(method: str | Method, model: Any, pool: Sequence[Atoms], batch: int, rng: np.random.Generator, *,
+                   rp_dim: int = DEFAULT_RP_DIM) -> np.ndarray:
+    """Positions in ``pool`` of a batch chosen before any label (selection order): ``method``
+    (:func:`check_label_free`) on the gradient features of a pretrained ``model``, with the
+    labelled structures an empty set (MAXDIST and LCMD then start from the pool alone)."""
+    m = check_label_free(method)
+    return adapter_select(m, as_adapter(model), list(pool), [], batch, rng, rp_dim=rp_dim)
 
 
 def parse_any_method(name: str | Method) -> Method:

@@ -445,9 +445,9 @@ class _ChgnetBackend(_AdapterBackend):
         """Positions in ``pool`` of the start set, chosen by ``method`` on the pretrained model's
         gradient features with no labelled structure (selection order)."""
         from alhelpers.anymodel.chgnet import pretrained_chgnet
-        from alhelpers.anymodel.select import adapter_select
+        from alhelpers.anymodel.select import initial_select
 
-        return adapter_select(method, pretrained_chgnet(prepared=self.run.prepared), pool.structures, [], k, rng,
+        return initial_select(method, pretrained_chgnet(prepared=self.run.prepared), pool.structures, k, rng,
                               rp_dim=self.run.cfg.rp_dim)
 
     def start(self, train: StructureSet, seed: int):

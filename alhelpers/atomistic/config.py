@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from alhelpers.al.config import Saveable, param
-from alhelpers.anymodel.select import parse_potential_method
+from alhelpers.anymodel.select import check_label_free, parse_potential_method
 from alhelpers.anymodel.train import TrainConfig
 from alhelpers.select.features import DEFAULT_RP_DIM
 from alhelpers.select.methods import Method
@@ -160,10 +160,10 @@ class PotentialsConfig(Saveable):
             raise ValueError(f"FREEZE = True fine-tunes only the head of a pretrained model (MODEL in {PRETRAINED}); "
                              f"{self.model!r} is trained from scratch")
         if self.init_method != "random":
-            m = methods[self.init_method]
-            if m.rule not in ("maxdet", "maxdist", "lcmd") or m.kernel not in ("feat-ll", "feat-rp"):
-                raise ValueError(f"INIT_METHOD = {self.init_method!r}: the start set is chosen without labels, by "
-                                 "MAXDET, MAXDIST or LCMD on plain features, e.g. 'maxdet-feat-ll' or 'lcmd-feat-rp'")
+            try:
+                check_label_free(methods[self.init_method], "the start set")
+            except ValueError as err:
+                raise ValueError(f"INIT_METHOD = {self.init_method!r}: {err}") from None
             if self.model not in PRETRAINED:
                 raise ValueError(f"INIT_METHOD = {self.init_method!r} needs a model that exists before any label "
                                  f"(MODEL in {PRETRAINED}); {self.model!r} is trained from scratch")

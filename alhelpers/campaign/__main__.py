@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--max-atoms", type=int, default=8, help="atoms per formula unit for --chemsys (default 8)")
     b = i.add_argument_group("structures (Track B)")
     b.add_argument("--structures", help="the pool of candidate structures (extxyz or any ase.io format)")
-    b.add_argument("--labelled-structures", help="labelled structures with energies and forces")
+    b.add_argument("--labelled-structures",
+                   help="labelled structures with energies and forces (none with a pretrained --model: chgnet or a "
+                        "model file; its first batch is then chosen on its pretrained features)")
     b.add_argument("--model", default="gm", help="the potential trained each round: gm (the project's), mace, "
                                                   "chgnet (the pretrained CHGNet, fine-tuned) or a model file")
     b.add_argument("--epochs", type=int, default=60, help="training epochs per round (default 60)")
@@ -81,8 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  candidates=args.candidates, candidate_column=args.candidate_column,
                                  chemsys=args.chemsys, max_atoms=args.max_atoms)
             elif args.structures:
-                if not args.labelled_structures:
-                    raise ValueError("--structures needs --labelled-structures (frames with energies and forces)")
                 B.init_structures(args.dir, args.structures, args.labelled_structures, model=args.model,
                                   epochs=args.epochs)
             else:

@@ -109,10 +109,12 @@ def _check_energies(frames: Sequence[Atoms], energies: np.ndarray, forces: Seque
 # --------------------------------------------------------------------------- init
 
 
-def init_structures(root: str | os.PathLike, pool: str | os.PathLike, labelled: str | os.PathLike, *,
+def init_structures(root: str | os.PathLike, pool: str | os.PathLike, labelled: str | os.PathLike | None, *,
                     model: str = "gm", epochs: int = 60, say: Say = print) -> Path:
     """Start a Track B campaign in the new folder ``root``; returns it. The pool's own labels, if
-    it has any, stay hidden: only ``next --oracle pool`` reveals them."""
+    it has any, stay hidden: only ``next --oracle pool`` reveals them. ``labelled`` None: no
+    structure is labelled yet, for a model that exists before any label (``chgnet`` or a model
+    file): the first ``next`` chooses on its pretrained features (:func:`initial_select`)."""
     from alhelpers.anymodel.select import read_structures
 
     root = check_new_folder(root)
@@ -131,19 +133,25 @@ def init_structures(root: str | os.PathLike, pool: str | os.PathLike, labelled: 
             raise CampaignError(str(err)) from None
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise CampaignError(f"--epochs must be a whole number >= 1, got {epochs!r}")
-    frames, energies, forces = _labelled_frames(labelled, "labelled structures")
+    if labelled is None and model in ("gm", "mace"):
+        raise CampaignError(f"--model {model} is trained from scratch and needs labelled structures to start from: "
+                            "give --labelled-structures, or start from a pretrained model (--model chgnet or a model "
+                            "file), whose first batch is chosen before any label")
+    frames, energies, forces = (_labelled_frames(labelled, "labelled structures") if labelled is not None
+                                else ([], np.empty(0), []))
     try:
         pool_frames = read_structures(pool, "pool")
     except (ValueError, FileNotFoundError) as err:
         raise CampaignError(str(err)) from None
     if not pool_frames:
         raise CampaignError(f"the pool {Path(pool).name} holds no structure")
-    _check_energies(frames, energies, forces, frames, energies, Path(labelled).name)
     from ase.data import chemical_symbols
 
     missing = sorted({chemical_symbols[int(z)] for a in pool_frames for z in a.numbers}
                      - {chemical_symbols[int(z)] for a in frames for z in a.numbers})
-    if missing:
+    if frames:
+        _check_energies(frames, energies, forces, frames, energies, Path(labelled).name)
+    if missing and frames:
         raise CampaignError(f"the pool has elements {missing} that no labelled structure has: the "
                             "potential cannot learn their energy; label at least one structure with each")
     root.mkdir(parents=True, exist_ok=True)
@@ -159,9 +167,10 @@ def init_structures(root: str | os.PathLike, pool: str | os.PathLike, labelled: 
     _write_frames(root / POOL_FILE, pool_frames, [e for e, _ in labels] if has else None,
                   [f for _, f in labels] if has else None)
     _write_frames(root / LABELLED_FILE, frames, energies, forces)
-    rec = input_record(labelled)
+    rec = input_record(labelled) if labelled is not None else {"file": None, "sha256": None}
     ledger = pd.DataFrame({"key": [f"init:{k}" for k in range(len(frames))], "label": energies, "round": -1,
-                           "origin": "initial", "file": rec["file"], "sha256": rec["sha256"], "time": now()})
+                           "origin": "initial", "file": rec["file"], "sha256": rec["sha256"], "time": now()},
+                          columns=["key", "label", "round", "origin", "file", "sha256", "time"])
     create(root, {"track": "structures", "model": model, "epochs": epochs, "unit": "eV", "pool": input_record(pool),
                   "labelled": rec, "n_pool": len(pool_frames), "pool_has_labels": has, **model_record}, ledger)
     say(f"campaign {root}: {len(frames)} labelled structures, a pool of {len(pool_frames)} (model {model})")
@@ -186,6 +195,8 @@ def _labelled_set(camp: Campaign):
     from alhelpers.structures import StructureSet
 
     ledger = camp.ledger()
+    if not len(ledger):  # started without labels
+        return StructureSet("campaign", [], np.empty(0), [])
     frames = _read(camp, LABELLED_FILE)[: len(ledger)]
     if len(frames) < len(ledger):
         raise CampaignError(f"{camp.root / LABELLED_FILE} has {len(frames)} structures but the ledger lists "
@@ -229,6 +240,17 @@ def _train_file(camp: Campaign, train, species: Sequence[int], seed: int, cfg):
     from alhelpers.anymodel.train import fit_adapter
 
     return fit_adapter(as_adapter(load_model(camp.root / MODEL_FILE)), train, None, cfg, seed=seed)[0]
+
+
+def _pretrained(camp: Campaign):
+    """The model before any label: the pretrained CHGNet, or the user's model file as it is."""
+    if camp.settings["model"] == "chgnet":
+        from alhelpers.anymodel.chgnet import pretrained_chgnet
+
+        return pretrained_chgnet()
+    from alhelpers.anymodel.io import load_model
+
+    return load_model(camp.root / MODEL_FILE)
 
 
 #: How each kind of ``model`` setting is trained on the labelled structures, every round.
@@ -315,8 +337,8 @@ def _cal_pairs(camp: Campaign) -> tuple[np.ndarray, np.ndarray]:
     for r in camp.rounds():
         table = pd.read_csv(camp.round_dir(r) / "to_label.csv")
         back = ledger[ledger["round"] == r].set_index("key")["label"]
-        for row in table.itertuples():
-            if str(row.pool_index) in back.index:
+        for row in table.itertuples():  # a batch chosen before any label has no σ: not a calibration pair
+            if str(row.pool_index) in back.index and np.isfinite(row.sigma_per_atom):
                 errs.append((row.predicted_energy - back[str(row.pool_index)]) / row.n_atoms)
                 sigmas.append(row.sigma_per_atom)
     return np.array(errs), np.array(sigmas)
@@ -329,7 +351,7 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
     :class:`~alhelpers.atomistic.oracle.CalculatorOracle` of an ASE calculator) label them at once."""
     import torch
 
-    from alhelpers.anymodel.select import parse_any_method, select_structures
+    from alhelpers.anymodel.select import check_label_free, initial_select, parse_any_method, select_structures
     from alhelpers.provenance import code_id
 
     check_next_arguments(batch, seed, strategy, parse_any_method)
@@ -352,21 +374,31 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
                 raise CampaignError("every pool structure has been suggested or labelled: the campaign has run out "
                                     "of candidates")
             train = _labelled_set(camp)
-            species = sorted({int(z) for a in pool for z in a.numbers} | set(train.species))
-            model_seed = int(stream(seed, "model", rnd).integers(2**31))
-            torch.manual_seed(model_seed)
-            model = _train(camp, train, species, model_seed)
-            committee = []
-            if parse_any_method(strategy).kernel in ("qbc-e", "qbc-f"):  # the model and COMMITTEE − 1 others
-                committee = [model] + [_train(camp, train, species, model_seed + k) for k in range(1, COMMITTEE)]
             cands = [pool[i] for i in free]
-            sel = select_structures(model, train.structures, cands, method=strategy, batch=min(batch, len(cands)),
-                                    rng=stream(seed, strategy, rnd), committee=committee)
-            sigma = _gp_sigma(model, cands, train.structures, seed)
-            chosen = sel.indices
+            if not len(train):  # nothing labelled yet: the pretrained model's features choose
+                try:
+                    check_label_free(strategy)
+                except ValueError as err:
+                    raise CampaignError(f"{err} (--strategy)") from None
+                model = _pretrained(camp)
+                chosen = initial_select(strategy, model, cands, min(batch, len(cands)), stream(seed, strategy, rnd))
+                score, sigma = np.full(len(cands), np.nan), np.full(len(cands), np.nan)
+            else:
+                species = sorted({int(z) for a in pool for z in a.numbers} | set(train.species))
+                model_seed = int(stream(seed, "model", rnd).integers(2**31))
+                torch.manual_seed(model_seed)
+                model = _train(camp, train, species, model_seed)
+                committee = []
+                if parse_any_method(strategy).kernel in ("qbc-e", "qbc-f"):  # the model and COMMITTEE − 1 others
+                    committee = [model] + [_train(camp, train, species, model_seed + k) for k in range(1, COMMITTEE)]
+                sel = select_structures(model, train.structures, cands, method=strategy,
+                                        batch=min(batch, len(cands)), rng=stream(seed, strategy, rnd),
+                                        committee=committee)
+                chosen, score = sel.indices, sel.scores
+                sigma = _gp_sigma(model, cands, train.structures, seed)
             e_pred = _energies(model, [cands[i] for i in chosen])
             table = pd.DataFrame({"rank": np.arange(1, len(chosen) + 1), "pool_index": free[chosen],
-                                  "score": sel.scores[chosen], "n_atoms": [len(cands[i]) for i in chosen],
+                                  "score": score[chosen], "n_atoms": [len(cands[i]) for i in chosen],
                                   "formula": [cands[i].get_chemical_formula() for i in chosen],
                                   "predicted_energy": e_pred, "sigma_per_atom": sigma[chosen]})
             frames = []
@@ -447,7 +479,10 @@ def add_structures(root: str | os.PathLike, path: str | os.PathLike, *, any_: bo
             raise CampaignError(f"{name}: pool structure(s) {again[:5]} are labelled already; the ledger keeps the first "
                                 "label. Remove them from the file")
         train = _labelled_set(camp)
-        _check_energies(frames, energies, forces, train.structures, train.energy, name)
+        if len(train):
+            _check_energies(frames, energies, forces, train.structures, train.energy, name)
+        else:  # the first labels of a campaign started without any: their own per-element fit
+            _check_energies(frames, energies, forces, frames, energies, name)
         last = max(camp.rounds(), default=-1)
         _append_labels(camp, [pool[i] for i in idx], energies, forces, idx, [suggested.get(i, last) for i in idx],
                        "add", input_record(path))
