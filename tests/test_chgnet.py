@@ -286,3 +286,43 @@ def test_a_campaign_starts_with_no_label_on_the_pretrained_features(tmp_path):
     assert second["sigma_per_atom"].gt(0).all()
     status = status_structures(camp)
     assert status["trained_on"].tolist() == [0, 3] and status["labels_back"].tolist() == [3, 0]
+
+
+def test_notebook_09_fine_tunes_chgnet_beside_mace(tmp_path):
+    """Notebook 09's section 6 on TiO2 (smoke sizes): the zero-shot CHGNet scores what the same
+    model built by hand scores, and the fine-tuning rounds of both strategies are written."""
+    from pathlib import Path
+
+    import pandas as pd
+    import papermill as pm
+
+    from alhelpers.atomistic.data import load_tio2, split_indices
+    from alhelpers.atomistic.stages import potentials_config
+    from alhelpers.nb import read_records
+
+    pytest.importorskip("mace", reason="notebook 09 needs mace-torch: pip install 'alhelpers[mace]'")
+    repo = Path(__file__).resolve().parents[1]
+    tio2_file = repo.parent / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
+    if not tio2_file.exists():
+        pytest.skip(f"real TiO2 data absent ({tio2_file})")
+    out = tmp_path / "09.ipynb"
+    pm.execute_notebook(str(repo / "notebooks" / "09_bring_your_own_potential.ipynb"), str(out),
+                        parameters={"SYSTEM": "tio2", "SMOKE": True, "BATCH": 4, "STRATEGIES": ["random"],
+                                    "PROGRESS": False, "OUT_DIR": str(tmp_path / "res")},
+                        progress_bar=False, cwd=str(repo / "notebooks"))
+    rec = read_records(out)
+    assert rec["fine_tuned"] is True and set(rec["chgnet_final_force_mae"]) == {"random", "maxdet-gp-ll"}
+    data = load_tio2()
+    cfg = potentials_config("tio2", len(data), smoke=True, batch=4, model="mace")
+    split = split_indices(len(data), n_pool=cfg.n_pool, n_val=cfg.n_val, n_test=cfg.n_test, seed=0)
+    start, test = data.subset(split["pool"][: cfg.n_init]), data.subset(split["test"])
+    zero = pretrained_chgnet()
+    refit_reference(zero, start.structures, start.energy)
+    F = predict_adapter(zero, test.structures)[1]
+    by_hand = float(np.mean(np.abs(np.concatenate(F) - np.concatenate(test.forces))))
+    assert rec["chgnet_zero_shot_force_mae"] == pytest.approx(by_hand, rel=1e-5)
+    runs = pd.read_parquet(tmp_path / "res" / "potentials" / "tio2-chgnet_batch4_seed0.parquet")
+    assert runs.groupby("strategy")["n_labelled"].apply(list).to_dict() == {"random": [4, 8, 12],
+                                                                          "maxdet-gp-ll": [4, 8, 12]}
+    final = runs[runs["round"] == 2].set_index("strategy")["force_mae"].to_dict()
+    assert rec["chgnet_final_force_mae"] == final

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -200,8 +200,12 @@ class PotentialsConfig(Saveable):
     @classmethod
     def smoke(cls, system: str, **overrides) -> PotentialsConfig:
         """A tiny run to check the pipeline in seconds (small split and network, few epochs)."""
+        model = overrides.get("model", "gm")
+        train = TrainConfig(max_epochs=15, patience=5, dtype="float32")
+        if model in PRETRAINED:  # a pretrained model is already good: three epochs of its own fine-tuning
+            train = replace(MODEL_TRAINING[model][0], max_epochs=3, patience=2)
         kw = dict(system=system, n_pool=40, n_val=8, n_test=16, n_init=4, batch=4, max_size=12, ensemble=2,
-                  rp_dim=64, hidden=(32, 32), train=TrainConfig(max_epochs=15, patience=5, dtype="float32"),
-                  warm_train=TrainConfig(max_epochs=8, patience=4, dtype="float32"),
-                  warm_start=MODEL_TRAINING.get(overrides.get("model", "gm"), (None, True))[1])
+                  rp_dim=64, hidden=(32, 32), train=train,
+                  warm_train=train if model in PRETRAINED else TrainConfig(max_epochs=8, patience=4, dtype="float32"),
+                  warm_start=MODEL_TRAINING.get(model, (None, True))[1])
         return cls(**{**kw, **overrides})

@@ -133,7 +133,7 @@ def init_structures(root: str | os.PathLike, pool: str | os.PathLike, labelled: 
             raise CampaignError(str(err)) from None
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise CampaignError(f"--epochs must be a whole number >= 1, got {epochs!r}")
-    if labelled is None and model in ("gm", "mace"):
+    if labelled is None and (model if model in MODELS else "file") not in PRETRAINED:
         raise CampaignError(f"--model {model} is trained from scratch and needs labelled structures to start from: "
                             "give --labelled-structures, or start from a pretrained model (--model chgnet or a model "
                             "file), whose first batch is chosen before any label")
@@ -223,11 +223,11 @@ def _train_chgnet(camp: Campaign, train, species: Sequence[int], seed: int, cfg)
     """The pretrained CHGNet, its per-element reference refitted to the labels, fine-tuned."""
     from dataclasses import replace
 
-    from alhelpers.anymodel.chgnet import pretrained_chgnet, refit_reference
+    from alhelpers.anymodel.chgnet import refit_reference
     from alhelpers.anymodel.train import fit_adapter
     from alhelpers.atomistic.config import CHGNET_TRAIN
 
-    adapter = pretrained_chgnet()
+    adapter = _pretrained_chgnet(camp)
     refit_reference(adapter, train.structures, train.energy)
     return fit_adapter(adapter, train, None, replace(CHGNET_TRAIN, max_epochs=cfg.max_epochs,
                                                      patience=cfg.max_epochs), seed=seed)[0]
@@ -235,22 +235,27 @@ def _train_chgnet(camp: Campaign, train, species: Sequence[int], seed: int, cfg)
 
 def _train_file(camp: Campaign, train, species: Sequence[int], seed: int, cfg):
     """The user's model, fine-tuned from its own weights."""
-    from alhelpers.anymodel.io import load_model
     from alhelpers.anymodel.select import as_adapter
     from alhelpers.anymodel.train import fit_adapter
 
-    return fit_adapter(as_adapter(load_model(camp.root / MODEL_FILE)), train, None, cfg, seed=seed)[0]
+    return fit_adapter(as_adapter(_model_file(camp)), train, None, cfg, seed=seed)[0]
 
 
-def _pretrained(camp: Campaign):
-    """The model before any label: the pretrained CHGNet, or the user's model file as it is."""
-    if camp.settings["model"] == "chgnet":
-        from alhelpers.anymodel.chgnet import pretrained_chgnet
+def _pretrained_chgnet(camp: Campaign):
+    from alhelpers.anymodel.chgnet import pretrained_chgnet
 
-        return pretrained_chgnet()
+    return pretrained_chgnet()
+
+
+def _model_file(camp: Campaign):
     from alhelpers.anymodel.io import load_model
 
     return load_model(camp.root / MODEL_FILE)
+
+
+#: The models that exist before any label, by ``model`` setting: a campaign of them may start with
+#: nothing labelled (the pretrained CHGNet; the user's model file as it is).
+PRETRAINED = {"chgnet": _pretrained_chgnet, "file": _model_file}
 
 
 #: How each kind of ``model`` setting is trained on the labelled structures, every round.
@@ -380,7 +385,7 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
                     check_label_free(strategy)
                 except ValueError as err:
                     raise CampaignError(f"{err} (--strategy)") from None
-                model = _pretrained(camp)
+                model = PRETRAINED[camp.settings["model"]](camp)
                 chosen = initial_select(strategy, model, cands, min(batch, len(cands)), stream(seed, strategy, rnd))
                 score, sigma = np.full(len(cands), np.nan), np.full(len(cands), np.nan)
             else:
