@@ -25,6 +25,17 @@ def snapshot() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
+def tio2():
+    """The 1,000 real TiO2 DFT structures of ``../shared/data`` (the test skips where they are absent)."""
+    path = SHARED_DATA / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
+    if not path.exists():
+        pytest.skip(f"real TiO2 data absent ({path})")
+    from alhelpers.atomistic.data import load_tio2
+
+    return load_tio2()
+
+
+@pytest.fixture(scope="session")
 def tio2_entries() -> pd.DataFrame:
     """The cleaned Ti–O system of the snapshot (148 real entries)."""
     from alhelpers.data import fetch_system

@@ -79,21 +79,16 @@ def test_chgnet_selects_a_batch_before_any_fine_tuning(chgnet):
         assert len(set(sel.indices.tolist())) == 3 and sel.scores.shape == (9,)
 
 
-def test_the_track_b_study_fine_tunes_chgnet_with_bmdal(tmp_path):
+def test_the_track_b_study_fine_tunes_chgnet_with_bmdal(tmp_path, tio2):
     """``run_potentials`` with ``model="chgnet"`` on real TiO2 cells: every round starts from the
     pretrained weights with the reference refitted; the round-0 model is the same for every
     strategy; a rerun reads every round back from the checkpoints."""
-    from pathlib import Path
 
     from alhelpers.atomistic.al import run_potentials
     from alhelpers.atomistic.config import PotentialsConfig
-    from alhelpers.atomistic.data import load_tio2
     from alhelpers.anymodel.train import TrainConfig
 
-    tio2_file = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
-    if not tio2_file.exists():
-        pytest.skip(f"real TiO2 data absent ({tio2_file})")
-    data = load_tio2()
+    data = tio2
     small = data.subset(np.flatnonzero(data.n_atoms <= 12)[:30])
     cfg = PotentialsConfig.smoke("tio2", model="chgnet", n_pool=16, n_val=4, n_test=6, n_init=3, batch=3, max_size=6,
                                  strategies=("random", "maxdet-gp-ll"),
@@ -120,27 +115,23 @@ def test_the_track_b_study_fine_tunes_chgnet_with_bmdal(tmp_path):
     assert again.attrs["resumed_rounds"] == 2 and again["force_mae"].tolist() == runs["force_mae"].tolist()
 
 
-def test_the_start_set_is_chosen_on_the_pretrained_features_before_any_label(tmp_path):
+def test_the_start_set_is_chosen_on_the_pretrained_features_before_any_label(tmp_path, tio2):
     """``init_method="maxdet-feat-ll"``: the start set is MAXDET on the pretrained CHGNet's FEAT(LL)
     of the pool, with nothing labelled (the same selection made by hand); it needs a pretrained
     model and a rule that needs no labels."""
-    from pathlib import Path
 
     from alhelpers.al.seeding import stream
     from alhelpers.anymodel.select import adapter_select
     from alhelpers.atomistic.al import run_potentials
     from alhelpers.atomistic.config import PotentialsConfig
-    from alhelpers.atomistic.data import load_tio2, split_indices
+    from alhelpers.atomistic.data import split_indices
     from alhelpers.anymodel.train import TrainConfig
 
-    tio2_file = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
-    if not tio2_file.exists():
-        pytest.skip(f"real TiO2 data absent ({tio2_file})")
     with pytest.raises(ValueError, match="needs a model that exists before any label"):
         PotentialsConfig(system="tio2", init_method="maxdet-feat-ll")
     with pytest.raises(ValueError, match="INIT_METHOD = .maxdet-gp-ll.: .maxdet-gp-ll. cannot choose the start set: with nothing labelled yet"):
         PotentialsConfig(system="tio2", model="chgnet", init_method="maxdet-gp-ll")
-    data = load_tio2()
+    data = tio2
     small = data.subset(np.flatnonzero(data.n_atoms <= 12)[:30])
     cfg = PotentialsConfig.smoke("tio2", model="chgnet", n_pool=16, n_val=4, n_test=6, n_init=3, batch=3, max_size=3,
                                  strategies=("random",), init_method="maxdet-feat-ll",
@@ -196,7 +187,7 @@ print("resumed", runs.attrs["resumed_rounds"])
 """
 
 
-def test_warm_fine_tuning_resumes_bit_for_bit_after_a_kill(tmp_path):
+def test_warm_fine_tuning_resumes_bit_for_bit_after_a_kill(tmp_path, tio2):
     """CHGNet fine-tuned round after round from the previous round's model (warm continuation,
     the later rounds with its head only): the process is SIGKILLed once round 1's checkpoint is
     written; the rerun reads rounds 0–1 back, continues from the checkpointed model and gives the
@@ -206,13 +197,9 @@ def test_warm_fine_tuning_resumes_bit_for_bit_after_a_kill(tmp_path):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     import pandas as pd
 
-    tio2_file = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
-    if not tio2_file.exists():
-        pytest.skip(f"real TiO2 data absent ({tio2_file})")
     script = tmp_path / "run.py"
     script.write_text(RESUME_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -242,26 +229,21 @@ def test_warm_fine_tuning_resumes_bit_for_bit_after_a_kill(tmp_path):
     pd.testing.assert_frame_equal(full[cols], resumed[cols], check_exact=True)
 
 
-def test_a_campaign_starts_with_no_label_on_the_pretrained_features(tmp_path):
+def test_a_campaign_starts_with_no_label_on_the_pretrained_features(tmp_path, tio2):
     """``init`` without labelled structures for CHGNet; the first ``next`` is MAXDET on the
     pretrained FEAT(LL) of the pool with nothing labelled (the same batch by hand), GP kernels are
     refused then; after the oracle's labels the next round fine-tunes and selects as usual."""
-    from pathlib import Path
 
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
 
     from alhelpers.al.seeding import stream
     from alhelpers.anymodel.select import initial_select
-    from alhelpers.atomistic.data import load_tio2
     from alhelpers.campaign.__main__ import main
     from alhelpers.campaign.folder import CampaignError
     from alhelpers.campaign.structures import init_structures, next_structures, status_structures
 
-    tio2_file = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
-    if not tio2_file.exists():
-        pytest.skip(f"real TiO2 data absent ({tio2_file})")
-    data = load_tio2()
+    data = tio2
     small = data.subset(np.flatnonzero(data.n_atoms <= 12)[:20])
     frames = []
     for a, e, f in zip(small.structures, small.energy, small.forces):
@@ -288,7 +270,7 @@ def test_a_campaign_starts_with_no_label_on_the_pretrained_features(tmp_path):
     assert status["trained_on"].tolist() == [0, 3] and status["labels_back"].tolist() == [3, 0]
 
 
-def test_notebook_09_fine_tunes_chgnet_beside_mace(tmp_path):
+def test_notebook_09_fine_tunes_chgnet_beside_mace(tmp_path, tio2):
     """Notebook 09's section 6 on TiO2 (smoke sizes): the zero-shot CHGNet scores what the same
     model built by hand scores, and the fine-tuning rounds of both strategies are written."""
     from pathlib import Path
@@ -296,15 +278,12 @@ def test_notebook_09_fine_tunes_chgnet_beside_mace(tmp_path):
     import pandas as pd
     import papermill as pm
 
-    from alhelpers.atomistic.data import load_tio2, split_indices
+    from alhelpers.atomistic.data import split_indices
     from alhelpers.atomistic.stages import potentials_config
     from alhelpers.nb import read_records
 
     pytest.importorskip("mace", reason="notebook 09 needs mace-torch: pip install 'alhelpers[mace]'")
     repo = Path(__file__).resolve().parents[1]
-    tio2_file = repo.parent / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
-    if not tio2_file.exists():
-        pytest.skip(f"real TiO2 data absent ({tio2_file})")
     out = tmp_path / "09.ipynb"
     pm.execute_notebook(str(repo / "notebooks" / "09_bring_your_own_potential.ipynb"), str(out),
                         parameters={"SYSTEM": "tio2", "SMOKE": True, "BATCH": 4, "STRATEGIES": ["random"],
@@ -312,7 +291,7 @@ def test_notebook_09_fine_tunes_chgnet_beside_mace(tmp_path):
                         progress_bar=False, cwd=str(repo / "notebooks"))
     rec = read_records(out)
     assert rec["fine_tuned"] is True and set(rec["chgnet_final_force_mae"]) == {"random", "maxdet-gp-ll"}
-    data = load_tio2()
+    data = tio2
     cfg = potentials_config("tio2", len(data), smoke=True, batch=4, model="mace")
     split = split_indices(len(data), n_pool=cfg.n_pool, n_val=cfg.n_val, n_test=cfg.n_test, seed=0)
     start, test = data.subset(split["pool"][: cfg.n_init]), data.subset(split["test"])

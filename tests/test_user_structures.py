@@ -15,7 +15,6 @@ from alhelpers.atomistic.config import system_name
 from alhelpers.atomistic.data.user import labelled_frames, load_structure_file
 from alhelpers.run import main
 
-TIO2_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tio2_aenet" / "tio2_dir_xsf.tar.gz"
 #: Columns that are measured times, not results.
 TIMES = ["fit_s", "feature_s", "query_s", "label_s", "code_id"]
 
@@ -118,16 +117,13 @@ def test_the_runner_refuses_a_bad_data_flag_before_any_task(tmp_path, capsys, ar
     assert not out.exists()
 
 
-def test_system_file_gives_the_same_runs_as_the_same_structures_loaded_as_tio2(tmp_path):
+def test_system_file_gives_the_same_runs_as_the_same_structures_loaded_as_tio2(tmp_path, tio2):
     """The TiO2 set written to an extxyz by this test, run through the command line with
     ``--system file``, gives the rows of ``--system tio2`` (notebook 07's own stage, in process)."""
-    if not TIO2_FILE.exists():
-        pytest.skip(f"real TiO2 data absent ({TIO2_FILE})")
     from alhelpers.atomistic.al import run_potentials
-    from alhelpers.atomistic.data import load_tio2
     from alhelpers.atomistic.stages import potentials_config
 
-    data = load_tio2()
+    data = tio2
     path = _write(tmp_path / "TiO2 set.extxyz", data.structures, data.energy, data.forces)
     out = tmp_path / "res"
     strategies = ["random", "maxdet-gp-ll"]

@@ -42,7 +42,7 @@ def _data_params(args: argparse.Namespace) -> tuple[dict, tuple[str, ...]]:
     if args.system != "file":
         return {}, ()
     path = str(Path(args.data).resolve())
-    return ({"DATA": path, "ENERGY_KEY": args.energy_key, "FORCES_KEY": args.forces_key,
+    return ({"DATA": path, "ENERGY_FIELD": args.energy_key, "FORCES_FIELD": args.forces_key,
              "ENERGY_UNIT": args.energy_unit}, (path,))
 
 

@@ -111,7 +111,7 @@ def labelled_frames(path: str | os.PathLike, *, energy_key: str | None = None, f
         if e is None:
             wanted = f"under the key {energy_key!r}" if energy_key else "(no extxyz energy=, no calculator's energy)"
             raise ValueError(f"{frame_line(source, frames, k)}: frame {k} ({atoms.get_chemical_formula()}) has no energy "
-                             f"{wanted}; {_keys(atoms)}. Name the energy's key with --energy-key (ENERGY_KEY in "
+                             f"{wanted}; {_keys(atoms)}. Name the energy's key with --energy-key (ENERGY_FIELD in "
                              "notebook 07)")
         f = _forces(atoms, forces_key)
         if f is not None and f.shape != (len(atoms), 3):
