@@ -61,11 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     from alhelpers.anymodel.gradients import gradient_features
     from alhelpers.anymodel.mace import small_mace
     from alhelpers.anymodel.train import fit_adapter
-    from alhelpers.atomistic.model import OwnPotentialAdapter
     from alhelpers.atomistic.config import MACE_TRAIN, STUDY_TRAIN
     from alhelpers.atomistic.data.tio2 import load_tio2
-    from alhelpers.neighbours import GraphCache
+    from alhelpers.atomistic.model import OwnPotentialAdapter
     from alhelpers.atomistic.train import fit_potential
+    from alhelpers.neighbours import GraphCache
     from alhelpers.select.methods import bmdal_select
 
     data = load_tio2(limit=args.n)

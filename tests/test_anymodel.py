@@ -13,11 +13,15 @@ from alhelpers.al.seeding import stream
 from alhelpers.anymodel.adapter import AdapterBatch, PotentialAdapter, chunk_by_atoms
 from alhelpers.anymodel.gradients import gradient_features, module_names
 from alhelpers.anymodel.select import adapter_select, select_structures
-from alhelpers.atomistic.model import OwnPotentialAdapter
-from alhelpers.atomistic.data import load_dataset
-from alhelpers.atomistic.features import full_gradient_features, ll_features, rp_features
-from alhelpers.atomistic.selection import select_batch
 from alhelpers.anymodel.train import TrainConfig
+from alhelpers.atomistic.data import load_dataset
+from alhelpers.atomistic.features import (
+    full_gradient_features,
+    ll_features,
+    rp_features,
+)
+from alhelpers.atomistic.model import OwnPotentialAdapter
+from alhelpers.atomistic.selection import select_batch
 from alhelpers.atomistic.train import fit_potential
 
 

@@ -19,8 +19,8 @@ from ase.units import Hartree, Ry
 from alhelpers.atomistic import data as D
 from alhelpers.atomistic.data import offline, remote
 from alhelpers.atomistic.data.xsf import XSFError
-from alhelpers.structures import StructureSet
 from alhelpers.files import UnreadableFileError
+from alhelpers.structures import StructureSet
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -18,10 +18,10 @@ from alhelpers.atomistic.features import (
     rp_features,
 )
 from alhelpers.atomistic.model import AtomisticModel
-from alhelpers.neighbours import build_graphs
-from alhelpers.structures import StructureSet
 from alhelpers.atomistic.train import freeze_structures, predict
+from alhelpers.neighbours import build_graphs
 from alhelpers.select.rules import lcmd, maxdist
+from alhelpers.structures import StructureSet
 
 CUTOFF = 4.0
 

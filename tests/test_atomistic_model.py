@@ -8,6 +8,7 @@ import torch
 from ase import Atoms
 from ase.calculators.lj import LennardJones
 
+from alhelpers.anymodel.train import TrainConfig
 from alhelpers.atomistic.descriptor import (
     DescriptorConfig,
     compute_descriptor,
@@ -16,10 +17,15 @@ from alhelpers.atomistic.descriptor import (
 )
 from alhelpers.atomistic.frozen import freeze, frozen_descriptor
 from alhelpers.atomistic.model import AtomisticModel
+from alhelpers.atomistic.train import (
+    _loss_terms,
+    _targets,
+    fit_potential,
+    freeze_structures,
+    predict,
+)
 from alhelpers.neighbours import GraphCache, build_graph, build_graphs, collate
 from alhelpers.structures import StructureSet
-from alhelpers.anymodel.train import TrainConfig
-from alhelpers.atomistic.train import _loss_terms, _targets, fit_potential, freeze_structures, predict
 
 CUTOFF = 4.0
 SPECIES = (8, 22)
@@ -164,7 +170,10 @@ def test_force_loss_gradient_frozen_equals_autograd(model, systems):
 
 
 def test_linear_maps_pass_gradcheck(systems):
-    from alhelpers.atomistic.frozen import frozen_descriptor_gradient, frozen_position_gradient
+    from alhelpers.atomistic.frozen import (
+        frozen_descriptor_gradient,
+        frozen_position_gradient,
+    )
 
     cfg = DescriptorConfig(SPECIES, cutoff=CUTOFF, n_radial=2)
     fb = freeze(cfg, collate(build_graphs(systems[:2], CUTOFF)))

@@ -12,10 +12,10 @@ import pytest
 from ase import Atoms
 from ase.io import write
 
-from alhelpers.atomistic.data.offline import load_offline
-from alhelpers.structures import BadStructureError, StructureSet
 from alhelpers.anymodel.train import NonFiniteLossError, TrainConfig
+from alhelpers.atomistic.data.offline import load_offline
 from alhelpers.atomistic.train import fit_potential, predict
+from alhelpers.structures import BadStructureError, StructureSet
 
 FAST = TrainConfig(max_epochs=2, patience=2, dtype="float32")
 

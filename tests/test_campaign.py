@@ -18,7 +18,12 @@ import pytest
 from alhelpers.campaign.__main__ import main
 from alhelpers.campaign.candidates import charge_balanced
 from alhelpers.campaign.folder import CampaignError
-from alhelpers.campaign.materials import add_materials, init_materials, next_materials, status_materials
+from alhelpers.campaign.materials import (
+    add_materials,
+    init_materials,
+    next_materials,
+    status_materials,
+)
 from alhelpers.data.formulas import reduced_formula
 
 QUIET = {"say": lambda _: None}
@@ -264,7 +269,11 @@ REPLAYED_B = [[26, 4, 42, 50], [7, 22, 57, 9], [32, 6, 12, 39], [49, 38, 51, 35]
 
 
 def test_a_structures_campaign_replays_four_rounds_exactly(aspirin, offline):
-    from alhelpers.campaign.structures import init_structures, next_structures, status_structures
+    from alhelpers.campaign.structures import (
+        init_structures,
+        next_structures,
+        status_structures,
+    )
 
     init_structures(aspirin["dir"], aspirin["pool"], aspirin["known"], epochs=10, **QUIET)
     batches = [next_structures(aspirin["dir"], batch=4, seed=0, oracle="pool", **QUIET) for _ in range(4)]
@@ -331,10 +340,10 @@ def test_structures_campaign_with_a_model_file_and_a_committee(aspirin, offline,
     from its own weights each round; QBC methods get a committee of seeded fine-tunes."""
     import torch
 
-    from alhelpers.structures import StructureSet
     from alhelpers.anymodel.train import TrainConfig
     from alhelpers.atomistic.train import fit_potential
     from alhelpers.campaign.structures import init_structures, next_structures
+    from alhelpers.structures import StructureSet
 
     start = StructureSet("start", [offline.structures[i] for i in range(0, 1200, 150)],
                          offline.energy[list(range(0, 1200, 150))], [offline.forces[i] for i in range(0, 1200, 150)])

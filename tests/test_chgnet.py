@@ -9,7 +9,11 @@ import torch
 
 pytest.importorskip("chgnet", reason="chgnet is not installed: pip install 'alhelpers[chgnet]' to run the CHGNet tests")
 
-from alhelpers.anymodel.chgnet import pretrained_chgnet, reference_energies, refit_reference  # noqa: E402
+from alhelpers.anymodel.chgnet import (  # noqa: E402
+    pretrained_chgnet,
+    reference_energies,
+    refit_reference,
+)
 from alhelpers.anymodel.gradients import gradient_features, module_names  # noqa: E402
 from alhelpers.anymodel.select import select_structures  # noqa: E402
 from alhelpers.anymodel.train import predict_adapter  # noqa: E402
@@ -84,9 +88,9 @@ def test_the_track_b_study_fine_tunes_chgnet_with_bmdal(tmp_path, tio2):
     pretrained weights with the reference refitted; the round-0 model is the same for every
     strategy; a rerun reads every round back from the checkpoints."""
 
+    from alhelpers.anymodel.train import TrainConfig
     from alhelpers.atomistic.al import run_potentials
     from alhelpers.atomistic.config import PotentialsConfig
-    from alhelpers.anymodel.train import TrainConfig
 
     data = tio2
     small = data.subset(np.flatnonzero(data.n_atoms <= 12)[:30])
@@ -122,10 +126,10 @@ def test_the_start_set_is_chosen_on_the_pretrained_features_before_any_label(tmp
 
     from alhelpers.al.seeding import stream
     from alhelpers.anymodel.select import adapter_select
+    from alhelpers.anymodel.train import TrainConfig
     from alhelpers.atomistic.al import run_potentials
     from alhelpers.atomistic.config import PotentialsConfig
     from alhelpers.atomistic.data import split_indices
-    from alhelpers.anymodel.train import TrainConfig
 
     with pytest.raises(ValueError, match="needs a model that exists before any label"):
         PotentialsConfig(system="tio2", init_method="maxdet-feat-ll")
@@ -241,7 +245,11 @@ def test_a_campaign_starts_with_no_label_on_the_pretrained_features(tmp_path, ti
     from alhelpers.anymodel.select import initial_select
     from alhelpers.campaign.__main__ import main
     from alhelpers.campaign.folder import CampaignError
-    from alhelpers.campaign.structures import init_structures, next_structures, status_structures
+    from alhelpers.campaign.structures import (
+        init_structures,
+        next_structures,
+        status_structures,
+    )
 
     data = tio2
     small = data.subset(np.flatnonzero(data.n_atoms <= 12)[:20])

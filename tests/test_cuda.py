@@ -14,10 +14,10 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def test_a_track_b_run_with_device_auto_runs_on_cuda_and_gives_the_cpu_runs_shape():
+    from alhelpers.anymodel.train import resolve_device
     from alhelpers.atomistic.al import run_potentials
     from alhelpers.atomistic.config import PotentialsConfig
     from alhelpers.atomistic.data.offline import load_offline
-    from alhelpers.anymodel.train import resolve_device
 
     assert resolve_device("auto").type == "cuda"
     data = load_offline(limit=80)

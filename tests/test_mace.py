@@ -90,9 +90,9 @@ def test_truncated_mace_model_file_is_named(tmp_path, data, tiny, capsys):
 
 
 def test_track_b_loop_trains_mace(tmp_path):
+    from alhelpers.anymodel.train import TrainConfig
     from alhelpers.atomistic.al import run_potentials
     from alhelpers.atomistic.config import PotentialsConfig
-    from alhelpers.anymodel.train import TrainConfig
 
     data = load_dataset("offline")
     cfg = PotentialsConfig.smoke("offline", model="mace", strategies=("random", "lcmd-feat-rp", "maxdiag-qbc-f"),

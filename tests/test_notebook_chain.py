@@ -23,10 +23,10 @@ from pathlib import Path
 import pandas as pd
 import papermill as pm
 import pytest
+from notebook_checks import check_readable
 
 from alhelpers.nb import read_records
 from alhelpers.runner.tasks import KERNEL_START_S
-from notebook_checks import check_readable
 
 REPO = Path(__file__).resolve().parents[1]
 NB = REPO / "notebooks"

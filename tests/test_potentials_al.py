@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from alhelpers.anymodel.select import parse_potential_method
+from alhelpers.anymodel.train import TrainConfig
 from alhelpers.atomistic.al import POTENTIAL_COLUMNS, potential_metrics, run_potentials
 from alhelpers.atomistic.config import DEFAULT_STRATEGIES, METHODS, PotentialsConfig
-from alhelpers.anymodel.select import parse_potential_method
-from alhelpers.atomistic.selection import select_batch
-from alhelpers.atomistic.features import ae_forces, ll_features
 from alhelpers.atomistic.data.offline import load_offline
+from alhelpers.atomistic.features import ae_forces, ll_features
 from alhelpers.atomistic.oracle import PoolOracle
-from alhelpers.anymodel.train import TrainConfig
+from alhelpers.atomistic.selection import select_batch
 from alhelpers.atomistic.train import fit_potential
 from alhelpers.select.methods import bmdal_select
 

@@ -34,13 +34,34 @@ from ase import Atoms
 
 from alhelpers.al.seeding import stream
 from alhelpers.anymodel.adapter import DEFAULT_MAX_ATOMS, PotentialAdapter
-from alhelpers.anymodel.committee import committee_predictions, energy_spread, force_spread
+from alhelpers.anymodel.committee import (
+    committee_predictions,
+    energy_spread,
+    force_spread,
+)
 from alhelpers.anymodel.gradients import gradient_features
 from alhelpers.select.features import DEFAULT_RP_DIM, gp_posterior_matrix
 from alhelpers.select.methods import Method, bmdal_batch, parse_method
 
-__all__ = ["ANY_KERNELS", "FLAGS", "LABEL_FREE_RULES", "check_label_free", "initial_select", "ORACLE_KERNELS", "POTENTIAL_KERNELS", "parse_potential_method", "Selection", "as_adapter", "check_arguments", "check_pool", "parse_any_method",
-           "read_structures", "select_structures", "adapter_select", "adapter_uncertainty"]
+__all__ = [
+    "adapter_select",
+    "adapter_uncertainty",
+    "ANY_KERNELS",
+    "as_adapter",
+    "check_arguments",
+    "check_label_free",
+    "check_pool",
+    "FLAGS",
+    "initial_select",
+    "LABEL_FREE_RULES",
+    "ORACLE_KERNELS",
+    "parse_any_method",
+    "parse_potential_method",
+    "POTENTIAL_KERNELS",
+    "read_structures",
+    "select_structures",
+    "Selection",
+]
 
 #: Track B's kernels (STUDY §7), one registry for every potential: the committee spreads, the ORACLE
 #: errors, RND, the gradient features and their GP posterior.

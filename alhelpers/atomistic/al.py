@@ -38,17 +38,17 @@ import pandas as pd
 from alhelpers.al.checkpoints import RoundCheckpoints, run_folder
 from alhelpers.al.rounds import Step, Track, run_rounds
 from alhelpers.al.seeding import seed_int, stream
-from alhelpers.calibration import ROUND_COLUMNS, round_calibration, stop_reason
+from alhelpers.anymodel.select import parse_potential_method
+from alhelpers.anymodel.train import resolve_device
 from alhelpers.atomistic.config import PotentialsConfig
 from alhelpers.atomistic.data import split_indices
 from alhelpers.atomistic.features import force_rmse_per_structure
-from alhelpers.neighbours import GraphCache
 from alhelpers.atomistic.oracle import Oracle, PoolOracle
 from alhelpers.atomistic.selection import select_batch, uncertainty
-from alhelpers.structures import StructureSet
-from alhelpers.anymodel.select import parse_potential_method
-from alhelpers.anymodel.train import resolve_device
 from alhelpers.atomistic.train import FrozenStore, fit_potential, graphs_of, predict
+from alhelpers.calibration import ROUND_COLUMNS, round_calibration, stop_reason
+from alhelpers.neighbours import GraphCache
+from alhelpers.structures import StructureSet
 
 __all__ = ["POTENTIAL_COLUMNS", "data_hash", "potential_metrics", "queried_structures", "run_potentials"]
 

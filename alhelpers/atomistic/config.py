@@ -18,8 +18,8 @@ from alhelpers.anymodel.train import TrainConfig
 from alhelpers.select.features import DEFAULT_RP_DIM
 from alhelpers.select.methods import Method
 
-__all__ = ["CHGNET_TRAIN", "system_name", "DEFAULT_STRATEGIES", "MACE_TRAIN", "METHODS", "MODELS", "NOTEBOOK_STRATEGIES", "STUDY_TRAIN", "WARM_TRAIN",
-           "PotentialsConfig", "resolve_strategies", "run_label"]
+__all__ = ["CHGNET_TRAIN", "DEFAULT_STRATEGIES", "MACE_TRAIN", "METHODS", "MODELS", "NOTEBOOK_STRATEGIES", "PRETRAINED",
+           "STUDY_TRAIN", "WARM_TRAIN", "PotentialsConfig", "resolve_strategies", "run_label", "system_name"]
 
 #: Every method of STUDY §7 for a potential (``random`` is MAXDIAG on RND under its usual name).
 METHODS: tuple[str, ...] = (

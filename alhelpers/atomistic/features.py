@@ -39,10 +39,15 @@ from ase import Atoms
 from alhelpers.anymodel.committee import energy_spread, force_spread
 from alhelpers.atomistic.frozen import FrozenBatch
 from alhelpers.atomistic.model import AtomisticModel, chunk_structures
-from alhelpers.neighbours import Graph, GraphCache
-from alhelpers.structures import StructureSet
 from alhelpers.atomistic.train import frozen_chunks, graphs_of, stored_frozen
-from alhelpers.select.features import DEFAULT_RP_DIM, GradientSketch, last_layer_gradient, segment_sum
+from alhelpers.neighbours import Graph, GraphCache
+from alhelpers.select.features import (
+    DEFAULT_RP_DIM,
+    GradientSketch,
+    last_layer_gradient,
+    segment_sum,
+)
+from alhelpers.structures import StructureSet
 
 __all__ = [
     "ae_energy",

@@ -33,6 +33,7 @@ import torch
 from ase import Atoms
 from torch import nn
 
+from alhelpers.anymodel.adapter import AdapterBatch
 from alhelpers.atomistic.descriptor import (
     DescriptorConfig,
     compute_descriptor,
@@ -44,7 +45,6 @@ from alhelpers.atomistic.frozen import (
     frozen_descriptor,
     frozen_descriptor_gradient,
 )
-from alhelpers.anymodel.adapter import AdapterBatch
 from alhelpers.neighbours import Batch, Graph, GraphCache, build_graphs, collate
 
 __all__ = ["AtomicOutputs", "AtomisticModel", "OwnPotentialAdapter", "chunk_structures", "composition_matrix"]

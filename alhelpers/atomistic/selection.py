@@ -27,9 +27,9 @@ from alhelpers.atomistic.features import (
     rp_features,
 )
 from alhelpers.neighbours import GraphCache
-from alhelpers.structures import StructureSet
 from alhelpers.select.features import DEFAULT_RP_DIM, gp_posterior_matrix
 from alhelpers.select.methods import Method, bmdal_batch
+from alhelpers.structures import StructureSet
 
 __all__ = ["base_features", "select_batch", "uncertainty"]
 

@@ -14,13 +14,19 @@ from pathlib import Path
 import pandas as pd
 
 from alhelpers.atomistic.al import run_potentials
-from alhelpers.atomistic.config import NOTEBOOK_STRATEGIES, PRETRAINED, PotentialsConfig, resolve_strategies, run_label
+from alhelpers.atomistic.config import (
+    NOTEBOOK_STRATEGIES,
+    PRETRAINED,
+    PotentialsConfig,
+    resolve_strategies,
+    run_label,
+)
 from alhelpers.atomistic.oracle import Oracle
-from alhelpers.structures import StructureSet
 from alhelpers.atomistic.summary import found_runs
 from alhelpers.files import write_parquet
 from alhelpers.layout import Layout
 from alhelpers.provenance import code_id
+from alhelpers.structures import StructureSet
 
 __all__ = ["ensure_potential_runs", "load_potential_data", "potentials_config", "potentials_stage"]
 

@@ -45,11 +45,16 @@ import torch
 from ase import Atoms
 
 from alhelpers.al.seeding import stream
+from alhelpers.anymodel.train import (
+    TrainConfig,
+    check_finite_loss,
+    check_labelled,
+    resolve_device,
+)
 from alhelpers.atomistic.descriptor import DescriptorConfig
 from alhelpers.atomistic.frozen import FrozenBatch, structure_atom_index
 from alhelpers.atomistic.model import AtomisticModel, chunk_structures
 from alhelpers.neighbours import Batch, Graph, GraphCache, build_graphs, collate
-from alhelpers.anymodel.train import TrainConfig, check_finite_loss, check_labelled, resolve_device
 from alhelpers.structures import BadStructureError, StructureSet
 
 __all__ = ["FrozenStore", "fit_potential", "freeze_structures", "frozen_chunks", "graphs_of", "predict", "stored_frozen"]

@@ -23,11 +23,21 @@ import pandas as pd
 from ase import Atoms
 
 from alhelpers.al.seeding import stream
-from alhelpers.structures import composition_matrix, same_structure
 from alhelpers.calibration import predicted_mae, usable_recalibration
-from alhelpers.campaign.folder import (Campaign, CampaignError, check_new_folder, check_next_arguments, create,
-                                       identity, input_record, now, open_campaign, plan_round)
+from alhelpers.campaign.folder import (
+    Campaign,
+    CampaignError,
+    check_new_folder,
+    check_next_arguments,
+    create,
+    identity,
+    input_record,
+    now,
+    open_campaign,
+    plan_round,
+)
 from alhelpers.files import atomic_write, sha256_file, write_csv
+from alhelpers.structures import composition_matrix, same_structure
 
 __all__ = ["MAX_FORCE", "add_structures", "init_structures", "next_structures", "status_structures"]
 
@@ -321,7 +331,11 @@ def _oracle(camp: Campaign, spec):
 
 def _gp_sigma(model, candidates: Sequence[Atoms], labelled: Sequence[Atoms], seed: int) -> np.ndarray:
     """GP(LL) posterior σ of each candidate's energy per atom (the studies' uncertainty)."""
-    from alhelpers.anymodel.select import adapter_uncertainty, as_adapter, parse_any_method
+    from alhelpers.anymodel.select import (
+        adapter_uncertainty,
+        as_adapter,
+        parse_any_method,
+    )
 
     sigma = adapter_uncertainty(parse_any_method("maxdet-gp-ll"), as_adapter(model), candidates, labelled,
                                 rp_dim=512, seed=seed)
@@ -356,7 +370,12 @@ def next_structures(root: str | os.PathLike, *, batch: int, strategy: str = "lcm
     :class:`~alhelpers.atomistic.oracle.CalculatorOracle` of an ASE calculator) label them at once."""
     import torch
 
-    from alhelpers.anymodel.select import check_label_free, initial_select, parse_any_method, select_structures
+    from alhelpers.anymodel.select import (
+        check_label_free,
+        initial_select,
+        parse_any_method,
+        select_structures,
+    )
     from alhelpers.provenance import code_id
 
     check_next_arguments(batch, seed, strategy, parse_any_method)

@@ -31,10 +31,15 @@ from alhelpers.atomistic.data.lmnto import LMNTO, download_lmnto, load_lmnto
 from alhelpers.atomistic.data.qm9 import QM9_U0_REFERENCES_HARTREE, load_qm9
 from alhelpers.atomistic.data.remote import RemoteDataset, find_dataset_file
 from alhelpers.atomistic.data.splits import split_indices
-from alhelpers.atomistic.data.tio2 import TIO2, TIO2_REFERENCES, download_tio2, load_tio2
+from alhelpers.atomistic.data.tio2 import (
+    TIO2,
+    TIO2_REFERENCES,
+    download_tio2,
+    load_tio2,
+)
 from alhelpers.atomistic.data.xsf import read_xsf, read_xsf_tarball
-from alhelpers.structures import StructureSet
 from alhelpers.files import DataIntegrityError, sha256_file
+from alhelpers.structures import StructureSet
 
 __all__ = [
     "DataIntegrityError",

@@ -21,8 +21,8 @@ from alhelpers.atomistic.data.remote import (
     write_download_record,
 )
 from alhelpers.atomistic.data.xsf import pack_xsf_tarball
-from alhelpers.structures import StructureSet
 from alhelpers.files import DataIntegrityError, sha256_file
+from alhelpers.structures import StructureSet
 
 __all__ = ["LMNTO", "load_lmnto", "download_lmnto"]
 

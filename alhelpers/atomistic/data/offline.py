@@ -44,12 +44,22 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from alhelpers.atomistic.data.md import ASPIRIN_ZMATRIX, aspirin, bond_graph, relax, run_md
-from alhelpers.atomistic.oracle import GROUND_STATE_MULTIPLICITY, isolated_atom_energies, tblite_calculator
-from alhelpers.structures import StructureSet
+from alhelpers.atomistic.data.md import (
+    ASPIRIN_ZMATRIX,
+    aspirin,
+    bond_graph,
+    relax,
+    run_md,
+)
+from alhelpers.atomistic.oracle import (
+    GROUND_STATE_MULTIPLICITY,
+    isolated_atom_energies,
+    tblite_calculator,
+)
 from alhelpers.cli import build_verify_parser
 from alhelpers.data.paths import cache_root
 from alhelpers.files import DataIntegrityError, sha256_file
+from alhelpers.structures import StructureSet
 
 __all__ = [
     "ASPIRIN_ZMATRIX",

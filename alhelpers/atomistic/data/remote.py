@@ -22,9 +22,9 @@ from typing import IO, Any
 import requests
 
 from alhelpers.atomistic.data.xsf import read_xsf_tarball
-from alhelpers.structures import StructureSet
 from alhelpers.data.paths import REPO_ROOT, cache_root
 from alhelpers.files import DataIntegrityError, sha256_file
+from alhelpers.structures import StructureSet
 
 __all__ = [
     "DataIntegrityError",

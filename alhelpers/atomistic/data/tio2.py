@@ -18,8 +18,8 @@ from alhelpers.atomistic.data.remote import (
     load_pinned_xsf,
     write_download_record,
 )
-from alhelpers.structures import StructureSet
 from alhelpers.files import DataIntegrityError, sha256_file
+from alhelpers.structures import StructureSet
 
 __all__ = ["TIO2", "TIO2_REFERENCES", "load_tio2", "download_tio2"]
 

@@ -26,7 +26,13 @@ import numpy as np
 from ase import Atoms, units
 from ase.data import atomic_numbers, chemical_symbols
 
-from alhelpers.structures import MIN_DISTANCE, StructureSet, cell_problem, closest_pair, mixed_forces_problem
+from alhelpers.structures import (
+    MIN_DISTANCE,
+    StructureSet,
+    cell_problem,
+    closest_pair,
+    mixed_forces_problem,
+)
 
 __all__ = ["ENERGY_UNITS", "XSFError", "read_xsf", "read_xsf_tarball", "reference_sum", "pack_xsf_tarball"]
 
