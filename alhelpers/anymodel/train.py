@@ -202,7 +202,8 @@ def fit_adapter(adapter: PotentialAdapter, train: StructureSet, val: StructureSe
         trained = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(head)]
         if not trained:
             raise ValueError(f"freeze: the model has no trainable parameter in its head {head}")
-        frozen = [p for p in params if not any(p is q for q in trained)]
+        kept = {id(p) for p in trained}
+        frozen = [p for p in params if id(p) not in kept]
         params = trained
     for p in frozen:
         p.requires_grad_(False)

@@ -159,11 +159,11 @@ def init_structures(root: str | os.PathLike, pool: str | os.PathLike, labelled: 
 
     missing = sorted({chemical_symbols[int(z)] for a in pool_frames for z in a.numbers}
                      - {chemical_symbols[int(z)] for a in frames for z in a.numbers})
-    if frames:
+    if frames:  # a pretrained model started without labels knows every element already
         _check_energies(frames, energies, forces, frames, energies, Path(labelled).name)
-    if missing and frames:
-        raise CampaignError(f"the pool has elements {missing} that no labelled structure has: the "
-                            "potential cannot learn their energy; label at least one structure with each")
+        if missing:
+            raise CampaignError(f"the pool has elements {missing} that no labelled structure has: the "
+                                "potential cannot learn their energy; label at least one structure with each")
     root.mkdir(parents=True, exist_ok=True)
     model_record = {}
     if loaded is not None:
@@ -502,11 +502,9 @@ def add_structures(root: str | os.PathLike, path: str | os.PathLike, *, any_: bo
         if again:
             raise CampaignError(f"{name}: pool structure(s) {again[:5]} are labelled already; the ledger keeps the first "
                                 "label. Remove them from the file")
-        train = _labelled_set(camp)
-        if len(train):
-            _check_energies(frames, energies, forces, train.structures, train.energy, name)
-        else:  # the first labels of a campaign started without any: their own per-element fit
-            _check_energies(frames, energies, forces, frames, energies, name)
+        train = _labelled_set(camp)  # none yet (a campaign started without labels): their own per-element fit
+        ref = (train.structures, train.energy) if len(train) else (frames, energies)
+        _check_energies(frames, energies, forces, *ref, name)
         last = max(camp.rounds(), default=-1)
         _append_labels(camp, [pool[i] for i in idx], energies, forces, idx, [suggested.get(i, last) for i in idx],
                        "add", input_record(path))

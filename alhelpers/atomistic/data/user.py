@@ -69,10 +69,10 @@ def _read(path: str | os.PathLike) -> list[Atoms]:
 
 def _energy(atoms: Atoms, key: str | None) -> float | None:
     results = atoms.calc.results if atoms.calc is not None else {}
-    for name in ([key] if key else ["energy"]):
-        for where in (atoms.info, results):
-            if name in where and np.ndim(where[name]) == 0:
-                return float(where[name])
+    name = key or "energy"
+    for where in (atoms.info, results):
+        if name in where and np.ndim(where[name]) == 0:
+            return float(where[name])
     return None
 
 
