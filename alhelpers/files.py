@@ -149,6 +149,17 @@ def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> Path:
     return atomic_write(path, lambda p: df.to_csv(p, index=False))
 
 
+#: Columns of the result tables that hold ids (hex digests of the code and of the configuration).
+ID_COLUMNS: tuple[str, ...] = ("code_id", "config_id")
+
+
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """A table this project wrote with :func:`write_csv`, its id columns (:data:`ID_COLUMNS`) as text:
+    pandas would read an id made only of digits (about 1 in 300 of them), or of digits and one
+    ``e``, as a number."""
+    return pd.read_csv(path, dtype=dict.fromkeys(ID_COLUMNS, str))
+
+
 def read_json(path: str | os.PathLike, *, todo: str) -> Any:
     """Parse a JSON file; a truncated or corrupt one raises :class:`UnreadableFileError` saying ``todo``."""
     path = Path(path)

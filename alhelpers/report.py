@@ -61,7 +61,9 @@ LEGENDS: dict[str, str] = {
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.exists() else None
+    from alhelpers.files import read_csv
+
+    return read_csv(path) if path.exists() else None
 
 
 def _present(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 import alhelpers.provenance as provenance
+from alhelpers.files import read_csv
 from alhelpers.formation.config import ALConfig
 from alhelpers.layout import Layout
 from alhelpers.run import build_parser, main
@@ -125,7 +126,7 @@ def test_a_changed_line_of_the_model_reruns_the_study_and_changes_its_numbers(tm
     cmd = [sys.executable, "-m", "alhelpers.run", *SMOKE, "--out", str(tmp_path / "r")]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    before = pd.read_csv(tmp_path / "r" / "final_table.csv")
+    before = read_csv(tmp_path / "r" / "final_table.csv")
     models = repo / "alhelpers" / "formation" / "models.py"
     text = models.read_text()
     line = "return members.mean(axis=0), members.var(axis=0, ddof=0)"
@@ -135,7 +136,7 @@ def test_a_changed_line_of_the_model_reruns_the_study_and_changes_its_numbers(tm
     assert again.returncode == 0, again.stderr
     assert "03_active_learning_Ti-O_magpie_seed0: rerun — its code changed since it ran " \
            "(alhelpers/formation/models.py)" in again.stdout
-    after = pd.read_csv(tmp_path / "r" / "final_table.csv")
+    after = read_csv(tmp_path / "r" / "final_table.csv")
     assert (after["mae_mean"] != before["mae_mean"]).all()
     assert before["code_id"].nunique() == after["code_id"].nunique() == 1
     assert before["code_id"].iloc[0] != after["code_id"].iloc[0]

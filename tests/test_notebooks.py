@@ -9,6 +9,7 @@ import pandas as pd
 import papermill as pm
 import pytest
 
+from alhelpers.files import read_csv
 from alhelpers.nb import read_records
 from alhelpers.runner.tasks import KERNEL_START_S
 from notebook_checks import check_readable
@@ -81,7 +82,7 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
     args = ["study", "--systems", "Ti-O", "--seeds", "0", "1", "--smoke", "--n-boot", "200",
             "--out", str(out)]
     assert main(args) == 0
-    t1 = pd.read_csv(out / "table1.csv")
+    t1 = read_csv(out / "table1.csv")
     assert t1.loc[0, "system"] == "Ti-O" and t1.loc[0, "n_total"] == 148
     done = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
     assert done == ["01_fetch_Ti-O.ipynb", "02_featurize_Ti-O_magpie.ipynb",
@@ -98,14 +99,14 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
         assert "%|" not in nb.read_text(), nb.name
 
     # statistics, figures, cross-database and report
-    final = pd.read_csv(out / "final_table.csv")
+    final = read_csv(out / "final_table.csv")
     assert len(final) == 4 and final.set_index("strategy").loc["random", "verdict"] == "baseline"
     assert final["n_pairs"].eq(2).all() and final["mae_mean"].between(0, 2).all()
-    savings = pd.read_csv(out / "savings.csv")  # 4 strategies × 3 targets along random's budget
+    savings = read_csv(out / "savings.csv")  # 4 strategies × 3 targets along random's budget
     assert len(savings) == 12 and sorted(savings["budget_frac"].unique()) == [0.5, 0.75, 1.0]
     assert savings.loc[savings["strategy"] == "random", "saving_pct"].eq(0.0).all()
-    assert len(pd.read_csv(out / "auc.csv")) == 4
-    leak = pd.read_csv(out / "leakage.csv")
+    assert len(read_csv(out / "auc.csv")) == 4
+    leak = read_csv(out / "leakage.csv")
     assert set(leak["descriptor"]) == {"magpie", "paper17"} and not leak["leaks"].any()
     for name in ("learning_curves", "final_mae", "uncertainty", "reliability", "cross_database"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000
@@ -124,7 +125,7 @@ def test_study_runner_smoke_all_stages_report_and_resume(tmp_path):
                     "Package versions", "### Model", "wall time", "machine: cores", "code: commit",
                     "snapshot/flla_2015", "statsmodels", "The strategies"):
         assert section in report, section
-    cal = pd.read_csv(out / "calibration.csv")  # per strategy and round, mean over the 2 seeds
+    cal = read_csv(out / "calibration.csv")  # per strategy and round, mean over the 2 seeds
     assert len(cal) == 4 * 2 and cal["n_seeds"].eq(2).all()
     want = runs.groupby(["strategy", "n_labelled"])[["mae", "mae_pred", "z2_mean_cal"]].mean()
     got = cal.set_index(["strategy", "n_labelled"])[["mae", "mae_pred", "z2_mean_cal"]]
@@ -164,12 +165,12 @@ def test_potentials_notebook_and_runner_smoke(tmp_path):
     for col in ("energy_mae", "energy_rmse", "energy_maxe", "force_mae", "force_rmse", "force_maxe",
                 "unc_pearson", "fit_s", "feature_s", "query_s", "label_s"):
         assert col in runs.columns
-    final = pd.read_csv(out / "potentials" / "offline_final.csv")
+    final = read_csv(out / "potentials" / "offline_final.csv")
     assert len(final) == 2 * 2 and final["seeds"].eq(2).all()
     last = final_round(runs)
     mean = last.groupby(["batch", "strategy"])["force_mae"].mean()
     assert final.set_index(["batch", "strategy"])["force_mae"].to_dict() == mean.to_dict()
-    vs = pd.read_csv(out / "potentials" / "offline_vs_random.csv")
+    vs = read_csv(out / "potentials" / "offline_vs_random.csv")
     assert set(vs["metric"]) == {"force_mae", "energy_mae"} and len(vs) == 2 * 2 * 2
     assert "descriptor" not in vs.columns and "batch" in vs.columns  # Track B's own setting columns
     from alhelpers.provenance import code_id

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from alhelpers.atomistic.config import run_label, system_name
+from alhelpers.files import read_csv
 from alhelpers.layout import Layout
 from alhelpers.paired import mean_std_text
 from alhelpers.runner.tasks import (
@@ -83,7 +84,7 @@ def potentials(args: argparse.Namespace) -> int:
 
 
 def _show(layout: Layout, system: str) -> None:
-    summary = pd.read_csv(layout.potentials_table(system, "final"))
+    summary = read_csv(layout.potentials_table(system, "final"))
     seeds = summary["seeds"]
     show = summary.assign(
         force=[mean_std_text(m, s, k) for m, s, k in zip(summary.force_mae, summary.force_mae_std, seeds)],
@@ -100,7 +101,7 @@ def _show(layout: Layout, system: str) -> None:
             print(f"  {r['strategy']} (batch {r['batch']}): {r['stopped']}")
     path = layout.potentials_table(system, "vs_random")
     if path.exists():
-        tests = pd.read_csv(path)
+        tests = read_csv(path)
         print(f"\nAgainst random (final round, paired over seeds, Holm-corrected; → {layout.rel(path)}):")
         cols = ["metric", "batch", "strategy", *(c for c in ("n_labelled",) if c in tests), "mean", "diff_pct",
                 "diff_pct_low", "diff_pct_high", "p_paired", "p_holm", "finding"]
