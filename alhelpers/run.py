@@ -94,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop a strategy's labelling once its predicted test MAE (eV/atom, from the "
                         "calibrated σ of the pool) is at or below this (default 0: never)")
     s.add_argument("--calibration", choices=list(CALIBRATIONS), default=next(iter(CALIBRATIONS)),
-                   help="σ recalibration of notebook 03's runs: cv, cross-validation ensembles every round "
+                   help="σ recalibration of notebook 03's runs: cv-final, cross-validation ensembles in the "
+                        "final round (every round with --target-mae) and the batches before it; cv, every round "
                         "(3× the training); batches, the predictions that chose each queried batch (no "
                         "training after round 0; σ' measured 25–40 %% too wide). No selection or MAE "
-                        "changes (default cv; the cross-database runs report no calibration and use batches)")
+                        "changes (default cv-final; the cross-database runs report no calibration and use "
+                        "batches)")
     s.add_argument("--smoke", action="store_true",
                    help="tiny runs to check the pipeline: 10 → 15 labels in 2 rounds, 2 members, overriding "
                         "--n-init, --batch, --rounds and --members (default: off)")

@@ -21,19 +21,19 @@ from alhelpers.al.rounds import Budget, BudgetExceeded
 from alhelpers.al.seeding import stream
 from alhelpers.files import (
     UnreadableFileError,
+    read_csv,
     read_json,
     read_parquet,
     write_csv,
     write_parquet,
 )
-from alhelpers.formation.config import ALConfig, FeaturizeConfig, FetchConfig
+from alhelpers.formation.config import ALConfig, EnsembleConfig, FeaturizeConfig, FetchConfig
 from alhelpers.formation.features import (
     FeatureSet,
     featurize,
     load_features,
     save_features,
 )
-from alhelpers.formation.loop import run_al
 from alhelpers.keys import Key
 from alhelpers.layout import STUDY_TABLES, Layout
 from alhelpers.provenance import by_code, code_id, listing
@@ -169,6 +169,8 @@ class ALResult:
 def al_stage(cfg: ALConfig, layout: Layout, *, progress: bool = False, budget: Budget | None = None,
              say: Say = print, features: FeatureSet | None = None) -> ALResult:
     """One (system, descriptor, seed): every strategy's learning curve, checkpointed and saved."""
+    from alhelpers.formation.loop import run_al  # torch: only the notebooks that train import it
+
     fs = features or ensure_features(layout, FeaturizeConfig(cfg.system, cfg.source, cfg.descriptor),
                                      say=say)
     path = layout.run(cfg.system, cfg.descriptor, cfg.seed)
@@ -272,8 +274,6 @@ def collect_runs(layout: Layout, *, systems: Sequence[str] | None = None,
 
 
 def _ensemble(d: dict):
-    from alhelpers.formation.models import EnsembleConfig
-
     return EnsembleConfig(**{**d, "hidden": tuple(d["hidden"])})
 
 
@@ -318,7 +318,7 @@ def read_table(layout: Layout, name: str) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run notebooks/04_statistics.ipynb first.")
     try:
-        return pd.read_csv(path)
+        return read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UnreadableFileError(path, str(exc), "Run notebooks/04_statistics.ipynb again.") from None
 
@@ -429,6 +429,4 @@ def cross_stage(cfg: ALConfig, layout: Layout, *, seeds: Sequence[int], progress
 
 def smoke(cfg: ALConfig) -> ALConfig:
     """The tiny version of a protocol that checks a notebook runs (10 → 15 labels, 2 members)."""
-    from alhelpers.formation.models import EnsembleConfig
-
     return replace(cfg, n_init=10, batch=5, rounds=2, model=EnsembleConfig(n_members=2, epochs=20))

@@ -114,3 +114,20 @@ def test_tests_do_not_import_each_other_through_the_tests_package() -> None:
                  for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1)
                  if re.match(r"\s*(from tests[. ]|import tests\b)", line)]
     assert offenders == []
+
+
+def test_the_fetch_and_featurize_notebooks_import_no_torch() -> None:
+    """Notebooks 01 and 02 (and their stages) load neither torch nor scikit-learn: each of their
+    kernels in a study would spend about 1.5 s importing what it never uses."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import alhelpers.data, alhelpers.layout, alhelpers.nb, alhelpers.stages\n"
+            "from alhelpers.formation.config import ALConfig, EnsembleConfig, FeaturizeConfig, FetchConfig\n"
+            "from alhelpers.formation.features import featurize\n"
+            "FetchConfig(system='C'); FeaturizeConfig('C', 'snapshot', 'magpie'); EnsembleConfig()\n"
+            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "[]"

@@ -134,7 +134,7 @@ def test_bad_config_is_refused():
         ALConfig(batch=0)
     with pytest.raises(ValueError, match="duplicates"):
         ALConfig(strategies=("random", "random"))
-    with pytest.raises(ValueError, match=r"CALIBRATION must be one of \['cv', 'batches'\], got 'CV'"):
+    with pytest.raises(ValueError, match=r"CALIBRATION must be one of \['cv-final', 'cv', 'batches'\], got 'CV'"):
         ALConfig(calibration="CV")
     assert ALConfig().budget == 105
 
@@ -223,6 +223,53 @@ def test_batches_recalibrate_on_the_predictions_that_chose_each_batch(tio2_xy, t
     assert cv.iloc[0]["sigma_scale"] == runs.iloc[0]["sigma_scale"] and cv.iloc[1]["sigma_scale"] != runs.iloc[1]["sigma_scale"]
 
 
+def test_cv_final_is_cv_in_the_final_round_and_batches_before_it(tio2_xy, tmp_path):
+    # The default CALIBRATION = "cv-final" cross-validates only the round the strategies are compared
+    # at: its final-round σ' is "cv"'s number for number (the same cross-validation ensembles, trained in
+    # the same stacked computation), the rounds before it are "batches"' — and no model or MAE moves.
+    from alhelpers.calibration import ROUND_COLUMNS
+
+    X, y = tio2_xy
+    assert ALConfig().calibration == "cv-final"
+    cfg = _cfg(calibration="cv-final")
+    final = run_al(X, y, cfg, checkpoint_dir=tmp_path)
+    cv = run_al(X, y, replace(cfg, calibration="cv"))
+    batches = run_al(X, y, replace(cfg, calibration="batches"))
+    cols = [str(c) for c in ROUND_COLUMNS]
+    last = final["round"] == cfg.rounds - 1
+    assert last.sum() == 4 and np.isfinite(final.loc[last, "sigma_scale"]).all()
+    pd.testing.assert_frame_equal(_strip(final), _strip(cv).assign(**{c: final[c] for c in cols}))
+    pd.testing.assert_frame_equal(final.loc[last, cols], cv.loc[last, cols])
+    pd.testing.assert_frame_equal(final.loc[~last, cols], batches.loc[~last, cols])
+    assert not np.allclose(final.loc[~last, "sigma_scale"], cv.loc[~last, "sigma_scale"])
+    # resumed from its checkpoints (the batches' pairs read back), the same table
+    pd.testing.assert_frame_equal(_strip(run_al(X, y, cfg, checkpoint_dir=tmp_path)), _strip(final))
+    # with a stopping rule any round may be the last: every round cross-validates, as "cv" does
+    ruled = run_al(X, y, replace(cfg, target_mae=1e-6))
+    pd.testing.assert_frame_equal(ruled[cols], run_al(X, y, replace(cfg, calibration="cv", target_mae=1e-6))[cols])
+
+
+def test_each_round_trains_one_model_per_distinct_labelled_set(tio2_xy, monkeypatch):
+    # Round 0: every strategy has the initial set (10), so one ensemble is trained for all four, with the
+    # initial set's 3 cross-validation folds; the rounds in between train each strategy's own model
+    # only; the final round adds the 3 folds of each strategy's set ("cv-final", the default).
+    import alhelpers.formation.loop as loop
+
+    sizes = []
+    real = loop.fit_ensembles
+
+    def counting(Xs, ys, *a, **kw):
+        sizes.append(sorted(len(x) for x in Xs))
+        return real(Xs, ys, *a, **kw)
+
+    monkeypatch.setattr(loop, "fit_ensembles", counting)
+    X, y = tio2_xy
+    runs = run_al(X, y, _cfg())
+    assert sizes == [[6, 7, 7, 10], [15] * 4, [13] * 8 + [14] * 4 + [20] * 4]
+    first = runs[runs["round"] == 0]
+    assert first[["mae", "mean_sigma", "sigma_scale"]].nunique().tolist() == [1, 1, 1]
+
+
 def test_calibration_is_nan_not_an_error_with_too_few_labels(tio2_xy):
     # 3 labels in 3 folds would train on 2 rows each: fine; 2 labels cannot be cross-validated
     X, y = tio2_xy
@@ -234,10 +281,11 @@ def test_calibration_is_nan_not_an_error_with_too_few_labels(tio2_xy):
 
 def test_stopping_rule_ends_labelling_at_the_target_and_resumes(tio2_xy, tmp_path):
     # Each strategy stops after the first round (before the last) whose predicted MAE is at or below
-    # the target; until then its rows are those of the run without a target.
+    # the target; until then its rows are those of the run without a target that cross-validates
+    # every round (as the default "cv-final" does when a target is set: any round may be the last).
     X, y = tio2_xy
     strategies = ("random", "uncertainty")
-    free = run_al(X, y, _cfg(strategies=strategies))
+    free = run_al(X, y, _cfg(strategies=strategies, calibration="cv"))
     cols = ["strategy", "round", "n_labelled", "mae", "mae_pred", "sigma_scale"]
     # the shared round 0 at the target: both stop there; below every prediction: none stops
     for k, target in enumerate([float(free["mae_pred"].iloc[0]), 0.99 * float(free["mae_pred"].min())]):

@@ -282,6 +282,15 @@ def test_report_says_how_sigma_was_recalibrated_by_the_runs_own_configuration(tm
     assert f"Recalibrated {batches} (σ'), the mean squared z-score" in report
     assert f"`sigma_floor` τ fitted {batches}, never on the test set." in report
     assert "| calibration | batches |" in report
+    # the default "cv-final": cross-validation in the final round (the one the report compares at), the
+    # batches' predictions in the rounds before it
+    (tmp_path / "study.json").write_text(json.dumps({"protocol": {"calibration": "cv-final"}}))
+    report = write_report(tmp_path).read_text()
+    final = ("by cross-validation on the labelled materials alone in the final round (in the rounds before it, on "
+             "the predictions each round made for the materials it then queried, before their labels existed)")
+    assert f"Recalibrated {final} (σ'), the mean squared z-score" in report
+    assert f"`sigma_floor` τ fitted {final}, never on the test set." in report
+    assert "| calibration | cv-final |" in report
     (tmp_path / "study.json").write_text(json.dumps({"protocol": {"calibration": "oob"}}))
     with pytest.raises(ValueError, match="unknown σ recalibration 'oob'"):
         write_report(tmp_path)

@@ -12,7 +12,12 @@ Calibration (:mod:`alhelpers.calibration`): the σ recalibration (``sigma_scale`
 ``sigma_floor``) is fitted on errors and σ of materials the model being judged never trained on,
 so the test set never touches it (``ALConfig.calibration``):
 
-* ``"cv"`` (the default): ``cv_folds`` cross-validation ensembles on each strategy's labelled rows
+* ``"cv-final"`` (the default): the last round as ``"cv"`` does, every round before it as
+  ``"batches"`` does (every round as ``"cv"`` when a stopping rule, ``target_mae``, may end a
+  run early). The final round — the one the strategies are compared at, the report's and the
+  reliability diagram's — is the same number for number as ``"cv"``'s, for about half the
+  training; the earlier rounds' σ' and ``mae_pred`` are ``"batches"``' (wider).
+* ``"cv"``: ``cv_folds`` cross-validation ensembles on each strategy's labelled rows
   every round, trained in the same stacked computation (three times the training of the round's
   own models).
 * ``"batches"``: the predictions each round made for the materials it then
@@ -167,27 +172,27 @@ def run_al(
     def body(rnd: int, active: list[Track]) -> list[Step]:
         seed = int(stream(cfg.seed, "model", rnd).integers(2**31))  # same for every strategy
         t0 = time.perf_counter()
-        # each strategy's model and the cross-validation ensembles of the σ recalibration (every
-        # strategy's each round, or the initial set's once): all trained in one stacked computation
-        if cfg.calibration == "cv":
-            folds = [cv_folds(len(t.labelled), cfg.cv_folds, stream(cfg.seed, "cv", rnd)) for t in active]
-            sets = [t.labelled for t in active]
-        else:
-            folds = [cv_folds(len(init), cfg.cv_folds, stream(cfg.seed, "cv", 0))] if rnd == 0 else []
-            sets = [init] if rnd == 0 else []
-        rows = [t.labelled for t in active] + [s[tr] for s, f in zip(sets, folds) for tr, _ in f]
+        # one model per distinct labelled set (round 0: every strategy has the initial set, trained
+        # once) and the cross-validation ensembles of the σ recalibration (of each set in the rounds
+        # that cross-validate, of the initial set once in round 0 otherwise): one stacked computation
+        distinct: dict[bytes, int] = {}
+        which = [distinct.setdefault(t.labelled.tobytes(), len(distinct)) for t in active]
+        labelled = [active[which.index(k)].labelled for k in range(len(distinct))]
+        cross_validate = cv_round(cfg, rnd)
+        sets = labelled if cross_validate else [init] if rnd == 0 else []
+        folds = [cv_folds(len(s), cfg.cv_folds, stream(cfg.seed, "cv", rnd)) for s in sets]
+        rows = labelled + [s[tr] for s, f in zip(sets, folds) for tr, _ in f]
         models = fit_ensembles([X[r] for r in rows], [y[r] for r in rows], cfg.model, seeds=[seed] * len(rows))
         fit_s = (time.perf_counter() - t0) / len(active)
-        cv_models = iter(models[len(active):])
+        cv_models = iter(models[len(labelled):])
         held = [held_out_pairs([(s[h], next(cv_models)) for _, h in f], X, y) for s, f in zip(sets, folds)]
         steps = []
-        for i, (track, model) in enumerate(zip(active, models)):
-            if cfg.calibration == "cv":
-                cal, new = held[i], None
-            else:  # the initial set's held-out pairs, then every batch queried so far
-                cal = held[0] if rnd == 0 else _pairs(track.extras)
-                new = held[0] if rnd == 0 else None
-            step = _round(track, model, cal, X, y, pool, test, cfg, rnd, note if rnd == 0 else "", new_pairs=new,
+        for track, k in zip(active, which):
+            cal = held[k] if cross_validate else held[0] if rnd == 0 else _pairs(track.extras)
+            # the pairs later rounds recalibrate on when they do not cross-validate: the initial
+            # set's held-out pairs (round 0), then every batch queried so far
+            new = held[0] if rnd == 0 else None
+            step = _round(track, models[k], cal, X, y, pool, test, cfg, rnd, note if rnd == 0 else "", new_pairs=new,
                           formulas=formulas)
             step.row["fit_s"] = fit_s
             steps.append(step)
@@ -210,6 +215,17 @@ def run_al(
 
 
 Pairs = tuple[np.ndarray, np.ndarray]
+
+
+def cv_round(cfg: ALConfig, rnd: int) -> bool:
+    """Whether round ``rnd`` fits σ' by cross-validation on each strategy's labelled rows.
+
+    ``"cv"``: every round. ``"cv-final"``: the last round, and every round when a stopping rule
+    (``target_mae``) may make it the last. ``"batches"``: none.
+    """
+    if cfg.calibration == "cv-final":
+        return rnd == cfg.rounds - 1 or cfg.target_mae > 0
+    return cfg.calibration == "cv"
 
 
 def held_out_pairs(held: list[tuple[np.ndarray, EnsembleRegressor]], X: np.ndarray, y: np.ndarray) -> Pairs:
@@ -235,8 +251,8 @@ def _round(track: Track, model: EnsembleRegressor, cal: Pairs, X: np.ndarray, y:
     """Evaluate one strategy's model of this round and, unless it is the last round, query.
 
     ``cal``: signed errors and σ of materials the evaluated model never trained on; they fit the σ
-    recalibration (``sigma_scale``), which the test set never touches. With
-    ``ALConfig.calibration == "batches"`` the step's checkpoint payload carries the pairs this
+    recalibration (``sigma_scale``), which the test set never touches. Unless
+    ``ALConfig.calibration == "cv"`` the step's checkpoint payload carries the pairs this
     round adds for later rounds: ``new_pairs`` (round 0: the initial set's held-out pairs) and the
     queried materials' own, from the predictions that chose them.
     """
@@ -280,7 +296,7 @@ def _round(track: Track, model: EnsembleRegressor, cal: Pairs, X: np.ndarray, y:
             if len(candidates) <= cfg.batch:
                 row["note"] = (f"pool exhausted: only {len(candidates)} unlabelled pool points "
                                f"left for a batch of {cfg.batch}; all taken")
-    if cfg.calibration != "batches":
+    if cfg.calibration == "cv":  # no later round reads the batches' pairs
         return Step(row, queried)
     at = np.searchsorted(candidates, queried)  # candidates are sorted; queried ⊆ candidates
     err = [*(new_pairs[0] if new_pairs else []), *(pool_mean[at] - y[queried] if len(queried) else [])]

@@ -25,13 +25,13 @@ from alhelpers.data.systems import canonical_system
 from alhelpers.data.paths import manifest_path
 from alhelpers.files import (
     UnreadableFileError,
+    read_csv,
     read_json,
     sha256_file,
     write_json,
     write_parquet,
 )
-from alhelpers.formation.config import ALConfig, FeaturizeConfig, FetchConfig
-from alhelpers.formation.models import EnsembleConfig
+from alhelpers.formation.config import ALConfig, EnsembleConfig, FeaturizeConfig, FetchConfig
 from alhelpers.layout import Layout
 from alhelpers.paired import mean_std_text
 from alhelpers.runner.tasks import (
@@ -306,11 +306,15 @@ def _study(layout: Layout, args: argparse.Namespace, client, protocol: dict) -> 
     failures += res.failures
     bad_feat = {_task_key(t, "SYSTEM", "DESCRIPTOR") for t in feat if t not in res.done}
 
+    # the cross-database notebooks need only the features: they share one pool with the AL
+    # notebooks, the longest first, so no core idles at the end of either stage
     al = al_tasks(layout, args)
-    res = run_tasks(_without(al, bad_feat, "SYSTEM", "DESCRIPTOR"), **kw)
+    cross = cross_tasks(layout, args) if args.cross_db else []
+    res = run_tasks(_without(cross, bad_feat, "SYSTEM", "DESCRIPTOR") + _without(al, bad_feat, "SYSTEM", "DESCRIPTOR"),
+                    **kw)
     failures += res.failures
     missing = [t.label for t in al if t not in res.done]
-    if res.done:
+    if len(missing) < len(al):
         from alhelpers.stages import collect_runs
 
         done = {_task_key(t, "SYSTEM", "DESCRIPTOR", "SEED") for t in res.done}
@@ -334,10 +338,6 @@ def _study(layout: Layout, args: argparse.Namespace, client, protocol: dict) -> 
     if missing:
         print(f"\n[run] {len(missing)} of {len(al)} run(s) did not finish: {', '.join(missing)}", flush=True)
 
-    if args.cross_db:
-        res = run_tasks(_without(cross_tasks(layout, args), bad_feat, "SYSTEM", "DESCRIPTOR"), **kw)
-        failures += res.failures
-
     if failures or missing:
         print(f"\n[run] statistics, figures and report skipped: {len(failures)} task(s) failed "
               "(rerun the same command to retry them; finished tasks are skipped):", flush=True)
@@ -353,7 +353,7 @@ def _study(layout: Layout, args: argparse.Namespace, client, protocol: dict) -> 
             print(f"  - {f}", flush=True)
         return 1
     if layout.table("table1").exists():
-        t1 = pd.read_csv(layout.table("table1")).drop(columns=["config_id"])
+        t1 = read_csv(layout.table("table1")).drop(columns=["config_id"])
         print("\nTable 1 (after filters):")
         print(t1.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     from alhelpers.report import write_report
