@@ -246,9 +246,12 @@ def test_the_runner_shuts_kernels_down_without_interrupting_them(sigint_notebook
 
 def test_the_stock_kernel_manager_does_interrupt_them(sigint_notebook, capfd, monkeypatch):
     # the check above can see an interrupt: with jupyter_client's own manager the kernel gets one
+    # (asked to shut down gracefully, so that it lives to print it: the runner kills its kernels
+    # once their last cell has run, and a killed kernel may go before its handler writes)
     from jupyter_client import AsyncKernelManager
 
     monkeypatch.setattr(tasks, "_kernel_manager_class", lambda: AsyncKernelManager)
+    monkeypatch.setattr(tasks, "KERNEL_SHUTDOWN", "graceful")
     tasks.execute(sigint_notebook)
     assert capfd.readouterr().err.count("kernel got SIGINT") == 1
 
