@@ -287,3 +287,11 @@ def test_the_data_recipe_flags_have_help():
     assert {"/".join(a.option_strings) for _, a in options} == {"--out", "--root"}
     for _, action in options:
         assert action.help and action.help != argparse.SUPPRESS and "default: here" in action.help
+
+
+def test_the_cross_database_notebooks_start_early_each_beside_an_active_learning_one():
+    from alhelpers.runner.study import interleave
+
+    cross, al = ["c1", "c2"], ["a1", "a2", "a3", "a4"]
+    assert interleave(cross, al) == ["c1", "a1", "c2", "a2", "a3", "a4"]
+    assert interleave(cross, al[:1]) == ["c1", "a1", "c2"] and interleave([], al) == al and interleave(cross, []) == cross

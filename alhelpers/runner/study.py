@@ -118,6 +118,18 @@ def report_tasks(layout: Layout, args: argparse.Namespace) -> list[Task]:
     ]
 
 
+def interleave(long: Sequence[Task], short: Sequence[Task]) -> list[Task]:
+    """One queue of two kinds of tasks: the long ones early, each beside a short one, then the
+    rest of the short ones. The long ones (the cross-database notebooks, about 4× an AL notebook)
+    never end a stage on one core while the other idles, and the first short task to finish gives
+    the time left (:func:`alhelpers.runner.progress.estimate_left`) its duration within seconds,
+    not the long ones' mean for every task."""
+    out = []
+    for k, task in enumerate(long):
+        out += [task, *short[k : k + 1]]
+    return out + list(short[len(long):])
+
+
 def _task_key(task: Task, *names: str) -> tuple:
     return tuple(task.parameters.get(n) for n in names)
 
@@ -307,11 +319,11 @@ def _study(layout: Layout, args: argparse.Namespace, client, protocol: dict) -> 
     bad_feat = {_task_key(t, "SYSTEM", "DESCRIPTOR") for t in feat if t not in res.done}
 
     # the cross-database notebooks need only the features: they share one pool with the AL
-    # notebooks, the longest first, so no core idles at the end of either stage
+    # notebooks, so no core idles at the end of either stage
     al = al_tasks(layout, args)
     cross = cross_tasks(layout, args) if args.cross_db else []
-    res = run_tasks(_without(cross, bad_feat, "SYSTEM", "DESCRIPTOR") + _without(al, bad_feat, "SYSTEM", "DESCRIPTOR"),
-                    **kw)
+    res = run_tasks(interleave(_without(cross, bad_feat, "SYSTEM", "DESCRIPTOR"),
+                               _without(al, bad_feat, "SYSTEM", "DESCRIPTOR")), **kw)
     failures += res.failures
     missing = [t.label for t in al if t not in res.done]
     if len(missing) < len(al):
