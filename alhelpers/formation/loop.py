@@ -16,7 +16,8 @@ so the test set never touches it (``ALConfig.calibration``):
   ``"batches"`` does (every round as ``"cv"`` when a stopping rule, ``target_mae``, may end a
   run early). The final round — the one the strategies are compared at, the report's and the
   reliability diagram's — is the same number for number as ``"cv"``'s, for about half the
-  training; the earlier rounds' σ' and ``mae_pred`` are ``"batches"``' (wider).
+  training; the earlier rounds' σ' and ``mae_pred`` are ``"batches"``' (measured on the default
+  study: a little less well calibrated than ``"cv"``'s, median z² 0.73–1.12 against 0.79–1.10).
 * ``"cv"``: ``cv_folds`` cross-validation ensembles on each strategy's labelled rows
   every round, trained in the same stacked computation (three times the training of the round's
   own models).
@@ -251,8 +252,8 @@ def _round(track: Track, model: EnsembleRegressor, cal: Pairs, X: np.ndarray, y:
     """Evaluate one strategy's model of this round and, unless it is the last round, query.
 
     ``cal``: signed errors and σ of materials the evaluated model never trained on; they fit the σ
-    recalibration (``sigma_scale``), which the test set never touches. Unless
-    ``ALConfig.calibration == "cv"`` the step's checkpoint payload carries the pairs this
+    recalibration (``sigma_scale``), which the test set never touches. When a later round does not
+    cross-validate (:func:`cv_round`) the step's checkpoint payload carries the pairs this
     round adds for later rounds: ``new_pairs`` (round 0: the initial set's held-out pairs) and the
     queried materials' own, from the predictions that chose them.
     """
@@ -296,7 +297,7 @@ def _round(track: Track, model: EnsembleRegressor, cal: Pairs, X: np.ndarray, y:
             if len(candidates) <= cfg.batch:
                 row["note"] = (f"pool exhausted: only {len(candidates)} unlabelled pool points "
                                f"left for a batch of {cfg.batch}; all taken")
-    if cfg.calibration == "cv":  # no later round reads the batches' pairs
+    if all(cv_round(cfg, r) for r in range(1, cfg.rounds)):  # no later round reads the batches' pairs
         return Step(row, queried)
     at = np.searchsorted(candidates, queried)  # candidates are sorted; queried ⊆ candidates
     err = [*(new_pairs[0] if new_pairs else []), *(pool_mean[at] - y[queried] if len(queried) else [])]
