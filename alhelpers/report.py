@@ -29,7 +29,7 @@ import pandas as pd
 from alhelpers.al.config import package_versions
 from alhelpers.al.runs import common_budget, compared_rows, stop_lines
 from alhelpers.calibration import calibration_lines
-from alhelpers.files import atomic_write, read_json, read_parquet
+from alhelpers.files import atomic_write, read_csv, read_json, read_parquet
 from alhelpers.formation.crossdb import cross_summary
 from alhelpers.layout import STUDY_TABLES
 
@@ -61,8 +61,6 @@ LEGENDS: dict[str, str] = {
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
-    from alhelpers.files import read_csv
-
     return read_csv(path) if path.exists() else None
 
 
