@@ -348,6 +348,22 @@ def test_energies_only_training_and_warm_start(lj_data):
     assert warm is not model
 
 
+def test_restandardising_a_warm_start_keeps_the_function_and_refits_the_scaler(lj_data):
+    """A warm start refitted to a new training set computes the copied model's energies and forces
+    (before its first step), with the scaler and energy scale a fresh model gets on that set."""
+    first, other = lj_set(6, 4), lj_set(20, 5)  # the first round's few structures, then a larger set
+    model, _ = fit_potential(first, None, TrainConfig(max_epochs=5, **FAST), seed=0, **TINY)
+    warm, _ = fit_potential(other, None, TrainConfig(max_epochs=0), init_from=model, restandardise=True, seed=0)
+    fresh, _ = fit_potential(other, None, TrainConfig(max_epochs=0), seed=0, **TINY)
+    for name in ("feature_mean", "feature_std", "energy_scale"):
+        assert torch.equal(getattr(warm, name), getattr(fresh, name)), name
+        assert not torch.equal(getattr(warm, name), getattr(model, name)), name
+    _, test = lj_data
+    (E0, F0), (E1, F1) = predict(model, test), predict(warm, test)
+    np.testing.assert_allclose(E1, E0, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(np.concatenate(F1), np.concatenate(F0), rtol=1e-9, atol=1e-10)
+
+
 def test_clear_errors_for_empty_or_unlabelled_sets(lj_data):
     train, _ = lj_data
     empty = train.subset([])

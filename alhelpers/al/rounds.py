@@ -30,6 +30,7 @@ import numpy as np
 
 from alhelpers.al.checkpoints import RoundCheckpoints
 from alhelpers.files import UnreadableFileError
+from alhelpers.threads import follow_thread_budget
 
 __all__ = ["Budget", "BudgetExceeded", "Step", "Track", "run_rounds"]
 
@@ -205,6 +206,7 @@ def run_rounds(
             break
         if budget is not None:
             budget.check(next_round_s=last_round_s, done=rnd, total=n_rounds)
+        follow_thread_budget()  # under a runner: the cores the grid's other notebooks left free
         t_round = time.perf_counter()
         steps = body(rnd, active)
         for track, step in zip(active, steps, strict=True):

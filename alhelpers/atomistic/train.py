@@ -255,11 +255,13 @@ def fit_potential(
         cache: Shared neighbour-graph cache (speeds up repeated fits on one pool).
         init_from: Warm start: copy this model (descriptor, scaler, shifts and weights) instead of
             a fresh initialisation; ``hidden``/``species``/``descriptor`` are then ignored.
-        restandardise: With ``init_from``: refit the feature scaler and the composition shifts
-            to ``train`` (as a fresh model would) instead of keeping the copied ones. In an AL
-            loop the copied ones come from the first few structures; on TiO2, keeping them left
-            the warm-started model at 0.40 eV/Å where refitting them gave 0.28 (10 → 20
-            structures, 40 epochs; from scratch, 80 epochs: 0.26).
+        restandardise: With ``init_from``: refit the feature scaler and the energy scale to
+            ``train`` (as a fresh model would) instead of keeping the copied ones, with the weights
+            changed so that the copied model's function is kept
+            (:meth:`~alhelpers.atomistic.model.AtomisticModel.restandardise`). In an AL loop the
+            copied ones come from the first few structures; on TiO2, keeping them left the
+            warm-started model at 0.40 eV/Å where refitting them gave 0.28 (10 → 20 structures,
+            40 epochs; from scratch, 80 epochs: 0.26).
         verbose: Print one line per epoch.
 
     Returns:
@@ -298,9 +300,11 @@ def fit_potential(
     fb_train = stored_frozen(train_graphs, desc, dtype, device, cache)
     if fb_train is None:
         fb_train = freeze_structures(train_graphs, desc, dtype=dtype, device=device, chunk_atoms=cfg.chunk_atoms)
-    if init_from is None or restandardise:
+    if init_from is None:
         model.fit_scaler(fb_train)
         model.init_shifts(train_graphs, train.energy)
+    elif restandardise:
+        model.restandardise(fb_train, train_graphs, train.energy)
     tg_train = _targets(train, dtype, device, use_forces)
     fb_val = tg_val = None
     val_forces = False

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -32,6 +33,7 @@ from alhelpers.layout import Layout
 from alhelpers.nb import read_records, records_of
 from alhelpers.provenance import code_files, notebook_code_hash
 from alhelpers.runner.progress import HEARTBEAT_S, Progress, format_duration, heartbeat
+from alhelpers.threads import THREAD_BUDGET_ENV, budget_threads, write_thread_budget
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
@@ -365,6 +367,41 @@ def kernel_threads(jobs: int) -> Iterator[int]:
                 os.environ[k] = v
 
 
+class _ThreadBudget:
+    """The threads each kernel of a local pool may use now (:mod:`alhelpers.threads`): written to a
+    temporary file the kernels are told of, raised as the grid's last tasks leave cores idle."""
+
+    def __init__(self, folder: Path, jobs: int, tasks: int) -> None:
+        self.path, self.jobs, self.unfinished = folder / "threads", jobs, tasks
+        self.cores = os.cpu_count() or 1
+        self.threads = budget_threads(self.cores, jobs, tasks)
+        write_thread_budget(self.path, self.threads)
+
+    def finished(self) -> None:
+        """One task ended: once none is waiting, the kernels still running share its cores."""
+        self.unfinished -= 1
+        threads = budget_threads(self.cores, self.jobs, self.unfinished)
+        if threads != self.threads:
+            self.threads = threads
+            write_thread_budget(self.path, threads)
+
+
+@contextlib.contextmanager
+def thread_budget(jobs: int, tasks: int) -> Iterator[_ThreadBudget | None]:
+    """Kernels started inside follow a :class:`_ThreadBudget` (None, and nothing changed, when the
+    user set ``OMP_NUM_THREADS``: their threads are theirs)."""
+    if os.environ.get("OMP_NUM_THREADS") or os.environ.get(THREAD_BUDGET_ENV):
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="alhelpers-threads-") as folder:
+        budget = _ThreadBudget(Path(folder), jobs, tasks)
+        os.environ[THREAD_BUDGET_ENV] = str(budget.path)
+        try:
+            yield budget
+        finally:
+            os.environ.pop(THREAD_BUDGET_ENV, None)
+
+
 def _dask_threads(client) -> int:
     """Tasks the Dask cluster runs side by side (its worker threads; 1 if it cannot say)."""
     try:
@@ -493,10 +530,13 @@ def run_tasks(
                         report(futures[fut], secs, None)
                     fut.release()
             elif local_pool:
-                with kernel_threads(jobs), _ctrl_c_remembered() as pressed, ThreadPoolExecutor(jobs) as pool:
+                with (thread_budget(jobs, len(todo)) as budget, kernel_threads(jobs),
+                      _ctrl_c_remembered() as pressed, ThreadPoolExecutor(jobs) as pool):
                     pending = {pool.submit(in_pool, t): t for t in todo}
                     try:
                         for fut in _finished(pending, pressed):
+                            if budget is not None:
+                                budget.finished()
                             exc = fut.exception()
                             report(pending[fut], None if exc else fut.result()[1], exc)
                     except KeyboardInterrupt:  # the pool's threads end once their kernels are gone

@@ -1,0 +1,58 @@
+"""The runner's thread budget: kernels share the cores the grid's finished tasks left."""
+
+from __future__ import annotations
+
+import torch
+
+from alhelpers.runner import tasks
+from alhelpers.threads import THREAD_BUDGET_ENV, budget_threads, follow_thread_budget, write_thread_budget
+
+
+def test_the_budget_rises_only_once_no_task_is_waiting():
+    # two cores, two at a time: one thread each while a task waits or two run, both cores for the last
+    assert [budget_threads(2, 2, left) for left in (5, 3, 2, 1, 0)] == [1, 1, 1, 2, 2]
+    assert [budget_threads(16, 3, left) for left in (4, 3, 2, 1)] == [5, 5, 8, 16]
+    assert budget_threads(1, 4, 1) == 1
+
+
+def test_the_runner_writes_the_budget_as_tasks_finish(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv(THREAD_BUDGET_ENV, raising=False)
+    monkeypatch.setattr(tasks.os, "cpu_count", lambda: 2)
+    seen = []
+    with tasks.thread_budget(jobs=2, tasks=5) as budget:
+        path = budget.path
+        import os
+
+        assert os.environ[THREAD_BUDGET_ENV] == str(path)
+        for _ in range(5):
+            seen.append(int(path.read_text()))
+            budget.finished()
+        seen.append(int(path.read_text()))
+    assert seen == [1, 1, 1, 1, 2, 2]  # five tasks: the fifth runs alone with both cores
+    assert THREAD_BUDGET_ENV not in os.environ and not path.exists()
+
+
+def test_a_thread_count_the_user_set_is_theirs(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    with tasks.thread_budget(jobs=2, tasks=5) as budget:
+        assert budget is None
+
+
+def test_a_kernel_follows_the_budget_file(tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    path = tmp_path / "threads"
+    monkeypatch.delenv(THREAD_BUDGET_ENV, raising=False)
+    assert follow_thread_budget() is None  # outside a runner: nothing changes
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv(THREAD_BUDGET_ENV, str(path))
+    try:
+        assert follow_thread_budget() is None  # no file (the runner is gone): nothing changes
+        write_thread_budget(path, 1)
+        assert follow_thread_budget() == 1 and torch.get_num_threads() == 1
+        write_thread_budget(path, 2)
+        assert follow_thread_budget() == 2 and torch.get_num_threads() == 2
+        path.write_text("garbage")
+        assert follow_thread_budget() is None and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
