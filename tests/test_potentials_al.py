@@ -131,6 +131,33 @@ def test_run_rows_seeding_and_shared_start(offline, tmp_path) -> None:
     assert other["force_mae"].iloc[0] != runs["force_mae"].iloc[0]
 
 
+def test_round_zero_trains_and_evaluates_once_for_every_strategy(offline, monkeypatch) -> None:
+    """Round 0 is the same for every strategy: each committee member is trained once (member 0 is
+    every strategy's potential), the test/validation predictions and each uncertainty computed
+    once; the rows are those of each strategy run alone."""
+    from alhelpers.atomistic import al
+
+    calls = {"fit": 0, "predict": 0, "uncertainty": 0}
+    for name in calls:
+        original = getattr(al._OwnBackend, name)
+
+        def counted(self, *args, _name=name, _original=original, **kw):
+            calls[_name] += 1
+            return _original(self, *args, **kw)
+
+        monkeypatch.setattr(al._OwnBackend, name, counted)
+    methods = ("random", "maxdiag-qbc-f", "maxdiag-gp-ll", "maxdet-gp-ll")
+    cfg = _cfg(strategies=methods, seed=5, max_size=4)  # round 0 only
+    runs = run_potentials(offline, cfg)
+    # 2 members; test + validation of the one potential; GP(LL) shared by random and the GP methods, QBC(F)
+    assert calls == {"fit": 2, "predict": 2, "uncertainty": 2}
+    cols = [c for c in POTENTIAL_COLUMNS if not c.endswith("_s")]
+    for m in methods:
+        alone = run_potentials(offline, replace(cfg, strategies=(m,)))
+        pd.testing.assert_frame_equal(runs.loc[runs["strategy"] == m, cols].reset_index(drop=True),
+                                      alone[cols], check_exact=True)
+
+
 def test_checkpoints_resume_exactly(offline, tmp_path) -> None:
     cfg = _cfg(max_size=12, strategies=("lcmd-feat-rp",), seed=1)
     full = run_potentials(offline, cfg, checkpoints=tmp_path)

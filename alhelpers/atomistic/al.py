@@ -171,7 +171,8 @@ class _Run:
     test_idx: np.ndarray  # positions in ``data`` of the test structures
     val_idx: np.ndarray  # and of the validation structures
     cache: GraphCache = field(default_factory=GraphCache)
-    round0: dict = field(default_factory=dict)  # round-0 models by (labelled set, members)
+    round0: dict = field(default_factory=dict)  # round-0 models by (labelled set, member)
+    round0_eval: dict = field(default_factory=dict)  # what round 0 computed with them, shared by the strategies
     prepared: dict = field(default_factory=dict)  # an adapter's graphs of the structures, shared by every fit
     progress: Callable[[str], None] | None = None
 
@@ -193,8 +194,13 @@ class _Run:
                                         dtype=cfg.train.torch_dtype, device=resolve_device(cfg.train.device),
                                         chunk_atoms=cfg.train.chunk_atoms)
 
-    def predict(self, model, data: StructureSet):
-        return self.backend.predict(model, data)
+    def predict(self, model, data: StructureSet, rnd: int):
+        if rnd != 0:
+            return self.backend.predict(model, data)
+        key = ("predict", id(model), id(data))  # round-0 models live as long as the run (``round0``)
+        if key not in self.round0_eval:
+            self.round0_eval[key] = self.backend.predict(model, data)
+        return self.round0_eval[key]
 
     def select(self, method, models, candidates: StructureSet, labelled: StructureSet, k: int, rng, timings: dict,
                known: dict | None = None):
@@ -203,7 +209,17 @@ class _Run:
     def uncertainty(self, method, models, structures: StructureSet, labelled: StructureSet, rnd: int,
                     keep: dict | None = None):
         seed = seed_int(self.cfg.seed, UNCERTAINTY_STREAM, rnd)
-        return self.backend.uncertainty(method, models, structures, labelled, seed, keep)
+        if rnd != 0:
+            return self.backend.uncertainty(method, models, structures, labelled, seed, keep)
+        # round 0: every strategy has the same models, labelled set and pool, so one pass per method
+        key = ("uncertainty", method.kernel, method.base, tuple(id(m) for m in models))  # not the rule
+        if key not in self.round0_eval:
+            kept: dict = {}
+            self.round0_eval[key] = (self.backend.uncertainty(method, models, structures, labelled, seed, kept), kept)
+        unc, kept = self.round0_eval[key]
+        if keep is not None:
+            keep.update(kept)
+        return unc
 
     @staticmethod
     def _unc_method(method):
@@ -239,7 +255,7 @@ class _Run:
         err = error(E, Fs, self.test)
         cal_err = cal_unc = None
         if n_v:
-            Ev, Fv = self.predict(models[0], self.val)
+            Ev, Fv = self.predict(models[0], self.val, rnd)
             cal_err, cal_unc = error(Ev, Fv, self.val), unc[n_t:n_t + n_v]
         pool_unc = unc[n_t + n_v:]
         weights = self.data.n_atoms[unlabelled] if forces else None
@@ -249,22 +265,25 @@ class _Run:
 
     def models(self, track: Track, train: StructureSet, n_members: int, rnd: int):
         """The round's models (member 0 is evaluated), their epochs and fit times."""
-        key = (tuple(sorted(track.state.labels.index)), n_members)
-        if rnd == 0 and key in self.round0:
-            return self.round0[key]
-        t0 = time.perf_counter()
-        models, epochs, fit_s = [], 0, 0.0
+        labelled = tuple(sorted(track.state.labels.index))
+        models, epochs, fit_s, extra_s = [], 0, 0.0, 0.0
         for member in range(n_members):
-            ts = time.perf_counter()
-            prev = track.state.prev
-            m, ep = self.fit(train, member, rnd, prev[member] if (self.cfg.warm_start and prev) else None)
-            models.append(m)
+            # round 0: every strategy starts from the same set, so each member is trained once
+            # (a committee's member 0 is the other strategies' model: same seed, same data)
+            fitted = self.round0.get((labelled, member)) if rnd == 0 else None
+            if fitted is None:
+                ts = time.perf_counter()
+                prev = track.state.prev
+                m, ep = self.fit(train, member, rnd, prev[member] if (self.cfg.warm_start and prev) else None)
+                fitted = (m, ep, time.perf_counter() - ts)
+                if rnd == 0:
+                    self.round0[(labelled, member)] = fitted
+            models.append(fitted[0])
             if member == 0:
-                epochs, fit_s = ep, time.perf_counter() - ts
-        out = (models, epochs, fit_s, time.perf_counter() - t0 - fit_s)
-        if rnd == 0:
-            self.round0[key] = out
-        return out
+                epochs, fit_s = fitted[1], fitted[2]
+            else:
+                extra_s += fitted[2]
+        return models, epochs, fit_s, extra_s
 
     def round(self, track: Track, rnd: int) -> Step:
         cfg, data = self.cfg, self.data
@@ -284,7 +303,7 @@ class _Run:
         train = labels.as_set(data)
         models, epochs, fit_s, extra_s = self.models(track, train, n_members, rnd)
         track.state.prev = models
-        E, Fs = self.predict(models[0], self.test)
+        E, Fs = self.predict(models[0], self.test, rnd)
         row = {"system": cfg.system, "model": cfg.model, "strategy": track.strategy, "batch": cfg.batch, "seed": cfg.seed,
                "round": rnd, "n_labelled": len(labels.index), "n_atoms_labelled": int(train.n_atoms.sum()),
                **potential_metrics(self.test, E, Fs if self.test.has_forces else None)}
