@@ -63,8 +63,9 @@ def add_executor_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default="local", choices=["local", "dask"],
                    help="local: --jobs notebooks side by side here (default); dask: each notebook "
                         "a task on a dask.distributed cluster")
-    p.add_argument("--jobs", type=int, default=2,
-                   help="local executor: notebooks run side by side (default 2)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="local executor: notebooks run side by side (default: one per core, a few more where "
+                        "that leaves no core idle at the end: 5 notebooks on 2 cores run 3 side by side)")
     p.add_argument("--workers", type=int, default=2,
                    help="dask executor: worker processes of the LocalCluster (default 2)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -212,7 +213,7 @@ def check_flags(args: argparse.Namespace) -> None:
 
     if getattr(args, "scheduler", None) and args.executor != "dask":
         raise ValueError("--scheduler needs --executor dask")
-    if getattr(args, "workers", 1) < 1 or getattr(args, "jobs", 1) < 1:
+    if getattr(args, "workers", 1) < 1 or (getattr(args, "jobs", None) or 1) < 1:
         raise ValueError("--workers and --jobs must be at least 1")
     bad_seeds = [k for k in args.seeds if k < 0]
     if bad_seeds:

@@ -56,3 +56,25 @@ def test_a_kernel_follows_the_budget_file(tmp_path, monkeypatch):
         assert follow_thread_budget() is None and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_notebooks_side_by_side_leave_no_core_idle_at_the_end():
+    from alhelpers.threads import spread_jobs
+
+    # 5 seeds on 2 cores: 3 side by side (2.5 seeds' time), not 2 (the fifth alone: 3 seeds' time)
+    assert spread_jobs(5, 2) == 3
+    assert [spread_jobs(n, 2) for n in (1, 2, 3, 4, 6, 7, 24)] == [2, 2, 3, 2, 2, 4, 2]  # Track A's 24: 2
+    assert spread_jobs(5, 16) == 16 and spread_jobs(40, 16) == 20
+
+
+def test_the_runner_picks_the_jobs_when_none_are_given(tmp_path, monkeypatch, capsys):
+    from alhelpers.layout import Layout
+    from alhelpers.runner.tasks import Task, run_tasks
+
+    monkeypatch.setattr(tasks.os, "cpu_count", lambda: 2)
+    nb = Layout(tmp_path).notebooks
+    todo = [Task("01_fetch.ipynb", nb / f"01_fetch_{s}.ipynb", {"SYSTEM": s, "OUT_DIR": str(tmp_path)})
+            for s in ("C", "Si", "Ti-O")]
+    res = run_tasks(todo, jobs=None)
+    assert res.ok and len(res.done) == 3
+    assert "3 notebooks to run (01_fetch × 3), 3 at a time" in capsys.readouterr().out

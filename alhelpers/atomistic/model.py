@@ -230,34 +230,6 @@ class AtomisticModel(nn.Module):
         self.species_shift.copy_(torch.as_tensor(e / c, dtype=self.dtype))
         return self
 
-    def restandardise(self, data: Sequence[Graph] | Batch | FrozenBatch | torch.Tensor, graphs: Sequence[Graph],
-                      energies: np.ndarray) -> "AtomisticModel":
-        """Refit the scaler and the energy scale to a new training set, keeping the function.
-
-        A warm-started model's scaler ``(m, σ)`` and energy scale ``c`` come from the set it was
-        first trained on. This refits them (:meth:`fit_scaler`, :meth:`init_shifts`) to ``data``,
-        ``graphs`` and ``energies`` and changes the weights so that the network computes exactly
-        the same atomic energies (up to rounding): with ``x = (G − m)/σ`` and ``x' = (G − m')/σ'``,
-        the first layer becomes ``W' = W·diag(σ'/σ)``, ``b' = b + W·(m' − m)/σ``; the species
-        scales ``s' = s·c/c'`` and shifts ``μ' = μ·c/c'``. The optimiser then works in the new
-        set's units, and nothing the last round learnt is thrown away (refitting the scaler and the
-        shifts without this moved the function and cost the warm-started rounds energy accuracy).
-        """
-        with torch.no_grad():
-            old_mean, old_std = self.feature_mean.double().clone(), self.feature_std.double().clone()
-            old_c = float(self.energy_scale)
-            old_scale, old_shift = self.species_scale.double().clone(), self.species_shift.double().clone()
-            self.fit_scaler(data)
-            self.init_shifts(graphs, energies)
-            new_c = float(self.energy_scale)
-            first = self.layers[0]
-            W = first.weight.double()
-            first.bias.copy_(first.bias.double() + W @ ((self.feature_mean.double() - old_mean) / old_std))
-            first.weight.copy_(W * (self.feature_std.double() / old_std))
-            self.species_scale.copy_(old_scale * (old_c / new_c))
-            self.species_shift.copy_(old_shift * (old_c / new_c))
-        return self
-
     # ------------------------------------------------------------------ evaluation
 
     def freeze(self, batch: Batch) -> FrozenBatch:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -110,8 +109,6 @@ def _show(layout: Layout, system: str) -> None:
 
 
 def _potentials(layout: Layout, args: argparse.Namespace) -> int:
-    if args.executor == "dask" or args.jobs > 1:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         client = None

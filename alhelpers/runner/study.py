@@ -284,9 +284,6 @@ def study(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.executor == "dask" or args.jobs > 1:
-        # one BLAS/torch thread per notebook kernel when kernels run side by side
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(results_lock(layout))

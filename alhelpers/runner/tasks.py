@@ -33,7 +33,7 @@ from alhelpers.layout import Layout
 from alhelpers.nb import read_records, records_of
 from alhelpers.provenance import code_files, notebook_code_hash
 from alhelpers.runner.progress import HEARTBEAT_S, Progress, format_duration, heartbeat
-from alhelpers.threads import THREAD_BUDGET_ENV, budget_threads, write_thread_budget
+from alhelpers.threads import THREAD_BUDGET_ENV, budget_threads, spread_jobs, write_thread_budget
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 
@@ -452,12 +452,13 @@ def _finished(futures: Iterable, pressed: threading.Event) -> Iterator:
 
 
 def run_tasks(
-    tasks: Sequence[Task], *, jobs: int = 1, force: bool = False, client=None,
+    tasks: Sequence[Task], *, jobs: int | None = 1, force: bool = False, client=None,
     heartbeat_s: float | None = None,
 ) -> TaskResults:
     """Execute tasks (skipping finished ones unless ``force``).
 
-    Locally ``jobs`` at a time, or on a ``dask.distributed.Client`` when ``client`` is given (each
+    Locally ``jobs`` at a time (None: :func:`~alhelpers.threads.spread_jobs` of the tasks to run
+    and this machine's cores), or on a ``dask.distributed.Client`` when ``client`` is given (each
     task one Dask task). A failing task is recorded in ``failures`` (label and error) and printed;
     the others go on. Each finished task prints ``[run] k/N label: seconds · elapsed … · about …
     left`` (N: the tasks run now, finished ones skipped; :func:`estimate_left`), and a task in
@@ -473,6 +474,8 @@ def run_tasks(
     skipped = len(tasks) - len(todo)
     if skipped:
         print(f"[run] {skipped} finished task(s) skipped (same code, parameters, inputs and outputs)", flush=True)
+    if jobs is None:
+        jobs = spread_jobs(len(todo), os.cpu_count() or 1)
     failed: dict[Path, TaskFailure] = {}  # by output (a Task with dict parameters is unhashable)
     from tqdm.auto import tqdm
 
