@@ -84,7 +84,7 @@ def test_side_by_side_kernels_share_the_cores(monkeypatch):
     local runner gives each of its ``jobs`` kernels cores // jobs threads, and keeps a user's setting."""
     import os
 
-    from alhelpers.runner.tasks import kernel_threads
+    from alhelpers.threads import kernel_threads
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from alhelpers import threads
 from alhelpers.runner import tasks
 from alhelpers.threads import THREAD_BUDGET_ENV, budget_threads, follow_thread_budget, write_thread_budget
 
@@ -18,9 +19,9 @@ def test_the_budget_rises_only_once_no_task_is_waiting():
 def test_the_runner_writes_the_budget_as_tasks_finish(tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv(THREAD_BUDGET_ENV, raising=False)
-    monkeypatch.setattr(tasks.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
     seen = []
-    with tasks.thread_budget(jobs=2, tasks=5) as budget:
+    with threads.thread_budget(jobs=2, tasks=5) as budget:
         path = budget.path
         import os
 
@@ -35,7 +36,7 @@ def test_the_runner_writes_the_budget_as_tasks_finish(tmp_path, monkeypatch):
 
 def test_a_thread_count_the_user_set_is_theirs(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    with tasks.thread_budget(jobs=2, tasks=5) as budget:
+    with threads.thread_budget(jobs=2, tasks=5) as budget:
         assert budget is None
 
 
