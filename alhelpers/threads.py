@@ -96,7 +96,7 @@ def kernel_threads(jobs: int) -> Iterator[int]:
     slows down many times over when they do (two processes of two threads each on two cores made a
     Track B training epoch 5× slower: 0.89 s against 0.17 s for one, while two of one thread each
     took 0.21 s). A value the user set is kept."""
-    n = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    n = budget_threads(os.cpu_count() or 1, jobs, jobs)
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
     for k in _THREAD_VARS:
         os.environ.setdefault(k, str(n))
